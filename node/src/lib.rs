@@ -1,0 +1,11 @@
+//! Cairn node: an etcd-v3-compatible key-value server replicated with openraft and stored in redb.
+
+pub mod api;
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod http;
+pub mod mvcc;
+pub mod raft;
+pub mod store;
+pub mod tls;

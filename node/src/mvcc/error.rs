@@ -1,0 +1,24 @@
+use serde::{Deserialize, Serialize};
+
+/// Deterministic errors from applying or reading the store; each maps to one etcd gRPC status in `api`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum MvccError {
+    /// The requested revision is older than the last compaction.
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    /// The requested revision is newer than the current revision.
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// The lease does not exist.
+    #[error("lease not found")]
+    LeaseNotFound,
+    /// A lease with this ID already exists.
+    #[error("lease already exists")]
+    LeaseExists,
+    /// A key appears in more than one put/delete of a txn.
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    /// The encoded request could not be decoded.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+}

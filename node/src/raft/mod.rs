@@ -1,0 +1,2 @@
+//! Raft plumbing: type config, peer client, peer server.
+pub mod types;

@@ -1,0 +1,71 @@
+//! The openraft type configuration and the replicated command set.
+//!
+//! Everything that changes the replicated state goes through [`Command`]. etcd's own requests travel
+//! protobuf-encoded (prost) inside it, so the log holds exactly what the client asked for and the
+//! etcd wire types need no serde.
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+
+/// A member's Raft node ID (etcd's member ID).
+pub type NodeId = u64;
+
+/// What Raft membership records about a member: enough to dial it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// The member's name from `--initial-cluster` (empty for a member added but not yet started).
+    pub name: String,
+    /// Peer URLs (`--initial-advertise-peer-urls`).
+    pub peer_urls: Vec<String>,
+}
+
+impl std::fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
+/// A replicated state change. Applied in log order by every member's state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// etcd `PutRequest`, prost-encoded.
+    Put(Vec<u8>),
+    /// etcd `DeleteRangeRequest`, prost-encoded.
+    DeleteRange(Vec<u8>),
+    /// etcd `TxnRequest`, prost-encoded.
+    Txn(Vec<u8>),
+    /// etcd `CompactionRequest`, prost-encoded.
+    Compact(Vec<u8>),
+    /// Grant a lease. The proposer has already chosen a non-zero ID, so every member agrees on it.
+    LeaseGrant { id: i64, ttl: i64 },
+    /// Revoke a lease and delete its keys (client revoke, or expiry detected by the leader).
+    LeaseRevoke { id: i64 },
+    /// A member publishes its name and client URLs after it starts (etcd does the same through Raft).
+    PublishMember { id: NodeId, name: String, client_urls: Vec<String> },
+}
+
+/// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Store revision after the command was applied.
+    pub revision: i64,
+    /// The etcd response message matching the command (e.g. `PutResponse`), prost-encoded, without header.
+    pub body: Vec<u8>,
+    /// Set when the command was rejected deterministically (e.g. compacted revision, lease not found).
+    pub error: Option<crate::mvcc::MvccError>,
+}
+
+openraft::declare_raft_types!(
+    /// Cairn's openraft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The Raft handle type used across the crate.
+pub type Raft = openraft::Raft<TypeConfig>;

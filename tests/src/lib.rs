@@ -1,0 +1,1 @@
+//! Helpers shared by the system tests: ports, processes, certificates, etcdctl.
