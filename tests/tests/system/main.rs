@@ -1,0 +1,4 @@
+//! One test binary for every system test: real processes, real sockets, real TLS, real tools.
+
+mod cluster;
+mod render;

@@ -1,0 +1,1 @@
+//! System tests of `provision render` output, checked by the real validators.
