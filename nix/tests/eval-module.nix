@@ -1,0 +1,75 @@
+# Evaluates nix/module.nix against sample clusters with our small lib (no nixpkgs needed) and checks the
+# assembled configuration. `nix-instantiate --eval --strict --json nix/tests/eval-module.nix` prints the
+# names of the passed cases, or fails with the first mismatch.
+let
+  lib = import ./lib.nix;
+  module = import ../module.nix;
+  pkgs = { cairn = { outPath = "/nix/store/00000000000000000000000000000000-cairn-0.1.0"; }; };
+
+  eval = user:
+    let
+      declared = (module { inherit lib pkgs; config = config; }).options;
+      applied = lib.applyOptions "services.cairn" declared.services.cairn user;
+      config = { services.cairn = applied.value; };
+      out = lib.resolve (module { inherit lib pkgs config; }).config;
+    in {
+      inherit out;
+      typeErrors = applied.errors;
+      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (out.assertions or [ ]));
+    };
+
+  tls = {
+    certFile = "/etc/cairn/pki/server.crt";
+    keyFile = "/etc/cairn/pki/server.key";
+    trustedCaFile = "/etc/cairn/pki/ca.crt";
+    peerCertFile = "/etc/cairn/pki/peer.crt";
+    peerKeyFile = "/etc/cairn/pki/peer.key";
+    peerTrustedCaFile = "/etc/cairn/pki/ca.crt";
+  };
+  infra0 = {
+    enable = true;
+    name = "infra0";
+    listenClientUrls = [ "https://10.0.1.10:2379" "https://127.0.0.1:2379" ];
+    advertiseClientUrls = [ "https://10.0.1.10:2379" ];
+    listenPeerUrls = [ "https://10.0.1.10:2380" ];
+    initialCluster = {
+      infra0 = "https://10.0.1.10:2380";
+      infra1 = "https://10.0.1.11:2380";
+      infra2 = "https://10.0.1.12:2380";
+    };
+    initialClusterToken = "etcd-cluster-1";
+    inherit tls;
+    openFirewall = true;
+    firewall = { peerSources = [ "10.0.1.11" "10.0.1.12" ]; clientSources = [ "10.0.0.0/8" "fd00::/8" ]; };
+    logFile = "/var/log/cairn/cairn.log";
+  };
+
+  expect = name: cond: detail: if cond then name else throw "eval-module: ${name} failed: ${builtins.toJSON detail}";
+  contains = needle: hay: builtins.match ".*${needle}.*" (builtins.replaceStrings [ "\n" ] [ " " ] hay) != null;
+
+  static = eval infra0;
+  staticEnv = static.out.systemd.services.cairn.environment;
+  dns = eval (builtins.removeAttrs infra0 [ "initialCluster" ] // { discoverySrv = "example.com"; discoverySrvName = "prod"; });
+  notListed = eval (infra0 // { name = "infra9"; });
+  both = eval (infra0 // { discoverySrv = "example.com"; });
+  noCerts = eval (infra0 // { tls = { }; });
+  badState = eval (infra0 // { initialClusterState = "bogus"; });
+  typo = eval (infra0 // { initalCluster = { }; });
+  disabled = eval { name = "x"; };
+in
+[
+  (expect "static-member-passes-assertions" (static.failedAssertions == [ ] && static.typeErrors == [ ]) static.failedAssertions)
+  (expect "initial-cluster-joined-like-etcd" (staticEnv.CAIRN_INITIAL_CLUSTER == "infra0=https://10.0.1.10:2380,infra1=https://10.0.1.11:2380,infra2=https://10.0.1.12:2380") staticEnv)
+  (expect "client-cert-auth-on-with-ca" (staticEnv.CAIRN_CLIENT_CERT_AUTH == "true" && staticEnv.CAIRN_PEER_CLIENT_CERT_AUTH == "true") staticEnv)
+  (expect "notify-unit-with-limits" (static.out.systemd.services.cairn.serviceConfig.Type == "notify" && static.out.systemd.services.cairn.serviceConfig.LimitNOFILE == 65536) static.out.systemd.services.cairn.serviceConfig)
+  (expect "peer-port-open-only-to-members" (contains "ip saddr [{] 10.0.1.11, 10.0.1.12 [}] tcp dport 2380 accept" static.out.networking.nftables.tables.cairn.content) static.out.networking.nftables.tables.cairn.content)
+  (expect "client-port-v6-networks" (contains "ip6 saddr [{] fd00::/8 [}] tcp dport 2379 accept" static.out.networking.nftables.tables.cairn.content) static.out.networking.nftables.tables.cairn.content)
+  (expect "rsyslog-routes-and-stops" (contains "if [$]programname == 'cairn' then /var/log/cairn/cairn.log & stop" static.out.services.rsyslogd.extraConfig) static.out.services.rsyslogd.extraConfig)
+  (expect "dns-bootstrap-has-no-initial-cluster" (dns.failedAssertions == [ ] && !(dns.out.systemd.services.cairn.environment ? CAIRN_INITIAL_CLUSTER) && dns.out.systemd.services.cairn.environment.CAIRN_DISCOVERY_SRV_NAME == "prod") dns.out.systemd.services.cairn.environment)
+  (expect "name-missing-from-initial-cluster-is-refused" (builtins.any (contains "infra9 not listed in the initial cluster config") notListed.failedAssertions) notListed.failedAssertions)
+  (expect "static-and-dns-together-are-refused" (builtins.any (contains "exactly one of initialCluster") both.failedAssertions) both.failedAssertions)
+  (expect "https-without-certificates-is-refused" (builtins.length noCerts.failedAssertions == 2) noCerts.failedAssertions)
+  (expect "bad-cluster-state-is-a-type-error" (badState.typeErrors == [ "services.cairn.initialClusterState: \"bogus\" is not a one of new, existing" ]) badState.typeErrors)
+  (expect "misspelt-option-is-reported" (typo.typeErrors == [ "services.cairn.initalCluster: no such option" ]) typo.typeErrors)
+  (expect "disabled-module-adds-nothing" (disabled.out == { }) disabled.out)
+]
