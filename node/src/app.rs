@@ -1,13 +1,25 @@
 //! The running member: wires config → stores → network → Raft → services, and is the handle the etcd API
 //! services use to propose, read and describe the cluster.
-//!
-//! SKELETON: signatures are the contract between `api/`+`http.rs` (client side) and `raft/`+`store/`
-//! (consensus side). Bodies are filled by the consensus side.
 
+mod forward;
+mod start;
+
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
 
 use crate::mvcc::MvccError;
-use crate::raft::types::{Command, CommandResponse, NodeId};
+use crate::raft::network::PeerChannels;
+use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, Raft};
+use crate::store::state_machine::Shared;
+
+pub use start::Started;
+
+/// How long a proposal or read barrier may take before the client gets "request timed out"
+/// (etcd: 5 s plus two election timeouts; ours is fixed and generous).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Why a proposal or read could not be served; `api` maps each to etcd's exact gRPC status and text.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,51 +65,180 @@ pub struct MemberInfo {
 /// The handle the client-facing services hold (cheap to clone).
 #[derive(Clone)]
 pub struct App {
-    inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    shared: Arc<Shared>,
+    peers: PeerChannels,
+    data_dir: PathBuf,
 }
 
 impl App {
     /// Replicate `cmd` and return its result once applied on THIS member (so a read that follows sees it).
-    /// On a follower the command is forwarded to the leader over the peer channel.
+    /// On a follower the command is forwarded to the leader over the peer channel. A deterministic
+    /// rejection comes back as `Ok` with `CommandResponse::error` set (it was committed and applied).
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
-        let _ = (cmd, &self.inner);
-        todo!("consensus side")
+        let leader = self.wait_for_leader().await?;
+        if leader == self.inner.id {
+            crate::app::forward::count_proposal_pending(1);
+            let res =
+                tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(cmd.clone()))
+                    .await;
+            crate::app::forward::count_proposal_pending(-1);
+            match res {
+                Err(_) => Err(ServeError::Timeout),
+                Ok(Ok(r)) => Ok(r.data),
+                // Leadership moved between the check and the write: forward to the new leader.
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    match f.leader_id {
+                        Some(l) if l != self.inner.id => self.forward_propose(l, cmd).await,
+                        _ => Err(ServeError::NoLeader),
+                    }
+                }
+                Ok(Err(e)) => Err(ServeError::Internal(e.to_string())),
+            }
+        } else {
+            self.forward_propose(leader, cmd).await
+        }
     }
 
     /// Wait until this member's state machine reflects every write committed before the call
     /// (Raft read-index; on a follower the read index is obtained from the leader).
     pub async fn read_barrier(&self) -> Result<(), ServeError> {
-        todo!("consensus side")
+        let leader = self.wait_for_leader().await?;
+        let fut = async {
+            if leader == self.inner.id {
+                match self.inner.raft.ensure_linearizable().await {
+                    Ok(_) => Ok(()),
+                    Err(RaftError::APIError(_)) => Err(ServeError::NoLeader),
+                    Err(e) => Err(ServeError::Internal(e.to_string())),
+                }
+            } else {
+                let index = self.forward_read_index(leader).await?;
+                self.wait_applied(index).await
+            }
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, fut)
+            .await
+            .map_err(|_| ServeError::Timeout)?
     }
 
     /// The state machine's store, for reads and watch subscriptions (see `mvcc`).
     pub fn store(&self) -> &crate::mvcc::SharedStore {
-        todo!("consensus side")
+        &self.inner.shared.store
     }
 
     /// Current Raft facts (cheap: read from openraft metrics).
     pub fn status(&self) -> RaftStatus {
-        todo!("consensus side")
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        RaftStatus {
+            cluster_id: self.inner.peers.cluster_id(),
+            member_id: self.inner.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            raft_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+        }
     }
 
     /// True when this member is the leader.
     pub fn is_leader(&self) -> bool {
-        todo!("consensus side")
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
     }
 
     /// Members with names and client URLs (unstarted members have an empty name and no client URLs).
     pub fn members(&self) -> Vec<MemberInfo> {
-        todo!("consensus side")
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let learners: Vec<NodeId> = membership.learner_ids().collect();
+        let attrs = match self.inner.shared.members.read() {
+            Ok(a) => a.clone(),
+            Err(_) => Default::default(),
+        };
+        membership
+            .nodes()
+            .map(|(id, node)| {
+                let a = attrs.get(id).cloned().unwrap_or_default();
+                MemberInfo {
+                    id: *id,
+                    name: a.name,
+                    peer_urls: node.peer_urls.clone(),
+                    client_urls: a.client_urls,
+                    is_learner: learners.contains(id),
+                }
+            })
+            .collect()
     }
 
     /// A cached gRPC channel to the current leader's peer listener (mTLS with the peer certificate), on
     /// which the etcd Lease service is also served, so lease keep-alives can be forwarded to the leader.
     pub async fn leader_channel(&self) -> Result<tonic::transport::Channel, ServeError> {
-        todo!("consensus side")
+        let leader = self.wait_for_leader().await?;
+        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+        self.inner
+            .peers
+            .channel(leader, &node)
+            .map_err(|e| ServeError::Internal(e.to_string()))
     }
 
     /// Size in bytes of this member's data files (Status.dbSize, `etcd_mvcc_db_total_size_in_bytes`).
     pub fn db_size(&self) -> u64 {
-        todo!("consensus side")
+        let member = self.inner.data_dir.join("member");
+        let file = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        file(member.join("raft.redb")) + file(member.join("snap").join("current.snap"))
+    }
+
+    /// This member's ID.
+    pub fn member_id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The Raft handle (for the peer service and shutdown).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    fn node(&self, id: NodeId) -> Option<PeerNode> {
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+    }
+
+    /// The current leader, waiting up to an election's worth of time for one to emerge.
+    async fn wait_for_leader(&self) -> Result<NodeId, ServeError> {
+        if let Some(l) = self.inner.raft.metrics().borrow().current_leader {
+            return Ok(l);
+        }
+        let wait = self.inner.raft.config().election_timeout_max * 2;
+        match self
+            .inner
+            .raft
+            .wait(Some(Duration::from_millis(wait)))
+            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .await
+        {
+            Ok(m) => m.current_leader.ok_or(ServeError::NoLeader),
+            Err(_) => Err(ServeError::NoLeader),
+        }
+    }
+
+    async fn wait_applied(&self, index: Option<u64>) -> Result<(), ServeError> {
+        self.inner
+            .raft
+            .wait(Some(REQUEST_TIMEOUT))
+            .applied_index_at_least(index, "read index applied")
+            .await
+            .map(|_| ())
+            .map_err(|_| ServeError::Timeout)
     }
 }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod http;
 pub mod mvcc;
 pub mod raft;
+pub mod server;
 pub mod store;
 pub mod tls;

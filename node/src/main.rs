@@ -1,1 +1,49 @@
-fn main() {}
+//! `cairn`: parse flags → validate → run the member. Exit codes: 0 ok, 1 failure, 2 usage/config error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cairn_node::config::{Config, ConfigError};
+use cairn_node::server;
+use cairn_node::tls::TlsError;
+
+fn main() -> ExitCode {
+    let cfg = match Config::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if let Err(e) = cfg.validate() {
+        eprintln!("cairn: {e}");
+        return ExitCode::from(2);
+    }
+    server::logging::init(&cfg.name, &cfg.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("cairn: {e:#}");
+            let config_error = e
+                .chain()
+                .any(|c| c.is::<ConfigError>() || c.is::<TlsError>());
+            ExitCode::from(if config_error { 2 } else { 1 })
+        }
+    }
+}

@@ -1,1 +1,4 @@
-//! TODO(skeleton): filled by the owning helper.
+//! How a member comes up: IDs derived as etcd does, and the new / restart / join decision.
+
+pub mod ids;
+pub mod static_cluster;

@@ -41,7 +41,11 @@ pub enum Command {
     /// Revoke a lease and delete its keys (client revoke, or expiry detected by the leader).
     LeaseRevoke { id: i64 },
     /// A member publishes its name and client URLs after it starts (etcd does the same through Raft).
-    PublishMember { id: NodeId, name: String, client_urls: Vec<String> },
+    PublishMember {
+        id: NodeId,
+        name: String,
+        client_urls: Vec<String>,
+    },
 }
 
 /// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.

@@ -1,0 +1,83 @@
+//! A follower's side of forwarding: proposals and read-index requests go to the leader's peer listener.
+
+use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::raft::types::{Command, CommandResponse, NodeId};
+use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
+use crate::store::log::decode;
+
+/// Track proposals in flight (etcd's `etcd_server_proposals_pending`).
+// METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
+pub(crate) fn count_proposal_pending(delta: i64) {
+    let _ = delta;
+}
+
+fn from_forward(e: ForwardError) -> ServeError {
+    match e {
+        // The member we asked is no longer leader; the client retries (etcd answers the same).
+        ForwardError::NotLeader(_) => ServeError::NoLeader,
+        ForwardError::Failed(m) => ServeError::Internal(m),
+    }
+}
+
+fn from_status(s: tonic::Status) -> ServeError {
+    match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ServeError::NoLeader,
+        _ => ServeError::Internal(format!("forwarding to the leader: {}", s.message())),
+    }
+}
+
+impl App {
+    pub(super) async fn forward_propose(
+        &self,
+        leader: NodeId,
+        cmd: Command,
+    ) -> Result<CommandResponse, ServeError> {
+        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+        let mut client = self
+            .inner
+            .peers
+            .client(leader, &node)
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let req = self
+            .inner
+            .peers
+            .request(&cmd)
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.propose(req))
+            .await
+            .map_err(|_| ServeError::Timeout)?
+            .map_err(from_status)?
+            .into_inner();
+        let out: ProposeReply =
+            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?;
+        let (index, resp) = out.map_err(from_forward)?;
+        // Answer only once this member has applied it too, so the client's next read here sees it.
+        self.wait_applied(Some(index)).await?;
+        Ok(resp)
+    }
+
+    pub(super) async fn forward_read_index(
+        &self,
+        leader: NodeId,
+    ) -> Result<Option<u64>, ServeError> {
+        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+        let mut client = self
+            .inner
+            .peers
+            .client(leader, &node)
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let req = self
+            .inner
+            .peers
+            .request(&())
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let reply = client
+            .read_index(req)
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        let out: ReadIndexReply =
+            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?;
+        out.map_err(from_forward)
+    }
+}

@@ -1,0 +1,179 @@
+//! Starting a member: open the data dir, choose new / restart / join, build Raft, publish our attributes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::error::{InitializeError, RaftError};
+use openraft::SnapshotPolicy;
+
+use crate::app::{App, Inner};
+use crate::bootstrap::static_cluster::{self, Plan};
+use crate::config::Config;
+use crate::raft::network::PeerChannels;
+use crate::raft::pb::peer_server::PeerServer;
+use crate::raft::peer_service::PeerService;
+use crate::raft::types::{Command, Raft};
+use crate::raft::ClusterId;
+use crate::store::log::LogStore;
+use crate::store::snapshot::SnapshotDir;
+use crate::store::state_machine::StateMachine;
+
+/// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
+const CATCH_UP_ENTRIES: u64 = 5000;
+
+/// A started member: the API handle and the peer service to serve on the peer listener.
+pub struct Started {
+    pub app: App,
+    pub peer_service: PeerServer<PeerService>,
+}
+
+fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config> {
+    let rc = openraft::Config {
+        cluster_name: format!("{cluster_id:x}"),
+        heartbeat_interval: cfg.heartbeat_interval,
+        election_timeout_min: cfg.election_timeout,
+        election_timeout_max: cfg.election_timeout * 3 / 2,
+        install_snapshot_timeout: 30_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: CATCH_UP_ENTRIES.min(cfg.snapshot_count),
+        ..Default::default()
+    };
+    rc.validate()
+        .context("--heartbeat-interval / --election-timeout / --snapshot-count")
+}
+
+impl App {
+    /// Open the data dir, bootstrap or restart Raft, and start publishing this member's attributes.
+    /// Configuration refusals come back as [`crate::config::ConfigError`] inside the anyhow error.
+    pub async fn start(
+        cfg: &Config,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<Started> {
+        let member_dir = cfg.data_dir.join("member");
+        std::fs::create_dir_all(&member_dir).with_context(|| {
+            format!(
+                "--data-dir {}: cannot create {}",
+                cfg.data_dir.display(),
+                member_dir.display()
+            )
+        })?;
+        let log_path = member_dir.join("raft.redb");
+        let log = LogStore::open(&log_path)
+            .with_context(|| format!("opening Raft log {}", log_path.display()))?;
+        let stored = log
+            .identity()
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", log_path.display()))?;
+        let plan = static_cluster::plan(cfg, stored)?;
+        let identity = plan.identity();
+        match &plan {
+            Plan::Restart { .. } => tracing::info!(
+                data_dir = %cfg.data_dir.display(),
+                "initial cluster flags ignored since the member has already been initialized: valid log found in {}",
+                log_path.display()
+            ),
+            Plan::New { members, .. } => tracing::info!(
+                members = members
+                    .values()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                "starting a new cluster"
+            ),
+            Plan::Join { .. } => {
+                tracing::info!("joining an existing cluster; waiting for the leader to add us")
+            }
+        }
+        let cluster_id = match plan {
+            Plan::Join { .. } if stored.is_none() => 0,
+            _ => identity.cluster_id,
+        };
+        tracing::info!(
+            member_id = format!("{:x}", identity.member_id),
+            cluster_id = format!("{cluster_id:x}"),
+            "member identity"
+        );
+
+        let snaps = SnapshotDir::new(member_dir.join("snap"))?;
+        let sm = StateMachine::open(snaps).map_err(|e| anyhow::anyhow!(e))?;
+        let shared = sm.shared();
+        let cluster = ClusterId::new(cluster_id, log.clone());
+        let peers = PeerChannels::new(cluster.clone(), peer_tls);
+        let rc = Arc::new(raft_config(cfg, cluster_id)?);
+        let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
+            .await
+            .context("starting Raft")?;
+
+        match plan {
+            Plan::New { members, identity } => {
+                match raft.initialize(members.clone()).await {
+                    Ok(()) => {}
+                    // Already initialised by an earlier start that crashed before recording the identity.
+                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => {
+                        return Err(anyhow::anyhow!("initializing the cluster {members:?}: {e}"))
+                    }
+                }
+                log.set_identity(&identity)
+                    .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
+            }
+            Plan::Join { identity } if stored.is_none() => {
+                let identity = static_cluster::StoredIdentity {
+                    cluster_id: 0,
+                    ..identity
+                };
+                log.set_identity(&identity)
+                    .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
+            }
+            _ => {}
+        }
+
+        let peer_service = PeerService::server(raft.clone(), cluster);
+        let app = App {
+            inner: Arc::new(Inner {
+                id: identity.member_id,
+                raft,
+                shared,
+                peers,
+                data_dir: cfg.data_dir.clone(),
+            }),
+        };
+        app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
+        Ok(Started { app, peer_service })
+    }
+
+    /// Publish our name and client URLs through Raft until it succeeds (etcd's `publishV3`).
+    fn spawn_publish(&self, name: String, client_urls: Vec<String>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let cmd = Command::PublishMember {
+                id: app.member_id(),
+                name,
+                client_urls,
+            };
+            loop {
+                match app.propose(cmd.clone()).await {
+                    Ok(_) => {
+                        tracing::info!("published local member to cluster through raft");
+                        return;
+                    }
+                    Err(e) => tracing::debug!("publishing member attributes: {e}; retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// Stop Raft (graceful shutdown).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+
+    /// Membership as configured (for logs).
+    pub fn membership_summary(&self) -> BTreeMap<u64, String> {
+        self.members().into_iter().map(|m| (m.id, m.name)).collect()
+    }
+}

@@ -1,0 +1,128 @@
+//! The peer server: receives openraft's RPCs and forwarded proposals / read-index requests from other
+//! members. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use crate::raft::pb::peer_server::{Peer, PeerServer};
+use crate::raft::pb::{PeerReply, PeerRequest};
+use crate::raft::types::{Command, NodeId, PeerNode, Raft};
+use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
+use crate::store::log::{decode, encode};
+
+/// Serves this member's Raft to the other members.
+#[derive(Clone)]
+pub struct PeerService {
+    raft: Raft,
+    cluster_id: crate::raft::ClusterId,
+}
+
+impl PeerService {
+    /// The tonic service for `raft` in cluster `cluster_id`.
+    pub fn server(raft: Raft, cluster_id: crate::raft::ClusterId) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService { raft, cluster_id })
+            .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+            .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+    }
+
+    fn open<T: DeserializeOwned>(&self, req: Request<PeerRequest>) -> Result<T, Status> {
+        let remote = req.remote_addr();
+        let req = req.into_inner();
+        if !self.cluster_id.accept(req.cluster_id) {
+            tracing::warn!(
+                local = format!("{:x}", self.cluster_id.get()),
+                remote = format!("{:x}", req.cluster_id),
+                from = ?remote,
+                "request cluster ID mismatch: refusing a peer from another cluster"
+            );
+            return Err(Status::failed_precondition(format!(
+                "request cluster ID mismatch (local {:x}, remote {:x})",
+                self.cluster_id.get(),
+                req.cluster_id
+            )));
+        }
+        crate::raft::observe_peer_bytes(0, req.payload.len());
+        decode(&req.payload)
+            .map_err(|e| Status::invalid_argument(format!("malformed peer message: {e}")))
+    }
+}
+
+fn reply<T: Serialize>(v: &T) -> Result<Response<PeerReply>, Status> {
+    let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(PeerReply { payload }))
+}
+
+fn forward_err<E: std::fmt::Display>(
+    e: &RaftError<NodeId, E>,
+    leader: Option<NodeId>,
+) -> ForwardError {
+    match leader {
+        Some(l) => ForwardError::NotLeader(Some(l)),
+        None => ForwardError::Failed(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<PeerRequest>,
+    ) -> Result<Response<PeerReply>, Status> {
+        let rpc = self.open(req)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let rpc = self.open(req)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<PeerRequest>,
+    ) -> Result<Response<PeerReply>, Status> {
+        let rpc = self.open(req)?;
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let cmd: Command = self.open(req)?;
+        let out: ProposeReply = match self.raft.client_write(cmd).await {
+            Ok(r) => Ok((r.log_id.index, r.data)),
+            Err(e) => {
+                let leader = match &e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id,
+                    _ => None,
+                };
+                Err(match leader {
+                    Some(l) => ForwardError::NotLeader(Some(l)),
+                    None if matches!(
+                        e,
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(_))
+                    ) =>
+                    {
+                        ForwardError::NotLeader(None)
+                    }
+                    None => forward_err(&e, None),
+                })
+            }
+        };
+        reply(&out)
+    }
+
+    async fn read_index(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let () = self.open(req)?;
+        let out: ReadIndexReply = match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader(f.leader_id))
+            }
+            Err(e) => Err(forward_err::<CheckIsLeaderError<NodeId, PeerNode>>(
+                &e, None,
+            )),
+        };
+        reply(&out)
+    }
+}

@@ -1,0 +1,95 @@
+//! Accept loops: one TCP listener serves one axum router (gRPC over HTTP/2 and plain HTTP/1.1 on the
+//! same port), optionally behind rustls. A failed TLS handshake (no client certificate, unknown CA) only
+//! closes that connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::parse_url;
+
+/// Bind the address of a listen URL (`localhost` means 127.0.0.1, like etcd).
+pub async fn bind(flag: &str, url: &str) -> anyhow::Result<TcpListener> {
+    let p = parse_url(flag, url)?;
+    let host = if p.host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        p.host
+    };
+    let ip: std::net::IpAddr = host
+        .parse()
+        .with_context(|| format!("expected IP in URL for binding ({url})"))?;
+    let addr = SocketAddr::new(ip, p.port);
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--{flag} {url}: cannot listen on {addr}"))
+}
+
+/// Serve `router` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Usually EMFILE; back off instead of spinning.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (router, acceptor) = (router.clone(), acceptor.clone());
+        tokio::spawn(async move { serve_conn(tcp, peer, acceptor, router).await });
+    }
+}
+
+async fn serve_conn(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    router: axum::Router,
+) {
+    let _ = tcp.set_nodelay(true);
+    let svc = TowerToHyperService::new(router);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let res = match acceptor {
+        Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(remote = %peer, "rejected connection: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(remote = %peer, "rejected connection: TLS handshake timed out");
+                return;
+            }
+        },
+        None => {
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                .await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(remote = %peer, "connection closed: {e}");
+    }
+}

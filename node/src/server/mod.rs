@@ -1,0 +1,126 @@
+//! The member process: TLS configs, listeners, Raft start, serving, readiness and graceful shutdown.
+
+pub mod listen;
+pub mod logging;
+pub mod notify;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::tls::TlsFiles;
+
+/// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
+pub fn client_router(app: &App) -> axum::Router {
+    // API CALL SITE: becomes
+    // `crate::api::services(app.clone()).into_axum_router().merge(crate::http::router(app.clone()))`
+    // once the api helper's functions exist.
+    let _ = app;
+    tonic::service::Routes::default().into_axum_router()
+}
+
+/// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
+fn peer_router(started: &crate::app::Started) -> axum::Router {
+    // API CALL SITE: `.add_service(crate::api::lease_service(started.app.clone()))` once it exists.
+    tonic::service::Routes::new(started.peer_service.clone()).into_axum_router()
+}
+
+/// Run the member until SIGTERM/SIGINT.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let client_tls = TlsFiles {
+        prefix: "",
+        cert: cfg.cert_file.clone(),
+        key: cfg.key_file.clone(),
+        ca: cfg.trusted_ca_file.clone(),
+        client_cert_auth: cfg.client_cert_auth,
+    };
+    let peer_tls = TlsFiles {
+        prefix: "peer-",
+        cert: cfg.peer_cert_file.clone(),
+        key: cfg.peer_key_file.clone(),
+        ca: cfg.peer_trusted_ca_file.clone(),
+        client_cert_auth: cfg.peer_client_cert_auth,
+    };
+    let client_server_tls = client_tls.server_config()?;
+    let peer_server_tls = peer_tls.server_config()?;
+    let peer_client_tls = peer_tls.client_config()?;
+
+    // Bind before starting Raft so a taken port fails fast with the flag named.
+    let mut peer_listeners = Vec::new();
+    for u in &cfg.listen_peer_urls {
+        peer_listeners.push((
+            u.starts_with("https://"),
+            listen::bind("listen-peer-urls", u).await?,
+        ));
+    }
+    let mut client_listeners = Vec::new();
+    for u in &cfg.listen_client_urls {
+        client_listeners.push((
+            u.starts_with("https://"),
+            listen::bind("listen-client-urls", u).await?,
+        ));
+    }
+    let mut metrics_listeners = Vec::new();
+    for u in &cfg.listen_metrics_urls {
+        metrics_listeners.push((
+            u.starts_with("https://"),
+            listen::bind("listen-metrics-urls", u).await?,
+        ));
+    }
+
+    let started = App::start(&cfg, peer_client_tls).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let peer_router = peer_router(&started);
+    for (https, l) in peer_listeners {
+        let tls = if https { peer_server_tls.clone() } else { None };
+        tracing::info!(address = %l.local_addr()?, tls = https, "serving peer traffic");
+        tokio::spawn(listen::serve(l, tls, peer_router.clone(), stop_rx.clone()));
+    }
+    let client_router = client_router(&started.app);
+    for (https, l) in client_listeners {
+        let tls = if https {
+            client_server_tls.clone()
+        } else {
+            None
+        };
+        tracing::info!(address = %l.local_addr()?, tls = https, "serving client traffic");
+        tokio::spawn(listen::serve(
+            l,
+            tls,
+            client_router.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    for (https, l) in metrics_listeners {
+        let tls = if https {
+            client_server_tls.clone()
+        } else {
+            None
+        };
+        tracing::info!(address = %l.local_addr()?, tls = https, "serving metrics");
+        // API CALL SITE: `crate::http::router(started.app.clone())` once it exists.
+        tokio::spawn(listen::serve(l, tls, axum::Router::new(), stop_rx.clone()));
+    }
+    // API CALL SITE: `crate::api::spawn_background(started.app.clone())` once it exists.
+    notify::ready();
+
+    wait_for_signal()
+        .await
+        .context("installing signal handlers")?;
+    tracing::info!("received signal; shutting down");
+    let _ = stop_tx.send(true);
+    started.app.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The Raft state machine: applies committed commands to the shared mvcc store in log order, keeps the
+//! last-applied log id and membership with it, and builds / installs snapshots. The state itself lives in
+//! memory; durability comes from the redb log plus the snapshot file (a restart loads the snapshot and
+//! openraft re-applies the committed log after it).
+
+// openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+
+use crate::mvcc::{SharedStore, Store};
+use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, TypeConfig};
+use crate::store::log::{decode, encode};
+use crate::store::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
+
+type StoreResult<T> = Result<T, StorageError<NodeId>>;
+
+fn sm_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+/// State the API side reads while the state machine writes it.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The replicated key-value store.
+    pub store: SharedStore,
+    /// Names and client URLs members published (`Command::PublishMember`).
+    pub members: RwLock<BTreeMap<NodeId, MemberAttrs>>,
+}
+
+/// openraft's state machine over the mvcc store.
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, PeerNode>,
+    dir: SnapshotDir,
+    current: Option<SnapshotFile>,
+    counter: Arc<AtomicU64>,
+}
+
+impl StateMachine {
+    /// Open the state machine, loading the latest snapshot from `dir` if there is one.
+    pub fn open(dir: SnapshotDir) -> Result<Self, String> {
+        let shared = Arc::new(Shared {
+            store: Arc::new(RwLock::new(Store::new())),
+            members: RwLock::default(),
+        });
+        let mut sm = StateMachine {
+            shared,
+            applied: None,
+            membership: StoredMembership::default(),
+            dir,
+            current: None,
+            counter: Arc::new(AtomicU64::new(0)),
+        };
+        if let Some(file) = sm.dir.load().map_err(|e| e.to_string())? {
+            sm.restore(&file.meta, &file.data)
+                .map_err(|e| e.to_string())?;
+            sm.current = Some(file);
+        }
+        Ok(sm)
+    }
+
+    /// The state shared with the API.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn restore(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: &[u8]) -> StoreResult<()> {
+        let d: SnapshotData = decode(data).map_err(snap_err)?;
+        self.shared
+            .store
+            .write()
+            .map_err(sm_err)?
+            .restore(&d.store)
+            .map_err(snap_err)?;
+        *self.shared.members.write().map_err(sm_err)? = d.members;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    fn apply_command(&self, cmd: &Command) -> StoreResult<CommandResponse> {
+        if let Command::PublishMember {
+            id,
+            name,
+            client_urls,
+        } = cmd
+        {
+            let attrs = MemberAttrs {
+                name: name.clone(),
+                client_urls: client_urls.clone(),
+            };
+            self.shared
+                .members
+                .write()
+                .map_err(sm_err)?
+                .insert(*id, attrs);
+        }
+        Ok(self.shared.store.write().map_err(sm_err)?.apply(cmd))
+    }
+}
+
+/// Builds a snapshot from state captured when the builder was made (applies may continue meanwhile).
+pub struct Builder {
+    meta: SnapshotMeta<NodeId, PeerNode>,
+    data: Vec<u8>,
+    dir: SnapshotDir,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        let file = SnapshotFile {
+            meta: self.meta.clone(),
+            data: self.data.clone(),
+        };
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || dir.save(&file))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(self.data.clone())),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<CommandResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for e in entries {
+            self.applied = Some(e.log_id);
+            let resp = match &e.payload {
+                EntryPayload::Normal(cmd) => self.apply_command(cmd)?,
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    CommandResponse::default()
+                }
+                EntryPayload::Blank => CommandResponse::default(),
+            };
+            crate::store::observe_applied();
+            out.push(resp);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Builder {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let (store, members) = match (self.shared.store.read(), self.shared.members.read()) {
+            (Ok(s), Ok(m)) => (s.snapshot(), m.clone()),
+            // A poisoned lock means an apply panicked; the panic hook aborts the process before this.
+            _ => (Vec::new(), BTreeMap::new()),
+        };
+        let data = encode(&SnapshotData { store, members }).unwrap_or_default();
+        let id = match self.applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),
+            None => format!("0-0-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: id,
+        };
+        Builder {
+            meta,
+            data,
+            dir: self.dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StoreResult<()> {
+        let data = snapshot.into_inner();
+        self.restore(meta, &data)?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        let dir = self.dir.clone();
+        let f2 = file.clone();
+        tokio::task::spawn_blocking(move || dir.save(&f2))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        self.current = Some(file);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+        // A snapshot built since the last install is on disk; read the newest from there.
+        let latest = self.dir.load().map_err(snap_err)?;
+        if let Some(f) = latest {
+            self.current = Some(f);
+        }
+        Ok(self.current.as_ref().map(|f| Snapshot {
+            meta: f.meta.clone(),
+            snapshot: Box::new(Cursor::new(f.data.clone())),
+        }))
+    }
+}

@@ -1,0 +1,33 @@
+//! openraft's storage conformance suite against the redb log store and the mvcc state machine.
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+
+use crate::raft::types::{NodeId, TypeConfig};
+use crate::store::log::LogStore;
+use crate::store::snapshot::SnapshotDir;
+use crate::store::state_machine::StateMachine;
+
+struct RedbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
+        let log = LogStore::open(&dir.path().join("raft.redb"))
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        let snaps = SnapshotDir::new(dir.path().join("snap"))
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
+        let sm = StateMachine::open(snaps)
+            .map_err(|e| openraft::StorageIOError::write(openraft::AnyError::error(e)))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn redb_store_passes_openraft_suite() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
+}
