@@ -1,6 +1,8 @@
 //! The running member: wires config → stores → network → Raft → services, and is the handle the etcd API
 //! services use to propose, read and describe the cluster.
 
+#[cfg(test)]
+mod cluster_test;
 mod forward;
 mod start;
 

@@ -53,8 +53,8 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let (router, acceptor) = (router.clone(), acceptor.clone());
-        tokio::spawn(async move { serve_conn(tcp, peer, acceptor, router).await });
+        let (router, acceptor, stop) = (router.clone(), acceptor.clone(), shutdown.clone());
+        tokio::spawn(async move { serve_conn(tcp, peer, acceptor, router, stop).await });
     }
 }
 
@@ -63,17 +63,12 @@ async fn serve_conn(
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let svc = TowerToHyperService::new(router);
-    let builder = auto::Builder::new(TokioExecutor::new());
     let res = match acceptor {
         Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                    .await
-            }
+            Ok(Ok(tls)) => drive(TokioIo::new(tls), router, stop).await,
             Ok(Err(e)) => {
                 tracing::warn!(remote = %peer, "rejected connection: TLS handshake failed: {e}");
                 return;
@@ -83,13 +78,30 @@ async fn serve_conn(
                 return;
             }
         },
-        None => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
-                .await
-        }
+        None => drive(TokioIo::new(tcp), router, stop).await,
     };
     if let Err(e) = res {
         tracing::debug!(remote = %peer, "connection closed: {e}");
+    }
+}
+
+/// Serve one connection; on shutdown finish in-flight requests (HTTP/2 GOAWAY) and close.
+async fn drive<I>(
+    io: I,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => res,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }

@@ -21,7 +21,7 @@ pub fn client_router(app: &App) -> axum::Router {
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
-fn peer_router(started: &crate::app::Started) -> axum::Router {
+pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
     // API CALL SITE: `.add_service(crate::api::lease_service(started.app.clone()))` once it exists.
     tonic::service::Routes::new(started.peer_service.clone()).into_axum_router()
 }

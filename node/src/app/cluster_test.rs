@@ -1,0 +1,183 @@
+//! Three members in one process over real loopback sockets: forwarding, read-index, member attributes,
+//! leader failover and restart from the data dir.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::raft::types::Command;
+use crate::server::listen;
+
+struct Member {
+    app: App,
+    stop: watch::Sender<bool>,
+}
+
+fn put(key: &str) -> Command {
+    let req = etcd_client::proto::PbPutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    Command::Put(req.encode_to_vec())
+}
+
+async fn start(
+    name: &str,
+    cluster: &str,
+    peer: &str,
+    dir: &std::path::Path,
+    l: TcpListener,
+) -> Member {
+    let cfg = Config::try_parse_from([
+        "cairn",
+        &format!("--name={name}"),
+        &format!("--data-dir={}", dir.join(name).display()),
+        &format!("--initial-cluster={cluster}"),
+        &format!("--initial-advertise-peer-urls={peer}"),
+        &format!("--listen-peer-urls={peer}"),
+        &format!("--advertise-client-urls=http://{name}.example:2379"),
+    ])
+    .expect("flags");
+    cfg.validate().expect("valid config");
+    let started = App::start(&cfg, None).await.expect("member starts");
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(listen::serve(
+        l,
+        None,
+        crate::server::peer_router(&started),
+        rx,
+    ));
+    Member {
+        app: started.app,
+        stop,
+    }
+}
+
+async fn until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn revision(app: &App) -> i64 {
+    app.store().read().map(|s| s.revision()).unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_members_forward_fail_over_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let cluster: String = (0..3)
+        .map(|i| format!("m{i}={}", urls[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        members.push(Some(
+            start(&format!("m{i}"), &cluster, &urls[i], dir.path(), l).await,
+        ));
+    }
+    let app = |m: &Option<Member>| m.as_ref().expect("running").app.clone();
+
+    let leader = until("a leader", Duration::from_secs(5), || {
+        app(&members[0]).status().leader
+    })
+    .await;
+    let follower = members
+        .iter()
+        .map(app)
+        .find(|a| a.member_id() != leader)
+        .expect("a follower");
+    let before = revision(&follower);
+    follower
+        .propose(put("a"))
+        .await
+        .expect("forwarded put commits");
+    assert_eq!(
+        revision(&follower),
+        before + 1,
+        "the follower applied the write before answering"
+    );
+    for m in &members {
+        app(m).read_barrier().await.expect("read barrier");
+        assert_eq!(revision(&app(m)), before + 1);
+    }
+    until("all members published", Duration::from_secs(5), || {
+        let names: Vec<String> = app(&members[0])
+            .members()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        (names.iter().filter(|n| !n.is_empty()).count() == 3).then_some(())
+    })
+    .await;
+
+    // Fail the leader: its peer listener stops and Raft shuts down.
+    let idx = members
+        .iter()
+        .position(|m| app(m).member_id() == leader)
+        .expect("leader index");
+    let old = members[idx].take().expect("leader running");
+    let _ = old.stop.send(true);
+    old.app.shutdown().await;
+    let t = Instant::now();
+    let survivor = members
+        .iter()
+        .flatten()
+        .next()
+        .expect("survivor")
+        .app
+        .clone();
+    let new_leader = until("a new leader", Duration::from_secs(5), || {
+        survivor.status().leader.filter(|l| *l != leader)
+    })
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "new leader {new_leader:x} took {:?}",
+        t.elapsed()
+    );
+    survivor
+        .propose(put("b"))
+        .await
+        .expect("write after failover");
+
+    // Restart the old leader from its data dir on the same port: it catches up.
+    drop(old);
+    let url = &urls[idx];
+    let l = TcpListener::bind(url.trim_start_matches("http://"))
+        .await
+        .expect("rebind");
+    let back = start(&format!("m{idx}"), &cluster, url, dir.path(), l).await;
+    let want = revision(&survivor);
+    until(
+        "restarted member catches up",
+        Duration::from_secs(10),
+        || (revision(&back.app) >= want).then_some(()),
+    )
+    .await;
+    for m in members.iter().flatten() {
+        let _ = m.stop.send(true);
+        m.app.shutdown().await;
+    }
+    let _ = back.stop.send(true);
+    back.app.shutdown().await;
+}
