@@ -42,6 +42,8 @@ async fn start(
         &format!("--initial-advertise-peer-urls={peer}"),
         &format!("--listen-peer-urls={peer}"),
         &format!("--advertise-client-urls=http://{name}.example:2379"),
+        // Small, so the test also covers building, purging behind, and installing snapshots.
+        "--snapshot-count=20",
     ])
     .expect("flags");
     cfg.validate().expect("valid config");
@@ -136,6 +138,7 @@ async fn three_members_forward_fail_over_and_restart() {
         .position(|m| app(m).member_id() == leader)
         .expect("leader index");
     let old = members[idx].take().expect("leader running");
+    let old_last_index = old.app.status().raft_index;
     let _ = old.stop.send(true);
     old.app.shutdown().await;
     let t = Instant::now();
@@ -159,6 +162,36 @@ async fn three_members_forward_fail_over_and_restart() {
         .propose(put("b"))
         .await
         .expect("write after failover");
+    // Enough writes while it is down that the leader snapshots and purges the log it would need.
+    for i in 0..60 {
+        survivor
+            .propose(put(&format!("k{i}")))
+            .await
+            .expect("write while a member is down");
+    }
+    let alive = members
+        .iter()
+        .position(|m| m.is_some())
+        .expect("survivor index");
+    let snap = dir
+        .path()
+        .join(format!("m{alive}/member/snap/current.snap"));
+    until(
+        "a survivor persisted a snapshot",
+        Duration::from_secs(5),
+        || snap.exists().then_some(()),
+    )
+    .await;
+    // The log the old leader needs is gone: catching up below must go through InstallSnapshot.
+    until(
+        "the survivors purged their logs",
+        Duration::from_secs(5),
+        || {
+            let purged = survivor.raft().metrics().borrow().purged.map(|l| l.index);
+            purged.filter(|p| *p > old_last_index)
+        },
+    )
+    .await;
 
     // Restart the old leader from its data dir on the same port: it catches up.
     drop(old);
