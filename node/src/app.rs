@@ -5,6 +5,8 @@
 mod cluster_test;
 mod forward;
 mod start;
+#[cfg(test)]
+mod tls_cluster_test;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,49 +85,69 @@ impl App {
     /// On a follower the command is forwarded to the leader over the peer channel. A deterministic
     /// rejection comes back as `Ok` with `CommandResponse::error` set (it was committed and applied).
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
-        let leader = self.wait_for_leader().await?;
-        if leader == self.inner.id {
-            crate::app::forward::count_proposal_pending(1);
-            let res =
-                tokio::time::timeout(REQUEST_TIMEOUT, self.inner.raft.client_write(cmd.clone()))
-                    .await;
-            crate::app::forward::count_proposal_pending(-1);
-            match res {
-                Err(_) => Err(ServeError::Timeout),
-                Ok(Ok(r)) => Ok(r.data),
-                // Leadership moved between the check and the write: forward to the new leader.
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                    match f.leader_id {
-                        Some(l) if l != self.inner.id => self.forward_propose(l, cmd).await,
-                        _ => Err(ServeError::NoLeader),
-                    }
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        // Retry only while the answer is "not leader": the command was then never appended, so a
+        // retry cannot apply it twice. Elections right after bootstrap produce this briefly.
+        loop {
+            match tokio::time::timeout_at(deadline, self.propose_once(cmd.clone())).await {
+                Err(_) => return Err(ServeError::Timeout),
+                Ok(Err(ServeError::NotLeader)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
                 }
-                Ok(Err(e)) => Err(ServeError::Internal(e.to_string())),
+                Ok(Err(ServeError::NotLeader)) => return Err(ServeError::NoLeader),
+                Ok(res) => return res,
             }
-        } else {
-            self.forward_propose(leader, cmd).await
+        }
+    }
+
+    async fn propose_once(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
+        let leader = self.wait_for_leader().await?;
+        if leader != self.inner.id {
+            return self.forward_propose(leader, cmd).await;
+        }
+        crate::app::forward::count_proposal_pending(1);
+        let res = self.inner.raft.client_write(cmd).await;
+        crate::app::forward::count_proposal_pending(-1);
+        match res {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ServeError::NotLeader)
+            }
+            Err(e) => Err(ServeError::Internal(e.to_string())),
         }
     }
 
     /// Wait until this member's state machine reflects every write committed before the call
     /// (Raft read-index; on a follower the read index is obtained from the leader).
     pub async fn read_barrier(&self) -> Result<(), ServeError> {
-        let leader = self.wait_for_leader().await?;
-        let fut = async {
-            if leader == self.inner.id {
-                match self.inner.raft.ensure_linearizable().await {
-                    Ok(_) => Ok(()),
-                    Err(RaftError::APIError(_)) => Err(ServeError::NoLeader),
-                    Err(e) => Err(ServeError::Internal(e.to_string())),
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.read_barrier_once()).await {
+                Err(_) => return Err(ServeError::Timeout),
+                // Reads are idempotent: retry through leader changes and unreachable leaders.
+                Ok(Err(ServeError::NotLeader | ServeError::NoLeader))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await
                 }
-            } else {
-                let index = self.forward_read_index(leader).await?;
-                self.wait_applied(index).await
+                Ok(Err(ServeError::NotLeader)) => return Err(ServeError::NoLeader),
+                Ok(res) => return res,
             }
-        };
-        tokio::time::timeout(REQUEST_TIMEOUT, fut)
-            .await
-            .map_err(|_| ServeError::Timeout)?
+        }
+    }
+
+    async fn read_barrier_once(&self) -> Result<(), ServeError> {
+        let leader = self.wait_for_leader().await?;
+        if leader == self.inner.id {
+            match self.inner.raft.ensure_linearizable().await {
+                Ok(_) => Ok(()),
+                Err(RaftError::APIError(_)) => Err(ServeError::NotLeader),
+                Err(e) => Err(ServeError::Internal(e.to_string())),
+            }
+        } else {
+            let index = self.forward_read_index(leader).await?;
+            self.wait_applied(index).await
+        }
     }
 
     /// The state machine's store, for reads and watch subscriptions (see `mvcc`).

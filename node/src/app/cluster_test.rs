@@ -13,12 +13,12 @@ use crate::config::Config;
 use crate::raft::types::Command;
 use crate::server::listen;
 
-struct Member {
-    app: App,
-    stop: watch::Sender<bool>,
+pub(super) struct Member {
+    pub app: App,
+    pub stop: watch::Sender<bool>,
 }
 
-fn put(key: &str) -> Command {
+pub(super) fn put(key: &str) -> Command {
     let req = etcd_client::proto::PbPutRequest {
         key: key.into(),
         value: b"v".to_vec(),
@@ -27,41 +27,47 @@ fn put(key: &str) -> Command {
     Command::Put(req.encode_to_vec())
 }
 
-async fn start(
+/// Start member `name` serving its peer listener `l`; `extra` adds flags (e.g. TLS).
+pub(super) async fn start(
     name: &str,
     cluster: &str,
     peer: &str,
     dir: &std::path::Path,
     l: TcpListener,
+    extra: &[String],
 ) -> Member {
-    let cfg = Config::try_parse_from([
-        "cairn",
-        &format!("--name={name}"),
-        &format!("--data-dir={}", dir.join(name).display()),
-        &format!("--initial-cluster={cluster}"),
-        &format!("--initial-advertise-peer-urls={peer}"),
-        &format!("--listen-peer-urls={peer}"),
-        &format!("--advertise-client-urls=http://{name}.example:2379"),
+    let mut args = vec![
+        "cairn".to_string(),
+        format!("--name={name}"),
+        format!("--data-dir={}", dir.join(name).display()),
+        format!("--initial-cluster={cluster}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--advertise-client-urls=http://{name}.example:2379"),
         // Small, so the test also covers building, purging behind, and installing snapshots.
-        "--snapshot-count=20",
-    ])
-    .expect("flags");
+        "--snapshot-count=20".to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let cfg = Config::try_parse_from(args).expect("flags");
     cfg.validate().expect("valid config");
-    let started = App::start(&cfg, None).await.expect("member starts");
+    let tls = crate::server::Tls::from_config(&cfg).expect("certificates load");
+    let started = App::start(&cfg, tls.peer_client_tls)
+        .await
+        .expect("member starts");
     let (stop, rx) = watch::channel(false);
-    tokio::spawn(listen::serve(
-        l,
-        None,
-        crate::server::peer_router(&started),
-        rx,
-    ));
+    let router = crate::server::peer_router(&started);
+    tokio::spawn(listen::serve(l, tls.peer_server_tls, router, rx));
     Member {
         app: started.app,
         stop,
     }
 }
 
-async fn until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) async fn until<T>(
+    what: &str,
+    deadline: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
@@ -94,7 +100,7 @@ async fn three_members_forward_fail_over_and_restart() {
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         members.push(Some(
-            start(&format!("m{i}"), &cluster, &urls[i], dir.path(), l).await,
+            start(&format!("m{i}"), &cluster, &urls[i], dir.path(), l, &[]).await,
         ));
     }
     let app = |m: &Option<Member>| m.as_ref().expect("running").app.clone();
@@ -199,7 +205,7 @@ async fn three_members_forward_fail_over_and_restart() {
     let l = TcpListener::bind(url.trim_start_matches("http://"))
         .await
         .expect("rebind");
-    let back = start(&format!("m{idx}"), &cluster, url, dir.path(), l).await;
+    let back = start(&format!("m{idx}"), &cluster, url, dir.path(), l, &[]).await;
     let want = revision(&survivor);
     until(
         "restarted member catches up",

@@ -13,8 +13,8 @@ pub(crate) fn count_proposal_pending(delta: i64) {
 
 fn from_forward(e: ForwardError) -> ServeError {
     match e {
-        // The member we asked is no longer leader; the client retries (etcd answers the same).
-        ForwardError::NotLeader(_) => ServeError::NoLeader,
+        // The member we asked is not (or no longer) leader: nothing was appended, `propose` retries.
+        ForwardError::NotLeader(_) => ServeError::NotLeader,
         ForwardError::Failed(m) => ServeError::Internal(m),
     }
 }

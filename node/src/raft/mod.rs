@@ -19,7 +19,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ClusterId {
     id: Arc<AtomicU64>,
-    store: crate::store::log::LogStore,
+    store: Option<crate::store::log::LogStore>,
 }
 
 impl ClusterId {
@@ -27,7 +27,15 @@ impl ClusterId {
     pub fn new(id: u64, store: crate::store::log::LogStore) -> Self {
         ClusterId {
             id: Arc::new(AtomicU64::new(id)),
-            store,
+            store: Some(store),
+        }
+    }
+
+    /// A known ID that is never replaced or persisted (tools and tests talking to a cluster).
+    pub fn fixed(id: u64) -> Self {
+        ClusterId {
+            id: Arc::new(AtomicU64::new(id)),
+            store: None,
         }
     }
 
@@ -47,7 +55,8 @@ impl ClusterId {
                     cluster_id = format!("{remote:x}"),
                     "joined cluster; recording its ID in the data dir"
                 );
-                if let Err(e) = self.store.set_cluster_id(remote) {
+                let saved = self.store.as_ref().map(|s| s.set_cluster_id(remote));
+                if let Some(Err(e)) = saved {
                     tracing::error!("cannot record the cluster ID in the data dir: {e}");
                 }
                 true

@@ -26,25 +26,45 @@ pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
     tonic::service::Routes::new(started.peer_service.clone()).into_axum_router()
 }
 
+/// The rustls configurations the flags ask for (None = plain http on that side).
+pub struct Tls {
+    pub client_server_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    pub peer_server_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    pub peer_client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Tls {
+    /// Load every certificate file named by the flags.
+    pub fn from_config(cfg: &Config) -> Result<Tls, crate::tls::TlsError> {
+        let client = TlsFiles {
+            prefix: "",
+            cert: cfg.cert_file.clone(),
+            key: cfg.key_file.clone(),
+            ca: cfg.trusted_ca_file.clone(),
+            client_cert_auth: cfg.client_cert_auth,
+        };
+        let peer = TlsFiles {
+            prefix: "peer-",
+            cert: cfg.peer_cert_file.clone(),
+            key: cfg.peer_key_file.clone(),
+            ca: cfg.peer_trusted_ca_file.clone(),
+            client_cert_auth: cfg.peer_client_cert_auth,
+        };
+        Ok(Tls {
+            client_server_tls: client.server_config()?,
+            peer_server_tls: peer.server_config()?,
+            peer_client_tls: peer.client_config()?,
+        })
+    }
+}
+
 /// Run the member until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let client_tls = TlsFiles {
-        prefix: "",
-        cert: cfg.cert_file.clone(),
-        key: cfg.key_file.clone(),
-        ca: cfg.trusted_ca_file.clone(),
-        client_cert_auth: cfg.client_cert_auth,
-    };
-    let peer_tls = TlsFiles {
-        prefix: "peer-",
-        cert: cfg.peer_cert_file.clone(),
-        key: cfg.peer_key_file.clone(),
-        ca: cfg.peer_trusted_ca_file.clone(),
-        client_cert_auth: cfg.peer_client_cert_auth,
-    };
-    let client_server_tls = client_tls.server_config()?;
-    let peer_server_tls = peer_tls.server_config()?;
-    let peer_client_tls = peer_tls.client_config()?;
+    let Tls {
+        client_server_tls,
+        peer_server_tls,
+        peer_client_tls,
+    } = Tls::from_config(&cfg)?;
 
     // Bind before starting Raft so a taken port fails fast with the flag named.
     let mut peer_listeners = Vec::new();
