@@ -55,8 +55,11 @@ impl ClusterId {
                     cluster_id = format!("{remote:x}"),
                     "joined cluster; recording its ID in the data dir"
                 );
-                let saved = self.store.as_ref().map(|s| s.set_cluster_id(remote));
-                if let Some(Err(e)) = saved {
+                let saved = match &self.store {
+                    Some(s) => s.set_cluster_id(remote),
+                    None => Ok(()),
+                };
+                if let Err(e) = saved {
                     tracing::error!("cannot record the cluster ID in the data dir: {e}");
                 }
                 true
