@@ -4,6 +4,10 @@
 #[cfg(test)]
 mod cluster_test;
 mod forward;
+mod join;
+pub mod membership;
+#[cfg(test)]
+mod membership_test;
 mod start;
 #[cfg(test)]
 mod tls_cluster_test;

@@ -66,7 +66,6 @@ impl App {
             .identity()
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", log_path.display()))?;
         let plan = static_cluster::plan(cfg, stored)?;
-        let identity = plan.identity();
         match &plan {
             Plan::Restart { .. } => tracing::info!(
                 data_dir = %cfg.data_dir.display(),
@@ -85,10 +84,16 @@ impl App {
                 tracing::info!("joining an existing cluster; waiting for the leader to add us")
             }
         }
-        let cluster_id = match plan {
-            Plan::Join { .. } if stored.is_none() => 0,
-            _ => identity.cluster_id,
+        let identity = match &plan {
+            Plan::Join { members, .. } => {
+                let found = super::join::discover(cfg, members, peer_tls.clone()).await?;
+                log.set_identity(&found)
+                    .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
+                found
+            }
+            _ => plan.identity(),
         };
+        let cluster_id = identity.cluster_id;
         tracing::info!(
             member_id = format!("{:x}", identity.member_id),
             cluster_id = format!("{cluster_id:x}"),
@@ -105,31 +110,18 @@ impl App {
             .await
             .context("starting Raft")?;
 
-        match plan {
-            Plan::New { members, identity } => {
-                match raft.initialize(members.clone()).await {
-                    Ok(()) => {}
-                    // Already initialised by an earlier start that crashed before recording the identity.
-                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                    Err(e) => {
-                        return Err(anyhow::anyhow!("initializing the cluster {members:?}: {e}"))
-                    }
-                }
-                log.set_identity(&identity)
-                    .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
+        if let Plan::New { members, identity } = plan {
+            match raft.initialize(members.clone()).await {
+                Ok(()) => {}
+                // Already initialised by an earlier start that crashed before recording the identity.
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(anyhow::anyhow!("initializing the cluster {members:?}: {e}")),
             }
-            Plan::Join { identity } if stored.is_none() => {
-                let identity = static_cluster::StoredIdentity {
-                    cluster_id: 0,
-                    ..identity
-                };
-                log.set_identity(&identity)
-                    .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
-            }
-            _ => {}
+            log.set_identity(&identity)
+                .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::server(raft.clone(), cluster);
+        let peer_service = PeerService::server(raft.clone(), cluster, shared.clone());
         let app = App {
             inner: Arc::new(Inner {
                 id: identity.member_id,

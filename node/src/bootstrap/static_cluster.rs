@@ -26,17 +26,21 @@ pub enum Plan {
     },
     /// The data dir already holds this member's state.
     Restart { identity: StoredIdentity },
-    /// Added with `member add`: start empty and wait for the leader to replicate to us.
-    Join { identity: StoredIdentity },
+    /// Added with `member add`: start empty and wait for the leader to replicate to us. The identity
+    /// from the flags is provisional: the real one is learned from the members (see `app::start`).
+    Join {
+        identity: StoredIdentity,
+        members: BTreeMap<NodeId, PeerNode>,
+    },
 }
 
 impl Plan {
     /// The identity this start runs with.
     pub fn identity(&self) -> StoredIdentity {
         match self {
-            Plan::New { identity, .. } | Plan::Restart { identity } | Plan::Join { identity } => {
-                *identity
-            }
+            Plan::New { identity, .. }
+            | Plan::Restart { identity }
+            | Plan::Join { identity, .. } => *identity,
         }
     }
 }
@@ -107,7 +111,10 @@ pub fn plan(cfg: &Config, stored: Option<StoredIdentity>) -> Result<Plan, Config
                 identity: flags,
                 members,
             }),
-            ClusterState::Existing => Ok(Plan::Join { identity: flags }),
+            ClusterState::Existing => Ok(Plan::Join {
+                identity: flags,
+                members,
+            }),
         },
     }
 }

@@ -17,12 +17,21 @@ use crate::store::log::{decode, encode};
 pub struct PeerService {
     raft: Raft,
     cluster_id: crate::raft::ClusterId,
+    shared: std::sync::Arc<crate::store::state_machine::Shared>,
 }
 
 impl PeerService {
     /// The tonic service for `raft` in cluster `cluster_id`.
-    pub fn server(raft: Raft, cluster_id: crate::raft::ClusterId) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService { raft, cluster_id })
+    pub fn server(
+        raft: Raft,
+        cluster_id: crate::raft::ClusterId,
+        shared: std::sync::Arc<crate::store::state_machine::Shared>,
+    ) -> PeerServer<PeerService> {
+        PeerServer::new(PeerService {
+            raft,
+            cluster_id,
+            shared,
+        })
             .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
             .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
     }
@@ -124,5 +133,30 @@ impl Peer for PeerService {
             )),
         };
         reply(&out)
+    }
+
+    async fn change_members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let change = self.open(req)?;
+        let out = crate::app::membership::change_on_leader(&self.raft, &self.shared, change).await;
+        reply(&out)
+    }
+
+    async fn members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let remote = req.get_ref().cluster_id;
+        // 0 = a joining member that does not know the cluster yet; it only reads.
+        if remote != 0 && remote != self.cluster_id.get() {
+            return Err(Status::failed_precondition(format!(
+                "request cluster ID mismatch (local {:x}, remote {remote:x})",
+                self.cluster_id.get()
+            )));
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let members = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
+        reply(&crate::raft::wire::ClusterInfo { cluster_id: self.cluster_id.get(), members })
     }
 }

@@ -20,3 +20,10 @@ pub type ProposeReply = Result<(u64, CommandResponse), ForwardError>;
 /// Reply to `ReadIndex`: the leader's read index (every write committed before the request is at or
 /// below it).
 pub type ReadIndexReply = Result<Option<u64>, ForwardError>;
+
+/// Reply to `Members`: what a joining member needs to find its own ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_id: u64,
+    pub members: Vec<(NodeId, crate::raft::types::PeerNode)>,
+}

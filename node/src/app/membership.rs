@@ -1,0 +1,221 @@
+//! Runtime membership changes (etcd's MemberAdd / MemberPromote / MemberRemove / MemberUpdate), run on
+//! the leader with etcd's safety checks; a follower forwards them over the peer channel.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+
+use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::bootstrap::ids;
+use crate::raft::types::{NodeId, PeerNode, Raft};
+use crate::raft::wire::ForwardError;
+use crate::store::log::decode;
+use crate::store::state_machine::Shared;
+
+/// One membership change request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Add a member by its peer URLs, as a voter or a learner.
+    Add {
+        peer_urls: Vec<String>,
+        learner: bool,
+    },
+    /// Make a learner a voter.
+    Promote { id: NodeId },
+    /// Remove a member.
+    Remove { id: NodeId },
+    /// Replace a member's peer URLs.
+    Update { id: NodeId, peer_urls: Vec<String> },
+}
+
+/// Reply to a forwarded change: the new member's ID (for Add) and the log index of the change.
+pub type ChangeReply = Result<(Option<NodeId>, u64), ForwardError>;
+
+fn failed(msg: &str) -> ForwardError {
+    ForwardError::Failed(msg.to_string())
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> ForwardError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ForwardError::NotLeader(f.leader_id)
+        }
+        other => ForwardError::Failed(other.to_string()),
+    }
+}
+
+/// Run `change` on this member, which must be the leader.
+pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange) -> ChangeReply {
+    let m = raft.metrics().borrow().clone();
+    if m.current_leader != Some(m.id) {
+        return Err(ForwardError::NotLeader(m.current_leader));
+    }
+    let membership = m.membership_config.membership().clone();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
+    let published: BTreeSet<NodeId> = match shared.members.read() {
+        Ok(a) => a.keys().copied().collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let started = |set: &BTreeSet<NodeId>| set.iter().filter(|id| published.contains(id)).count();
+    let quorum = |n: usize| n / 2 + 1;
+    match change {
+        MemberChange::Add { peer_urls, learner } => {
+            if membership
+                .nodes()
+                .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)))
+            {
+                return Err(failed("Peer URLs already exists"));
+            }
+            // etcd refuses a voter that would leave the started members short of the new quorum.
+            if !learner && started(&voters) < quorum(voters.len() + 1) {
+                return Err(failed("unhealthy cluster"));
+            }
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let id = ids::member_id(&peer_urls, &format!("{:x}{nonce}", m.id));
+            let node = PeerNode {
+                name: String::new(),
+                peer_urls,
+            };
+            let r = raft.add_learner(id, node, false).await.map_err(write_err)?;
+            if learner {
+                return Ok((Some(id), r.log_id.index));
+            }
+            let r = raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(write_err)?;
+            Ok((Some(id), r.log_id.index))
+        }
+        MemberChange::Promote { id } => {
+            if !learners.contains(&id) {
+                return Err(failed("can only promote a learner member"));
+            }
+            // etcd: a learner is ready when its match index is at least 90% of the leader's.
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten());
+            let last = m.last_log_index.unwrap_or(0);
+            if matched.map(|l| l.index * 10 < last * 9).unwrap_or(true) {
+                return Err(failed(
+                    "can only promote a learner member which is in sync with leader",
+                ));
+            }
+            let ch = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            let r = raft.change_membership(ch, false).await.map_err(write_err)?;
+            Ok((None, r.log_id.index))
+        }
+        MemberChange::Remove { id } => {
+            if !voters.contains(&id) && !learners.contains(&id) {
+                return Err(failed("member not found"));
+            }
+            let ch = if voters.contains(&id) {
+                let rest: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+                if rest.is_empty() || started(&rest) < quorum(rest.len()) {
+                    return Err(failed(
+                        "re-configuration failed due to not enough started members",
+                    ));
+                }
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            let r = raft.change_membership(ch, false).await.map_err(write_err)?;
+            Ok((None, r.log_id.index))
+        }
+        MemberChange::Update { id, peer_urls } => {
+            let Some(node) = membership.get_node(&id) else {
+                return Err(failed("member not found"));
+            };
+            let node = PeerNode {
+                name: node.name.clone(),
+                peer_urls,
+            };
+            let ch = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+            let r = raft.change_membership(ch, false).await.map_err(write_err)?;
+            Ok((None, r.log_id.index))
+        }
+    }
+}
+
+impl App {
+    /// Add a member (etcd MemberAdd); returns its new ID. Started later with
+    /// `--initial-cluster-state existing`, it finds its ID by its peer URLs.
+    pub async fn add_member(
+        &self,
+        peer_urls: Vec<String>,
+        learner: bool,
+    ) -> Result<NodeId, ServeError> {
+        let (id, _) = self
+            .change_members(MemberChange::Add { peer_urls, learner })
+            .await?;
+        id.ok_or_else(|| ServeError::Internal("member add returned no ID".into()))
+    }
+
+    /// Promote a learner to voter (etcd MemberPromote).
+    pub async fn promote_member(&self, id: NodeId) -> Result<(), ServeError> {
+        self.change_members(MemberChange::Promote { id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Remove a member (etcd MemberRemove); removing the leader works, leadership moves after commit.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), ServeError> {
+        self.change_members(MemberChange::Remove { id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Replace a member's peer URLs (etcd MemberUpdate).
+    pub async fn update_member(
+        &self,
+        id: NodeId,
+        peer_urls: Vec<String>,
+    ) -> Result<(), ServeError> {
+        self.change_members(MemberChange::Update { id, peer_urls })
+            .await
+            .map(|_| ())
+    }
+
+    /// Run a change on the leader (forwarding if needed), then wait until this member has applied it,
+    /// so a `members()` that follows shows it. Rejections read like etcd's ("etcdserver: …").
+    async fn change_members(
+        &self,
+        change: MemberChange,
+    ) -> Result<(Option<NodeId>, u64), ServeError> {
+        let leader = self.wait_for_leader().await?;
+        let reply = if leader == self.inner.id {
+            change_on_leader(&self.inner.raft, &self.inner.shared, change).await
+        } else {
+            let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+            let mut client = self
+                .inner
+                .peers
+                .client(leader, &node)
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            let req = self
+                .inner
+                .peers
+                .request(&change)
+                .map_err(|e| ServeError::Internal(e.to_string()))?;
+            let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.change_members(req))
+                .await
+                .map_err(|_| ServeError::Timeout)?
+                .map_err(|s| ServeError::Internal(s.message().to_string()))?
+                .into_inner();
+            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?
+        };
+        let (id, index) = reply.map_err(|e| match e {
+            ForwardError::NotLeader(_) => ServeError::NoLeader,
+            ForwardError::Failed(m) => ServeError::Internal(m),
+        })?;
+        self.wait_applied(Some(index)).await?;
+        Ok((id, index))
+    }
+}
