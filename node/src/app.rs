@@ -8,6 +8,8 @@ mod join;
 pub mod membership;
 #[cfg(test)]
 mod membership_test;
+#[cfg(test)]
+mod srv_cluster_test;
 mod start;
 #[cfg(test)]
 mod tls_cluster_test;

@@ -62,12 +62,9 @@ pub struct Config {
     )]
     pub initial_advertise_peer_urls: Vec<String>,
     /// Initial cluster configuration for bootstrapping: name=peer-url,...
-    #[arg(
-        long,
-        env = "CAIRN_INITIAL_CLUSTER",
-        default_value = "default=http://localhost:2380"
-    )]
-    pub initial_cluster: String,
+    /// [default: default=http://localhost:2380 unless --discovery-srv is given]
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
     /// Initial cluster token, so clusters bootstrapped from the same flags get distinct IDs.
     #[arg(
         long,
@@ -230,29 +227,14 @@ impl Config {
         for u in &self.initial_advertise_peer_urls {
             parse_url("initial-advertise-peer-urls", u)?;
         }
-        if self.discovery_srv.is_none() {
-            let members = parse_initial_cluster(&self.initial_cluster)?;
-            let mine: Vec<&String> = members
-                .iter()
-                .filter(|(n, _)| n == &self.name)
-                .map(|(_, u)| u)
-                .collect();
-            if mine.is_empty() {
-                return err(format!(
-                    "{} not listed in the initial cluster config",
-                    self.name
-                ));
+        match (&self.discovery_srv, &self.initial_cluster) {
+            (Some(_), Some(_)) => {
+                return err("--discovery-srv and --initial-cluster cannot both be set: \
+                            bootstrap either from DNS SRV records or from a static member list")
             }
-            let mut a: Vec<&String> = mine;
-            let mut b: Vec<&String> = self.initial_advertise_peer_urls.iter().collect();
-            a.sort();
-            b.sort();
-            if a != b {
-                return err(format!(
-                    "{} has different advertised URLs in the cluster and advertised peer URLs list",
-                    self.name
-                ));
-            }
+            (None, _) => self.validate_membership()?,
+            // Checked once the SRV records are resolved (bootstrap::srv).
+            (Some(_), None) => {}
         }
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
             return err(format!(
@@ -316,10 +298,44 @@ impl Config {
         Ok(())
     }
 
+    /// The static member list (etcd's default when neither it nor --discovery-srv is given).
+    pub fn initial_cluster_or_default(&self) -> String {
+        self.initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}=http://localhost:2380", self.name))
+    }
+
+    /// This member must be listed in the initial cluster, with exactly its advertised peer URLs.
+    pub fn validate_membership(&self) -> Result<(), ConfigError> {
+        let members = parse_initial_cluster(&self.initial_cluster_or_default())?;
+        let mine: Vec<&String> = members
+            .iter()
+            .filter(|(n, _)| n == &self.name)
+            .map(|(_, u)| u)
+            .collect();
+        if mine.is_empty() {
+            return err(format!(
+                "{} not listed in the initial cluster config",
+                self.name
+            ));
+        }
+        let mut a: Vec<&String> = mine;
+        let mut b: Vec<&String> = self.initial_advertise_peer_urls.iter().collect();
+        a.sort();
+        b.sort();
+        if a != b {
+            return err(format!(
+                "{} has different advertised URLs in the cluster and advertised peer URLs list",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
     /// This member's entries from `--initial-cluster`, or all members (name, peer URLs) grouped by name.
     pub fn initial_members(&self) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
         let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for (n, u) in parse_initial_cluster(&self.initial_cluster)? {
+        for (n, u) in parse_initial_cluster(&self.initial_cluster_or_default())? {
             match out.iter_mut().find(|(m, _)| *m == n) {
                 Some((_, urls)) => urls.push(u),
                 None => out.push((n, vec![u])),
@@ -419,6 +435,23 @@ mod tests {
     fn bad_url_scheme_names_the_flag() {
         let e = check(&["--advertise-client-urls=ftp://127.0.0.1:1"]).unwrap_err();
         assert!(e.0.starts_with("--advertise-client-urls"), "{}", e.0);
+    }
+
+    #[test]
+    fn discovery_srv_with_initial_cluster_is_refused() {
+        let e = check(&["--discovery-srv=example.com"]).unwrap_err();
+        assert!(
+            e.0.starts_with("--discovery-srv and --initial-cluster cannot both be set"),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
+    fn without_initial_cluster_the_member_lists_itself() {
+        let c = Config::try_parse_from(["cairn", "--name=solo"]).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.initial_cluster_or_default(), "solo=http://localhost:2380");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub(super) async fn start(
     let cfg = Config::try_parse_from(args).expect("flags");
     cfg.validate().expect("valid config");
     let tls = crate::server::Tls::from_config(&cfg).expect("certificates load");
-    let started = App::start(&cfg, tls.peer_client_tls)
+    let started = App::start(&cfg, tls.peer_client_tls, None)
         .await
         .expect("member starts");
     let (stop, rx) = watch::channel(false);

@@ -50,6 +50,7 @@ impl App {
     pub async fn start(
         cfg: &Config,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
+        dns: Option<crate::bootstrap::srv::Dns>,
     ) -> anyhow::Result<Started> {
         let member_dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&member_dir).with_context(|| {
@@ -104,7 +105,7 @@ impl App {
         let sm = StateMachine::open(snaps).map_err(|e| anyhow::anyhow!(e))?;
         let shared = sm.shared();
         let cluster = ClusterId::new(cluster_id, log.clone());
-        let peers = PeerChannels::new(cluster.clone(), peer_tls);
+        let peers = PeerChannels::new(cluster.clone(), peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await

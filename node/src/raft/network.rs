@@ -39,6 +39,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub struct PeerChannels {
     cluster_id: crate::raft::ClusterId,
     tls: Option<Arc<ClientConfig>>,
+    /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
+    dns: Option<crate::bootstrap::srv::Dns>,
     cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
 }
 
@@ -57,8 +59,15 @@ impl PeerChannels {
         PeerChannels {
             cluster_id,
             tls,
+            dns: None,
             cache: Arc::default(),
         }
+    }
+
+    /// Resolve host names in peer URLs with `dns` instead of the system resolver.
+    pub fn with_dns(mut self, dns: Option<crate::bootstrap::srv::Dns>) -> Self {
+        self.dns = dns;
+        self
     }
 
     /// This cluster's ID (sent in every peer call).
@@ -92,17 +101,37 @@ impl PeerChannels {
         };
         let server_name =
             ServerName::try_from(parsed.host.clone()).map_err(|e| dial_err(e.to_string()))?;
-        let addr = format!("{}:{}", parsed.host, parsed.port);
+        let (host, port) = (parsed.host.clone(), parsed.port);
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
         // The endpoint URI is only used for the :authority header; our connector dials and does TLS.
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
             .map_err(|e| dial_err(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .tcp_nodelay(true);
+        let dns = self.dns.clone();
         let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
-            let (addr, tls, name) = (addr.clone(), tls.clone(), server_name.clone());
+            let (host, tls, name, dns) = (
+                host.clone(),
+                tls.clone(),
+                server_name.clone(),
+                dns.clone(),
+            );
             async move {
-                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                let tcp = match (host.parse::<std::net::IpAddr>(), dns) {
+                    (Ok(ip), _) => tokio::net::TcpStream::connect((ip, port)).await?,
+                    (Err(_), Some(dns)) => {
+                        let ips = dns.lookup_ip(&host).await.map_err(std::io::Error::other)?;
+                        let addrs: Vec<std::net::SocketAddr> =
+                            ips.into_iter().map(|ip| (ip, port).into()).collect();
+                        tokio::net::TcpStream::connect(&addrs[..]).await?
+                    }
+                    (Err(_), None) => tokio::net::TcpStream::connect((host.as_str(), port)).await?,
+                };
                 tcp.set_nodelay(true)?;
                 let io: Box<dyn Io> = match tls {
                     Some(c) => Box::new(c.connect(name, tcp).await?),

@@ -32,8 +32,8 @@ impl PeerService {
             cluster_id,
             shared,
         })
-            .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
-            .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+        .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+        .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
     }
 
     fn open<T: DeserializeOwned>(&self, req: Request<PeerRequest>) -> Result<T, Status> {
@@ -135,7 +135,10 @@ impl Peer for PeerService {
         reply(&out)
     }
 
-    async fn change_members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+    async fn change_members(
+        &self,
+        req: Request<PeerRequest>,
+    ) -> Result<Response<PeerReply>, Status> {
         let change = self.open(req)?;
         let out = crate::app::membership::change_on_leader(&self.raft, &self.shared, change).await;
         reply(&out)
@@ -157,6 +160,9 @@ impl Peer for PeerService {
             .nodes()
             .map(|(id, n)| (*id, n.clone()))
             .collect();
-        reply(&crate::raft::wire::ClusterInfo { cluster_id: self.cluster_id.get(), members })
+        reply(&crate::raft::wire::ClusterInfo {
+            cluster_id: self.cluster_id.get(),
+            members,
+        })
     }
 }

@@ -58,8 +58,35 @@ impl Tls {
     }
 }
 
+/// With `--discovery-srv`, fill `--initial-cluster` from DNS (first start only, as etcd) and return the
+/// resolver used to dial peers by their SRV target names.
+async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::bootstrap::srv::Dns>> {
+    let Some(domain) = cfg.discovery_srv.clone() else {
+        return Ok(None);
+    };
+    let dns = crate::bootstrap::srv::Dns::new(cfg.dns_server)?;
+    let log = cfg.data_dir.join("member").join("raft.redb");
+    if log.exists() {
+        tracing::info!(
+            "discovery ignored since a cluster has already been initialized. Valid log found at {}",
+            log.display()
+        );
+        // Any list naming this member will do: the stored identity is used on restart.
+        cfg.initial_cluster = Some(format!(
+            "{}={}",
+            cfg.name,
+            cfg.initial_advertise_peer_urls.join(",")
+        ));
+        return Ok(Some(dns));
+    }
+    tracing::info!("looking up the initial cluster in DNS SRV records of {domain}");
+    cfg.initial_cluster = Some(crate::bootstrap::srv::initial_cluster(cfg, &dns).await?);
+    Ok(Some(dns))
+}
+
 /// Run the member until SIGTERM/SIGINT.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+    let dns = discover(&mut cfg).await?;
     let Tls {
         client_server_tls,
         peer_server_tls,
@@ -89,7 +116,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ));
     }
 
-    let started = App::start(&cfg, peer_client_tls).await?;
+    let started = App::start(&cfg, peer_client_tls, dns).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let peer_router = peer_router(&started);
     for (https, l) in peer_listeners {

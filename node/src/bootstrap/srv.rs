@@ -1,0 +1,168 @@
+//! DNS SRV bootstrap (`--discovery-srv`), as etcd's `srv.GetCluster`: the initial cluster is built from
+//! `_etcd-server-ssl[-NAME]._tcp.DOMAIN` (https) then `_etcd-server[-NAME]._tcp.DOMAIN` (http); this member
+//! is the SRV target that resolves to the same address as one of its advertised peer URLs. URLs keep the
+//! SRV target names (so every member derives the same IDs), which is why dialing peers may need DNS.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
+
+use crate::config::{parse_url, Config, ConfigError};
+
+/// How long lookups are retried when the DNS server does not answer.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// A resolver: the system's (/etc/resolv.conf) or `--dns-server`.
+#[derive(Clone)]
+pub struct Dns {
+    resolver: TokioResolver,
+}
+
+impl Dns {
+    /// A resolver for `server`, or the system configuration when None.
+    pub fn new(server: Option<SocketAddr>) -> anyhow::Result<Dns> {
+        let resolver = match server {
+            Some(addr) => {
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                let cfg = ResolverConfig::from_name_servers(vec![ns]);
+                TokioResolver::builder_with_config(cfg, TokioRuntimeProvider::default()).build()
+            }
+            None => TokioResolver::builder_tokio()
+                .map_err(|e| anyhow::anyhow!("reading /etc/resolv.conf: {e}"))?
+                .build(),
+        }
+        .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
+        Ok(Dns { resolver })
+    }
+
+    /// Addresses of `host` (an IP literal is returned as is).
+    pub async fn lookup_ip(&self, host: &str) -> anyhow::Result<Vec<IpAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let fqdn = if host.ends_with('.') {
+            host.to_string()
+        } else {
+            format!("{host}.")
+        };
+        let found = self.resolver.lookup_ip(fqdn.as_str()).await;
+        let ips: Vec<IpAddr> = found
+            .map_err(|e| anyhow::anyhow!("resolving {host}: {e}"))?
+            .iter()
+            .collect();
+        Ok(ips)
+    }
+
+    /// SRV records of `name` as (target without trailing dot, port); empty when there are none.
+    async fn srv(&self, name: &str) -> anyhow::Result<Vec<(String, u16)>> {
+        let deadline = tokio::time::Instant::now() + RETRY_FOR;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.resolver.srv_lookup(name).await {
+                Ok(l) => {
+                    let recs = l.answers().iter().filter_map(|r| match &r.data {
+                        RData::SRV(s) => {
+                            Some((s.target.to_utf8().trim_end_matches('.').to_string(), s.port))
+                        }
+                        _ => None,
+                    });
+                    return Ok(recs.collect());
+                }
+                Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(Vec::new()),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!("SRV lookup {name}: {e}; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => anyhow::bail!("SRV lookup {name} failed for {RETRY_FOR:?}: {e}"),
+            }
+        }
+    }
+}
+
+/// Build `--initial-cluster` from the SRV records of `--discovery-srv`.
+pub async fn initial_cluster(cfg: &Config, dns: &Dns) -> anyhow::Result<String> {
+    let domain = cfg
+        .discovery_srv
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('.');
+    let suffix = cfg
+        .discovery_srv_name
+        .as_deref()
+        .map(|n| format!("-{n}"))
+        .unwrap_or_default();
+    // Our advertised peer addresses, with the scheme each one uses.
+    let mut mine: Vec<(SocketAddr, bool)> = Vec::new();
+    for u in &cfg.initial_advertise_peer_urls {
+        let p = parse_url("initial-advertise-peer-urls", u)?;
+        for ip in dns.lookup_ip(&p.host).await? {
+            mine.push((SocketAddr::new(ip, p.port), p.tls));
+        }
+    }
+    let mut parts = Vec::new();
+    let mut found_self = false;
+    let mut temp_name = 0;
+    let mut queried = Vec::new();
+    for (service, https) in [("_etcd-server-ssl", true), ("_etcd-server", false)] {
+        let name = format!("{service}{suffix}._tcp.{domain}.");
+        let records = dns.srv(&name).await?;
+        queried.push(name);
+        for (target, port) in records {
+            let addrs: BTreeSet<SocketAddr> = dns
+                .lookup_ip(&target)
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect();
+            let me = mine.iter().find(|(a, _)| addrs.contains(a));
+            let scheme = if https { "https" } else { "http" };
+            let member = match me {
+                Some((_, tls)) if *tls != https => {
+                    return Err(ConfigError(format!(
+                        "bootstrap at {target}:{port} from DNS for {domain} has scheme mismatch with expected \
+                         peer {scheme}: check --initial-advertise-peer-urls"
+                    ))
+                    .into())
+                }
+                Some(_) => {
+                    found_self = true;
+                    cfg.name.clone()
+                }
+                None => {
+                    temp_name += 1;
+                    format!("{}", temp_name - 1)
+                }
+            };
+            parts.push(format!("{member}={scheme}://{target}:{port}"));
+        }
+    }
+    if parts.is_empty() {
+        return Err(ConfigError(format!(
+            "no SRV records found: looked up {}",
+            queried.join(" and ")
+        ))
+        .into());
+    }
+    if !found_self {
+        return Err(ConfigError(format!(
+            "this member ({}, advertising {}) is not among the SRV targets of {domain} ({}): fix \
+             --initial-advertise-peer-urls or the DNS records",
+            cfg.name,
+            cfg.initial_advertise_peer_urls.join(","),
+            parts.join(",")
+        ))
+        .into());
+    }
+    let cluster = parts.join(",");
+    tracing::info!(initial_cluster = %cluster, "got bootstrap from DNS for {domain}");
+    Ok(cluster)
+}
