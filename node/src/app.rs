@@ -249,7 +249,7 @@ impl App {
         if let Some(l) = self.inner.raft.metrics().borrow().current_leader {
             return Ok(l);
         }
-        let wait = self.inner.raft.config().election_timeout_max * 2;
+        let wait = self.inner.raft.config().election_timeout_max * 4;
         match self
             .inner
             .raft

@@ -11,6 +11,12 @@ pub(crate) fn count_proposal_pending(delta: i64) {
     let _ = delta;
 }
 
+/// Record leader presence and changes (`etcd_server_has_leader`, `etcd_server_leader_changes_seen_total`).
+// METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
+pub(crate) fn observe_leader(has_leader: bool, changed: bool) {
+    let _ = (has_leader, changed);
+}
+
 fn from_forward(e: ForwardError) -> ServeError {
     match e {
         // The member we asked is not (or no longer) leader: nothing was appended, `propose` retries.

@@ -33,8 +33,12 @@ fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config
     let rc = openraft::Config {
         cluster_name: format!("{cluster_id:x}"),
         heartbeat_interval: cfg.heartbeat_interval,
-        election_timeout_min: cfg.election_timeout,
-        election_timeout_max: cfg.election_timeout * 3 / 2,
+        // openraft 0.9 makes a follower wait `leader lease (= election_timeout_max)` PLUS a random
+        // timeout in [min, max] after the last heartbeat before campaigning. Splitting etcd's
+        // --election-timeout E into min = E/3, max = 2E/3 gives an effective E..4E/3, like etcd's
+        // E..2E, so a killed leader is replaced within about 1.5 s at the defaults.
+        election_timeout_min: cfg.election_timeout / 3,
+        election_timeout_max: cfg.election_timeout * 2 / 3,
         install_snapshot_timeout: 30_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
         max_in_snapshot_log_to_keep: CATCH_UP_ENTRIES.min(cfg.snapshot_count),
@@ -132,6 +136,7 @@ impl App {
                 data_dir: cfg.data_dir.clone(),
             }),
         };
+        app.spawn_leader_watch();
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
         Ok(Started { app, peer_service })
     }
@@ -154,6 +159,38 @@ impl App {
                     Err(e) => tracing::debug!("publishing member attributes: {e}; retrying"),
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and feed the
+    /// leader metrics.
+    fn spawn_leader_watch(&self) {
+        let mut rx = self.inner.raft.metrics();
+        let me = self.inner.id;
+        tokio::spawn(async move {
+            let mut last: Option<u64> = None;
+            loop {
+                let (leader, term) = {
+                    let m = rx.borrow_and_update();
+                    (m.current_leader, m.current_term)
+                };
+                if leader != last {
+                    match leader {
+                        Some(l) => {
+                            tracing::info!("raft.node: {me:x} elected leader {l:x} at term {term}")
+                        }
+                        None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
+                    }
+                    crate::app::forward::observe_leader(
+                        leader.is_some(),
+                        leader.is_some() && last.is_some(),
+                    );
+                    last = leader;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
             }
         });
     }

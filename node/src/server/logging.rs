@@ -34,7 +34,7 @@ where
 pub fn init(member: &str, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{level},openraft=warn,h2=warn,hyper=warn,tower=warn"
+            "{level},openraft=error,h2=warn,hyper=warn,tower=warn"
         ))
     });
     let format = tracing_subscriber::fmt::format().with_target(false);
