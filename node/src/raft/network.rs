@@ -115,12 +115,8 @@ impl PeerChannels {
             .tcp_nodelay(true);
         let dns = self.dns.clone();
         let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
-            let (host, tls, name, dns) = (
-                host.clone(),
-                tls.clone(),
-                server_name.clone(),
-                dns.clone(),
-            );
+            let (host, tls, name, dns) =
+                (host.clone(), tls.clone(), server_name.clone(), dns.clone());
             async move {
                 let tcp = match (host.parse::<std::net::IpAddr>(), dns) {
                     (Ok(ip), _) => tokio::net::TcpStream::connect((ip, port)).await?,
