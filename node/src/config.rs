@@ -300,9 +300,12 @@ impl Config {
 
     /// The static member list (etcd's default when neither it nor --discovery-srv is given).
     pub fn initial_cluster_or_default(&self) -> String {
-        self.initial_cluster
-            .clone()
-            .unwrap_or_else(|| format!("{}=http://localhost:2380", self.name))
+        self.initial_cluster.clone().unwrap_or_else(|| {
+            let urls = self.initial_advertise_peer_urls.iter();
+            urls.map(|u| format!("{}={u}", self.name))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
     }
 
     /// This member must be listed in the initial cluster, with exactly its advertised peer URLs.
@@ -452,6 +455,15 @@ mod tests {
         let c = Config::try_parse_from(["cairn", "--name=solo"]).unwrap();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.initial_cluster_or_default(), "solo=http://localhost:2380");
+        let c = Config::try_parse_from([
+            "cairn",
+            "--name=solo",
+            "--initial-advertise-peer-urls=http://127.0.0.1:5",
+            "--listen-peer-urls=http://127.0.0.1:5",
+        ])
+        .unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.initial_cluster_or_default(), "solo=http://127.0.0.1:5");
     }
 
     #[test]

@@ -182,10 +182,7 @@ impl App {
                         }
                         None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
                     }
-                    crate::app::forward::observe_leader(
-                        leader.is_some(),
-                        leader.is_some() && last.is_some(),
-                    );
+                    crate::app::forward::observe_leader(leader.is_some(), leader.is_some());
                     last = leader;
                 }
                 if rx.changed().await.is_err() {
