@@ -42,6 +42,9 @@ pub struct PeerChannels {
     /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
     dns: Option<crate::bootstrap::srv::Dns>,
     cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    /// Per peer: the last failure logged and when, so an unreachable peer is reported once (and every
+    /// 30 s), not per heartbeat.
+    failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
 }
 
 /// Why a channel to a member could not be made.
@@ -61,6 +64,7 @@ impl PeerChannels {
             tls,
             dns: None,
             cache: Arc::default(),
+            failing: Arc::default(),
         }
     }
 
@@ -182,9 +186,26 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>
 #[error("{0}")]
 struct Msg(String);
 
+/// What went wrong, for the operator: tonic's message plus its cause chain (TLS refusals such as a
+/// missing SAN hide several levels down in a "transport error").
+fn describe(status: &tonic::Status) -> String {
+    let mut out = status.message().to_string();
+    let mut cur = std::error::Error::source(status);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        cur = c.source();
+    }
+    out
+}
+
 impl PeerConnection {
+    /// One RPC, logging when the peer becomes unreachable or active again (etcd's "peer … became
+    /// inactive/active" lines).
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         method: Method,
         req: &Req,
         option: &RPCOption,
@@ -194,10 +215,52 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut client = self
-            .peers
-            .client(self.target, &self.node)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut why = None;
+        let res = self.call_once(method, req, option, &mut why).await;
+        let url = self.node.peer_urls.join(",");
+        let peer = format!("{:x}", self.target);
+        let Ok(mut failing) = self.peers.failing.lock() else {
+            return res;
+        };
+        match why {
+            Some(msg) => {
+                let stale = match failing.get(&self.target) {
+                    Some((m, at)) => *m != msg || at.elapsed() > Duration::from_secs(30),
+                    None => true,
+                };
+                if stale {
+                    tracing::warn!(%peer, %url, "peer became inactive: {msg}");
+                    failing.insert(self.target, (msg, std::time::Instant::now()));
+                }
+            }
+            None => {
+                if failing.remove(&self.target).is_some() {
+                    tracing::info!(%peer, %url, "peer became active");
+                }
+            }
+        }
+        res
+    }
+
+    async fn call_once<Req, Resp, E>(
+        &self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+        why: &mut Option<String>,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut client = match self.peers.client(self.target, &self.node) {
+            Ok(c) => c,
+            Err(e) => {
+                *why = Some(e.to_string());
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
+        };
         let request = self
             .peers
             .request(req)
@@ -211,22 +274,21 @@ impl PeerConnection {
             }
         };
         let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
+            Ok(Ok(r)) => r.into_inner(),
             Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&Msg(
-                    "peer RPC timed out".into(),
-                ))))
-            }
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                return Err(RPCError::Unreachable(Unreachable::new(&Msg(status
-                    .message()
-                    .to_string()))))
+                let msg = Msg("peer RPC timed out".into());
+                *why = Some(msg.0.clone());
+                return Err(RPCError::Unreachable(Unreachable::new(&msg)));
             }
             Ok(Err(status)) => {
-                return Err(RPCError::Network(NetworkError::new(&Msg(
-                    status.to_string()
-                ))))
+                let msg = Msg(describe(&status));
+                *why = Some(msg.0.clone());
+                return Err(if status.code() == tonic::Code::Unavailable {
+                    RPCError::Unreachable(Unreachable::new(&msg))
+                } else {
+                    RPCError::Network(NetworkError::new(&msg))
+                });
             }
-            Ok(Ok(r)) => r.into_inner(),
         };
         crate::raft::observe_peer_bytes(sent, reply.payload.len());
         let result: Result<Resp, RaftError<NodeId, E>> =
