@@ -25,6 +25,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     server::logging::init(&cfg.name, &cfg.log_level);
+    // A panic anywhere (e.g. inside the state machine's task) would leave a member running in an
+    // unknown state; stop the whole process instead so the supervisor restarts it from the data dir.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        eprintln!(
+            "cairn: internal error (a bug); aborting so the member restarts from its data dir"
+        );
+        std::process::abort();
+    }));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

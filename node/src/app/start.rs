@@ -29,6 +29,12 @@ pub struct Started {
     pub peer_service: PeerServer<PeerService>,
 }
 
+/// Create the data directories readable by the service user only (etcd insists on 0700 too).
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config> {
     let rc = openraft::Config {
         cluster_name: format!("{cluster_id:x}"),
@@ -57,7 +63,7 @@ impl App {
         dns: Option<crate::bootstrap::srv::Dns>,
     ) -> anyhow::Result<Started> {
         let member_dir = cfg.data_dir.join("member");
-        std::fs::create_dir_all(&member_dir).with_context(|| {
+        create_private_dir(&member_dir).with_context(|| {
             format!(
                 "--data-dir {}: cannot create {}",
                 cfg.data_dir.display(),
