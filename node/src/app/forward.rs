@@ -1,9 +1,14 @@
 //! A follower's side of forwarding: proposals and read-index requests go to the leader's peer listener.
 
 use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::raft::pb::peer_client::PeerClient;
+use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::{Command, CommandResponse, NodeId};
 use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
 use crate::store::log::decode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::Channel;
 
 /// Track proposals in flight (etcd's `etcd_server_proposals_pending`).
 // METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
@@ -17,7 +22,7 @@ pub(crate) fn observe_leader(has_leader: bool, changed: bool) {
     let _ = (has_leader, changed);
 }
 
-fn from_forward(e: ForwardError) -> ServeError {
+pub(super) fn from_forward(e: ForwardError) -> ServeError {
     match e {
         // The member we asked is not (or no longer) leader: nothing was appended, `propose` retries.
         ForwardError::NotLeader(_) => ServeError::NotLeader,
@@ -33,29 +38,43 @@ fn from_status(s: tonic::Status) -> ServeError {
 }
 
 impl App {
+    /// Send `msg` to the leader's peer listener with `rpc` and decode the reply.
+    pub(super) async fn call_leader<Req, Rep, F, Fut>(
+        &self,
+        leader: NodeId,
+        msg: &Req,
+        rpc: F,
+    ) -> Result<Rep, ServeError>
+    where
+        Req: Serialize,
+        Rep: DeserializeOwned,
+        F: FnOnce(PeerClient<Channel>, PeerRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<PeerReply>, tonic::Status>>,
+    {
+        let internal = |e: &dyn std::fmt::Display| ServeError::Internal(e.to_string());
+        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+        let client = self
+            .inner
+            .peers
+            .client(leader, &node)
+            .map_err(|e| internal(&e))?;
+        let req = self.inner.peers.request(msg).map_err(|e| internal(&e))?;
+        let reply = tokio::time::timeout(REQUEST_TIMEOUT, rpc(client, req))
+            .await
+            .map_err(|_| ServeError::Timeout)?
+            .map_err(from_status)?
+            .into_inner();
+        decode(&reply.payload).map_err(|e| internal(&e))
+    }
+
     pub(super) async fn forward_propose(
         &self,
         leader: NodeId,
         cmd: Command,
     ) -> Result<CommandResponse, ServeError> {
-        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
-        let mut client = self
-            .inner
-            .peers
-            .client(leader, &node)
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let req = self
-            .inner
-            .peers
-            .request(&cmd)
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.propose(req))
-            .await
-            .map_err(|_| ServeError::Timeout)?
-            .map_err(from_status)?
-            .into_inner();
-        let out: ProposeReply =
-            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?;
+        let out: ProposeReply = self
+            .call_leader(leader, &cmd, |mut c, r| async move { c.propose(r).await })
+            .await?;
         let (index, resp) = out.map_err(from_forward)?;
         // Answer only once this member has applied it too, so the client's next read here sees it.
         self.wait_applied(Some(index)).await?;
@@ -66,24 +85,9 @@ impl App {
         &self,
         leader: NodeId,
     ) -> Result<Option<u64>, ServeError> {
-        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
-        let mut client = self
-            .inner
-            .peers
-            .client(leader, &node)
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let req = self
-            .inner
-            .peers
-            .request(&())
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let reply = client
-            .read_index(req)
-            .await
-            .map_err(from_status)?
-            .into_inner();
-        let out: ReadIndexReply =
-            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?;
+        let out: ReadIndexReply = self
+            .call_leader(leader, &(), |mut c, r| async move { c.read_index(r).await })
+            .await?;
         out.map_err(from_forward)
     }
 }

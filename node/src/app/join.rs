@@ -11,7 +11,6 @@ use crate::config::{Config, ConfigError};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode};
 use crate::raft::wire::ClusterInfo;
-use crate::raft::ClusterId;
 use crate::store::log::decode;
 
 /// How long to keep trying the listed members before giving up.
@@ -29,7 +28,7 @@ pub async fn discover(
     listed: &BTreeMap<NodeId, PeerNode>,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<StoredIdentity> {
-    let peers = PeerChannels::new(ClusterId::fixed(0), tls);
+    let peers = PeerChannels::new(0, tls);
     let mine = sorted(&cfg.initial_advertise_peer_urls);
     let deadline = tokio::time::Instant::now() + DISCOVER_FOR;
     let mut last_err = String::from("no other member listed in --initial-cluster");

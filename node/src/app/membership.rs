@@ -7,11 +7,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::app::{App, ServeError};
 use crate::bootstrap::ids;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::raft::wire::ForwardError;
-use crate::store::log::decode;
 use crate::store::state_machine::Shared;
 
 /// One membership change request.
@@ -190,30 +189,18 @@ impl App {
         change: MemberChange,
     ) -> Result<(Option<NodeId>, u64), ServeError> {
         let leader = self.wait_for_leader().await?;
-        let reply = if leader == self.inner.id {
+        let reply: ChangeReply = if leader == self.inner.id {
             change_on_leader(&self.inner.raft, &self.inner.shared, change).await
         } else {
-            let node = self.node(leader).ok_or(ServeError::NoLeader)?;
-            let mut client = self
-                .inner
-                .peers
-                .client(leader, &node)
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
-            let req = self
-                .inner
-                .peers
-                .request(&change)
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
-            let reply = tokio::time::timeout(REQUEST_TIMEOUT, client.change_members(req))
-                .await
-                .map_err(|_| ServeError::Timeout)?
-                .map_err(|s| ServeError::Internal(s.message().to_string()))?
-                .into_inner();
-            decode(&reply.payload).map_err(|e| ServeError::Internal(e.to_string()))?
+            self.call_leader(leader, &change, |mut c, r| async move {
+                c.change_members(r).await
+            })
+            .await?
         };
-        let (id, index) = reply.map_err(|e| match e {
-            ForwardError::NotLeader(_) => ServeError::NoLeader,
-            ForwardError::Failed(m) => ServeError::Internal(m),
+        // "Not leader" here means leadership moved mid-change: report it as etcd does.
+        let (id, index) = reply.map_err(|e| match super::forward::from_forward(e) {
+            ServeError::NotLeader => ServeError::NoLeader,
+            other => other,
         })?;
         self.wait_applied(Some(index)).await?;
         Ok((id, index))

@@ -1,6 +1,5 @@
 //! Starting a member: open the data dir, choose new / restart / join, build Raft, publish our attributes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use crate::raft::network::PeerChannels;
 use crate::raft::pb::peer_server::PeerServer;
 use crate::raft::peer_service::PeerService;
 use crate::raft::types::{Command, Raft};
-use crate::raft::ClusterId;
 use crate::store::log::LogStore;
 use crate::store::snapshot::SnapshotDir;
 use crate::store::state_machine::StateMachine;
@@ -32,7 +30,10 @@ pub struct Started {
 /// Create the data directories readable by the service user only (etcd insists on 0700 too).
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config> {
@@ -114,8 +115,7 @@ impl App {
         let snaps = SnapshotDir::new(member_dir.join("snap"))?;
         let sm = StateMachine::open(snaps).map_err(|e| anyhow::anyhow!(e))?;
         let shared = sm.shared();
-        let cluster = ClusterId::new(cluster_id, log.clone());
-        let peers = PeerChannels::new(cluster.clone(), peer_tls).with_dns(dns);
+        let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
@@ -132,7 +132,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::server(raft.clone(), cluster, shared.clone());
+        let peer_service = PeerService::server(raft.clone(), cluster_id, shared.clone());
         let app = App {
             inner: Arc::new(Inner {
                 id: identity.member_id,
@@ -203,10 +203,5 @@ impl App {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
-    }
-
-    /// Membership as configured (for logs).
-    pub fn membership_summary(&self) -> BTreeMap<u64, String> {
-        self.members().into_iter().map(|m| (m.id, m.name)).collect()
     }
 }

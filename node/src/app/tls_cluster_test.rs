@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use crate::app::cluster_test::{put, start, until};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::PeerNode;
-use crate::raft::ClusterId;
 use crate::tls::TlsFiles;
 
 /// Write `<dir>/ca.pem` and a member certificate for 127.0.0.1 (`cert.pem`, `key.pem`).
@@ -100,7 +99,7 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
     let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
 
     // Right CA and certificate, wrong cluster ID: the member answers, and refuses.
-    let foreign = PeerChannels::new(ClusterId::fixed(0x0bad), client_of(&pki, &pki));
+    let foreign = PeerChannels::new(0x0bad, client_of(&pki, &pki));
     let mut c = foreign.client(target, &node).expect("client");
     let err = c
         .vote(foreign.request(&vote).expect("encode"))
@@ -114,7 +113,7 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
 
     // A certificate from another CA never gets past the handshake.
     let ours = members[0].app.status().cluster_id;
-    let stranger = PeerChannels::new(ClusterId::fixed(ours), client_of(&other_pki, &pki));
+    let stranger = PeerChannels::new(ours, client_of(&other_pki, &pki));
     let mut c = stranger.client(target, &node).expect("client");
     let err = c
         .vote(stranger.request(&vote).expect("encode"))

@@ -37,7 +37,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// Channels to every member this member talks to, keyed by member ID and URL.
 #[derive(Clone)]
 pub struct PeerChannels {
-    cluster_id: crate::raft::ClusterId,
+    cluster_id: u64,
     tls: Option<Arc<ClientConfig>>,
     /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
     dns: Option<crate::bootstrap::srv::Dns>,
@@ -58,7 +58,7 @@ pub struct DialError {
 
 impl PeerChannels {
     /// Channels for cluster `cluster_id`, dialled with `tls` when members use https peer URLs.
-    pub fn new(cluster_id: crate::raft::ClusterId, tls: Option<Arc<ClientConfig>>) -> Self {
+    pub fn new(cluster_id: u64, tls: Option<Arc<ClientConfig>>) -> Self {
         PeerChannels {
             cluster_id,
             tls,
@@ -76,7 +76,7 @@ impl PeerChannels {
 
     /// This cluster's ID (sent in every peer call).
     pub fn cluster_id(&self) -> u64 {
-        self.cluster_id.get()
+        self.cluster_id
     }
 
     /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
@@ -155,7 +155,7 @@ impl PeerChannels {
     /// Wrap a payload with our cluster ID.
     pub fn request<T: Serialize>(&self, msg: &T) -> Result<PeerRequest, rmp_serde::encode::Error> {
         Ok(PeerRequest {
-            cluster_id: self.cluster_id.get(),
+            cluster_id: self.cluster_id,
             payload: encode(msg)?,
         })
     }

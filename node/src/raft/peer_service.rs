@@ -16,7 +16,7 @@ use crate::store::log::{decode, encode};
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
-    cluster_id: crate::raft::ClusterId,
+    cluster_id: u64,
     shared: std::sync::Arc<crate::store::state_machine::Shared>,
 }
 
@@ -24,7 +24,7 @@ impl PeerService {
     /// The tonic service for `raft` in cluster `cluster_id`.
     pub fn server(
         raft: Raft,
-        cluster_id: crate::raft::ClusterId,
+        cluster_id: u64,
         shared: std::sync::Arc<crate::store::state_machine::Shared>,
     ) -> PeerServer<PeerService> {
         PeerServer::new(PeerService {
@@ -39,17 +39,16 @@ impl PeerService {
     fn open<T: DeserializeOwned>(&self, req: Request<PeerRequest>) -> Result<T, Status> {
         let remote = req.remote_addr();
         let req = req.into_inner();
-        if !self.cluster_id.accept(req.cluster_id) {
+        if req.cluster_id != self.cluster_id {
             tracing::warn!(
-                local = format!("{:x}", self.cluster_id.get()),
+                local = format!("{:x}", self.cluster_id),
                 remote = format!("{:x}", req.cluster_id),
                 from = ?remote,
                 "request cluster ID mismatch: refusing a peer from another cluster"
             );
             return Err(Status::failed_precondition(format!(
                 "request cluster ID mismatch (local {:x}, remote {:x})",
-                self.cluster_id.get(),
-                req.cluster_id
+                self.cluster_id, req.cluster_id
             )));
         }
         crate::raft::observe_peer_bytes(0, req.payload.len());
@@ -147,10 +146,10 @@ impl Peer for PeerService {
     async fn members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         let remote = req.get_ref().cluster_id;
         // 0 = a joining member that does not know the cluster yet; it only reads.
-        if remote != 0 && remote != self.cluster_id.get() {
+        if remote != 0 && remote != self.cluster_id {
             return Err(Status::failed_precondition(format!(
                 "request cluster ID mismatch (local {:x}, remote {remote:x})",
-                self.cluster_id.get()
+                self.cluster_id
             )));
         }
         let m = self.raft.metrics().borrow().clone();
@@ -161,7 +160,7 @@ impl Peer for PeerService {
             .map(|(id, n)| (*id, n.clone()))
             .collect();
         reply(&crate::raft::wire::ClusterInfo {
-            cluster_id: self.cluster_id.get(),
+            cluster_id: self.cluster_id,
             members,
         })
     }

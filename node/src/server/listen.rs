@@ -32,6 +32,40 @@ pub async fn bind(flag: &str, url: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("--{flag} {url}: cannot listen on {addr}"))
 }
 
+/// The listeners bound for one flag, each remembering whether its URL is https.
+pub struct Bound {
+    flag: &'static str,
+    listeners: Vec<(bool, TcpListener)>,
+}
+
+/// Bind every URL of `flag` (before Raft starts, so a taken port fails fast with the flag named).
+pub async fn bind_all(flag: &'static str, urls: &[String]) -> anyhow::Result<Bound> {
+    let mut listeners = Vec::new();
+    for u in urls {
+        listeners.push((u.starts_with("https://"), bind(flag, u).await?));
+    }
+    Ok(Bound { flag, listeners })
+}
+
+impl Bound {
+    /// Serve `router` on every listener (`tls` on the https ones) until `stop` turns true.
+    pub fn serve(
+        self,
+        tls: &Option<Arc<rustls::ServerConfig>>,
+        router: &axum::Router,
+        stop: &watch::Receiver<bool>,
+    ) {
+        for (https, l) in self.listeners {
+            let tls = if https { tls.clone() } else { None };
+            match l.local_addr() {
+                Ok(a) => tracing::info!(address = %a, tls = https, "serving --{}", self.flag),
+                Err(e) => tracing::warn!("--{}: {e}", self.flag),
+            }
+            tokio::spawn(serve(l, tls, router.clone(), stop.clone()));
+        }
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,

@@ -93,62 +93,17 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         peer_client_tls,
     } = Tls::from_config(&cfg)?;
 
-    // Bind before starting Raft so a taken port fails fast with the flag named.
-    let mut peer_listeners = Vec::new();
-    for u in &cfg.listen_peer_urls {
-        peer_listeners.push((
-            u.starts_with("https://"),
-            listen::bind("listen-peer-urls", u).await?,
-        ));
-    }
-    let mut client_listeners = Vec::new();
-    for u in &cfg.listen_client_urls {
-        client_listeners.push((
-            u.starts_with("https://"),
-            listen::bind("listen-client-urls", u).await?,
-        ));
-    }
-    let mut metrics_listeners = Vec::new();
-    for u in &cfg.listen_metrics_urls {
-        metrics_listeners.push((
-            u.starts_with("https://"),
-            listen::bind("listen-metrics-urls", u).await?,
-        ));
-    }
+    let peer_listeners = listen::bind_all("listen-peer-urls", &cfg.listen_peer_urls).await?;
+    let client_listeners = listen::bind_all("listen-client-urls", &cfg.listen_client_urls).await?;
+    let metrics_listeners =
+        listen::bind_all("listen-metrics-urls", &cfg.listen_metrics_urls).await?;
 
     let started = App::start(&cfg, peer_client_tls, dns).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let peer_router = peer_router(&started);
-    for (https, l) in peer_listeners {
-        let tls = if https { peer_server_tls.clone() } else { None };
-        tracing::info!(address = %l.local_addr()?, tls = https, "serving peer traffic");
-        tokio::spawn(listen::serve(l, tls, peer_router.clone(), stop_rx.clone()));
-    }
-    let client_router = client_router(&started.app);
-    for (https, l) in client_listeners {
-        let tls = if https {
-            client_server_tls.clone()
-        } else {
-            None
-        };
-        tracing::info!(address = %l.local_addr()?, tls = https, "serving client traffic");
-        tokio::spawn(listen::serve(
-            l,
-            tls,
-            client_router.clone(),
-            stop_rx.clone(),
-        ));
-    }
-    for (https, l) in metrics_listeners {
-        let tls = if https {
-            client_server_tls.clone()
-        } else {
-            None
-        };
-        tracing::info!(address = %l.local_addr()?, tls = https, "serving metrics");
-        // API CALL SITE: `crate::http::router(started.app.clone())` once it exists.
-        tokio::spawn(listen::serve(l, tls, axum::Router::new(), stop_rx.clone()));
-    }
+    peer_listeners.serve(&peer_server_tls, &peer_router(&started), &stop_rx);
+    client_listeners.serve(&client_server_tls, &client_router(&started.app), &stop_rx);
+    // API CALL SITE: `crate::http::router(started.app.clone())` once it exists.
+    metrics_listeners.serve(&client_server_tls, &axum::Router::new(), &stop_rx);
     // API CALL SITE: `crate::api::spawn_background(started.app.clone())` once it exists.
     notify::ready();
 

@@ -76,13 +76,7 @@ impl LogStore {
 
     /// Write a metadata value durably.
     pub fn put_meta<T: Serialize>(&self, key: &str, v: &T) -> StoreResult<()> {
-        let bytes = encode(v).map_err(write_err)?;
-        let tx = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut t = tx.open_table(META).map_err(write_err)?;
-            t.insert(key, bytes.as_slice()).map_err(write_err)?;
-        }
-        tx.commit().map_err(write_err)
+        put_meta_in(&self.db, key, v)
     }
 
     /// The member/cluster identity recorded at first start.
@@ -98,22 +92,6 @@ impl LogStore {
         id: &crate::bootstrap::static_cluster::StoredIdentity,
     ) -> StoreResult<()> {
         self.put_meta(KEY_IDENTITY, id)
-    }
-
-    /// Record the cluster ID a joining member learned from its first peer request.
-    pub fn set_cluster_id(&self, cluster_id: u64) -> StoreResult<()> {
-        match self.identity()? {
-            Some(mut id) => {
-                id.cluster_id = cluster_id;
-                self.set_identity(&id)
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Size of the database file's pages in use (approximation for db size metrics).
-    pub fn db(&self) -> &Database {
-        &self.db
     }
 
     fn read_range(
