@@ -119,10 +119,13 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
         .vote(stranger.request(&vote).expect("encode"))
         .await
         .expect_err("handshake refused");
-    assert!(
-        format!("{err:?}").contains("received fatal alert"),
-        "{err:?}"
+    // With TLS 1.3 the server rejects the client certificate after the client has sent its
+    // Finished, so the client sees either the alert or the connection closing; never a reply.
+    let refused = matches!(
+        err.code(),
+        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
     );
+    assert!(refused, "{err:?}");
 
     for m in &members {
         let _ = m.stop.send(true);
