@@ -122,6 +122,15 @@ async fn add_join_promote_and_remove_the_leader() {
     })
     .await;
     let leader = members[0].app.status().leader.expect("leader");
+    let doomed = members
+        .iter()
+        .find(|m| m.app.member_id() == leader)
+        .expect("leader")
+        .app
+        .clone();
+    let watch_removed = tokio::spawn(async move { doomed.removed().await });
+    // Let the watcher see the member in the membership before it is removed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let other = members
         .iter()
         .find(|m| m.app.member_id() != leader)
@@ -131,6 +140,9 @@ async fn add_join_promote_and_remove_the_leader() {
         .remove_member(leader)
         .await
         .expect("remove leader");
+    tokio::time::timeout(Duration::from_secs(5), watch_removed)
+        .await
+        .expect("the removed member learns it was removed (and would exit)");
     let survivor = members
         .iter()
         .find(|m| m.app.member_id() != leader)

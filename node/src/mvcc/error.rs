@@ -10,7 +10,7 @@ pub enum MvccError {
     #[error("mvcc: required revision is a future revision")]
     FutureRevision,
     /// The lease does not exist.
-    #[error("lease not found")]
+    #[error("requested lease not found")]
     LeaseNotFound,
     /// A lease with this ID already exists.
     #[error("lease already exists")]
@@ -18,6 +18,9 @@ pub enum MvccError {
     /// A key appears in more than one put/delete of a txn.
     #[error("duplicate key given in txn request")]
     DuplicateKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist.
+    #[error("key not found")]
+    KeyNotFound,
     /// The encoded request could not be decoded.
     #[error("malformed request: {0}")]
     Malformed(String),

@@ -107,10 +107,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     // API CALL SITE: `crate::api::spawn_background(started.app.clone())` once it exists.
     notify::ready();
 
-    wait_for_signal()
-        .await
-        .context("installing signal handlers")?;
-    tracing::info!("received signal; shutting down");
+    tokio::select! {
+        r = wait_for_signal() => {
+            r.context("installing signal handlers")?;
+            tracing::info!("received signal; shutting down");
+        }
+        _ = started.app.removed() => {
+            tracing::warn!("the member has been permanently removed from the cluster; exiting");
+        }
+    }
     let _ = stop_tx.send(true);
     started.app.shutdown().await;
     Ok(())

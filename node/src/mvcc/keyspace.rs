@@ -1,0 +1,165 @@
+//! The key index: every key with its retained versions, and range/history queries over it.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use etcd_client::proto::PbKeyValue;
+use serde::{Deserialize, Serialize};
+
+/// A revision with its position inside a multi-write transaction (etcd's main/sub revision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Rev {
+    pub main: i64,
+    pub sub: u32,
+}
+
+/// One version of a key. A tombstone records a deletion at `rev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub rev: Rev,
+    pub create: i64,
+    pub version: i64,
+    pub lease: i64,
+    pub value: Vec<u8>,
+    pub tombstone: bool,
+}
+
+/// Every key with its versions since the last compaction, oldest first.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Keyspace {
+    keys: BTreeMap<Vec<u8>, Vec<Version>>,
+}
+
+/// The key interval of a request: one key, `[key, end)`, or everything from `key` on.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRange<'a> {
+    pub key: &'a [u8],
+    pub end: &'a [u8],
+}
+
+impl<'a> KeyRange<'a> {
+    /// etcd's encoding: empty `range_end` = the single key; `"\0"` = every key >= `key`.
+    pub fn new(key: &'a [u8], end: &'a [u8]) -> Self {
+        KeyRange { key, end }
+    }
+
+    pub fn contains(&self, k: &[u8]) -> bool {
+        if self.end.is_empty() {
+            return k == self.key;
+        }
+        k >= self.key && (self.end == [0] || k < self.end)
+    }
+
+    fn bounds(&self) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+        let lo = Bound::Included(self.key);
+        if self.end.is_empty() {
+            (lo, Bound::Included(self.key))
+        } else if self.end == [0] {
+            (lo, Bound::Unbounded)
+        } else if self.end <= self.key {
+            // An empty interval; etcd answers it with nothing.
+            (Bound::Excluded(self.key), Bound::Excluded(self.key))
+        } else {
+            (lo, Bound::Excluded(self.end))
+        }
+    }
+}
+
+impl Version {
+    pub fn to_kv(&self, key: &[u8]) -> PbKeyValue {
+        PbKeyValue {
+            key: key.to_vec(),
+            create_revision: self.create,
+            mod_revision: self.rev.main,
+            version: self.version,
+            value: self.value.clone(),
+            lease: self.lease,
+        }
+    }
+}
+
+impl Keyspace {
+    /// The live version of `key` at revision `at` (None if absent or deleted then).
+    pub fn get_at(&self, key: &[u8], at: i64) -> Option<&Version> {
+        live_at(self.keys.get(key)?, at)
+    }
+
+    /// Live versions of every key in `range` at revision `at`, in key order.
+    pub fn range_at<'s>(
+        &'s self,
+        range: KeyRange<'_>,
+        at: i64,
+    ) -> impl Iterator<Item = (&'s [u8], &'s Version)> + 's {
+        let (lo, hi) = range.bounds();
+        let (lo, hi) = (lo.map(<[u8]>::to_vec), hi.map(<[u8]>::to_vec));
+        let valid = !matches!((&lo, &hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b);
+        let iter = valid.then(|| self.keys.range::<Vec<u8>, _>((lo, hi)));
+        iter.into_iter()
+            .flatten()
+            .filter_map(move |(k, vs)| live_at(vs, at).map(|v| (k.as_slice(), v)))
+    }
+
+    /// Record a new version (put or tombstone) of `key`.
+    pub fn push(&mut self, key: &[u8], v: Version) {
+        self.keys.entry(key.to_vec()).or_default().push(v);
+    }
+
+    /// Every retained version at or after `from` for keys in `range`, with the version before it.
+    pub fn history_since<'s>(
+        &'s self,
+        range: KeyRange<'_>,
+        from: i64,
+    ) -> Vec<(&'s [u8], &'s Version, Option<&'s Version>)> {
+        let mut out = Vec::new();
+        let (lo, hi) = range.bounds();
+        let (lo, hi) = (lo.map(<[u8]>::to_vec), hi.map(<[u8]>::to_vec));
+        if matches!((&lo, &hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b) {
+            return out;
+        }
+        for (k, vs) in self.keys.range::<Vec<u8>, _>((lo, hi)) {
+            for (i, v) in vs.iter().enumerate() {
+                if v.rev.main >= from {
+                    let prev = i.checked_sub(1).map(|p| &vs[p]).filter(|p| !p.tombstone);
+                    out.push((k.as_slice(), v, prev));
+                }
+            }
+        }
+        out.sort_by_key(|(_, v, _)| v.rev);
+        out
+    }
+
+    /// Drop versions superseded at `at`: keep, per key, the newest version <= `at` unless it is a
+    /// tombstone, and everything after `at`.
+    pub fn compact(&mut self, at: i64) {
+        self.keys.retain(|_, vs| {
+            let keep_from = match vs.iter().rposition(|v| v.rev.main <= at) {
+                Some(i) if vs[i].tombstone => i + 1,
+                Some(i) => i,
+                None => 0,
+            };
+            vs.drain(..keep_from);
+            !vs.is_empty()
+        });
+    }
+
+    /// Every retained version with its key, in key then revision order (for hashing).
+    pub fn all_versions(&self) -> impl Iterator<Item = (&[u8], &Version)> {
+        self.keys
+            .iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.as_slice(), v)))
+    }
+
+    /// Number of keys live at the latest revision.
+    pub fn live_keys(&self) -> usize {
+        self.keys
+            .values()
+            .filter(|vs| vs.last().is_some_and(|v| !v.tombstone))
+            .count()
+    }
+}
+
+fn live_at(vs: &[Version], at: i64) -> Option<&Version> {
+    let i = vs.partition_point(|v| v.rev.main <= at);
+    let v = vs.get(i.checked_sub(1)?)?;
+    (!v.tombstone).then_some(v)
+}
