@@ -142,7 +142,8 @@ async fn add_join_promote_and_remove_the_leader() {
         .expect("remove leader");
     tokio::time::timeout(Duration::from_secs(5), watch_removed)
         .await
-        .expect("the removed member learns it was removed (and would exit)");
+        .expect("the removed member learns it was removed (and would exit)")
+        .expect("watcher task");
     let survivor = members
         .iter()
         .find(|m| m.app.member_id() != leader)
