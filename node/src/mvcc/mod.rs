@@ -1,48 +1,418 @@
 //! Multi-version key-value store with etcd semantics: revisions, key index, compaction, leases, watch hub.
-//! Pure logic: no I/O, no Raft, no gRPC transport types (etcd's prost messages are plain data).
+//! Pure logic: no I/O and no Raft; etcd's prost messages are used as plain data.
 //!
-//! SKELETON: `Store`'s methods below are the contract with `store/state_machine.rs`; bodies are filled by
-//! the client side (mvcc/api owner).
+//! The replicated part ([`State`]) changes only through [`Store::apply`], deterministically, so every
+//! member that applies the same log holds the same state. The watch hub and the lease deadlines are
+//! member-local and never serialized.
 
 mod error;
+mod keyspace;
+mod lease;
+#[cfg(test)]
+mod tests;
+mod txn;
+mod watch;
+
 pub use error::MvccError;
+pub use keyspace::KeyRange;
+pub use lease::LeaseInfo;
+pub use watch::{WatchBatch, WatchId, WatchSpec, WatchStart};
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use etcd_client::proto::{
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbEvent,
+    PbLeaseGrantResponse, PbLeaseRevokeResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
+    PbRangeResponse, PbTxnRequest,
+};
+use prost::Message;
+use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{Command, CommandResponse};
-use std::sync::{Arc, RwLock};
+use keyspace::{Keyspace, Rev, Version};
+use lease::Lease;
 
 /// The store shared between the state machine (writer) and the API services (readers, watchers).
 pub type SharedStore = Arc<RwLock<Store>>;
 
-/// The whole replicated key-value state of one member.
+/// Reads inside a write see the writes made before them in the same command.
+const LATEST: i64 = i64::MAX;
+
+/// The replicated state: what snapshots carry.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    keys: Keyspace,
+    revision: i64,
+    compact_revision: i64,
+    leases: BTreeMap<i64, Lease>,
+}
+
+/// The whole key-value state of one member.
 #[derive(Debug, Default)]
-pub struct Store {}
+pub struct Store {
+    state: State,
+    hub: watch::Hub,
+    deadlines: lease::Deadlines,
+}
+
+/// The writes of one command: they share one main revision, ordered by sub-revision.
+struct Write<'a> {
+    st: &'a mut State,
+    rev: i64,
+    sub: u32,
+    events: Vec<PbEvent>,
+}
 
 impl Store {
     /// An empty store at revision 1 (etcd starts at 1).
     pub fn new() -> Self {
-        todo!("mvcc side")
+        let mut s = Store::default();
+        s.state.revision = 1;
+        s
     }
 
     /// Apply one committed command. Deterministic: the same commands in the same order give the same
     /// state and responses on every member. Notifies watchers of the resulting events.
     pub fn apply(&mut self, cmd: &Command) -> CommandResponse {
-        let _ = cmd;
-        todo!("mvcc side")
+        let rev = self.state.revision + 1;
+        let mut w = Write {
+            st: &mut self.state,
+            rev,
+            sub: 0,
+            events: Vec::new(),
+        };
+        let body = match cmd {
+            Command::Put(b) => decode::<PbPutRequest>(b)
+                .and_then(|r| w.put(&r))
+                .map(|r| r.encode_to_vec()),
+            Command::DeleteRange(b) => decode::<PbDeleteRequest>(b)
+                .map(|r| w.delete_range(&r))
+                .map(|r| r.encode_to_vec()),
+            Command::Txn(b) => decode::<PbTxnRequest>(b)
+                .and_then(|r| w.txn(&r))
+                .map(|r| r.encode_to_vec()),
+            Command::Compact(b) => decode::<PbCompactionRequest>(b)
+                .and_then(|r| w.st.compact(r.revision))
+                .map(|r| r.encode_to_vec()),
+            Command::LeaseGrant { id, ttl } => w.lease_grant(*id, *ttl).map(|r| r.encode_to_vec()),
+            Command::LeaseRevoke { id } => w.lease_revoke(*id).map(|r| r.encode_to_vec()),
+            // Member attributes live beside the store (the state machine keeps them).
+            Command::PublishMember { .. } => Ok(Vec::new()),
+        };
+        let (wrote, events) = (w.sub > 0, w.events);
+        if wrote {
+            self.state.revision = rev;
+            self.hub.notify(rev, &events);
+        }
+        match body {
+            Ok(body) => CommandResponse {
+                revision: self.state.revision,
+                body,
+                error: None,
+            },
+            Err(e) => CommandResponse {
+                revision: self.state.revision,
+                body: Vec::new(),
+                error: Some(e),
+            },
+        }
     }
 
-    /// Serialize the entire state (keys with history since compaction, leases, member attributes).
+    /// Serialize the replicated state (keys with history since compaction, leases).
     pub fn snapshot(&self) -> Vec<u8> {
-        todo!("mvcc side")
+        // Serializing plain owned data into a Vec cannot fail.
+        rmp_serde::to_vec(&self.state).unwrap_or_default()
     }
 
     /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay subscribed.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
-        let _ = bytes;
-        todo!("mvcc side")
+        self.state = rmp_serde::from_slice(bytes)
+            .map_err(|e| MvccError::Malformed(format!("store snapshot: {e}")))?;
+        self.deadlines = lease::Deadlines::default();
+        Ok(())
     }
 
     /// The current revision.
     pub fn revision(&self) -> i64 {
-        todo!("mvcc side")
+        self.state.revision
+    }
+
+    /// The revision of the last compaction (0 if none).
+    pub fn compact_revision(&self) -> i64 {
+        self.state.compact_revision
+    }
+
+    /// Number of live keys (for `etcd_debugging_mvcc_keys_total`).
+    pub fn key_count(&self) -> usize {
+        self.state.keys.live_keys()
+    }
+
+    /// etcd's Range, without header. Serves reads; the caller decides linearizability.
+    pub fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, MvccError> {
+        self.state.range(req, self.state.revision)
+    }
+
+    /// A hash of every retained version at or below `rev` (0 = current), equal on members with the
+    /// same history: returns (hash, compact revision, hashed revision).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), MvccError> {
+        let rev = self.state.check_read_rev(rev)?;
+        let mut h = crc32fast::Hasher::new();
+        for (k, v) in self
+            .state
+            .keys
+            .all_versions()
+            .filter(|(_, v)| v.rev.main <= rev)
+        {
+            h.update(k);
+            for n in [
+                v.rev.main,
+                i64::from(v.rev.sub),
+                v.create,
+                v.version,
+                v.lease,
+            ] {
+                h.update(&n.to_be_bytes());
+            }
+            h.update(&[u8::from(v.tombstone)]);
+            h.update(&v.value);
+        }
+        Ok((h.finalize(), self.state.compact_revision, rev))
+    }
+}
+
+fn decode<M: Message + Default>(b: &[u8]) -> Result<M, MvccError> {
+    M::decode(b).map_err(|e| MvccError::Malformed(e.to_string()))
+}
+
+impl State {
+    fn check_read_rev(&self, rev: i64) -> Result<i64, MvccError> {
+        if rev <= 0 {
+            return Ok(self.revision);
+        }
+        if rev > self.revision {
+            return Err(MvccError::FutureRevision);
+        }
+        if rev < self.compact_revision {
+            return Err(MvccError::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// Range at the request's revision, or at `latest` when it asks for none.
+    fn range(&self, req: &PbRangeRequest, latest: i64) -> Result<PbRangeResponse, MvccError> {
+        let at = if req.revision > 0 {
+            self.check_read_rev(req.revision)?
+        } else {
+            latest
+        };
+        let range = KeyRange::new(&req.key, &req.range_end);
+        // etcd sorts ascending by the target when one other than the key is named without an order.
+        let order = match (req.sort_order, req.sort_target) {
+            (0, t) if t != 0 => 1,
+            (o, _) => o,
+        };
+        let needs_sort = order != 0 && !(order == 1 && req.sort_target == 0);
+        let mut count = 0i64;
+        let mut picked: Vec<(&[u8], &Version)> = Vec::new();
+        for (k, v) in self.keys.range_at(range, at) {
+            count += 1;
+            if req.count_only {
+                continue;
+            }
+            let keep = (req.min_mod_revision == 0 || v.rev.main >= req.min_mod_revision)
+                && (req.max_mod_revision == 0 || v.rev.main <= req.max_mod_revision)
+                && (req.min_create_revision == 0 || v.create >= req.min_create_revision)
+                && (req.max_create_revision == 0 || v.create <= req.max_create_revision);
+            if keep {
+                picked.push((k, v));
+            }
+        }
+        if needs_sort {
+            picked.sort_by(|a, b| {
+                let o = match req.sort_target {
+                    1 => a.1.version.cmp(&b.1.version),
+                    2 => a.1.create.cmp(&b.1.create),
+                    3 => a.1.rev.main.cmp(&b.1.rev.main),
+                    4 => a.1.value.cmp(&b.1.value),
+                    _ => a.0.cmp(b.0),
+                };
+                if order == 2 {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+        }
+        let more = req.limit > 0 && picked.len() as i64 > req.limit;
+        if more {
+            picked.truncate(req.limit as usize);
+        }
+        let kvs = picked
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = v.to_kv(k);
+                if req.keys_only {
+                    kv.value.clear();
+                }
+                kv
+            })
+            .collect();
+        Ok(PbRangeResponse {
+            header: None,
+            kvs,
+            more,
+            count,
+        })
+    }
+
+    fn compact(&mut self, rev: i64) -> Result<PbCompactionResponse, MvccError> {
+        if rev <= self.compact_revision {
+            return Err(MvccError::Compacted);
+        }
+        if rev > self.revision {
+            return Err(MvccError::FutureRevision);
+        }
+        self.keys.compact(rev);
+        self.compact_revision = rev;
+        Ok(PbCompactionResponse::default())
+    }
+}
+
+impl Write<'_> {
+    fn next_rev(&mut self) -> Rev {
+        let r = Rev {
+            main: self.rev,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        r
+    }
+
+    /// Errors a put would hit, checked before anything is written.
+    fn check_put(&self, req: &PbPutRequest) -> Result<(), MvccError> {
+        let prev = self.st.keys.get_at(&req.key, LATEST);
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        let lease = match (req.ignore_lease, prev) {
+            (true, Some(p)) => p.lease,
+            _ => req.lease,
+        };
+        if lease != 0 && !self.st.leases.contains_key(&lease) {
+            return Err(MvccError::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, req: &PbPutRequest) -> Result<PbPutResponse, MvccError> {
+        self.check_put(req)?;
+        let prev = self.st.keys.get_at(&req.key, LATEST).cloned();
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => req.lease,
+        };
+        if let Some(p) = prev.as_ref().filter(|p| p.lease != 0 && p.lease != lease) {
+            self.st.detach(p.lease, &req.key);
+        }
+        if lease != 0 {
+            if let Some(l) = self.st.leases.get_mut(&lease) {
+                l.keys.insert(req.key.clone());
+            }
+        }
+        let rev = self.next_rev();
+        let v = Version {
+            rev,
+            create: prev.as_ref().map_or(rev.main, |p| p.create),
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            lease,
+            value,
+            tombstone: false,
+        };
+        let prev_kv = prev.as_ref().map(|p| p.to_kv(&req.key));
+        self.events.push(PbEvent {
+            r#type: 0,
+            kv: Some(v.to_kv(&req.key)),
+            prev_kv: prev_kv.clone(),
+        });
+        self.st.keys.push(&req.key, v);
+        Ok(PbPutResponse {
+            header: None,
+            prev_kv: prev_kv.filter(|_| req.prev_kv),
+        })
+    }
+
+    fn delete_range(&mut self, req: &PbDeleteRequest) -> PbDeleteResponse {
+        let range = KeyRange::new(&req.key, &req.range_end);
+        let doomed: Vec<(Vec<u8>, Version)> = self
+            .st
+            .keys
+            .range_at(range, LATEST)
+            .map(|(k, v)| (k.to_vec(), v.clone()))
+            .collect();
+        let mut prev_kvs = Vec::new();
+        for (k, prev) in &doomed {
+            if prev.lease != 0 {
+                self.st.detach(prev.lease, k);
+            }
+            let rev = self.next_rev();
+            let prev_kv = prev.to_kv(k);
+            self.events.push(PbEvent {
+                r#type: 1,
+                kv: Some(etcd_client::proto::PbKeyValue {
+                    key: k.clone(),
+                    mod_revision: rev.main,
+                    ..Default::default()
+                }),
+                prev_kv: Some(prev_kv.clone()),
+            });
+            self.st.keys.push(
+                k,
+                Version {
+                    rev,
+                    create: 0,
+                    version: 0,
+                    lease: 0,
+                    value: Vec::new(),
+                    tombstone: true,
+                },
+            );
+            if req.prev_kv {
+                prev_kvs.push(prev_kv);
+            }
+        }
+        PbDeleteResponse {
+            header: None,
+            deleted: doomed.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<PbLeaseGrantResponse, MvccError> {
+        if self.st.leases.contains_key(&id) {
+            return Err(MvccError::LeaseExists);
+        }
+        self.st.leases.insert(id, Lease::new(ttl));
+        Ok(PbLeaseGrantResponse {
+            header: None,
+            id,
+            ttl,
+            error: String::new(),
+        })
+    }
+
+    fn lease_revoke(&mut self, id: i64) -> Result<PbLeaseRevokeResponse, MvccError> {
+        let lease = self.st.leases.remove(&id).ok_or(MvccError::LeaseNotFound)?;
+        for key in lease.keys {
+            self.delete_range(&PbDeleteRequest {
+                key,
+                ..Default::default()
+            });
+        }
+        Ok(PbLeaseRevokeResponse::default())
     }
 }

@@ -1,0 +1,480 @@
+//! Unit tests of the store: revisions, history, compaction, txn compares, leases, watch replay.
+
+use etcd_client::proto::{
+    PbCompactionRequest, PbCompare, PbDeleteRequest, PbDeleteResponse, PbPutRequest, PbPutResponse,
+    PbRangeRequest, PbTargetUnion, PbTxnOpRequest, PbTxnOpResponse, PbTxnRequest, PbTxnRequestOp,
+    PbTxnResponse,
+};
+use prost::Message;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn put_cmd(k: &str, v: &str) -> Command {
+    Command::Put(
+        PbPutRequest {
+            key: k.into(),
+            value: v.into(),
+            prev_kv: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
+fn put(s: &mut Store, k: &str, v: &str) -> PbPutResponse {
+    let r = s.apply(&put_cmd(k, v));
+    assert_eq!(r.error, None);
+    PbPutResponse::decode(r.body.as_slice()).expect("put response")
+}
+
+fn del(s: &mut Store, k: &str, end: &str) -> (PbDeleteResponse, i64) {
+    let r = s.apply(&Command::DeleteRange(
+        PbDeleteRequest {
+            key: k.into(),
+            range_end: end.into(),
+            prev_kv: true,
+        }
+        .encode_to_vec(),
+    ));
+    (
+        PbDeleteResponse::decode(r.body.as_slice()).expect("delete response"),
+        r.revision,
+    )
+}
+
+fn get(s: &Store, req: PbRangeRequest) -> Result<Vec<(String, String)>, MvccError> {
+    Ok(s.range(&req)?
+        .kvs
+        .into_iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into(),
+                String::from_utf8_lossy(&kv.value).into(),
+            )
+        })
+        .collect())
+}
+
+fn key(k: &str) -> PbRangeRequest {
+    PbRangeRequest {
+        key: k.into(),
+        ..Default::default()
+    }
+}
+
+fn prefix(p: &str) -> PbRangeRequest {
+    let mut end = p.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    PbRangeRequest {
+        key: p.into(),
+        range_end: end,
+        ..Default::default()
+    }
+}
+
+fn kv(k: &str, v: &str) -> (String, String) {
+    (k.into(), v.into())
+}
+
+#[test]
+fn revisions_versions_and_create_revision_follow_etcd() {
+    let mut s = Store::new();
+    assert_eq!(s.revision(), 1);
+    put(&mut s, "a", "1");
+    put(&mut s, "a", "2");
+    put(&mut s, "b", "1");
+    assert_eq!(s.revision(), 4);
+    let a = &s.range(&key("a")).expect("range").kvs[0];
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (2, 3, 2));
+    let (d, rev) = del(&mut s, "a", "");
+    assert_eq!((d.deleted, rev), (1, 5));
+    put(&mut s, "a", "3");
+    let a = &s.range(&key("a")).expect("range").kvs[0];
+    assert_eq!(
+        (a.create_revision, a.mod_revision, a.version),
+        (6, 6, 1),
+        "version resets after delete"
+    );
+}
+
+#[test]
+fn deleting_nothing_does_not_bump_the_revision() {
+    let mut s = Store::new();
+    put(&mut s, "a", "1");
+    let (d, rev) = del(&mut s, "zzz", "");
+    assert_eq!((d.deleted, rev), (0, 2));
+}
+
+#[test]
+fn historical_reads_see_old_values_until_compacted() {
+    let mut s = Store::new();
+    put(&mut s, "k", "v1"); // rev 2
+    put(&mut s, "k", "v2"); // rev 3
+    del(&mut s, "k", ""); // rev 4
+    let at = |rev| PbRangeRequest {
+        revision: rev,
+        ..key("k")
+    };
+    assert_eq!(get(&s, at(2)), Ok(vec![kv("k", "v1")]));
+    assert_eq!(get(&s, at(3)), Ok(vec![kv("k", "v2")]));
+    assert_eq!(get(&s, at(4)), Ok(vec![]));
+    assert_eq!(get(&s, at(9)), Err(MvccError::FutureRevision));
+    let r = s.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 3,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    assert_eq!(r.error, None);
+    assert_eq!(get(&s, at(2)), Err(MvccError::Compacted));
+    assert_eq!(
+        get(&s, at(3)),
+        Ok(vec![kv("k", "v2")]),
+        "the compaction revision itself stays readable"
+    );
+    let again = s.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 3,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    assert_eq!(again.error, Some(MvccError::Compacted));
+    let future = s.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 99,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    assert_eq!(future.error, Some(MvccError::FutureRevision));
+}
+
+#[test]
+fn range_prefix_limit_sort_and_count() {
+    let mut s = Store::new();
+    for (k, v) in [("p/b", "2"), ("p/a", "3"), ("p/c", "1"), ("q", "0")] {
+        put(&mut s, k, v);
+    }
+    assert_eq!(get(&s, prefix("p/")).expect("range").len(), 3);
+    let limited = s
+        .range(&PbRangeRequest {
+            limit: 2,
+            ..prefix("p/")
+        })
+        .expect("range");
+    assert_eq!(
+        (limited.kvs.len(), limited.more, limited.count),
+        (2, true, 3)
+    );
+    let by_value = PbRangeRequest {
+        sort_target: 4,
+        sort_order: 2,
+        ..prefix("p/")
+    };
+    assert_eq!(
+        get(&s, by_value),
+        Ok(vec![kv("p/a", "3"), kv("p/b", "2"), kv("p/c", "1")])
+    );
+    let all = PbRangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    };
+    assert_eq!(get(&s, all).expect("range").len(), 4);
+    let count = s
+        .range(&PbRangeRequest {
+            count_only: true,
+            ..prefix("p/")
+        })
+        .expect("range");
+    assert_eq!((count.kvs.len(), count.count), (0, 3));
+    let keys = s
+        .range(&PbRangeRequest {
+            keys_only: true,
+            ..prefix("p/")
+        })
+        .expect("range");
+    assert!(keys.kvs.iter().all(|kv| kv.value.is_empty()));
+}
+
+fn txn(cmp: Vec<PbCompare>, ok: Vec<PbTxnRequestOp>, fail: Vec<PbTxnRequestOp>) -> Command {
+    Command::Txn(
+        PbTxnRequest {
+            compare: cmp,
+            success: ok,
+            failure: fail,
+        }
+        .encode_to_vec(),
+    )
+}
+
+fn op_put(k: &str, v: &str) -> PbTxnRequestOp {
+    PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestPut(PbPutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn cmp(k: &str, result: i32, target: i32, u: PbTargetUnion) -> PbCompare {
+    PbCompare {
+        result,
+        target,
+        key: k.into(),
+        range_end: vec![],
+        target_union: Some(u),
+    }
+}
+
+#[test]
+fn txn_compares_choose_the_branch_and_share_one_revision() {
+    let mut s = Store::new();
+    put(&mut s, "k", "v"); // rev 2
+    let c = txn(
+        vec![
+            cmp("k", 0, 3, PbTargetUnion::Value(b"v".to_vec())),
+            cmp("k", 0, 0, PbTargetUnion::Version(1)),
+        ],
+        vec![op_put("x", "1"), op_put("y", "2")],
+        vec![op_put("z", "3")],
+    );
+    let r = s.apply(&c);
+    let t = PbTxnResponse::decode(r.body.as_slice()).expect("txn");
+    assert!(t.succeeded);
+    assert_eq!(r.revision, 3, "both puts share revision 3");
+    assert_eq!(s.range(&key("y")).expect("range").kvs[0].mod_revision, 3);
+    // Missing key: version compares as 0, value compares always fail.
+    let c = txn(
+        vec![cmp("nope", 0, 0, PbTargetUnion::Version(0))],
+        vec![op_put("m", "1")],
+        vec![],
+    );
+    assert!(
+        PbTxnResponse::decode(s.apply(&c).body.as_slice())
+            .expect("txn")
+            .succeeded
+    );
+    let c = txn(
+        vec![cmp("nope", 3, 3, PbTargetUnion::Value(b"x".to_vec()))],
+        vec![],
+        vec![op_put("f", "1")],
+    );
+    assert!(
+        !PbTxnResponse::decode(s.apply(&c).body.as_slice())
+            .expect("txn")
+            .succeeded
+    );
+    // Greater/less on mod revision.
+    let c = txn(
+        vec![cmp("k", 2, 2, PbTargetUnion::ModRevision(3))],
+        vec![],
+        vec![],
+    );
+    assert!(
+        PbTxnResponse::decode(s.apply(&c).body.as_slice())
+            .expect("txn")
+            .succeeded
+    );
+}
+
+#[test]
+fn txn_reads_see_earlier_writes_and_nested_txns_run() {
+    let mut s = Store::new();
+    let read = PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestRange(key("a"))),
+    };
+    let nested = PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestTxn(PbTxnRequest {
+            compare: vec![],
+            success: vec![op_put("b", "2")],
+            failure: vec![],
+        })),
+    };
+    let r = s.apply(&txn(vec![], vec![op_put("a", "1"), read, nested], vec![]));
+    let t = PbTxnResponse::decode(r.body.as_slice()).expect("txn");
+    match &t.responses[1].response {
+        Some(PbTxnOpResponse::ResponseRange(rr)) => assert_eq!(rr.kvs[0].value, b"1"),
+        other => panic!("expected a range response, got {other:?}"),
+    }
+    assert_eq!(get(&s, key("b")), Ok(vec![kv("b", "2")]));
+    assert_eq!(s.revision(), 2);
+}
+
+#[test]
+fn txn_with_a_missing_lease_writes_nothing() {
+    let mut s = Store::new();
+    let bad = PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestPut(PbPutRequest {
+            key: "b".into(),
+            lease: 42,
+            ..Default::default()
+        })),
+    };
+    let r = s.apply(&txn(vec![], vec![op_put("a", "1"), bad], vec![]));
+    assert_eq!(r.error, Some(MvccError::LeaseNotFound));
+    assert_eq!(s.revision(), 1);
+    assert_eq!(get(&s, key("a")), Ok(vec![]));
+}
+
+#[test]
+fn ignore_value_needs_an_existing_key() {
+    let mut s = Store::new();
+    let c = Command::Put(
+        PbPutRequest {
+            key: "k".into(),
+            ignore_value: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    assert_eq!(s.apply(&c).error, Some(MvccError::KeyNotFound));
+    put(&mut s, "k", "keep");
+    assert_eq!(s.apply(&c).error, None);
+    assert_eq!(get(&s, key("k")), Ok(vec![kv("k", "keep")]));
+}
+
+#[test]
+fn revoking_a_lease_deletes_its_keys_in_one_revision() {
+    let mut s = Store::new();
+    assert_eq!(s.apply(&Command::LeaseGrant { id: 7, ttl: 10 }).error, None);
+    assert_eq!(
+        s.apply(&Command::LeaseGrant { id: 7, ttl: 10 }).error,
+        Some(MvccError::LeaseExists)
+    );
+    for k in ["a", "b"] {
+        let c = Command::Put(
+            PbPutRequest {
+                key: k.into(),
+                lease: 7,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(s.apply(&c).error, None);
+    }
+    let info = s.lease_info(7, Instant::now()).expect("lease");
+    assert_eq!((info.granted_ttl, info.keys.len()), (10, 2));
+    let r = s.apply(&Command::LeaseRevoke { id: 7 });
+    assert_eq!((r.error, r.revision), (None, 4));
+    assert_eq!(get(&s, prefix("")).map(|v| v.len()), Ok(0));
+    assert_eq!(
+        s.apply(&Command::LeaseRevoke { id: 7 }).error,
+        Some(MvccError::LeaseNotFound)
+    );
+}
+
+#[test]
+fn leases_expire_only_after_their_ttl_from_first_sight() {
+    let mut s = Store::new();
+    s.apply(&Command::LeaseGrant { id: 1, ttl: 5 });
+    let t0 = Instant::now();
+    assert!(s.expired_leases(t0).is_empty());
+    assert_eq!(s.lease_renew(1, t0 + Duration::from_secs(4)), Some(5));
+    assert!(
+        s.expired_leases(t0 + Duration::from_secs(8)).is_empty(),
+        "renewal pushed the deadline"
+    );
+    assert_eq!(s.expired_leases(t0 + Duration::from_secs(10)), vec![1]);
+    assert_eq!(
+        s.lease_info(1, t0 + Duration::from_secs(6))
+            .and_then(|i| i.remaining),
+        Some(3)
+    );
+}
+
+#[test]
+fn watch_replays_history_then_streams_live_events_without_gaps() {
+    let mut s = Store::new();
+    put(&mut s, "w/a", "1"); // 2
+    put(&mut s, "other", "x"); // 3
+    put(&mut s, "w/a", "2"); // 4
+    let spec = WatchSpec {
+        key: b"w/".to_vec(),
+        range_end: b"w0".to_vec(),
+        prev_kv: true,
+        ..Default::default()
+    };
+    let WatchStart::Watching(_, mut rx) = s.watch(spec, 2) else {
+        panic!("watch refused")
+    };
+    del(&mut s, "w/a", ""); // 5
+    put(&mut s, "w/b", "3"); // 6
+    let mut seen = Vec::new();
+    while let Ok(b) = rx.try_recv() {
+        for e in b.events {
+            let kv = e.kv.expect("kv");
+            seen.push((
+                b.revision,
+                e.r#type,
+                kv.mod_revision,
+                e.prev_kv.map(|p| p.value),
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (2, 0, 2, None),
+            (4, 0, 4, Some(b"1".to_vec())),
+            (5, 1, 5, Some(b"2".to_vec())),
+            (6, 0, 6, None),
+        ]
+    );
+}
+
+#[test]
+fn watch_from_compacted_revision_is_refused() {
+    let mut s = Store::new();
+    put(&mut s, "a", "1");
+    put(&mut s, "a", "2");
+    s.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 3,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    assert!(matches!(
+        s.watch(
+            WatchSpec {
+                key: b"a".to_vec(),
+                ..Default::default()
+            },
+            2
+        ),
+        WatchStart::Compacted(3)
+    ));
+}
+
+#[test]
+fn snapshot_round_trip_keeps_history_leases_and_hash() {
+    let mut s = Store::new();
+    s.apply(&Command::LeaseGrant { id: 9, ttl: 30 });
+    put(&mut s, "a", "1");
+    put(&mut s, "a", "2");
+    let mut t = Store::new();
+    t.restore(&s.snapshot()).expect("restore");
+    assert_eq!(t.revision(), s.revision());
+    assert_eq!(
+        get(
+            &t,
+            PbRangeRequest {
+                revision: 2,
+                ..key("a")
+            }
+        ),
+        Ok(vec![kv("a", "1")])
+    );
+    assert_eq!(t.lease_ids(), vec![9]);
+    assert_eq!(t.hash_kv(0), s.hash_kv(0));
+    put(&mut t, "a", "3");
+    assert_ne!(t.hash_kv(0).map(|h| h.0), s.hash_kv(0).map(|h| h.0));
+    assert!(t.restore(b"not a snapshot").is_err());
+}
