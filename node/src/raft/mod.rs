@@ -1,4 +1,5 @@
 //! Raft plumbing: type config, the peer wire protocol, peer client and peer server.
+pub mod bytes;
 pub mod channels;
 pub mod network;
 pub mod peer_service;

@@ -24,6 +24,7 @@ pub struct MemberAttrs {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SnapshotData {
     /// `mvcc::Store::snapshot()` bytes.
+    #[serde(with = "crate::raft::bytes")]
     pub store: Vec<u8>,
     /// Published member attributes by member ID.
     pub members: BTreeMap<NodeId, MemberAttrs>,
@@ -34,6 +35,7 @@ pub struct SnapshotData {
 pub struct SnapshotFile {
     pub meta: SnapshotMeta<NodeId, PeerNode>,
     /// Encoded [`SnapshotData`], exactly the bytes sent to followers.
+    #[serde(with = "crate::raft::bytes")]
     pub data: Vec<u8>,
 }
 
