@@ -6,6 +6,7 @@ mod cluster_test;
 mod forward;
 mod join;
 pub mod membership;
+mod move_leader;
 #[cfg(test)]
 mod membership_test;
 #[cfg(test)]

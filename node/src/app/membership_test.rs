@@ -110,6 +110,33 @@ async fn add_join_promote_and_remove_the_leader() {
     }
     promoted.expect("learner promoted once in sync");
 
+    // Hand leadership to another voter, as `etcdctl move-leader` does.
+    let from = members[0].app.status().leader.expect("leader");
+    let to = members
+        .iter()
+        .map(|m| m.app.member_id())
+        .find(|id| *id != from && *id != g4)
+        .expect("to");
+    let current = members
+        .iter()
+        .find(|m| m.app.member_id() == from)
+        .expect("current leader");
+    let not_leader = members
+        .iter()
+        .find(|m| m.app.member_id() == to)
+        .expect("target");
+    assert!(matches!(
+        not_leader.app.move_leader(from).await,
+        Err(ServeError::NotLeader)
+    ));
+    current.app.move_leader(to).await.expect("leadership moved");
+    assert_eq!(not_leader.app.status().leader, Some(to));
+    members[1]
+        .app
+        .propose(put("after-move"))
+        .await
+        .expect("write after the move");
+
     // Remove the leader once every member has started (etcd refuses while that would risk quorum).
     until("all five published", Duration::from_secs(5), || {
         let n = members[0]

@@ -164,4 +164,17 @@ impl Peer for PeerService {
             members,
         })
     }
+
+    async fn campaign(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
+        let delay_ms: u64 = self.open(req)?;
+        let raft = self.raft.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            tracing::info!("starting an election: leadership is being transferred to this member");
+            if let Err(e) = raft.trigger().elect().await {
+                tracing::warn!("campaign for leadership transfer: {e}");
+            }
+        });
+        reply(&())
+    }
 }
