@@ -5,6 +5,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod mvcc;
 pub mod raft;
 pub mod server;

@@ -13,6 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::authority::AuthorityFix;
 use crate::config::parse_url;
 
 /// Bind the address of a listen URL (`localhost` means 127.0.0.1, like etcd).
@@ -102,7 +103,7 @@ async fn serve_conn(
     let _ = tcp.set_nodelay(true);
     let res = match acceptor {
         Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
-            Ok(Ok(tls)) => drive(TokioIo::new(tls), router, stop).await,
+            Ok(Ok(tls)) => drive(TokioIo::new(AuthorityFix::new(tls)), router, stop).await,
             Ok(Err(e)) => {
                 tracing::warn!(remote = %peer, "rejected connection: TLS handshake failed: {e}");
                 return;
@@ -112,7 +113,7 @@ async fn serve_conn(
                 return;
             }
         },
-        None => drive(TokioIo::new(tcp), router, stop).await,
+        None => drive(TokioIo::new(AuthorityFix::new(tcp)), router, stop).await,
     };
     if let Err(e) = res {
         tracing::debug!(remote = %peer, "connection closed: {e}");

@@ -1,5 +1,6 @@
 //! The member process: TLS configs, listeners, Raft start, serving, readiness and graceful shutdown.
 
+mod authority;
 pub mod listen;
 pub mod logging;
 pub mod notify;
@@ -12,18 +13,17 @@ use crate::config::Config;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App) -> axum::Router {
-    // API CALL SITE: becomes
-    // `crate::api::services(app.clone()).into_axum_router().merge(crate::http::router(app.clone()))`
-    // once the api helper's functions exist.
-    let _ = app;
-    tonic::service::Routes::default().into_axum_router()
+pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
+    crate::api::services(app.clone(), max_request_bytes)
+        .into_axum_router()
+        .merge(crate::http::router(app.clone()))
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
 pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
-    // API CALL SITE: `.add_service(crate::api::lease_service(started.app.clone()))` once it exists.
-    tonic::service::Routes::new(started.peer_service.clone()).into_axum_router()
+    tonic::service::Routes::new(started.peer_service.clone())
+        .add_service(crate::api::lease_service(started.app.clone()))
+        .into_axum_router()
 }
 
 /// The rustls configurations the flags ask for (None = plain http on that side).
@@ -101,10 +101,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     let started = App::start(&cfg, peer_client_tls, dns).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     peer_listeners.serve(&peer_server_tls, &peer_router(&started), &stop_rx);
-    client_listeners.serve(&client_server_tls, &client_router(&started.app), &stop_rx);
+    client_listeners.serve(
+        &client_server_tls,
+        &client_router(&started.app, cfg.max_request_bytes),
+        &stop_rx,
+    );
     // API CALL SITE: `crate::http::router(started.app.clone())` once it exists.
     metrics_listeners.serve(&client_server_tls, &axum::Router::new(), &stop_rx);
-    // API CALL SITE: `crate::api::spawn_background(started.app.clone())` once it exists.
+    crate::api::spawn_background(started.app.clone());
+    tokio::spawn(crate::metrics::watch_leader(started.app.clone()));
     notify::ready();
 
     tokio::select! {

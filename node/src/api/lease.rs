@@ -1,0 +1,228 @@
+//! Lease: Grant, Revoke, KeepAlive, TimeToLive, Leases, and the leader's expiry loop.
+//!
+//! Deadlines live only on the leader (as in etcd); a follower forwards KeepAlive and TimeToLive to the
+//! leader's peer port, where this same service answers them.
+
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use etcd_client::proto::{
+    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse,
+    PbLeaseLeasesRequest, PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse,
+    PbLeaseService, PbLeaseStatus, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+};
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::header::{current, header};
+use super::status::{mvcc, to_status};
+use crate::app::App;
+use crate::raft::types::Command;
+use forward::LeaseClient;
+
+mod forward;
+
+/// etcd's MaxLeaseTTL.
+const MAX_LEASE_TTL: i64 = 9_000_000_000;
+/// etcd's minimum TTL with default timing: ceil(1.5 election timeouts of 1 s).
+const MIN_LEASE_TTL: i64 = 2;
+
+/// The Lease service; `forward` is false on the peer port.
+pub struct LeaseService {
+    app: App,
+    forward: bool,
+}
+
+impl LeaseService {
+    pub fn new(app: App, forward: bool) -> Self {
+        LeaseService { app, forward }
+    }
+
+    async fn leader(&self) -> Result<Option<LeaseClient>, Status> {
+        if self.app.is_leader() || !self.forward {
+            return Ok(None);
+        }
+        let ch = self.app.leader_channel().await.map_err(to_status)?;
+        Ok(Some(LeaseClient::new(ch)))
+    }
+}
+
+/// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it.
+fn new_lease_id() -> i64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    ((h.finish() >> 1) as i64).max(1)
+}
+
+#[tonic::async_trait]
+impl PbLeaseService for LeaseService {
+    async fn lease_grant(
+        &self,
+        req: Request<PbLeaseGrantRequest>,
+    ) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        let req = req.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(Status::out_of_range("etcdserver: too large lease TTL"));
+        }
+        let id = if req.id == 0 { new_lease_id() } else { req.id };
+        let cmd = Command::LeaseGrant {
+            id,
+            ttl: req.ttl.max(MIN_LEASE_TTL),
+        };
+        let r = self.app.propose(cmd).await.map_err(to_status)?;
+        if let Some(e) = r.error {
+            return Err(mvcc(e));
+        }
+        let mut resp = PbLeaseGrantResponse::decode(r.body.as_slice())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        resp.header = header(&self.app, r.revision);
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_revoke(
+        &self,
+        req: Request<PbLeaseRevokeRequest>,
+    ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        let r = self
+            .app
+            .propose(Command::LeaseRevoke {
+                id: req.into_inner().id,
+            })
+            .await
+            .map_err(to_status)?;
+        if let Some(e) = r.error {
+            return Err(mvcc(e));
+        }
+        Ok(Response::new(PbLeaseRevokeResponse {
+            header: header(&self.app, r.revision),
+        }))
+    }
+
+    type LeaseKeepAliveStream =
+        Pin<Box<dyn Stream<Item = Result<PbLeaseKeepAliveResponse, Status>> + Send>>;
+
+    async fn lease_keep_alive(
+        &self,
+        req: Request<Streaming<PbLeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = req.into_inner();
+        if let Some(mut leader) = self.leader().await? {
+            // Relay the whole stream to the leader; if leadership moves, the stream ends and the
+            // client reconnects (as with etcd's own forwarding).
+            let upstream = leader
+                .lease_keep_alive(inbound.filter_map(|r| async { r.ok() }))
+                .await?;
+            return Ok(Response::new(Box::pin(upstream.into_inner())));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                if !app.is_leader() {
+                    let _ = tx
+                        .send(Err(Status::failed_precondition("etcdserver: not leader")))
+                        .await;
+                    break;
+                }
+                let ttl = app
+                    .store()
+                    .write()
+                    .ok()
+                    .and_then(|mut s| s.lease_renew(r.id, Instant::now()));
+                let resp = PbLeaseKeepAliveResponse {
+                    header: current(&app),
+                    id: r.id,
+                    ttl: ttl.unwrap_or(0),
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        req: Request<PbLeaseTimeToLiveRequest>,
+    ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        if let Some(mut leader) = self.leader().await? {
+            return leader.lease_time_to_live(req.into_inner()).await;
+        }
+        let req = req.into_inner();
+        let info = self
+            .app
+            .store()
+            .read()
+            .ok()
+            .and_then(|s| s.lease_info(req.id, Instant::now()));
+        let resp = match info {
+            // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
+            None => PbLeaseTimeToLiveResponse {
+                header: current(&self.app),
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            },
+            Some(i) => PbLeaseTimeToLiveResponse {
+                header: current(&self.app),
+                id: req.id,
+                ttl: i.remaining.unwrap_or(i.granted_ttl),
+                granted_ttl: i.granted_ttl,
+                keys: if req.keys { i.keys } else { Vec::new() },
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<PbLeaseLeasesRequest>,
+    ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        self.app.read_barrier().await.map_err(to_status)?;
+        let ids = self
+            .app
+            .store()
+            .read()
+            .map(|s| s.lease_ids())
+            .unwrap_or_default();
+        Ok(Response::new(PbLeaseLeasesResponse {
+            header: current(&self.app),
+            leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),
+        }))
+    }
+}
+
+/// On the leader, revoke leases whose deadline passed; elsewhere, keep no deadlines so that a member
+/// that becomes leader gives every lease a full TTL.
+pub async fn expiry_loop(app: App, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if !app.is_leader() {
+            if let Ok(mut s) = app.store().write() {
+                s.forget_deadlines();
+            }
+            continue;
+        }
+        let due = app
+            .store()
+            .write()
+            .map(|mut s| s.expired_leases(Instant::now()))
+            .unwrap_or_default();
+        for id in due {
+            match app.propose(Command::LeaseRevoke { id }).await {
+                Ok(_) => {
+                    tracing::info!(lease = format!("{id:016x}"), "lease expired, keys deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(lease = format!("{id:016x}"), error = %e, "could not revoke expired lease")
+                }
+            }
+        }
+    }
+}

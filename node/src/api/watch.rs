@@ -1,0 +1,197 @@
+//! Watch: one bidirectional stream per client carrying many watchers (create, cancel, progress).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::header::{current, header};
+use crate::app::App;
+use crate::mvcc::{WatchId, WatchSpec, WatchStart};
+
+/// etcd's default `--experimental-watch-progress-notify-interval`.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+/// etcd's InvalidWatchID: the ID of a progress response that answers a ProgressRequest.
+const PROGRESS_WATCH_ID: i64 = -1;
+
+/// The Watch service.
+pub struct WatchService {
+    app: App,
+}
+
+impl WatchService {
+    pub fn new(app: App) -> Self {
+        WatchService { app }
+    }
+}
+
+type Out = mpsc::Sender<Result<PbWatchResponse, Status>>;
+
+#[tonic::async_trait]
+impl PbWatchService for WatchService {
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<PbWatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(128);
+        tokio::spawn(session(self.app.clone(), inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// A live watcher of this stream: its hub registration and the task that forwards its events.
+struct Live {
+    hub: WatchId,
+    task: JoinHandle<()>,
+}
+
+async fn session(app: App, mut inbound: Streaming<PbWatchRequest>, out: Out) {
+    let mut live: HashMap<i64, Live> = HashMap::new();
+    let mut next_id: i64 = 0;
+    while let Ok(Some(req)) = inbound.message().await {
+        let resp = match req.request_union {
+            Some(PbWatchRequestUnion::CreateRequest(c)) => {
+                let id = if c.watch_id != 0 {
+                    c.watch_id
+                } else {
+                    next_free(&mut next_id, &live)
+                };
+                if live.contains_key(&id) {
+                    PbWatchResponse {
+                        header: current(&app),
+                        watch_id: id,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: "etcdserver: mvcc: watcher ID in use".into(),
+                        ..Default::default()
+                    }
+                } else {
+                    let spec = WatchSpec {
+                        key: c.key,
+                        range_end: c.range_end,
+                        prev_kv: c.prev_kv,
+                        no_put: c.filters.contains(&0),
+                        no_delete: c.filters.contains(&1),
+                    };
+                    match create(&app, &out, id, spec, c.start_revision, c.progress_notify).await {
+                        Some(l) => {
+                            live.insert(id, l);
+                        }
+                        None => continue,
+                    }
+                    continue;
+                }
+            }
+            Some(PbWatchRequestUnion::CancelRequest(c)) => {
+                if let Some(l) = live.remove(&c.watch_id) {
+                    stop(&app, l);
+                }
+                PbWatchResponse {
+                    header: current(&app),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                }
+            }
+            Some(PbWatchRequestUnion::ProgressRequest(_)) => PbWatchResponse {
+                header: current(&app),
+                watch_id: PROGRESS_WATCH_ID,
+                ..Default::default()
+            },
+            None => continue,
+        };
+        if out.send(Ok(resp)).await.is_err() {
+            break;
+        }
+    }
+    for (_, l) in live {
+        stop(&app, l);
+    }
+}
+
+fn next_free(next: &mut i64, live: &HashMap<i64, Live>) -> i64 {
+    while live.contains_key(next) {
+        *next += 1;
+    }
+    let id = *next;
+    *next += 1;
+    id
+}
+
+fn stop(app: &App, l: Live) {
+    l.task.abort();
+    if let Ok(mut s) = app.store().write() {
+        s.unwatch(l.hub);
+    }
+}
+
+/// Register the watcher (replaying history), answer `created`, and start forwarding its events.
+/// A start revision below the compaction is answered like etcd: created, then canceled with the
+/// compact revision.
+async fn create(
+    app: &App,
+    out: &Out,
+    id: i64,
+    spec: WatchSpec,
+    start: i64,
+    progress: bool,
+) -> Option<Live> {
+    let started = app.store().write().ok().map(|mut s| s.watch(spec, start));
+    let created = PbWatchResponse {
+        header: current(app),
+        watch_id: id,
+        created: true,
+        ..Default::default()
+    };
+    out.send(Ok(created)).await.ok()?;
+    match started? {
+        WatchStart::Compacted(rev) => {
+            let canceled = PbWatchResponse {
+                header: current(app),
+                watch_id: id,
+                canceled: true,
+                compact_revision: rev,
+                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+                ..Default::default()
+            };
+            let _ = out.send(Ok(canceled)).await;
+            None
+        }
+        WatchStart::Watching(hub, mut rx) => {
+            let (app, out) = (app.clone(), out.clone());
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+                tick.tick().await;
+                loop {
+                    let resp = tokio::select! {
+                        b = rx.recv() => match b {
+                            Some(b) => PbWatchResponse {
+                                header: header(&app, b.revision),
+                                watch_id: id,
+                                events: b.events,
+                                ..Default::default()
+                            },
+                            None => break,
+                        },
+                        _ = tick.tick(), if progress => {
+                            PbWatchResponse { header: current(&app), watch_id: id, ..Default::default() }
+                        }
+                    };
+                    if out.send(Ok(resp)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Some(Live { hub, task })
+        }
+    }
+}
