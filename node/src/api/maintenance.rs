@@ -168,14 +168,15 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _: Request<PbMoveLeaderRequest>,
+        req: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        if !self.app.is_leader() {
-            return Err(to_status(crate::app::ServeError::NotLeader));
-        }
-        Err(Status::unimplemented(
-            "cairn: MoveLeader is not implemented yet (the leader cannot hand over on request)",
-        ))
+        self.app
+            .move_leader(req.into_inner().target_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(PbMoveLeaderResponse {
+            header: current(&self.app),
+        }))
     }
 
     async fn downgrade(
