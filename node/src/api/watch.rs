@@ -65,31 +65,33 @@ async fn session(app: App, mut inbound: Streaming<PbWatchRequest>, out: Out) {
                 } else {
                     next_free(&mut next_id, &live)
                 };
-                if live.contains_key(&id) {
-                    PbWatchResponse {
+                let std::collections::hash_map::Entry::Vacant(slot) = live.entry(id) else {
+                    let taken = PbWatchResponse {
                         header: current(&app),
                         watch_id: id,
                         created: true,
                         canceled: true,
                         cancel_reason: "etcdserver: mvcc: watcher ID in use".into(),
                         ..Default::default()
-                    }
-                } else {
-                    let spec = WatchSpec {
-                        key: c.key,
-                        range_end: c.range_end,
-                        prev_kv: c.prev_kv,
-                        no_put: c.filters.contains(&0),
-                        no_delete: c.filters.contains(&1),
                     };
-                    match create(&app, &out, id, spec, c.start_revision, c.progress_notify).await {
-                        Some(l) => {
-                            live.insert(id, l);
-                        }
-                        None => continue,
+                    if out.send(Ok(taken)).await.is_err() {
+                        break;
                     }
                     continue;
+                };
+                let spec = WatchSpec {
+                    key: c.key,
+                    range_end: c.range_end,
+                    prev_kv: c.prev_kv,
+                    no_put: c.filters.contains(&0),
+                    no_delete: c.filters.contains(&1),
+                };
+                if let Some(l) =
+                    create(&app, &out, id, spec, c.start_revision, c.progress_notify).await
+                {
+                    slot.insert(l);
                 }
+                continue;
             }
             Some(PbWatchRequestUnion::CancelRequest(c)) => {
                 if let Some(l) = live.remove(&c.watch_id) {
