@@ -6,9 +6,9 @@ mod cluster_test;
 mod forward;
 mod join;
 pub mod membership;
-mod move_leader;
 #[cfg(test)]
 mod membership_test;
+mod move_leader;
 #[cfg(test)]
 mod srv_cluster_test;
 mod start;
@@ -112,10 +112,7 @@ impl App {
         if leader != self.inner.id {
             return self.forward_propose(leader, cmd).await;
         }
-        crate::app::forward::count_proposal_pending(1);
-        let res = self.inner.raft.client_write(cmd).await;
-        crate::app::forward::count_proposal_pending(-1);
-        match res {
+        match self.inner.raft.client_write(cmd).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(ServeError::NotLeader)

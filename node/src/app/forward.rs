@@ -10,18 +10,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-/// Track proposals in flight (etcd's `etcd_server_proposals_pending`).
-// METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
-pub(crate) fn count_proposal_pending(delta: i64) {
-    let _ = delta;
-}
-
-/// Record leader presence and changes (`etcd_server_has_leader`, `etcd_server_leader_changes_seen_total`).
-// METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
-pub(crate) fn observe_leader(has_leader: bool, changed: bool) {
-    let _ = (has_leader, changed);
-}
-
 pub(super) fn from_forward(e: ForwardError) -> ServeError {
     match e {
         // The member we asked is not (or no longer) leader: nothing was appended, `propose` retries.
@@ -30,7 +18,25 @@ pub(super) fn from_forward(e: ForwardError) -> ServeError {
     }
 }
 
+/// True when the leader refused the connection: the request never left this member, so it is safe
+/// to retry with the next leader (a killed leader's port refuses at once).
+fn refused(s: &tonic::Status) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
 fn from_status(s: tonic::Status) -> ServeError {
+    if refused(&s) {
+        return ServeError::NotLeader;
+    }
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ServeError::NoLeader,
         _ => ServeError::Internal(format!("forwarding to the leader: {}", s.message())),

@@ -169,8 +169,7 @@ impl App {
         });
     }
 
-    /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and feed the
-    /// leader metrics.
+    /// Log leader changes like etcd ("elected leader X at term T" / "lost leader").
     fn spawn_leader_watch(&self) {
         let mut rx = self.inner.raft.metrics();
         let me = self.inner.id;
@@ -188,7 +187,6 @@ impl App {
                         }
                         None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
                     }
-                    crate::app::forward::observe_leader(leader.is_some(), leader.is_some());
                     last = leader;
                 }
                 if rx.changed().await.is_err() {

@@ -11,9 +11,3 @@ pub mod wire;
 pub mod pb {
     tonic::include_proto!("cairn.peer");
 }
-
-/// Count peer traffic (etcd's `etcd_network_peer_sent_bytes_total` / `_received_bytes_total`).
-// METRICS CALL SITE: forwards to crate::metrics once the api helper's module exists.
-pub fn observe_peer_bytes(sent: usize, received: usize) {
-    let _ = (sent, received);
-}

@@ -147,7 +147,8 @@ impl PeerConnection {
                 });
             }
         };
-        crate::raft::observe_peer_bytes(sent, reply.payload.len());
+        crate::metrics::PEER_SENT_BYTES.add(sent as u64);
+        crate::metrics::PEER_RECEIVED_BYTES.add(reply.payload.len() as u64);
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

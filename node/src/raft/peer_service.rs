@@ -51,7 +51,7 @@ impl PeerService {
                 self.cluster_id, req.cluster_id
             )));
         }
-        crate::raft::observe_peer_bytes(0, req.payload.len());
+        crate::metrics::PEER_RECEIVED_BYTES.add(req.payload.len() as u64);
         decode(&req.payload)
             .map_err(|e| Status::invalid_argument(format!("malformed peer message: {e}")))
     }
@@ -59,6 +59,7 @@ impl PeerService {
 
 fn reply<T: Serialize>(v: &T) -> Result<Response<PeerReply>, Status> {
     let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
+    crate::metrics::PEER_SENT_BYTES.add(payload.len() as u64);
     Ok(Response::new(PeerReply { payload }))
 }
 

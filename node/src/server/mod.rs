@@ -106,8 +106,11 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         &client_router(&started.app, cfg.max_request_bytes),
         &stop_rx,
     );
-    // API CALL SITE: `crate::http::router(started.app.clone())` once it exists.
-    metrics_listeners.serve(&client_server_tls, &axum::Router::new(), &stop_rx);
+    metrics_listeners.serve(
+        &client_server_tls,
+        &crate::http::router(started.app.clone()),
+        &stop_rx,
+    );
     crate::api::spawn_background(started.app.clone());
     tokio::spawn(crate::metrics::watch_leader(started.app.clone()));
     notify::ready();

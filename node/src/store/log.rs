@@ -212,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 tx.commit().map_err(write_err)
             })
             .await;
-        crate::store::observe_wal_fsync(started.elapsed());
+        crate::metrics::WAL_FSYNC.observe(started.elapsed());
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

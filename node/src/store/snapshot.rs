@@ -79,6 +79,7 @@ impl SnapshotDir {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
         };
+        let started = std::time::Instant::now();
         let bytes = encode(snap).map_err(|e| SnapshotError::Corrupt {
             path: tmp.clone(),
             msg: e.to_string(),
@@ -91,6 +92,8 @@ impl SnapshotDir {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
+        // The snapshot file is what persists the state machine: our "backend commit".
+        crate::metrics::BACKEND_COMMIT.observe(started.elapsed());
         Ok(())
     }
 

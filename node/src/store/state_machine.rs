@@ -164,7 +164,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Blank => CommandResponse::default(),
             };
-            crate::store::observe_applied();
             out.push(resp);
         }
         Ok(out)
