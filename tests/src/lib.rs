@@ -1,1 +1,9 @@
 //! Helpers shared by the system tests: ports, processes, certificates, etcdctl.
+
+pub mod base64;
+pub mod cluster;
+pub mod etcdctl;
+pub mod pki;
+pub mod ports;
+pub mod wait;
+pub mod workspace;
