@@ -1,0 +1,76 @@
+//! `nodes/<name>/cairn.env`: every setting as `CAIRN_<ETCD_FLAG>` (the systemd unit's EnvironmentFile).
+
+use serde_json::json;
+
+use super::{node_context, node_path, Artifact, RenderError};
+use crate::spec::{url_host, Bootstrap, CaMode, Node, Spec};
+use crate::templates::Templates;
+
+/// The (name, value) pairs of a node's env file, in etcd's flag order.
+pub fn vars(spec: &Spec, node: &Node) -> Vec<(String, String)> {
+    let scheme = spec.scheme();
+    let mut listen_client = vec![format!(
+        "{scheme}://{}:{}",
+        url_host(node.address),
+        node.client_port
+    )];
+    // etcd's guide: also listen on loopback so local tools reach the member without the host IP.
+    if !node.address.is_loopback() {
+        listen_client.push(format!("{scheme}://127.0.0.1:{}", node.client_port));
+    }
+    let mut v: Vec<(&str, String)> = vec![
+        ("NAME", node.name.clone()),
+        ("DATA_DIR", spec.data_dir(node)),
+        (
+            "LISTEN_PEER_URLS",
+            format!("{scheme}://{}:{}", url_host(node.address), node.peer_port),
+        ),
+        ("LISTEN_CLIENT_URLS", listen_client.join(",")),
+        ("INITIAL_ADVERTISE_PEER_URLS", spec.peer_url(node)),
+        ("ADVERTISE_CLIENT_URLS", spec.client_url(node)),
+        ("INITIAL_CLUSTER_TOKEN", spec.token.clone()),
+        ("INITIAL_CLUSTER_STATE", "new".into()),
+    ];
+    match (spec.bootstrap, &spec.dns) {
+        (Bootstrap::Dns, Some(d)) => {
+            v.push(("DISCOVERY_SRV", d.domain.clone()));
+            if !d.srv_name.is_empty() {
+                v.push(("DISCOVERY_SRV_NAME", d.srv_name.clone()));
+            }
+        }
+        _ => v.push(("INITIAL_CLUSTER", spec.initial_cluster())),
+    }
+    if let Some(tls) = &spec.tls {
+        let p = |f: &str| spec.host_path(node, &format!("pki/{f}"));
+        let peer_ca = match tls.ca {
+            CaMode::Shared => p("ca.crt"),
+            CaMode::Separate => p("peer-ca.crt"),
+        };
+        v.extend([
+            ("CERT_FILE", p("server.crt")),
+            ("KEY_FILE", p("server.key")),
+            ("TRUSTED_CA_FILE", p("ca.crt")),
+            ("CLIENT_CERT_AUTH", "true".into()),
+            ("PEER_CERT_FILE", p("peer.crt")),
+            ("PEER_KEY_FILE", p("peer.key")),
+            ("PEER_TRUSTED_CA_FILE", peer_ca),
+            ("PEER_CLIENT_CERT_AUTH", "true".into()),
+        ]);
+    }
+    v.into_iter()
+        .map(|(k, val)| (format!("CAIRN_{k}"), val))
+        .collect()
+}
+
+/// Render the env file.
+pub fn render(spec: &Spec, node: &Node, t: &Templates) -> Result<Vec<Artifact>, RenderError> {
+    let mut ctx = node_context(spec, node);
+    ctx["vars"] = json!(vars(spec, node)
+        .into_iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect::<Vec<_>>());
+    Ok(vec![Artifact::file(
+        node_path(node, "cairn.env"),
+        t.render("env/cairn.env", &ctx)?,
+    )])
+}
