@@ -7,7 +7,7 @@ use etcd_client::proto::{
 };
 use tonic::{Request, Response, Status};
 
-use super::header::current;
+use super::header::header;
 use super::status::to_status;
 use crate::app::{App, MemberInfo};
 
@@ -65,7 +65,7 @@ impl PbClusterService for ClusterService {
                 ..Default::default()
             });
         Ok(Response::new(PbMemberAddResponse {
-            header: current(&self.app),
+            header: no_rev(&self.app),
             member: Some(added),
             members,
         }))
@@ -80,7 +80,7 @@ impl PbClusterService for ClusterService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(PbMemberRemoveResponse {
-            header: current(&self.app),
+            header: no_rev(&self.app),
             members: self.members(),
         }))
     }
@@ -95,7 +95,7 @@ impl PbClusterService for ClusterService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(PbMemberUpdateResponse {
-            header: current(&self.app),
+            header: no_rev(&self.app),
             members: self.members(),
         }))
     }
@@ -105,7 +105,7 @@ impl PbClusterService for ClusterService {
         _: Request<PbMemberListRequest>,
     ) -> Result<Response<PbMemberListResponse>, Status> {
         Ok(Response::new(PbMemberListResponse {
-            header: current(&self.app),
+            header: no_rev(&self.app),
             members: self.members(),
         }))
     }
@@ -119,8 +119,13 @@ impl PbClusterService for ClusterService {
             .await
             .map_err(to_status)?;
         Ok(Response::new(PbMemberPromoteResponse {
-            header: current(&self.app),
+            header: no_rev(&self.app),
             members: self.members(),
         }))
     }
+}
+
+/// etcd's Cluster service headers carry no revision (it answers from membership, not the store).
+fn no_rev(app: &App) -> Option<etcd_client::proto::PbResponseHeader> {
+    header(app, 0)
 }

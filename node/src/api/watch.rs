@@ -157,8 +157,9 @@ async fn create(
     out.send(Ok(created)).await.ok()?;
     match started? {
         WatchStart::Compacted(rev) => {
+            // etcd's compaction cancel carries no revision in its header.
             let canceled = PbWatchResponse {
-                header: current(app),
+                header: header(app, 0),
                 watch_id: id,
                 canceled: true,
                 compact_revision: rev,

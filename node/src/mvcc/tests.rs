@@ -305,6 +305,35 @@ fn txn_reads_see_earlier_writes_and_nested_txns_run() {
     }
     assert_eq!(get(&s, key("b")), Ok(vec![kv("b", "2")]));
     assert_eq!(s.revision(), 2);
+    // Like etcd, every inner response (nested ones too) carries the txn's revision in its header.
+    let inner_revs: Vec<i64> = t
+        .responses
+        .iter()
+        .map(|op| match &op.response {
+            Some(PbTxnOpResponse::ResponsePut(r)) => r.header.as_ref().map_or(0, |h| h.revision),
+            Some(PbTxnOpResponse::ResponseRange(r)) => r.header.as_ref().map_or(0, |h| h.revision),
+            Some(PbTxnOpResponse::ResponseTxn(r)) => match r.responses[0].response.as_ref() {
+                Some(PbTxnOpResponse::ResponsePut(p)) => {
+                    p.header.as_ref().map_or(0, |h| h.revision)
+                }
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(inner_revs, vec![2, 2, 2]);
+    // A read-only txn stamps the current revision.
+    let ro = PbTxnRequestOp {
+        request: Some(PbTxnOpRequest::RequestRange(key("a"))),
+    };
+    let t = PbTxnResponse::decode(s.apply(&txn(vec![], vec![ro], vec![])).body.as_slice())
+        .expect("txn");
+    match &t.responses[0].response {
+        Some(PbTxnOpResponse::ResponseRange(rr)) => {
+            assert_eq!(rr.header.as_ref().map(|h| h.revision), Some(2))
+        }
+        other => panic!("expected a range response, got {other:?}"),
+    }
 }
 
 #[test]

@@ -54,6 +54,27 @@ fn compare_one(c: &PbCompare, v: Option<&Version>) -> bool {
     }
 }
 
+fn stamp(resp: &mut PbTxnResponse, revision: i64) {
+    let header = || {
+        Some(etcd_client::proto::PbResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    };
+    for op in &mut resp.responses {
+        match &mut op.response {
+            Some(PbTxnOpResponse::ResponseRange(r)) => r.header = header(),
+            Some(PbTxnOpResponse::ResponsePut(r)) => r.header = header(),
+            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => r.header = header(),
+            Some(PbTxnOpResponse::ResponseTxn(t)) => {
+                t.header = header();
+                stamp(t, revision);
+            }
+            None => {}
+        }
+    }
+}
+
 fn branch(txn: &PbTxnRequest, ok: bool) -> &[etcd_client::proto::PbTxnRequestOp] {
     if ok {
         &txn.success
@@ -67,7 +88,15 @@ impl Write<'_> {
         let mut path = Vec::new();
         self.st.path(txn, &mut path);
         self.check(txn, &path, &mut 0)?;
-        Ok(self.exec(txn, &path, &mut 0))
+        let mut resp = self.exec(txn, &path, &mut 0);
+        // etcd gives each inner response a header holding just the revision the txn leaves behind.
+        let rev = if self.sub > 0 {
+            self.rev
+        } else {
+            self.st.revision
+        };
+        stamp(&mut resp, rev);
+        Ok(resp)
     }
 
     /// Reject the whole txn before writing anything if a put on its path would fail.
