@@ -1,4 +1,5 @@
 //! One test binary for every system test: real processes, real sockets, real TLS, real tools.
 
 mod cluster;
+mod packaging;
 mod render;
