@@ -7,6 +7,7 @@ PKGS=(
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd
+  systemd python3
   nix-bin ansible-core
 )
 missing=()

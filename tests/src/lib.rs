@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod etcdctl;
 pub mod pki;
 pub mod ports;
+pub mod tools;
 pub mod wait;
 pub mod workspace;
