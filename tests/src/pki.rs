@@ -1,5 +1,5 @@
-//! Certificates for a test cluster: rendered by the real `provision render` when it is built, otherwise
-//! made here with rcgen in the same layout (CA, per-member server/peer certs, an `admin` client cert).
+//! Certificates for a test cluster: rendered by the real `provision render` (the default), or made here
+//! with rcgen in the same layout on request (CA, per-member server/peer certs, an `admin` client cert).
 
 use crate::workspace;
 use anyhow::{bail, Context, Result};
@@ -62,17 +62,13 @@ pub struct PkiMember {
 impl Pki {
     /// Makes the PKI under `dir` for a cluster named `cluster` with these members (all on 127.0.0.1).
     ///
-    /// Uses `provision render` when the binary is built, unless `CAIRN_TEST_PKI=rcgen`; with
-    /// `CAIRN_TEST_PKI=provision` a missing or failing provision is an error instead of a fallback.
+    /// Uses the real `provision render` (an error if it is not built or fails); `CAIRN_TEST_PKI=rcgen`
+    /// makes the same layout with rcgen instead, for working on the harness while provision is broken.
     pub fn create(dir: &Path, cluster: &str, members: &[PkiMember]) -> Result<Pki> {
         let choice = std::env::var("CAIRN_TEST_PKI").unwrap_or_default();
         match choice.as_str() {
             "rcgen" => Pki::generate(dir, members),
-            "provision" => Pki::render(dir, cluster, members),
-            "" => match workspace::find_binary("provision") {
-                Some(_) => Pki::render(dir, cluster, members),
-                None => Pki::generate(dir, members),
-            },
+            "" | "provision" => Pki::render(dir, cluster, members),
             other => bail!("CAIRN_TEST_PKI={other:?} is not one of provision, rcgen"),
         }
     }
