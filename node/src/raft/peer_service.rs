@@ -172,8 +172,19 @@ impl Peer for PeerService {
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
             tracing::info!("starting an election: leadership is being transferred to this member");
-            if let Err(e) = raft.trigger().elect().await {
-                tracing::warn!("campaign for leadership transfer: {e}");
+            // A voter that heard from the leader late (messages already in flight when the
+            // heartbeats stopped) rejects while its lease lasts: retry every 50 ms for up to 1 s,
+            // which lands before the other members' own election timers (lease + E/3 at least).
+            for _ in 0..20 {
+                if let Err(e) = raft.trigger().elect().await {
+                    tracing::warn!("campaign for leadership transfer: {e}");
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let m = raft.metrics().borrow().clone();
+                if m.current_leader == Some(m.id) {
+                    return;
+                }
             }
         });
         reply(&())

@@ -117,15 +117,18 @@ impl StateMachine {
 /// Builds a snapshot from state captured when the builder was made (applies may continue meanwhile).
 pub struct Builder {
     meta: SnapshotMeta<NodeId, PeerNode>,
-    data: Vec<u8>,
+    /// The captured state, or why it could not be captured (reported by `build_snapshot`, never
+    /// replaced by an empty snapshot).
+    data: Result<Vec<u8>, String>,
     dir: SnapshotDir,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        let data = self.data.clone().map_err(snap_err)?;
         let file = SnapshotFile {
             meta: self.meta.clone(),
-            data: self.data.clone(),
+            data: data.clone(),
         };
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || dir.save(&file))
@@ -134,7 +137,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
             .map_err(snap_err)?;
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(self.data.clone())),
+            snapshot: Box::new(Cursor::new(data)),
         })
     }
 }
@@ -171,12 +174,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Builder {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let (store, members) = match (self.shared.store.read(), self.shared.members.read()) {
-            (Ok(s), Ok(m)) => (s.snapshot(), m.clone()),
-            // A poisoned lock means an apply panicked; the panic hook aborts the process before this.
-            _ => (Vec::new(), BTreeMap::new()),
+        let data = match (self.shared.store.read(), self.shared.members.read()) {
+            (Ok(s), Ok(m)) => encode(&SnapshotData {
+                store: s.snapshot(),
+                members: m.clone(),
+            })
+            .map_err(|e| format!("encoding the snapshot: {e}")),
+            _ => Err("state machine lock poisoned by a panic".to_string()),
         };
-        let data = encode(&SnapshotData { store, members }).unwrap_or_default();
         let id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),
             None => format!("0-0-{n}"),
