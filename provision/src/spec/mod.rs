@@ -256,3 +256,6 @@ fn did_you_mean(message: &str) -> Option<String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

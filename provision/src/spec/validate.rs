@@ -366,7 +366,7 @@ fn check_members(c: &mut Collector, nodes: &[Node], bootstrap: Bootstrap, dns: O
         );
         return;
     }
-    if nodes.len() % 2 == 0 {
+    if nodes.len().is_multiple_of(2) {
         c.warn(
             "nodes",
             format!(
