@@ -422,3 +422,74 @@ fn bad_template_override_is_a_config_error_naming_the_template() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn rotate_ca_reissues_every_leaf_and_nodes_trust_old_and_new_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = render("static3", dir.path())?;
+    let old_admin = dir.path().join("old-admin.crt");
+    std::fs::copy(out.join("pki/clients/admin.crt"), &old_admin)?;
+    let spec = example("static3").display().to_string();
+    let (code, text) = provision(&[
+        "certs",
+        &spec,
+        "-o",
+        &out.display().to_string(),
+        "--rotate-ca",
+    ])?;
+    ensure!(code == 0, "rotate-ca exited {code}:\n{text}");
+    ensure!(
+        text.contains("not signed by the current CA"),
+        "leaves not reissued:\n{text}"
+    );
+    let trust = out.join("nodes/infra0/pki/ca.crt");
+    // A client still holding a cert from the old CA is accepted during the rotation, and so is a new one.
+    tools::openssl_verify(&trust, &old_admin, Some("sslclient"))?;
+    tools::openssl_verify(
+        &trust,
+        &out.join("pki/clients/admin.crt"),
+        Some("sslclient"),
+    )?;
+    // The new leaves chain to the new CA alone.
+    tools::openssl_verify(
+        &out.join("pki/ca.crt"),
+        &out.join("nodes/infra0/pki/server.crt"),
+        Some("sslserver"),
+    )?;
+    ensure!(
+        tools::openssl_verify(&out.join("pki/ca.crt"), &old_admin, None).is_err(),
+        "the old admin cert must not verify against the new CA alone"
+    );
+    Ok(())
+}
+
+#[test]
+fn separate_ca_mode_peer_certs_do_not_chain_to_the_client_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = render("dns3", dir.path())?;
+    let pki = out.join("nodes/infra0/pki");
+    tools::openssl_verify(
+        &pki.join("peer-ca.crt"),
+        &pki.join("peer.crt"),
+        Some("sslclient"),
+    )?;
+    ensure!(
+        tools::openssl_verify(&pki.join("ca.crt"), &pki.join("peer.crt"), None).is_err(),
+        "peer.crt must not chain to the client CA in `ca: separate`"
+    );
+    let env = env_of(&out.join("nodes/infra0"))?;
+    ensure!(
+        env.get("CAIRN_PEER_TRUSTED_CA_FILE")
+            .is_some_and(|v| v.ends_with("pki/peer-ca.crt")),
+        "peer trust must be peer-ca.crt: {env:?}"
+    );
+    ensure!(
+        env.get("CAIRN_DISCOVERY_SRV").map(String::as_str) == Some("example.com"),
+        "{env:?}"
+    );
+    ensure!(
+        !env.contains_key("CAIRN_INITIAL_CLUSTER"),
+        "dns mode must not set CAIRN_INITIAL_CLUSTER"
+    );
+    Ok(())
+}
