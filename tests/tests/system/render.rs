@@ -493,3 +493,96 @@ fn separate_ca_mode_peer_certs_do_not_chain_to_the_client_ca() -> Result<()> {
     );
     Ok(())
 }
+
+/// Children killed on drop, so a failing test leaves no cairn behind.
+struct Members(Vec<std::process::Child>);
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn local_example_env_files_start_a_real_three_member_cluster_that_etcdctl_uses() -> Result<()> {
+    let cairn = workspace::binary("cairn")?;
+    let etcdctl = tools::require("etcdctl", "etcd-client")?;
+    let dir = tempfile::tempdir()?;
+    let ports = cairn_tests::ports::free_ports(6)?;
+    // examples/local.yaml with free ports instead of 2379/22379/32379 (other tests run in parallel).
+    let mut yaml = std::fs::read_to_string(example("local"))?;
+    for (i, (c, p)) in [("2379", "2380"), ("22379", "22380"), ("32379", "32380")]
+        .iter()
+        .enumerate()
+    {
+        yaml = yaml.replace(
+            &format!("client_port: {c}, peer_port: {p}"),
+            &format!(
+                "client_port: {}, peer_port: {}",
+                ports[2 * i],
+                ports[2 * i + 1]
+            ),
+        );
+    }
+    std::fs::write(dir.path().join("local.yaml"), yaml)?;
+    // Render from the directory cairn will start in: the env files' relative paths resolve there.
+    let bin = workspace::binary("provision")?;
+    tools::run_ok(Command::new(bin).current_dir(dir.path()).args([
+        "render",
+        "local.yaml",
+        "-o",
+        "out/local",
+    ]))?;
+    let mut members = Members(Vec::new());
+    for name in ["infra0", "infra1", "infra2"] {
+        let env = env_of(&dir.path().join("out/local/nodes").join(name))?;
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log")))?;
+        members.0.push(
+            Command::new(&cairn)
+                .current_dir(dir.path())
+                .env_clear()
+                .envs(&env)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+    }
+    let pki = dir.path().join("out/local/pki");
+    let endpoints = ports
+        .iter()
+        .step_by(2)
+        .map(|p| format!("https://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ctl = |args: &[&str]| -> Result<String> {
+        tools::run_ok(
+            Command::new(&etcdctl)
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoints}"))
+                .arg(format!("--cacert={}", pki.join("ca.crt").display()))
+                .arg(format!(
+                    "--cert={}",
+                    pki.join("clients/admin.crt").display()
+                ))
+                .arg(format!("--key={}", pki.join("clients/admin.key").display()))
+                .args(args),
+        )
+    };
+    cairn_tests::wait::wait_for(
+        "the local cluster to accept a put",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(300),
+        || ctl(&["put", "rendered", "yes"]).map_err(|e| e.to_string()),
+    )?;
+    let list = ctl(&["member", "list"])?;
+    ensure!(
+        list.lines().count() == 3 && list.contains("infra0") && list.contains("infra2"),
+        "member list:\n{list}"
+    );
+    let got = ctl(&["get", "rendered", "--print-value-only"])?;
+    ensure!(got.trim() == "yes", "get: {got}");
+    Ok(())
+}
