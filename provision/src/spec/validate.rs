@@ -214,6 +214,13 @@ pub(super) fn validate(file: &str, base_dir: &Path, raw: RawSpec) -> Result<Spec
     if !c.errors.is_empty() {
         return Err(SpecError::Invalid(c.errors));
     }
+    let mut tls = tls;
+    if let Some(t) = &mut tls {
+        // The scrape configs authenticate as `prometheus`; make sure that identity gets a certificate.
+        if (monitoring.prometheus || monitoring.kubernetes) && !t.clients.iter().any(|n| n == "prometheus") {
+            t.clients.push("prometheus".into());
+        }
+    }
     Ok(Spec {
         file: file.into(),
         base_dir: base_dir.to_path_buf(),
