@@ -34,6 +34,9 @@ enum Command {
 struct CheckArgs {
     /// The cluster file.
     cluster: PathBuf,
+    /// A rendered directory whose certificates are checked against the file (SANs, CA, expiry).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -108,6 +111,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check(a) => {
             let s = load(&a.cluster)?;
+            if let Some(out) = &a.out {
+                let stale = pki::stale(&s, out)?;
+                for (path, why) in &stale {
+                    eprintln!(
+                        "error: {}: {why}\n    fix: run `provision render {} -o {}` to reissue it",
+                        path.display(),
+                        a.cluster.display(),
+                        out.display()
+                    );
+                }
+                if !stale.is_empty() {
+                    return Err(ConfigError(format!(
+                        "{} certificate(s) under {} do not match {}",
+                        stale.len(),
+                        out.display(),
+                        a.cluster.display()
+                    ))
+                    .into());
+                }
+            }
             println!(
                 "{}: ok ({} members, bootstrap {:?}, tls {})",
                 a.cluster.display(),

@@ -564,3 +564,44 @@ fn collect_crts(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PkiError> {
     }
     Ok(())
 }
+
+/// Node certificates under `out` that a render would reissue, with the reason (e.g. SANs not covering
+/// an address or the discovery domain) — what etcd would otherwise only report at the first handshake.
+pub fn stale(spec: &Spec, out: &Path) -> Result<Vec<(PathBuf, String)>, PkiError> {
+    let Some(tls) = &spec.tls else {
+        return Ok(Vec::new());
+    };
+    let Some(ca_pem) = files::read_opt(&out.join("pki/ca.crt"))? else {
+        return Ok(Vec::new());
+    };
+    let client_ca = inspect_pem(&ca_pem)?;
+    let peer_ca = match files::read_opt(&out.join("pki/peer-ca.crt"))? {
+        Some(p) => inspect_pem(&p)?,
+        None => client_ca.clone(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut found = Vec::new();
+    for node in &spec.nodes {
+        let dir = out.join("nodes").join(&node.name).join("pki");
+        for (file, ca) in [("server", &client_ca), ("peer", &peer_ca)] {
+            let cert = dir.join(format!("{file}.crt"));
+            let existing = match files::read_opt(&cert)? {
+                Some(pem) => Some(inspect_pem(&pem)?),
+                None => None,
+            };
+            let key = dir.join(format!("{file}.key")).exists();
+            let wanted = node_sans(spec, node);
+            if let Some(why) = reissue_reason(
+                existing.as_ref(),
+                key,
+                ca,
+                &wanted,
+                tls.renew_before_days,
+                now,
+            ) {
+                found.push((cert, why));
+            }
+        }
+    }
+    Ok(found)
+}

@@ -217,7 +217,9 @@ pub(super) fn validate(file: &str, base_dir: &Path, raw: RawSpec) -> Result<Spec
     let mut tls = tls;
     if let Some(t) = &mut tls {
         // The scrape configs authenticate as `prometheus`; make sure that identity gets a certificate.
-        if (monitoring.prometheus || monitoring.kubernetes) && !t.clients.iter().any(|n| n == "prometheus") {
+        if (monitoring.prometheus || monitoring.kubernetes)
+            && !t.clients.iter().any(|n| n == "prometheus")
+        {
             t.clients.push("prometheus".into());
         }
     }

@@ -586,3 +586,36 @@ fn local_example_env_files_start_a_real_three_member_cluster_that_etcdctl_uses()
     ensure!(got.trim() == "yes", "get: {got}");
     Ok(())
 }
+
+#[test]
+fn moved_member_check_reports_uncovered_san_and_render_reissues_only_its_certs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = render("static3", dir.path())?;
+    let moved = dir.path().join("moved.yaml");
+    std::fs::write(
+        &moved,
+        std::fs::read_to_string(example("static3"))?.replace("10.0.1.12", "10.0.1.13"),
+    )?;
+    let (m, o) = (moved.display().to_string(), out.display().to_string());
+    let (code, text) = provision(&["check", &m, "-o", &o])?;
+    ensure!(
+        code == 2 && text.contains("infra2/pki/server.crt: SANs do not cover 10.0.1.13"),
+        "check exit {code}:\n{text}"
+    );
+    let (code, text) = provision(&["render", &m, "-o", &o])?;
+    let issued: Vec<&str> = text.lines().filter(|l| l.starts_with("issued")).collect();
+    ensure!(
+        code == 0
+            && issued.len() == 2
+            && issued
+                .iter()
+                .all(|l| l.contains("infra2") && l.contains("SANs do not cover 10.0.1.13")),
+        "render:\n{text}"
+    );
+    let san = tools::cert_text(&out.join("nodes/infra2/pki/server.crt"))?;
+    ensure!(
+        san.contains("IP Address:10.0.1.13"),
+        "reissued cert lacks the new address"
+    );
+    Ok(())
+}
