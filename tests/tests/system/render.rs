@@ -226,6 +226,20 @@ fn firewall_files_pass_nft_and_iptables_restore_checks() -> Result<()> {
     }
     let f = render("five", dir.path())?;
     for n in nodes(&f)? {
+        // firewall-offline-cmd is not packaged cheaply; check what we can: XML well-formed, script parses.
+        tools::run_ok(
+            Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys,xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])",
+                ])
+                .arg(n.join("firewall/cairn-zone.xml")),
+        )?;
+        tools::run_ok(
+            Command::new("sh")
+                .arg("-n")
+                .arg(n.join("firewall/cairn-firewalld.sh")),
+        )?;
         ensure!(
             n.join("firewall/cairn-zone.xml").exists()
                 && n.join("firewall/cairn-firewalld.sh").exists(),
