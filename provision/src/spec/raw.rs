@@ -73,10 +73,13 @@ pub enum KeyAlgorithm {
     /// ECDSA on P-256 with SHA-256 (default).
     EcdsaP256,
     /// RSA 2048.
+    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// RSA 3072.
+    #[serde(rename = "rsa-3072")]
     Rsa3072,
     /// RSA 4096.
+    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 

@@ -184,3 +184,20 @@ fn problems_display_file_location_and_fix() {
     );
     assert!(text.contains("\n    fix: "), "{text}");
 }
+
+#[test]
+fn key_algorithms_use_the_documented_spelling() {
+    for (text, want) in [
+        ("ecdsa-p256", KeyAlgorithm::EcdsaP256),
+        ("rsa-2048", KeyAlgorithm::Rsa2048),
+        ("rsa-4096", KeyAlgorithm::Rsa4096),
+    ] {
+        let s = parse(
+            "cluster.yaml",
+            Path::new("."),
+            &format!("{OK}tls: {{ key_algorithm: {text} }}\n"),
+        )
+        .expect("valid");
+        assert_eq!(s.tls.expect("tls on").key_algorithm, want);
+    }
+}

@@ -9,6 +9,7 @@ use cairn_tests::base64::decode_str;
 use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::etcdctl::Etcdctl;
 use cairn_tests::pki::{Pki, PkiMember};
+use cairn_tests::tls_probe::handshake;
 use cairn_tests::wait::wait_for;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -494,7 +495,7 @@ fn etcdctl_member_list_endpoint_health_status_hashkv_and_snapshot() {
 }
 
 #[test]
-fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused() {
+fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused_at_the_handshake() {
     let c = cluster();
     let good = c.etcdctl();
     must(good.ok(&["put", "secret", "v"]));
@@ -533,6 +534,30 @@ fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused() {
     );
     assert!(out.stderr.contains("context deadline exceeded"), "{out:?}");
     assert!(!out.stdout.contains("secret"), "{out:?}");
+
+    // The refusal happens in the TLS handshake: the server answers with an alert, while the same probe
+    // with the admin certificate gets an HTTP/2 answer.
+    let addr = c.members[0]
+        .client_url
+        .trim_start_matches("https://")
+        .to_string();
+    let admin = (c.pki.admin.crt.as_path(), c.pki.admin.key.as_path());
+    assert_eq!(must(handshake(&addr, &c.pki.ca, Some(admin))), Ok(()));
+    for (who, cert) in [
+        ("no certificate", None),
+        (
+            "another CA's certificate",
+            Some((other.admin.crt.as_path(), other.admin.key.as_path())),
+        ),
+    ] {
+        match must(handshake(&addr, &c.pki.ca, cert)) {
+            Ok(()) => panic!("a TLS client with {who} was accepted"),
+            Err(reason) => assert!(
+                reason.contains("received fatal alert"),
+                "a client with {who} failed without a TLS alert: {reason}"
+            ),
+        }
+    }
 
     // And the right certificate still works, so the refusals above were about the certificates.
     assert_eq!(
