@@ -19,3 +19,18 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
         .map(|l| Ok(l.local_addr().context("reading a bound port")?.port()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports_in_one_call_are_distinct_and_bindable() {
+        let ports = super::free_ports(6).unwrap();
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 6);
+        for p in ports {
+            std::net::TcpListener::bind(("127.0.0.1", p)).unwrap();
+        }
+    }
+}
