@@ -110,3 +110,6 @@ pub fn write_all(out: &Path, artifacts: &[Artifact]) -> Result<(), RenderError> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
