@@ -165,7 +165,14 @@ async fn run(cli: Cli) -> Result<bool> {
     let text = report::render(&ctx, &runs);
     println!("{text}");
     if let Some(out) = &cli.out {
-        std::fs::write(out, &text).with_context(|| format!("writing --out {}", out.display()))?;
+        // Hand-written notes above the marker survive a re-run; the results below it are replaced.
+        let previous = std::fs::read_to_string(out).unwrap_or_default();
+        let notes = previous
+            .split_once(report::MARKER)
+            .map(|(n, _)| n)
+            .unwrap_or("");
+        let body = format!("{notes}{}\n\n{text}", report::MARKER);
+        std::fs::write(out, body).with_context(|| format!("writing --out {}", out.display()))?;
     }
     let durable = runs.iter().all(|r| {
         r.verdicts
@@ -226,7 +233,7 @@ async fn bench_system(
     }
     for &c in &cli.put_clients {
         measure!(
-            format!("put, {c} clients"),
+            format!("put, {c} client{}", if c == 1 { "" } else { "s" }),
             workload::put(conns(c), c, d, cli.keyspace, ledger.clone()).await
         );
     }
@@ -286,14 +293,27 @@ fn check_perf(cli: &Cli, cluster: &Cluster, pki: &certs::Pki, load: &str) -> Str
         .args(["check", "perf", &format!("--load={load}")])
         .output();
     match out {
-        Ok(o) => format!(
-            "{}{}(exit {})",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            o.status
-        ),
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            format!("{}\n({})", without_progress_bar(&text), o.status)
+        }
         Err(e) => format!("could not run {}: {e}", cli.etcdctl.display()),
     }
+}
+
+/// Drops `check perf`'s progress-bar frames ("12 / 60  20.00% 00m48s"), keeping its verdict lines.
+fn without_progress_bar(text: &str) -> String {
+    let bar = |l: &str| l.contains(" / 60") && l.contains('%');
+    let lines: Vec<&str> = text
+        .split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !bar(l))
+        .collect();
+    lines.join("\n")
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> String {
@@ -316,6 +336,15 @@ fn cpu_model() -> String {
 mod tests {
     use super::parse_duration;
     use std::time::Duration;
+
+    #[test]
+    fn check_perf_output_keeps_only_the_verdict() {
+        let raw = " 0 / 60    0.00% 1 / 60    1.67% 00m59s\r60 / 60  100.00% 1m0s\nPASS: Throughput is 150 writes/s\nPASS\n";
+        assert_eq!(
+            super::without_progress_bar(raw),
+            "PASS: Throughput is 150 writes/s\nPASS"
+        );
+    }
 
     #[test]
     fn durations_take_ms_s_and_m() {
