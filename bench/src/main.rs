@@ -259,7 +259,14 @@ async fn bench_system(
         format!("lease grant+keepalive+revoke, {l} clients"),
         workload::lease_churn(conns(l), l, d).await
     );
-    for load in &cli.check_perf {
+    // scripts/bench.sh passes `--check-perf s` and callers may add their own list: run each load once.
+    let mut loads: Vec<&String> = Vec::new();
+    cli.check_perf.iter().for_each(|l| {
+        if !loads.contains(&l) {
+            loads.push(l)
+        }
+    });
+    for load in loads {
         eprintln!("==> {name}: etcdctl check perf --load={load} (about a minute)");
         run.check_perf
             .push((load.clone(), check_perf(cli, &cluster, pki, load)));
