@@ -6,4 +6,13 @@ scripts/deps.sh
 echo "==> cargo build (binaries used by the system tests)"
 cargo build --workspace --bins --locked
 echo "==> cargo test"
-cargo test --workspace --locked -- --test-threads="${CAIRN_TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked --lib --bins --tests -- --test-threads="${CAIRN_TEST_THREADS:-2}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary, so a reader of the log sees the whole count at once.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$rc"
