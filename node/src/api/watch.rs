@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
 use crate::app::App;
-use crate::mvcc::{WatchId, WatchSpec, WatchStart};
+use crate::mvcc::{CatchUp, WatchBatch, WatchId, WatchSpec, WatchStart};
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
@@ -157,44 +157,66 @@ async fn create(
     out.send(Ok(created)).await.ok()?;
     match started? {
         WatchStart::Compacted(rev) => {
-            // etcd's compaction cancel carries no revision in its header.
-            let canceled = PbWatchResponse {
-                header: header(app, 0),
-                watch_id: id,
-                canceled: true,
-                compact_revision: rev,
-                cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
-                ..Default::default()
-            };
-            let _ = out.send(Ok(canceled)).await;
+            let _ = out.send(Ok(compacted(app, id, rev))).await;
             None
         }
-        WatchStart::Watching(hub, mut rx) => {
+        WatchStart::Watching(hub, mut feed) => {
             let (app, out) = (app.clone(), out.clone());
             let task = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
                 tick.tick().await;
+                let events = |b: WatchBatch| PbWatchResponse {
+                    header: header(&app, b.revision),
+                    watch_id: id,
+                    events: b.events,
+                    ..Default::default()
+                };
                 loop {
-                    let resp = tokio::select! {
-                        b = rx.recv() => match b {
-                            Some(b) => PbWatchResponse {
-                                header: header(&app, b.revision),
-                                watch_id: id,
-                                events: b.events,
-                                ..Default::default()
-                            },
+                    let resps = tokio::select! {
+                        // Queued live batches go out before catching up, which continues after them.
+                        biased;
+                        b = feed.rx.recv() => match b {
+                            Some(b) => vec![events(b)],
                             None => break,
                         },
+                        _ = feed.lagging.notified() => {
+                            let mut resps = Vec::new();
+                            while let Ok(b) = feed.rx.try_recv() {
+                                resps.push(events(b));
+                            }
+                            let caught = app.store().write().ok().map(|mut s| s.catch_up(hub));
+                            match caught {
+                                Some(CatchUp::Batches(bs)) => resps.extend(bs.into_iter().map(events)),
+                                Some(CatchUp::Compacted(rev)) => resps.push(compacted(&app, id, rev)),
+                                None => break,
+                            }
+                            resps
+                        }
                         _ = tick.tick(), if progress => {
-                            PbWatchResponse { header: current(&app), watch_id: id, ..Default::default() }
+                            vec![PbWatchResponse { header: current(&app), watch_id: id, ..Default::default() }]
                         }
                     };
-                    if out.send(Ok(resp)).await.is_err() {
-                        break;
+                    for resp in resps {
+                        if out.send(Ok(resp)).await.is_err() {
+                            return;
+                        }
                     }
                 }
             });
             Some(Live { hub, task })
         }
+    }
+}
+
+/// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
+/// compact revision and no revision in the header.
+fn compacted(app: &App, id: i64, rev: i64) -> PbWatchResponse {
+    PbWatchResponse {
+        header: header(app, 0),
+        watch_id: id,
+        canceled: true,
+        compact_revision: rev,
+        cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+        ..Default::default()
     }
 }

@@ -16,7 +16,7 @@ mod watch;
 pub use error::MvccError;
 pub use keyspace::KeyRange;
 pub use lease::LeaseInfo;
-pub use watch::{WatchBatch, WatchId, WatchSpec, WatchStart};
+pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -430,13 +430,13 @@ fn watch_replays_history_then_streams_live_events_without_gaps() {
         prev_kv: true,
         ..Default::default()
     };
-    let WatchStart::Watching(_, mut rx) = s.watch(spec, 2) else {
+    let WatchStart::Watching(id, mut feed) = s.watch(spec, 2) else {
         panic!("watch refused")
     };
     del(&mut s, "w/a", ""); // 5
     put(&mut s, "w/b", "3"); // 6
     let mut seen = Vec::new();
-    while let Ok(b) = rx.try_recv() {
+    for b in drain(&mut s, id, &mut feed) {
         for e in b.events {
             let kv = e.kv.expect("kv");
             seen.push((
@@ -456,6 +456,70 @@ fn watch_replays_history_then_streams_live_events_without_gaps() {
             (6, 0, 6, None),
         ]
     );
+}
+
+/// What a watch stream does: take the queued live batches, then whatever catching up yields.
+fn drain(s: &mut Store, id: WatchId, feed: &mut WatchFeed) -> Vec<WatchBatch> {
+    let mut out = Vec::new();
+    while let Ok(b) = feed.rx.try_recv() {
+        out.push(b);
+    }
+    match s.catch_up(id) {
+        CatchUp::Batches(b) => out.extend(b),
+        CatchUp::Compacted(rev) => panic!("compacted at {rev}"),
+    }
+    out
+}
+
+#[test]
+fn a_slow_watcher_falls_back_to_history_without_gaps_or_duplicates() {
+    let mut s = Store::new();
+    let spec = WatchSpec {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    let WatchStart::Watching(id, mut feed) = s.watch(spec, 0) else {
+        panic!("watch refused")
+    };
+    // Far more revisions than the buffer holds, with nobody reading: apply must not block.
+    for i in 0..1000 {
+        put(&mut s, "k", &i.to_string());
+    }
+    assert!(feed.rx.len() < 1000, "the buffer is bounded");
+    let mut revs: Vec<i64> = drain(&mut s, id, &mut feed)
+        .iter()
+        .map(|b| b.revision)
+        .collect();
+    // Caught up: the next change arrives live again.
+    put(&mut s, "k", "live");
+    revs.extend(drain(&mut s, id, &mut feed).iter().map(|b| b.revision));
+    assert_eq!(revs, (2..=1002).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_lagging_watcher_whose_history_was_compacted_is_canceled() {
+    let mut s = Store::new();
+    let WatchStart::Watching(id, _feed) = s.watch(
+        WatchSpec {
+            key: b"k".to_vec(),
+            ..Default::default()
+        },
+        0,
+    ) else {
+        panic!("watch refused")
+    };
+    for i in 0..400 {
+        put(&mut s, "k", &i.to_string());
+    }
+    s.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 400,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    assert!(matches!(s.catch_up(id), CatchUp::Compacted(400)));
+    assert_eq!(s.watcher_count(), 0);
 }
 
 #[test]

@@ -1,14 +1,19 @@
 //! The watch hub: watchers registered on key ranges receive every event of their range in revision
 //! order, starting with replayed history, with no gap and no duplicate.
 //!
-//! Registration and replay happen under the store's write lock, the same lock `apply` holds, so a
-//! watcher's history ends exactly where live events begin. Delivery is a non-blocking send on an
-//! unbounded channel: a slow watcher costs memory, never apply latency.
+//! Like etcd's synced/unsynced watcher groups: apply hands each synced watcher its events with a
+//! non-blocking send on a bounded channel. A watcher whose buffer is full (a slow client) is marked
+//! lagging from that revision and skipped by apply from then on; its stream drains the buffer and
+//! then catches up from the store's history under the write lock (the lock `apply` holds, so the
+//! history ends exactly where live events resume). A new watcher with a past start revision starts
+//! out lagging. So a slow watcher never delays apply and its memory stays bounded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use etcd_client::proto::PbEvent;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{channel, Receiver, Sender};
+use tokio::sync::Notify;
 
 use super::{KeyRange, Store};
 
@@ -35,15 +40,40 @@ pub struct WatchBatch {
 /// The outcome of registering a watcher.
 #[derive(Debug)]
 pub enum WatchStart {
-    /// Registered; history (if any) is already queued on the receiver.
-    Watching(WatchId, UnboundedReceiver<WatchBatch>),
+    /// Registered; history (if any) is fetched through [`Store::catch_up`] when `feed.lagging` fires.
+    Watching(WatchId, WatchFeed),
     /// `start_revision` is older than the last compaction (carried here).
+    Compacted(i64),
+}
+
+/// How many revisions' batches a watcher may have queued before it is switched to catching up.
+const WATCH_BUFFER: usize = 256;
+
+/// The receiving side of one watcher.
+#[derive(Debug)]
+pub struct WatchFeed {
+    /// Live batches, in revision order.
+    pub rx: Receiver<WatchBatch>,
+    /// Fires when the watcher stopped receiving live batches: drain `rx`, then call
+    /// [`Store::catch_up`].
+    pub lagging: Arc<Notify>,
+}
+
+/// The result of [`Store::catch_up`].
+#[derive(Debug)]
+pub enum CatchUp {
+    /// The missed batches, in order; live delivery resumes after them.
+    Batches(Vec<WatchBatch>),
+    /// The missed revisions were compacted away (carries the compact revision); the watcher is gone.
     Compacted(i64),
 }
 
 struct Watcher {
     spec: WatchSpec,
-    tx: UnboundedSender<WatchBatch>,
+    tx: Sender<WatchBatch>,
+    lagging: Arc<Notify>,
+    /// First revision not delivered live, while the watcher is catching up.
+    behind_from: Option<i64>,
 }
 
 #[derive(Default)]
@@ -79,21 +109,35 @@ impl WatchSpec {
 }
 
 impl Hub {
-    /// Deliver the events of revision `rev`; watchers whose receiver is gone are dropped.
+    /// Deliver the events of revision `rev` without blocking; watchers whose receiver is gone are
+    /// dropped, watchers whose buffer is full switch to catching up.
     pub(super) fn notify(&mut self, rev: i64, events: &[PbEvent]) {
+        use tokio::sync::mpsc::error::TrySendError;
         self.watchers.retain(|_, w| {
+            if w.behind_from.is_some() {
+                return !w.tx.is_closed();
+            }
             let mine: Vec<PbEvent> = events
                 .iter()
                 .filter(|e| w.spec.matches(e))
                 .map(|e| w.spec.shape(e))
                 .collect();
-            mine.is_empty()
-                || w.tx
-                    .send(WatchBatch {
-                        revision: rev,
-                        events: mine,
-                    })
-                    .is_ok()
+            if mine.is_empty() {
+                return true;
+            }
+            let batch = WatchBatch {
+                revision: rev,
+                events: mine,
+            };
+            match w.tx.try_send(batch) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    w.behind_from = Some(rev);
+                    w.lagging.notify_one();
+                    true
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
         });
     }
 }
@@ -105,49 +149,40 @@ impl Store {
         if start_revision > 0 && start_revision < compacted {
             return WatchStart::Compacted(compacted);
         }
-        let (tx, rx) = unbounded_channel();
-        if start_revision > 0 && start_revision <= self.state.revision {
-            let range = KeyRange::new(&spec.key, &spec.range_end);
-            let mut batch: Option<WatchBatch> = None;
-            for (k, v, prev) in self.state.keys.history_since(range, start_revision) {
-                let ev = PbEvent {
-                    r#type: i32::from(v.tombstone),
-                    kv: Some(if v.tombstone {
-                        etcd_client::proto::PbKeyValue {
-                            key: k.to_vec(),
-                            mod_revision: v.rev.main,
-                            ..Default::default()
-                        }
-                    } else {
-                        v.to_kv(k)
-                    }),
-                    prev_kv: prev.map(|p| p.to_kv(k)),
-                };
-                if !spec.matches(&ev) {
-                    continue;
-                }
-                let ev = spec.shape(&ev);
-                match &mut batch {
-                    Some(b) if b.revision == v.rev.main => b.events.push(ev),
-                    _ => {
-                        if let Some(done) = batch.take() {
-                            let _ = tx.send(done);
-                        }
-                        batch = Some(WatchBatch {
-                            revision: v.rev.main,
-                            events: vec![ev],
-                        });
-                    }
-                }
-            }
-            if let Some(done) = batch {
-                let _ = tx.send(done);
-            }
+        let (tx, rx) = channel(WATCH_BUFFER);
+        let lagging = Arc::new(Notify::new());
+        let behind_from =
+            (start_revision > 0 && start_revision <= self.state.revision).then_some(start_revision);
+        if behind_from.is_some() {
+            lagging.notify_one();
         }
         let id = self.hub.next;
         self.hub.next += 1;
-        self.hub.watchers.insert(id, Watcher { spec, tx });
-        WatchStart::Watching(id, rx)
+        let watcher = Watcher {
+            spec,
+            tx,
+            lagging: lagging.clone(),
+            behind_from,
+        };
+        self.hub.watchers.insert(id, watcher);
+        WatchStart::Watching(id, WatchFeed { rx, lagging })
+    }
+
+    /// The batches a lagging watcher missed, read from history; it receives live batches again
+    /// afterwards. Call only after draining the watcher's receiver. Empty if it is not lagging.
+    pub fn catch_up(&mut self, id: WatchId) -> CatchUp {
+        let compacted = self.state.compact_revision;
+        let Some(w) = self.hub.watchers.get_mut(&id) else {
+            return CatchUp::Batches(Vec::new());
+        };
+        let Some(from) = w.behind_from.take() else {
+            return CatchUp::Batches(Vec::new());
+        };
+        if from < compacted {
+            self.hub.watchers.remove(&id);
+            return CatchUp::Compacted(compacted);
+        }
+        CatchUp::Batches(history(&self.state.keys, &w.spec, from))
     }
 
     /// Remove a watcher (cancel, or its stream ended).
@@ -159,4 +194,37 @@ impl Store {
     pub fn watcher_count(&self) -> usize {
         self.hub.watchers.len()
     }
+}
+
+/// The events matching `spec` from revision `from` on, grouped by revision.
+fn history(keys: &super::Keyspace, spec: &WatchSpec, from: i64) -> Vec<WatchBatch> {
+    let range = KeyRange::new(&spec.key, &spec.range_end);
+    let mut out: Vec<WatchBatch> = Vec::new();
+    for (k, v, prev) in keys.history_since(range, from) {
+        let ev = PbEvent {
+            r#type: i32::from(v.tombstone),
+            kv: Some(if v.tombstone {
+                etcd_client::proto::PbKeyValue {
+                    key: k.to_vec(),
+                    mod_revision: v.rev.main,
+                    ..Default::default()
+                }
+            } else {
+                v.to_kv(k)
+            }),
+            prev_kv: prev.map(|p| p.to_kv(k)),
+        };
+        if !spec.matches(&ev) {
+            continue;
+        }
+        let ev = spec.shape(&ev);
+        match out.last_mut() {
+            Some(b) if b.revision == v.rev.main => b.events.push(ev),
+            _ => out.push(WatchBatch {
+                revision: v.rev.main,
+                events: vec![ev],
+            }),
+        }
+    }
+    out
 }
