@@ -18,30 +18,10 @@ let
       failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (out.assertions or [ ]));
     };
 
-  tls = {
-    certFile = "/etc/cairn/pki/server.crt";
-    keyFile = "/etc/cairn/pki/server.key";
-    trustedCaFile = "/etc/cairn/pki/ca.crt";
-    peerCertFile = "/etc/cairn/pki/peer.crt";
-    peerKeyFile = "/etc/cairn/pki/peer.key";
-    peerTrustedCaFile = "/etc/cairn/pki/ca.crt";
-  };
-  infra0 = {
-    enable = true;
-    name = "infra0";
-    listenClientUrls = [ "https://10.0.1.10:2379" "https://127.0.0.1:2379" ];
-    advertiseClientUrls = [ "https://10.0.1.10:2379" ];
-    listenPeerUrls = [ "https://10.0.1.10:2380" ];
-    initialCluster = {
-      infra0 = "https://10.0.1.10:2380";
-      infra1 = "https://10.0.1.11:2380";
-      infra2 = "https://10.0.1.12:2380";
-    };
-    initialClusterToken = "etcd-cluster-1";
-    inherit tls;
-    openFirewall = true;
-    firewall = { peerSources = [ "10.0.1.11" "10.0.1.12" ]; clientSources = [ "10.0.0.0/8" "fd00::/8" ]; };
-    logFile = "/var/log/cairn/cairn.log";
+  # The example appliance's member, with an IPv6 client network added to exercise the ip6 rules.
+  appliance = (import ../appliance.nix { }).services.cairn;
+  infra0 = appliance // {
+    firewall = appliance.firewall // { clientSources = appliance.firewall.clientSources ++ [ "fd00::/8" ]; };
   };
 
   expect = name: cond: detail: if cond then name else throw "eval-module: ${name} failed: ${builtins.toJSON detail}";

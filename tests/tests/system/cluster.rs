@@ -639,21 +639,7 @@ fn killing_the_leader_elects_a_new_one_within_3s_and_loses_no_acknowledged_write
     let stop = Arc::new(AtomicBool::new(false));
     let writers = start_writers(&ctl, 2, &stop);
     // Let some writes land before the fault, then kill -9 the leader while they are in flight.
-    must(wait_for(
-        "writes in flight",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let n = ctl
-                .json(&["get", "--prefix", "inflight/", "--limit=1", "-w", "json"])
-                .map_err(|e| format!("{e:#}"))?;
-            if n["count"].as_i64().unwrap_or(0) >= 10 {
-                Ok(())
-            } else {
-                Err(n.to_string())
-            }
-        },
-    ));
+    wait_for_writes(&ctl, "writes in flight", 10);
     let killed_at = Instant::now();
     must(c.kill_member(li));
     let (new_leader, _) = must(wait_for(
@@ -747,21 +733,7 @@ fn restarting_every_member_keeps_every_acknowledged_write() {
     let ctl = c.etcdctl();
     let stop = Arc::new(AtomicBool::new(false));
     let writers = start_writers(&ctl, 2, &stop);
-    must(wait_for(
-        "some writes",
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        || {
-            let n = ctl
-                .json(&["get", "--prefix", "inflight/", "--limit=1", "-w", "json"])
-                .map_err(|e| format!("{e:#}"))?;
-            if n["count"].as_i64().unwrap_or(0) >= 20 {
-                Ok(())
-            } else {
-                Err(n.to_string())
-            }
-        },
-    ));
+    wait_for_writes(&ctl, "some writes", 20);
     // kill -9 all members with writes in flight; whatever etcdctl acknowledged must survive.
     must(c.kill_all());
     stop.store(true, Ordering::Relaxed);
@@ -799,4 +771,23 @@ fn restarting_every_member_keeps_every_acknowledged_write() {
             },
         ));
     }
+}
+
+/// Wait until the writers have landed at least `n` keys under `inflight/`.
+fn wait_for_writes(ctl: &Etcdctl, what: &str, n: i64) {
+    must(wait_for(
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let got = ctl
+                .json(&["get", "--prefix", "inflight/", "--limit=1", "-w", "json"])
+                .map_err(|e| format!("{e:#}"))?;
+            if got["count"].as_i64().unwrap_or(0) >= n {
+                Ok(())
+            } else {
+                Err(got.to_string())
+            }
+        },
+    ));
 }
