@@ -8,6 +8,20 @@ use tokio::net::TcpListener;
 use crate::app::cluster_test::{put, start, until, Member};
 use crate::app::ServeError;
 
+/// Wait until `m` sees `n` members that have published their names (i.e. started).
+async fn until_published(m: &Member, n: usize) {
+    until("members published", Duration::from_secs(5), || {
+        let named = m
+            .app
+            .members()
+            .iter()
+            .filter(|x| !x.name.is_empty())
+            .count();
+        (named == n).then_some(())
+    })
+    .await;
+}
+
 fn revision(m: &Member) -> i64 {
     m.app.store().read().map(|s| s.revision()).unwrap_or(-1)
 }
@@ -36,16 +50,7 @@ async fn add_join_promote_and_remove_the_leader() {
         members[0].app.status().leader
     })
     .await;
-    until("all published", Duration::from_secs(5), || {
-        let n = members[0]
-            .app
-            .members()
-            .iter()
-            .filter(|m| !m.name.is_empty())
-            .count();
-        (n == 3).then_some(())
-    })
-    .await;
+    until_published(&members[0], 3).await;
     for i in 0..30 {
         members[1]
             .app
@@ -138,16 +143,7 @@ async fn add_join_promote_and_remove_the_leader() {
         .expect("write after the move");
 
     // Remove the leader once every member has started (etcd refuses while that would risk quorum).
-    until("all five published", Duration::from_secs(5), || {
-        let n = members[0]
-            .app
-            .members()
-            .iter()
-            .filter(|m| !m.name.is_empty())
-            .count();
-        (n == 5).then_some(())
-    })
-    .await;
+    until_published(&members[0], 5).await;
     let leader = members[0].app.status().leader.expect("leader");
     let doomed = members
         .iter()

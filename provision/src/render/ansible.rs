@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Artifact, RenderError};
+use super::{node_vars, Artifact, RenderError};
 use crate::spec::Spec;
 use crate::templates::Templates;
 
@@ -17,18 +17,13 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
                 port: None,
                 key: None,
             });
-            json!({
-                "name": n.name,
-                "address": n.address.to_string(),
-                "hostname": n.hostname.clone().unwrap_or_default(),
-                "client_port": n.client_port,
-                "peer_port": n.peer_port,
-                "data_dir": spec.data_dir(n),
-                "config_dir": spec.host_path(n, "").trim_end_matches('/'),
-                "ssh_user": ssh.user.unwrap_or_default(),
-                "ssh_port": ssh.port.unwrap_or(0),
-                "ssh_key": ssh.key.unwrap_or_default(),
-            })
+            let mut vars = node_vars(spec, n);
+            if let Some(host) = vars.as_object_mut() {
+                host.insert("ssh_user".into(), json!(ssh.user.unwrap_or_default()));
+                host.insert("ssh_port".into(), json!(ssh.port.unwrap_or(0)));
+                host.insert("ssh_key".into(), json!(ssh.key.unwrap_or_default()));
+            }
+            vars
         })
         .collect();
     let ctx = json!({ "cluster": { "name": spec.name, "token": spec.token }, "hosts": hosts });

@@ -63,6 +63,21 @@ pub fn node_path(node: &Node, rest: &str) -> PathBuf {
     Path::new("nodes").join(&node.name).join(rest)
 }
 
+/// One member's variables, as per-node templates and the inventory see them.
+pub fn node_vars(spec: &Spec, node: &Node) -> Value {
+    json!({
+        "name": node.name,
+        "address": node.address.to_string(),
+        "ipv6": node.address.is_ipv6(),
+        "hostname": node.hostname.clone().unwrap_or_default(),
+        "client_port": node.client_port,
+        "peer_port": node.peer_port,
+        "data_dir": spec.data_dir(node),
+        "config_dir": spec.host_path(node, "").trim_end_matches('/'),
+        "env_file": spec.host_path(node, "cairn.env"),
+    })
+}
+
 /// Template variables shared by every per-node template.
 pub fn node_context(spec: &Spec, node: &Node) -> Value {
     json!({
@@ -74,17 +89,7 @@ pub fn node_context(spec: &Spec, node: &Node) -> Value {
             "log_file": spec.log_file,
             "log_dir": Path::new(&spec.log_file).parent().map(|p| p.display().to_string()).unwrap_or_default(),
         },
-        "node": {
-            "name": node.name,
-            "address": node.address.to_string(),
-            "ipv6": node.address.is_ipv6(),
-            "hostname": node.hostname.clone().unwrap_or_default(),
-            "client_port": node.client_port,
-            "peer_port": node.peer_port,
-            "data_dir": spec.data_dir(node),
-            "config_dir": spec.host_path(node, ""). trim_end_matches('/'),
-            "env_file": spec.host_path(node, "cairn.env"),
-        },
+        "node": node_vars(spec, node),
     })
 }
 
