@@ -9,7 +9,8 @@ target="x86_64-unknown-linux-gnu"
 echo "==> building a static cairn (glibc, crt-static)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p cairn-node --bin cairn --target "$target"
 bin="target/$target/release/cairn"
-if ldd "$bin" >/dev/null 2>&1; then
+# A dynamic binary lists its libraries ("libc.so.6 => ..."); a static(-pie) one has no such line.
+if ldd "$bin" 2>&1 | grep -q "=>"; then
   echo "error: $bin is dynamically linked; the scratch image needs a static binary" >&2
   exit 1
 fi
@@ -18,13 +19,12 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp packaging/container/Dockerfile "$ctx/"
 root="$ctx/rootfs"
-mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/var/lib/cairn" "$root/etc/cairn" "$root/tmp"
+mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/etc/cairn" "$root/tmp" "$ctx/state"
 install -m 0755 "$bin" "$root/usr/local/bin/cairn"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 printf 'root:x:0:0:root:/:/sbin/nologin\ncairn:x:10001:10001:cairn:/var/lib/cairn:/sbin/nologin\n' > "$root/etc/passwd"
 printf 'root:x:0:\ncairn:x:10001:\n' > "$root/etc/group"
-chown -R 10001:10001 "$root/var/lib/cairn"
-chmod 0700 "$root/var/lib/cairn"
+chmod 0700 "$ctx/state"
 chmod 1777 "$root/tmp"
 
 echo "==> docker build -t $tag"
