@@ -106,22 +106,6 @@ pub async fn track_proposal<T, E>(f: impl Future<Output = Result<T, E>>) -> Resu
     r
 }
 
-/// Watch leadership and count changes (run once per member).
-pub async fn watch_leader(app: App) {
-    let mut last = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tick.tick().await;
-        let leader = app.status().leader;
-        if leader.is_some() && leader != last {
-            LEADER_CHANGES.add(1);
-        }
-        if leader.is_some() {
-            last = leader;
-        }
-    }
-}
-
 fn gauge(out: &mut String, name: &str, help: &str, kind: &str, v: impl std::fmt::Display) {
     let _ = writeln!(
         out,

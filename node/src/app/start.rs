@@ -169,12 +169,14 @@ impl App {
         });
     }
 
-    /// Log leader changes like etcd ("elected leader X at term T" / "lost leader").
+    /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and count them
+    /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known).
     fn spawn_leader_watch(&self) {
         let mut rx = self.inner.raft.metrics();
         let me = self.inner.id;
         tokio::spawn(async move {
             let mut last: Option<u64> = None;
+            let mut last_known: Option<u64> = None;
             loop {
                 let (leader, term) = {
                     let m = rx.borrow_and_update();
@@ -183,7 +185,11 @@ impl App {
                 if leader != last {
                     match leader {
                         Some(l) => {
-                            tracing::info!("raft.node: {me:x} elected leader {l:x} at term {term}")
+                            tracing::info!("raft.node: {me:x} elected leader {l:x} at term {term}");
+                            if last_known != Some(l) {
+                                crate::metrics::LEADER_CHANGES.add(1);
+                                last_known = Some(l);
+                            }
                         }
                         None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
                     }

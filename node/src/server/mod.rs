@@ -112,7 +112,6 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         &stop_rx,
     );
     crate::api::spawn_background(started.app.clone());
-    tokio::spawn(crate::metrics::watch_leader(started.app.clone()));
     notify::ready();
 
     tokio::select! {
