@@ -9,6 +9,7 @@ PKGS=(
   iproute2 netcat-openbsd
   systemd python3
   nix-bin ansible-core
+  debootstrap openssh-client
 )
 missing=()
 for p in "${PKGS[@]}"; do
