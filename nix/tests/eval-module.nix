@@ -2,21 +2,7 @@
 # assembled configuration. `nix-instantiate --eval --strict --json nix/tests/eval-module.nix` prints the
 # names of the passed cases, or fails with the first mismatch.
 let
-  lib = import ./lib.nix;
-  module = import ../module.nix;
-  pkgs = { cairn = { outPath = "/nix/store/00000000000000000000000000000000-cairn-0.1.0"; }; };
-
-  eval = user:
-    let
-      declared = (module { inherit lib pkgs; config = config; }).options;
-      applied = lib.applyOptions "services.cairn" declared.services.cairn user;
-      config = { services.cairn = applied.value; };
-      out = lib.resolve (module { inherit lib pkgs config; }).config;
-    in {
-      inherit out;
-      typeErrors = applied.errors;
-      failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (out.assertions or [ ]));
-    };
+  eval = import ./harness.nix;
 
   # The example appliance's member, with an IPv6 client network added to exercise the ip6 rules.
   appliance = (import ../appliance.nix { }).services.cairn;

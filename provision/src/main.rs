@@ -49,6 +49,17 @@ struct RenderArgs {
     /// Directory whose files replace the built-in templates of the same name (e.g. systemd/cairn.service).
     #[arg(long)]
     templates: Option<PathBuf>,
+    /// `files`: every artifact for Debian-style hosts; `nix`: certificates plus nodes/<name>/cairn.nix,
+    /// the attribute set NixOS's services.cairn (nix/module.nix) takes.
+    #[arg(long, value_enum, default_value = "files")]
+    format: RenderFormat,
+}
+
+/// What `render` writes besides the certificates.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RenderFormat {
+    Files,
+    Nix,
 }
 
 #[derive(Args)]
@@ -95,12 +106,16 @@ fn render_to(
     spec: &spec::Spec,
     out: &Path,
     templates: Option<&Path>,
+    format: RenderFormat,
 ) -> anyhow::Result<Vec<pki::Issued>> {
     let t = Templates::load(templates).map_err(|e| ConfigError(e.to_string()))?;
-    let artifacts = render::render_all(spec, &t).map_err(|e| match e {
-        render::RenderError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
-        other => anyhow::Error::new(other),
-    })?;
+    let artifacts = match format {
+        RenderFormat::Files => render::render_all(spec, &t).map_err(|e| match e {
+            render::RenderError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
+            other => anyhow::Error::new(other),
+        })?,
+        RenderFormat::Nix => render::nix::render(spec),
+    };
     let issued = pki::ensure(spec, out).context("certificates")?;
     render::write_all(out, &artifacts).context("writing artifacts")?;
     manifest::write(out).context("writing manifest.json")?;
@@ -141,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Render(a) => {
             let s = load(&a.cluster)?;
-            let issued = render_to(&s, &a.out, a.templates.as_deref())?;
+            let issued = render_to(&s, &a.out, a.templates.as_deref(), a.format)?;
             for i in &issued {
                 println!("issued {} ({})", i.path.display(), i.reason);
             }
@@ -172,7 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     std::env::temp_dir().join(format!("provision-bench-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 let start = Instant::now();
-                render_to(&s, &dir, None)?;
+                render_to(&s, &dir, None, RenderFormat::Files)?;
                 times.push(start.elapsed());
                 let _ = std::fs::remove_dir_all(&dir);
             }

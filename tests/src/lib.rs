@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod etcdctl;
 pub mod pki;
 pub mod ports;
+pub mod provision;
 pub mod tls_probe;
 pub mod tools;
 pub mod wait;

@@ -7,6 +7,7 @@ pub mod env;
 pub mod firewall;
 pub mod logging;
 pub mod monitoring;
+pub mod nix;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
 //! Packaging checked with the real tools that run here: Nix parses every file and evaluates the NixOS
-//! module against our small harness (nixpkgs cannot be fetched), Ansible syntax-checks the playbook.
+//! module against our small harness (nixpkgs cannot be fetched), also with the member files that
+//! `provision render --format nix` writes; Ansible syntax-checks the playbook.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
+use cairn_tests::provision;
 use cairn_tests::tools::{require, run_ok};
 use cairn_tests::workspace::root;
 
@@ -66,6 +69,84 @@ fn nixos_module_evaluates_to_the_expected_service() -> Result<()> {
             passed.iter().any(|p| p == case),
             "case {case} missing from {passed:?}"
         );
+    }
+    Ok(())
+}
+
+/// The last line of nix-instantiate's output that is JSON of the given opening character.
+fn json_line(out: &str, open: char) -> Result<serde_json::Value> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(open))
+        .with_context(|| format!("no JSON result from nix-instantiate in:\n{out}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+#[test]
+fn rendered_nix_member_runs_what_the_env_file_says() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for example in ["static3", "dns3"] {
+        let files = dir.path().join(format!("{example}-files"));
+        let nixout = dir.path().join(format!("{example}-nix"));
+        provision::render(&provision::example(example), &files, &[])?;
+        provision::render(&provision::example(example), &nixout, &["--format", "nix"])?;
+        ensure!(
+            !nixout.join("nodes/infra0/cairn.env").exists(),
+            "--format nix wrote the Debian files too"
+        );
+        for node in ["infra0", "infra1", "infra2"] {
+            let member = nixout.join("nodes").join(node).join("cairn.nix");
+            let out = run_ok(
+                nix("nix-instantiate")?
+                    .args(["--eval", "--strict", "--json"])
+                    .arg(root().join("nix/tests/eval-rendered.nix"))
+                    .arg("--arg")
+                    .arg("member")
+                    .arg(&member),
+            )
+            .with_context(|| format!("evaluating the module with {}", member.display()))?;
+            let got = json_line(&out, '{')?;
+            ensure!(
+                got["typeErrors"] == serde_json::json!([])
+                    && got["failedAssertions"] == serde_json::json!([]),
+                "{example}/{node}: the module refused the rendered member: {got}"
+            );
+            // A NixOS member must run with exactly the settings a Debian member gets from cairn.env.
+            let want: BTreeMap<String, String> =
+                provision::env_file(&files.join("nodes").join(node).join("cairn.env"))?
+                    .into_iter()
+                    .collect();
+            let env: BTreeMap<String, String> = serde_json::from_value(got["environment"].clone())?;
+            ensure!(
+                env == want,
+                "{example}/{node}: module environment differs from cairn.env\nmodule: {env:#?}\nenv file: {want:#?}"
+            );
+            // The peer port is open to the other members only.
+            let own = want["CAIRN_LISTEN_PEER_URLS"]
+                .trim_start_matches("https://")
+                .trim_end_matches(":2380")
+                .to_string();
+            let nft = got["nftables"].as_str().unwrap_or_default();
+            let peer_rule = nft
+                .lines()
+                .find(|l| l.contains("tcp dport 2380 accept"))
+                .with_context(|| format!("{example}/{node}: no peer rule in {nft}"))?;
+            let others = ["10.0.1.10", "10.0.1.11", "10.0.1.12"]
+                .into_iter()
+                .filter(|a| *a != own);
+            ensure!(
+                !peer_rule.contains(&own) && others.clone().all(|a| peer_rule.contains(a)),
+                "{example}/{node}: peer rule should list {:?} but not {own}: {peer_rule}",
+                others.collect::<Vec<_>>()
+            );
+            ensure!(
+                got["rsyslog"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("then /var/log/cairn/cairn.log")),
+                "{example}/{node}: rsyslog wiring missing: {got}"
+            );
+        }
     }
     Ok(())
 }
