@@ -5,8 +5,10 @@
 # (pass --rebuild to force). Test hosts for `provision apply` and the Ansible role run from it.
 #
 # Usage: scripts/host-image.sh [--rebuild] [TAG]
-# Run a host:  docker run -d --privileged --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-#                --tmpfs /run --tmpfs /run/lock --network NET --ip ADDR --hostname NAME TAG
+# Run a host:  docker run -d --cap-add NET_ADMIN --cap-add SYS_ADMIN -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
+#                --tmpfs /run --tmpfs /run/lock --tmpfs /tmp --network NET --ip ADDR --hostname NAME TAG
+# (--privileged is refused by this machine's container runtime; these two capabilities are enough for
+# systemd's sandboxing of units and for loading nftables rules.)
 set -euo pipefail
 rebuild=0
 if [ "${1:-}" = "--rebuild" ]; then rebuild=1; shift; fi
@@ -43,7 +45,9 @@ rm -f "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/etc/systemd/system/ssh.service.d"
 cat >"$root/etc/systemd/system/ssh.service.d/hostkeys.conf" <<'EOF'
 [Service]
+ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
 EOF
 cat >"$root/etc/ssh/sshd_config.d/cairn-test.conf" <<'EOF'
 PermitRootLogin prohibit-password
@@ -51,7 +55,7 @@ PasswordAuthentication no
 UseDNS no
 EOF
 # An unprivileged operator account that becomes root with sudo, as on a real server.
-chroot "$root" useradd -m -s /bin/bash -G sudo operator
+chroot "$root" useradd -m -s /bin/bash -g operator -G sudo operator
 echo 'operator ALL=(ALL) NOPASSWD:ALL' >"$root/etc/sudoers.d/operator"
 chmod 0440 "$root/etc/sudoers.d/operator"
 mkdir -p "$root/root/.ssh" "$root/home/operator/.ssh"
@@ -64,7 +68,6 @@ echo "==> docker import $tag"
 tar -C "$root" -c . | docker import \
   --change 'CMD ["/sbin/init"]' \
   --change 'ENV container=docker' \
-  --change 'STOPSIGNAL SIGRTMIN+3' \
   - "$tag" >/dev/null
 size=$(docker image inspect "$tag" --format '{{.Size}}')
 echo "image $tag: $((size / 1024 / 1024)) MiB"

@@ -3,6 +3,7 @@
 pub mod base64;
 pub mod cluster;
 pub mod etcdctl;
+pub mod hosts;
 pub mod pki;
 pub mod ports;
 pub mod provision;
