@@ -1,6 +1,7 @@
 //! provision: one cluster.yaml → certificates, env files, systemd units, logging, firewall, DNS,
 //! monitoring and inventory for a Cairn cluster.
 
+pub mod deploy;
 pub mod files;
 pub mod manifest;
 pub mod pki;

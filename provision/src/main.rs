@@ -7,7 +7,9 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use provision::{manifest, pki, render, spec, templates::Templates};
+use provision::deploy;
+use provision::deploy::phase::render::{render_into, write_rendered, RenderOutError};
+use provision::{manifest, pki, render, spec};
 
 /// Turn one cluster.yaml into certificates, env files, systemd units, logging, firewall, DNS and monitoring.
 #[derive(Parser)]
@@ -25,6 +27,16 @@ enum Command {
     Render(RenderArgs),
     /// Show the certificates of a rendered directory; `--rotate-ca` starts a CA rotation.
     Certs(CertsArgs),
+    /// Render, install and start (or update, grow, shrink, roll) the cluster on its hosts.
+    Apply(ApplyArgs),
+    /// What `apply` would change, per host; changes nothing (= `apply --dry-run`).
+    Plan(ApplyArgs),
+    /// Members, leader, health and certificate expiry of a running cluster.
+    Status(DeployArgs),
+    /// Save a verified snapshot of the cluster through the Maintenance API.
+    Backup(BackupArgs),
+    /// Stop and disable every member and delete what apply installed, data included (asks unless --yes).
+    Reset(ResetArgs),
     /// Time `render` of a cluster file (benchmark, not a test).
     #[command(hide = true)]
     BenchRender(BenchArgs),
@@ -75,6 +87,58 @@ struct CertsArgs {
 }
 
 #[derive(Args)]
+struct DeployArgs {
+    /// The cluster file.
+    cluster: PathBuf,
+    /// Render/output directory; default out/<cluster name>. State, logs and snapshots go to its apply/.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// The cairn binary installed on ssh hosts (or run by local members); default: `cairn` next to
+    /// provision, else on PATH.
+    #[arg(long, env = "CAIRN_BINARY")]
+    binary: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    #[command(flatten)]
+    common: DeployArgs,
+    /// Print what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Members removed from the file also lose their data dir.
+    #[arg(long)]
+    purge: bool,
+    /// Answer yes to questions.
+    #[arg(long, short)]
+    yes: bool,
+    /// Directory whose files replace the built-in templates of the same name.
+    #[arg(long)]
+    templates: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BackupArgs {
+    #[command(flatten)]
+    common: DeployArgs,
+    /// The snapshot file to write.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct ResetArgs {
+    #[command(flatten)]
+    common: DeployArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// The cluster file.
     cluster: PathBuf,
@@ -108,18 +172,50 @@ fn render_to(
     templates: Option<&Path>,
     format: RenderFormat,
 ) -> anyhow::Result<Vec<pki::Issued>> {
-    let t = Templates::load(templates).map_err(|e| ConfigError(e.to_string()))?;
-    let artifacts = match format {
-        RenderFormat::Files => render::render_all(spec, &t).map_err(|e| match e {
-            render::RenderError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
-            other => anyhow::Error::new(other),
-        })?,
-        RenderFormat::Nix => render::nix::render(spec),
+    let result = match format {
+        RenderFormat::Files => render_into(spec, out, templates),
+        RenderFormat::Nix => write_rendered(spec, out, &render::nix::render(spec)),
     };
-    let issued = pki::ensure(spec, out).context("certificates")?;
-    render::write_all(out, &artifacts).context("writing artifacts")?;
-    manifest::write(out).context("writing manifest.json")?;
-    Ok(issued)
+    result.map_err(|e| match e {
+        RenderOutError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
+        RenderOutError::Other(e) => e,
+    })
+}
+
+/// The cairn binary: `--binary`, else `cairn` next to this executable, else on PATH.
+fn cairn_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(b) = given {
+        return std::path::absolute(&b).with_context(|| format!("--binary {}", b.display()));
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("cairn")))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("cairn"))
+                .find(|p| p.is_file())
+        })
+    };
+    sibling.or_else(on_path).ok_or_else(|| {
+        ConfigError(
+            "no cairn binary next to provision or on PATH; build it (`cargo build -p cairn-node`) or pass --binary"
+                .into(),
+        )
+        .into()
+    })
+}
+
+fn deploy_options(s: &spec::Spec, a: DeployArgs) -> anyhow::Result<deploy::Options> {
+    Ok(deploy::Options {
+        dry_run: false,
+        yes: false,
+        purge: false,
+        out: a.out.unwrap_or_else(|| Path::new("out").join(&s.name)),
+        binary: cairn_binary(a.binary)?,
+        templates: None,
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -179,6 +275,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{}", provision::pki::table(&a.out)?);
         }
+        Command::Apply(a) => apply(a, false)?,
+        Command::Plan(a) => apply(a, true)?,
+        Command::Status(a) => {
+            let s = load(&a.cluster)?;
+            let o = deploy_options(&s, a)?;
+            deploy::commands::status(s, o)?;
+        }
+        Command::Backup(a) => {
+            let s = load(&a.common.cluster)?;
+            let o = deploy_options(&s, a.common)?;
+            deploy::commands::backup(s, o, &a.file)?;
+        }
+        Command::Reset(a) => {
+            let s = load(&a.common.cluster)?;
+            let mut o = deploy_options(&s, a.common)?;
+            o.yes = a.yes;
+            o.dry_run = a.dry_run;
+            deploy::commands::reset(s, o)?;
+        }
         Command::BenchRender(a) => {
             let s = load(&a.cluster)?;
             let mut times = Vec::new();
@@ -203,6 +318,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn apply(a: ApplyArgs, plan: bool) -> anyhow::Result<()> {
+    let s = load(&a.common.cluster)?;
+    let mut o = deploy_options(&s, a.common)?;
+    o.dry_run = plan || a.dry_run;
+    o.yes = a.yes;
+    o.purge = a.purge;
+    o.templates = a.templates;
+    deploy::commands::apply(s, o)
 }
 
 fn main() -> ExitCode {

@@ -8,6 +8,8 @@ use crate::files::{self, FileError};
 
 /// The manifest's own name (not listed in itself).
 pub const NAME: &str = "manifest.json";
+/// `provision apply`'s own directory under the output (state, logs, snapshots): not rendered, not listed.
+pub const APPLY_DIR: &str = "apply";
 
 /// One entry of the manifest.
 #[derive(Debug, serde::Serialize)]
@@ -36,6 +38,9 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> Result<(), FileError> 
     for e in entries {
         let path = e.path();
         let meta = e.metadata().map_err(io("cannot stat"))?;
+        if dir == root && e.file_name() == APPLY_DIR {
+            continue;
+        }
         if meta.is_dir() {
             walk(root, &path, out)?;
             continue;

@@ -12,11 +12,7 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
         .nodes
         .iter()
         .map(|n| {
-            let ssh = n.ssh.clone().unwrap_or(crate::spec::RawSsh {
-                user: None,
-                port: None,
-                key: None,
-            });
+            let ssh = n.ssh.clone().unwrap_or_default();
             let mut vars = node_vars(spec, n);
             if let Some(host) = vars.as_object_mut() {
                 host.insert("ssh_user".into(), json!(ssh.user.unwrap_or_default()));

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::{Problem, SpecError};
-pub use raw::{Bootstrap, CaMode, FirewallBackend, KeyAlgorithm, RawSsh};
+pub use raw::{Bootstrap, CaMode, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind};
 
 /// The checked cluster model every renderer works from.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct Spec {
     pub log_file: String,
     /// Monitoring artifacts to render.
     pub monitoring: Monitoring,
+    /// Options of `provision apply`.
+    pub apply: Apply,
     /// Members, in file order.
     pub nodes: Vec<Node>,
     /// Non-fatal findings (e.g. an even member count).
@@ -113,8 +115,21 @@ pub struct Node {
     pub peer_port: u16,
     /// `--data-dir`.
     pub data_dir: String,
+    /// How `provision apply` reaches the member's machine.
+    pub transport: TransportKind,
     /// SSH settings for `apply`.
     pub ssh: Option<RawSsh>,
+}
+
+/// Checked `apply:` settings.
+#[derive(Debug, Clone)]
+pub struct Apply {
+    /// `UserKnownHostsFile` for ssh (None: the user's own known_hosts).
+    pub known_hosts: Option<PathBuf>,
+    /// Largest clock difference allowed between hosts and this machine (certificates carry validity times).
+    pub max_clock_skew_seconds: u32,
+    /// How long to wait for a member or the whole cluster to become healthy.
+    pub health_timeout_seconds: u32,
 }
 
 impl Spec {

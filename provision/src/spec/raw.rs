@@ -16,6 +16,8 @@ pub struct RawSpec {
     pub logging: Option<RawLogging>,
     #[serde(default)]
     pub monitoring: Option<RawMonitoring>,
+    #[serde(default)]
+    pub apply: Option<RawApply>,
     pub nodes: Vec<RawNode>,
 }
 
@@ -31,6 +33,7 @@ pub struct RawCluster {
     pub peer_port: Option<u16>,
     pub data_dir: Option<String>,
     pub config_dir: Option<String>,
+    pub transport: Option<TransportKind>,
 }
 
 /// How members find each other at first start.
@@ -149,14 +152,39 @@ pub struct RawNode {
     pub client_port: Option<u16>,
     pub peer_port: Option<u16>,
     pub data_dir: Option<String>,
+    pub transport: Option<TransportKind>,
     pub ssh: Option<RawSsh>,
 }
 
 /// `nodes[].ssh:` (used by `provision apply`).
-#[derive(Debug, Deserialize, Clone, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSsh {
+    /// Login user (root, or a user with passwordless sudo); default: ~/.ssh/config, else the local user.
     pub user: Option<String>,
+    /// SSH port; default: ~/.ssh/config, else 22.
     pub port: Option<u16>,
+    /// Private key file; default: ~/.ssh/config and the agent.
     pub key: Option<String>,
+    /// Host name or address to connect to; default: the member's `address`.
+    pub host: Option<String>,
+}
+
+/// How `provision apply` reaches a member's machine.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// The system `ssh` client; the member runs as a systemd service.
+    Ssh,
+    /// This machine, no login; the member runs as a supervised process (pid + log file in its data dir).
+    Local,
+}
+
+/// `apply:` section (options of `provision apply`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApply {
+    pub known_hosts: Option<String>,
+    pub max_clock_skew_seconds: Option<u32>,
+    pub health_timeout_seconds: Option<u32>,
 }

@@ -201,3 +201,42 @@ fn key_algorithms_use_the_documented_spelling() {
         assert_eq!(s.tls.expect("tls on").key_algorithm, want);
     }
 }
+
+#[test]
+fn transport_defaults_to_ssh_and_local_is_taken_from_the_cluster() {
+    let s = parse("cluster.yaml", Path::new("."), OK).expect("valid");
+    assert_eq!(s.nodes[0].transport, TransportKind::Ssh);
+    let local = OK.replace("name: c1\n", "name: c1\n  transport: local\n");
+    let s = parse("cluster.yaml", Path::new("/base"), &local).expect("valid");
+    assert!(s.nodes.iter().all(|n| n.transport == TransportKind::Local));
+    assert_eq!(s.apply.max_clock_skew_seconds, 10);
+    assert_eq!(s.apply.health_timeout_seconds, 120);
+}
+
+#[test]
+fn ssh_settings_on_a_local_member_are_an_error() {
+    let yaml = "cluster:\n  name: c1\n  transport: local\nnodes:\n  - { name: a, address: 127.0.0.1, ssh: { user: root } }\n";
+    expect(yaml, "nodes[0].ssh", "transport local", "remove `ssh:`");
+}
+
+#[test]
+fn misspelt_transport_gets_did_you_mean() {
+    let yaml = "cluster:\n  name: c1\n  transport: locl\nnodes: []\n";
+    expect(
+        yaml,
+        "3:14",
+        "unknown variant `locl`",
+        "did you mean `local`",
+    );
+}
+
+#[test]
+fn zero_health_timeout_is_refused() {
+    let yaml = format!("{OK}apply: {{ health_timeout_seconds: 0 }}\n");
+    expect(
+        &yaml,
+        "apply.health_timeout_seconds",
+        "can never be met",
+        "120",
+    );
+}

@@ -188,10 +188,13 @@ pub(super) fn validate(file: &str, base_dir: &Path, raw: RawSpec) -> Result<Spec
             client_port: n.client_port.unwrap_or(client_port),
             peer_port: n.peer_port.unwrap_or(peer_port),
             data_dir: n.data_dir.unwrap_or_else(|| data_dir.clone()),
+            transport: n.transport.or(rc.transport).unwrap_or(TransportKind::Ssh),
             ssh: n.ssh,
         });
     }
     check_members(&mut c, &nodes, bootstrap, dns.as_ref());
+    check_transports(&mut c, &nodes);
+    let apply = check_apply(&mut c, base_dir, raw.apply);
     if let Some(t) = &tls {
         for (i, name) in t.clients.iter().enumerate() {
             if !is_simple_name(name) {
@@ -235,9 +238,48 @@ pub(super) fn validate(file: &str, base_dir: &Path, raw: RawSpec) -> Result<Spec
         firewall,
         log_file,
         monitoring,
+        apply,
         nodes,
         warnings: c.warnings,
     })
+}
+
+/// `transport: local` members share this machine: their ports and data dirs must differ, and `ssh:` is
+/// meaningless for them.
+fn check_transports(c: &mut Collector, nodes: &[Node]) {
+    for (i, n) in nodes.iter().enumerate() {
+        if n.transport == TransportKind::Local && n.ssh.is_some() {
+            c.error(
+                &format!("nodes[{i}].ssh"),
+                format!(
+                    "member {} uses transport local, so its ssh settings would be ignored",
+                    n.name
+                ),
+                "remove `ssh:` or set `transport: ssh` for this member",
+            );
+        }
+    }
+}
+
+fn check_apply(c: &mut Collector, base_dir: &Path, raw: Option<RawApply>) -> Apply {
+    let raw = raw.unwrap_or(RawApply {
+        known_hosts: None,
+        max_clock_skew_seconds: None,
+        health_timeout_seconds: None,
+    });
+    let health_timeout_seconds = raw.health_timeout_seconds.unwrap_or(120);
+    if health_timeout_seconds == 0 {
+        c.error(
+            "apply.health_timeout_seconds",
+            "a health timeout of 0 s can never be met".into(),
+            "use a number of seconds such as 120 (the default)",
+        );
+    }
+    Apply {
+        known_hosts: raw.known_hosts.map(|k| base_dir.join(k)),
+        max_clock_skew_seconds: raw.max_clock_skew_seconds.unwrap_or(10),
+        health_timeout_seconds,
+    }
 }
 
 fn check_tls(c: &mut Collector, base_dir: &Path, t: RawTls) -> Tls {

@@ -1,0 +1,163 @@
+//! Each command's ordered list of phases, in one place.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::ctx::{Options, RunCtx};
+use super::phase::{self, Phase};
+use crate::spec::Spec;
+
+/// `apply` (and, with `opts.dry_run`, `plan`): connect → facts → check → render → plan → snapshot →
+/// upload → install → bootstrap/update → health → summary.
+pub fn apply_phases() -> Vec<Box<dyn Phase>> {
+    vec![
+        Box::new(phase::connect::Connect),
+        Box::new(phase::facts::GatherFacts),
+        Box::new(phase::facts::Check),
+        Box::new(phase::render::Render),
+        Box::new(phase::observe::Observe),
+        Box::new(phase::snapshot::Snapshot),
+        Box::new(phase::upload::Upload),
+        Box::new(phase::install::Install),
+        Box::new(phase::converge::Converge),
+        Box::new(phase::health::WaitHealthy),
+        Box::new(phase::health::Summary),
+    ]
+}
+
+/// `reset`: connect → facts → reset.
+pub fn reset_phases() -> Vec<Box<dyn Phase>> {
+    vec![
+        Box::new(phase::connect::Connect),
+        Box::new(phase::facts::GatherFacts),
+        Box::new(phase::reset::Reset),
+    ]
+}
+
+fn finish(ctx: &RunCtx, result: anyhow::Result<()>, done: &str) -> anyhow::Result<()> {
+    let log = ctx
+        .ui
+        .log_path()
+        .map(|p| format!("; full log: {}", p.display()))
+        .unwrap_or_default();
+    match result {
+        Ok(()) => {
+            let n = ctx.ui.changes();
+            if n == 0 {
+                println!("no changes{log}");
+            } else if ctx.ui.dry_run() {
+                println!("{n} change(s) would be made{log}");
+            } else {
+                println!(
+                    "{done}: {n} change(s) in {:.1} s{log}",
+                    ctx.started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(match ctx.ui.log_path() {
+            Some(p) => e.context(format!("full log: {}", p.display())),
+            None => e,
+        }),
+    }
+}
+
+/// Run `apply` (or its dry run).
+pub fn apply(spec: Spec, opts: Options) -> anyhow::Result<()> {
+    let name = if opts.dry_run { "plan" } else { "apply" };
+    let mut ctx = RunCtx::new(spec, opts, name)?;
+    let r = phase::run_all(&mut ctx, apply_phases());
+    finish(&ctx, r, "applied")
+}
+
+/// Run `reset`.
+pub fn reset(spec: Spec, opts: Options) -> anyhow::Result<()> {
+    let mut ctx = RunCtx::new(spec, opts, "reset")?;
+    let r = phase::run_all(&mut ctx, reset_phases());
+    finish(&ctx, r, "reset")
+}
+
+/// `status`: the members table plus each member's certificate expiry (from the rendered files).
+pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
+    let mut ctx = RunCtx::new(spec, opts, "status")?;
+    phase::connect::Connect.prepare(&mut ctx)?;
+    let observed = phase::observe::observe(&ctx);
+    match &observed.members {
+        Some(ms) => println!(
+            "cluster {}: {} members, leader {}",
+            ctx.spec.name,
+            ms.len(),
+            observed
+                .leader
+                .map(|l| format!("{l:x}"))
+                .unwrap_or_else(|| "none".into())
+        ),
+        None => println!("cluster {}: no member answers", ctx.spec.name),
+    }
+    println!("{}", phase::health::table(&ctx));
+    let listed: Vec<&str> = ctx.members().map(|h| h.target.peer_url.as_str()).collect();
+    for m in observed.members.iter().flatten() {
+        if !m.peer_urls.iter().any(|u| listed.contains(&u.as_str())) {
+            println!(
+                "also a member, not in {}: {} ({:x}, {})",
+                ctx.spec.file,
+                if m.name.is_empty() {
+                    "(unstarted)"
+                } else {
+                    &m.name
+                },
+                m.id,
+                m.peer_urls.join(",")
+            );
+        }
+    }
+    for n in &ctx.spec.nodes {
+        let cert = ctx
+            .opts
+            .out
+            .join("nodes")
+            .join(&n.name)
+            .join("pki/server.crt");
+        match std::fs::read_to_string(&cert).map(|t| crate::pki::inspect_pem(&t)) {
+            Ok(Ok(info)) => {
+                let left = (info.not_after - time::OffsetDateTime::now_utc()).whole_days();
+                println!(
+                    "{}: server certificate expires {} ({left} days)",
+                    n.name,
+                    info.not_after.date()
+                );
+            }
+            _ => println!("{}: no server certificate at {}", n.name, cert.display()),
+        }
+    }
+    if ctx
+        .rt
+        .block_on(async {
+            for h in ctx.members() {
+                ctx.api.healthy(&h.target.client_endpoint).await?;
+            }
+            anyhow::Ok(())
+        })
+        .is_err()
+    {
+        anyhow::bail!("not every member is healthy");
+    }
+    Ok(())
+}
+
+/// `backup`: a verified snapshot into `file`.
+pub fn backup(spec: Spec, opts: Options, file: &Path) -> anyhow::Result<()> {
+    let mut ctx = RunCtx::new(spec, opts, "backup")?;
+    phase::connect::Connect.prepare(&mut ctx)?;
+    let eps = ctx.endpoints();
+    let (size, sum) = ctx
+        .rt
+        .block_on(ctx.api.snapshot(&eps, file))
+        .with_context(|| format!("snapshot to {}", file.display()))?;
+    println!(
+        "snapshot {} verified: {size} bytes, sha256 {sum}",
+        file.display()
+    );
+    Ok(())
+}
