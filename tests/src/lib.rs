@@ -1,5 +1,6 @@
 //! Helpers shared by the system tests: ports, processes, certificates, etcdctl.
 
+pub mod apply;
 pub mod base64;
 pub mod cluster;
 pub mod etcdctl;

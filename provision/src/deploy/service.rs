@@ -73,10 +73,12 @@ fn dot_path(p: &str) -> String {
 pub fn stop_script(t: &Target) -> String {
     match t.mode {
         ServiceMode::Systemd => "systemctl stop cairn.service".into(),
+        // A zombie keeps its /proc entry but has an empty cmdline: it counts as gone.
         ServiceMode::Process => format!(
-            "p=$({pid_of})\n[ -z \"$p\" ] && exit 0\nkill \"$p\" 2>/dev/null || true\ni=0\n\
-             while [ -d /proc/$p ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
-             if [ -d /proc/$p ]; then kill -9 \"$p\"; echo killed; fi\nrm -f {pidf}",
+            "alive() {{ [ -n \"$(head -c1 /proc/$1/cmdline 2>/dev/null)\" ]; }}\np=$({pid_of})\n\
+             [ -z \"$p\" ] && exit 0\nkill \"$p\" 2>/dev/null || true\ni=0\n\
+             while alive \"$p\" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n\
+             if alive \"$p\"; then kill -9 \"$p\"; echo killed; fi\nrm -f {pidf}",
             pid_of = pid_script(t),
             pidf = quote(&t.pid_file()),
         ),
