@@ -22,6 +22,22 @@ fn sorted(v: &[String]) -> Vec<String> {
     v
 }
 
+/// The cluster ID and membership as member `id` sees them (its peer `members` call).
+pub(crate) async fn ask_members(
+    peers: &PeerChannels,
+    id: NodeId,
+    node: &PeerNode,
+    timeout: Duration,
+) -> Result<ClusterInfo, String> {
+    let mut c = peers.client(id, node).map_err(|e| e.to_string())?;
+    let req = peers.request(&()).map_err(|e| e.to_string())?;
+    let reply = tokio::time::timeout(timeout, c.members(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|s| s.message().to_string())?;
+    decode::<ClusterInfo>(&reply.into_inner().payload).map_err(|e| e.to_string())
+}
+
 /// Learn this member's identity from the running cluster.
 pub async fn discover(
     cfg: &Config,
@@ -34,16 +50,7 @@ pub async fn discover(
     let mut last_err = String::from("no other member listed in --initial-cluster");
     loop {
         for (id, node) in listed.iter().filter(|(_, n)| n.name != cfg.name) {
-            let info = async {
-                let mut c = peers.client(*id, node).map_err(|e| e.to_string())?;
-                let req = peers.request(&()).map_err(|e| e.to_string())?;
-                let reply = tokio::time::timeout(Duration::from_secs(3), c.members(req))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|s| s.message().to_string())?;
-                decode::<ClusterInfo>(&reply.into_inner().payload).map_err(|e| e.to_string())
-            };
-            match info.await {
+            match ask_members(&peers, *id, node, Duration::from_secs(3)).await {
                 Ok(info) => {
                     let me = info
                         .members

@@ -2,6 +2,7 @@
 //! the leader with etcd's safety checks; a follower forwards them over the peer channel.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -204,5 +205,93 @@ impl App {
         })?;
         self.wait_applied(Some(index)).await?;
         Ok((id, index))
+    }
+}
+
+/// How often a member without a leader asks the others whether it is still in the cluster.
+const ASK_IF_REMOVED_EVERY: Duration = Duration::from_secs(1);
+
+impl App {
+    /// Resolves once this member has been removed from the cluster (etcd then exits); never while it
+    /// is (or has not yet become) a member.
+    ///
+    /// A leader that removes itself sees the new membership as soon as it is appended, but stays until
+    /// that change is applied (so committed): stopping earlier would fail the change, and the client's
+    /// `member remove`, with "raft stopped". A removed follower usually never sees the change at all
+    /// (the leader stops replicating to it once the new membership is appended), so a member without a
+    /// leader asks the others whether they still list it, as etcd's peers answer a removed member's
+    /// messages with "the member has been permanently removed".
+    pub async fn removed(&self) {
+        let me = self.inner.id;
+        let mut rx = self.inner.raft.metrics();
+        let mut was_member = false;
+        let mut apply_before_leaving: Option<u64> = None;
+        let mut last_asked: Option<tokio::time::Instant> = None;
+        loop {
+            let (member, leader, applied, change, others) = {
+                let m = rx.borrow_and_update();
+                let cfg = m.membership_config.membership();
+                let others: Vec<(NodeId, PeerNode)> = cfg
+                    .nodes()
+                    .filter(|(id, _)| **id != me)
+                    .map(|(id, n)| (*id, n.clone()))
+                    .collect();
+                (
+                    cfg.get_node(&me).is_some(),
+                    m.current_leader,
+                    m.last_applied.map(|l| l.index),
+                    m.membership_config
+                        .log_id()
+                        .map(|l| l.index)
+                        .unwrap_or_default(),
+                    others,
+                )
+            };
+            if member {
+                was_member = true;
+                apply_before_leaving = None;
+                let due = last_asked.is_none_or(|t| t.elapsed() >= ASK_IF_REMOVED_EVERY);
+                if leader.is_none() && due {
+                    last_asked = Some(tokio::time::Instant::now());
+                    if self.listed_by_none_of(&others).await {
+                        tracing::info!("the other members no longer list this member");
+                        return;
+                    }
+                }
+            } else if was_member {
+                if leader == Some(me) && apply_before_leaving.is_none() {
+                    apply_before_leaving = Some(change);
+                }
+                match apply_before_leaving {
+                    Some(index) if applied < Some(index) => {}
+                    _ => return,
+                }
+            }
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                // Re-ask while leaderless even if nothing changes locally.
+                _ = tokio::time::sleep(ASK_IF_REMOVED_EVERY), if leader.is_none() && was_member => {}
+            }
+        }
+    }
+
+    /// True when at least one of `others` answers and none of those that answer list this member.
+    async fn listed_by_none_of(&self, others: &[(NodeId, PeerNode)]) -> bool {
+        let mut answered = false;
+        for (id, node) in others {
+            let timeout = Duration::from_millis(500);
+            if let Ok(info) = super::join::ask_members(&self.inner.peers, *id, node, timeout).await
+            {
+                if info.members.iter().any(|(m, _)| *m == self.inner.id) {
+                    return false;
+                }
+                answered = true;
+            }
+        }
+        answered
     }
 }

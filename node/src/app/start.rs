@@ -202,30 +202,6 @@ impl App {
         });
     }
 
-    /// Resolves once this member has been removed from the cluster (etcd then exits); never while it
-    /// is (or has not yet become) a member.
-    pub async fn removed(&self) {
-        let mut rx = self.inner.raft.metrics();
-        let mut was_member = false;
-        loop {
-            let member = {
-                let m = rx.borrow_and_update();
-                m.membership_config
-                    .membership()
-                    .get_node(&self.inner.id)
-                    .is_some()
-            };
-            if member {
-                was_member = true;
-            } else if was_member {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    }
-
     /// Stop Raft (graceful shutdown).
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {

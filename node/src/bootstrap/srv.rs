@@ -153,12 +153,14 @@ pub async fn initial_cluster(cfg: &Config, dns: &Dns) -> anyhow::Result<String> 
         .into());
     }
     if !found_self {
+        // etcd's words first (operators search for them), then what was compared with what.
         return Err(ConfigError(format!(
-            "this member ({}, advertising {}) is not among the SRV targets of {domain} ({}): fix \
-             --initial-advertise-peer-urls or the DNS records",
+            "cannot find local etcd member {:?} in SRV records: its advertised peer URL {} is not among \
+             the SRV targets of {domain} ({} from {}); fix --initial-advertise-peer-urls or the DNS records",
             cfg.name,
             cfg.initial_advertise_peer_urls.join(","),
-            parts.join(",")
+            parts.join(","),
+            queried.join(" and ")
         ))
         .into());
     }

@@ -219,6 +219,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
+        // etcd's line, so an operator (and the system test) sees that a member caught up by snapshot.
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
+        tracing::info!("finished applying incoming snapshot at index {index}");
         self.current = Some(file);
         Ok(())
     }
