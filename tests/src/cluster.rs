@@ -94,6 +94,8 @@ pub struct Cluster {
     pub pki: Pki,
     /// `--initial-cluster-token` and cluster name.
     pub token: String,
+    /// Flags added to every member's command line (e.g. `--snapshot-count=20`).
+    pub extra_args: Vec<String>,
     binary: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -157,6 +159,7 @@ impl Cluster {
             members,
             pki,
             token,
+            extra_args: Vec::new(),
             binary,
             dir,
         })
@@ -189,6 +192,26 @@ impl Cluster {
     /// Starts member `i` (state `new`: once initialised the initial-* flags are ignored, as in etcd).
     pub fn start_member(&mut self, i: usize) -> Result<()> {
         let initial_cluster = self.initial_cluster();
+        self.start_member_with(i, &initial_cluster, "new")
+    }
+
+    /// `name=peer_url,...` of the given members only.
+    pub fn initial_cluster_of(&self, which: &[usize]) -> String {
+        which
+            .iter()
+            .map(|&i| format!("{}={}", self.members[i].name, self.members[i].peer_url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts member `i` with this `--initial-cluster` and `--initial-cluster-state` (`existing` for a
+    /// member added with `member add`).
+    pub fn start_member_with(
+        &mut self,
+        i: usize,
+        initial_cluster: &str,
+        state: &str,
+    ) -> Result<()> {
         let certs = self.pki.members[i].clone();
         let m = &mut self.members[i];
         if m.is_running() {
@@ -212,7 +235,7 @@ impl Cluster {
             .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
             .arg(format!("--initial-cluster={initial_cluster}"))
             .arg(format!("--initial-cluster-token={}", self.token))
-            .arg("--initial-cluster-state=new")
+            .arg(format!("--initial-cluster-state={state}"))
             .arg(format!("--cert-file={}", certs.server_crt.display()))
             .arg(format!("--key-file={}", certs.server_key.display()))
             .arg(format!("--trusted-ca-file={}", certs.ca.display()))
@@ -221,6 +244,7 @@ impl Cluster {
             .arg(format!("--peer-key-file={}", certs.peer_key.display()))
             .arg(format!("--peer-trusted-ca-file={}", certs.ca.display()))
             .arg("--peer-client-cert-auth")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
@@ -350,26 +374,34 @@ impl Cluster {
 
     /// Every member's log, for a failure report.
     pub fn logs(&self) -> String {
-        let mut s = String::new();
-        for m in &self.members {
-            let text =
-                std::fs::read_to_string(&m.log).unwrap_or_else(|e| format!("(cannot read: {e})"));
-            // The tail is what explains a failure; whole logs of a long test drown it.
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(80)..];
-            s.push_str(&format!(
-                "----- {} log ({}) last {} lines -----\n",
-                m.name,
-                m.log.display(),
-                tail.len()
-            ));
-            for l in tail {
-                s.push_str(l);
-                s.push('\n');
-            }
-        }
-        s
+        log_tails(
+            self.members
+                .iter()
+                .map(|m| (m.name.as_str(), m.log.as_path())),
+        )
     }
+}
+
+/// The last lines of each `(name, log file)`, for a failure report.
+pub fn log_tails<'a>(logs: impl Iterator<Item = (&'a str, &'a Path)>) -> String {
+    let mut s = String::new();
+    for (name, path) in logs {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(cannot read: {e})"));
+        // The tail is what explains a failure; whole logs of a long test drown it.
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(80)..];
+        s.push_str(&format!(
+            "----- {} log ({}) last {} lines -----\n",
+            name,
+            path.display(),
+            tail.len()
+        ));
+        for l in tail {
+            s.push_str(l);
+            s.push('\n');
+        }
+    }
+    s
 }
 
 impl Drop for Cluster {

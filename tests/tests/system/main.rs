@@ -2,6 +2,8 @@
 
 mod apply;
 mod cluster;
+mod discovery;
 mod hosts;
+mod membership;
 mod packaging;
 mod render;

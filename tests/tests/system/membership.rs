@@ -1,0 +1,340 @@
+//! Runtime membership driven by the real etcdctl 3.4, as an operator does it: `member add` then start the
+//! new member with `--initial-cluster-state existing` and the printed `ETCD_INITIAL_CLUSTER`, learners
+//! promoted, `member remove` of followers and of the leader, all while a client keeps writing; and a
+//! member that joins after the log was purged catching up by snapshot. `CAIRN_TEST_FLAVOR=etcd` runs the
+//! same tests against etcd 3.4.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
+use cairn_tests::etcdctl::Etcdctl;
+use cairn_tests::wait::wait_for;
+use cairn_tests::writer::{missing, SeqWriter};
+
+/// Unwraps with the whole error chain in the panic message.
+fn must<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// A `members`-member cluster (certificates for all of them) of which only the first `started` are
+/// started, bootstrapped among themselves.
+fn partly_started(members: usize, started: usize, extra_args: &[&str]) -> Cluster {
+    let flavor = must(Flavor::from_env());
+    let mut c = must(Cluster::create(flavor, members));
+    c.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    let first: Vec<usize> = (0..started).collect();
+    let initial = c.initial_cluster_of(&first);
+    for &i in &first {
+        must(c.start_member_with(i, &initial, "new"));
+    }
+    must(c.wait_members_healthy(&first, START_TIMEOUT));
+    c
+}
+
+/// etcdctl talking to the given members only.
+fn ctl_for(c: &Cluster, which: &[usize]) -> Etcdctl {
+    let urls: Vec<&str> = which
+        .iter()
+        .map(|&i| c.members[i].client_url.as_str())
+        .collect();
+    c.etcdctl().with_endpoints(urls.join(","))
+}
+
+/// Runs a membership change, retrying while etcd refuses it as "unhealthy cluster" (it wants every
+/// member connected for 5 s first; the refusal changes nothing, so retrying it is what an operator
+/// does). Any other failure is final.
+fn ok_once_healthy(ctl: &Etcdctl, args: &[&str]) -> Result<String> {
+    wait_for(
+        &format!("{args:?} accepted"),
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || match ctl.run(args) {
+            Ok(o) if o.success() => Ok(Ok(o.stdout)),
+            Ok(o) if o.stderr.contains("unhealthy cluster") => Err(o.stderr),
+            Ok(o) => Ok(Err(anyhow::anyhow!(
+                "`{}` failed: {}{}",
+                ctl.command_line(args),
+                o.stdout,
+                o.stderr
+            ))),
+            Err(e) => Ok(Err(e)),
+        },
+    )?
+}
+
+/// `etcdctl member add NAME --peer-urls=URL [--learner]` of member `i` through the `live` members: the
+/// new member's ID (hex) and the `ETCD_INITIAL_CLUSTER` it prints for the new member's start.
+fn member_add(c: &Cluster, live: &[usize], i: usize, learner: bool) -> Result<(String, String)> {
+    let ctl = ctl_for(c, live);
+    let name = c.members[i].name.as_str();
+    let peer = format!("--peer-urls={}", c.members[i].peer_url);
+    let mut args = vec!["member", "add", name, peer.as_str()];
+    if learner {
+        args.push("--learner");
+    }
+    let out = ok_once_healthy(&ctl, &args)?;
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "Member")
+        .nth(1)
+        .with_context(|| format!("no member ID in: {out}"))?
+        .to_string();
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
+        .map(|v| v.trim_matches('"').to_string())
+        .with_context(|| format!("no ETCD_INITIAL_CLUSTER in: {out}"))?;
+    if !out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"") {
+        anyhow::bail!("member add did not ask for state existing: {out}");
+    }
+    Ok((id, initial))
+}
+
+/// Waits until `endpoint status --cluster` and `member list` show exactly the members `which` (by name
+/// and client URL) and all of them agree on one leader among them; returns the leader's index.
+fn expect_members(c: &Cluster, which: &[usize], step: &str) -> usize {
+    let ctl = ctl_for(c, which);
+    let want_urls: BTreeSet<String> = which
+        .iter()
+        .map(|&i| c.members[i].client_url.clone())
+        .collect();
+    let want_names: BTreeSet<String> = which.iter().map(|&i| c.members[i].name.clone()).collect();
+    must(wait_for(
+        &format!("{step}: status of exactly {want_names:?} with one leader"),
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let list = ctl
+                .json(&["member", "list", "-w", "json"])
+                .map_err(|e| format!("{e:#}"))?;
+            let names: BTreeSet<String> = list["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m["name"].as_str().unwrap_or_default().to_string())
+                .collect();
+            if names != want_names {
+                return Err(format!("member list names {names:?}"));
+            }
+            let status = ctl
+                .json(&["endpoint", "status", "--cluster", "-w", "json"])
+                .map_err(|e| format!("{e:#}"))?;
+            let entries = status.as_array().cloned().unwrap_or_default();
+            let urls: BTreeSet<String> = entries
+                .iter()
+                .map(|e| e["Endpoint"].as_str().unwrap_or_default().to_string())
+                .collect();
+            let leaders: BTreeSet<u64> = entries
+                .iter()
+                .map(|e| e["Status"]["leader"].as_u64().unwrap_or(0))
+                .collect();
+            let leader_at = entries.iter().find(|e| {
+                Some(e["Status"]["header"]["member_id"].as_u64().unwrap_or(0))
+                    == leaders.first().copied()
+            });
+            match (urls == want_urls, leaders.len(), leader_at) {
+                (true, 1, Some(e)) => {
+                    let url = e["Endpoint"].as_str().unwrap_or_default();
+                    c.members
+                        .iter()
+                        .position(|m| m.client_url == url)
+                        .ok_or_else(|| format!("leader at unknown {url}"))
+                }
+                _ => Err(format!("endpoint status: {status}")),
+            }
+        },
+    ))
+}
+
+/// Member `i`'s ID in hex, from member list.
+fn member_id(c: &Cluster, ctl: &Etcdctl, i: usize) -> String {
+    let list = must(ctl.json(&["member", "list", "-w", "json"]));
+    let id = list["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m["name"].as_str() == Some(c.members[i].name.as_str()))
+        .and_then(|m| m["ID"].as_u64())
+        .unwrap_or_else(|| panic!("{} not in {list}", c.members[i].name));
+    format!("{id:x}")
+}
+
+/// Waits until the writer has `n` more acknowledged puts than now: the cluster is taking writes.
+fn wait_writes(w: &SeqWriter, n: usize, step: &str) {
+    let target = w.acked() + n;
+    must(wait_for(
+        &format!("{step}: {n} more acknowledged writes"),
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let a = w.acked();
+            if a >= target {
+                Ok(())
+            } else {
+                Err(format!("{a} acknowledged"))
+            }
+        },
+    ));
+}
+
+/// Removes member `i` with `member remove` through the other `live` members, waits for its process to
+/// exit (a removed member stops itself), and returns how long the removal took.
+fn remove(c: &mut Cluster, live: &mut Vec<usize>, i: usize, w: &SeqWriter) -> Duration {
+    let rest: Vec<usize> = live.iter().copied().filter(|&m| m != i).collect();
+    let ctl = ctl_for(c, &rest);
+    // The writer leaves the member first, as a client behind a load balancer would.
+    w.set_endpoints(&ctl.endpoints);
+    let id = member_id(c, &ctl, i);
+    let t = Instant::now();
+    must(ok_once_healthy(&ctl, &["member", "remove", &id]));
+    let took = t.elapsed();
+    let name = c.members[i].name.clone();
+    must(wait_for(
+        &format!("removed {name} to exit"),
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            if c.members[i].is_running() {
+                Err("still running".into())
+            } else {
+                Ok(())
+            }
+        },
+    ));
+    let log = std::fs::read_to_string(&c.members[i].log).unwrap_or_default();
+    assert!(
+        log.contains("the member has been permanently removed from the cluster"),
+        "{name} says why it stopped:\n{log}"
+    );
+    *live = rest;
+    took
+}
+
+#[test]
+fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknowledged_write() {
+    let mut c = partly_started(5, 3, &[]);
+    let mut live = vec![0, 1, 2];
+    expect_members(&c, &live, "3 started");
+    let w = SeqWriter::start(ctl_for(&c, &live), "seq/");
+    wait_writes(&w, 5, "before growing");
+    let mut timings = Vec::new();
+
+    // 3 → 4: a voter, added then started with what `member add` printed.
+    let t = Instant::now();
+    let (_, initial) = must(member_add(&c, &live, 3, false));
+    must(c.start_member_with(3, &initial, "existing"));
+    must(c.wait_members_healthy(&[3], START_TIMEOUT));
+    live.push(3);
+    expect_members(&c, &live, "voter m3 added");
+    timings.push(("add voter m3 (add, start, healthy)", t.elapsed()));
+    w.set_endpoints(&ctl_for(&c, &live).endpoints);
+    wait_writes(&w, 5, "with 4 members");
+
+    // 4 → 5: a learner, started, then promoted once in sync (etcd refuses before).
+    let t = Instant::now();
+    let (id, initial) = must(member_add(&c, &live, 4, true));
+    must(c.start_member_with(4, &initial, "existing"));
+    let ctl = ctl_for(&c, &live);
+    must(wait_for(
+        "learner m4 promoted",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            ctl.ok(&["member", "promote", &id])
+                .map_err(|e| format!("{e:#}"))
+        },
+    ));
+    must(c.wait_members_healthy(&[4], START_TIMEOUT));
+    live.push(4);
+    let leader = expect_members(&c, &live, "learner m4 promoted");
+    timings.push(("add learner m4, start, promote", t.elapsed()));
+    let list = must(ctl_for(&c, &live).json(&["member", "list", "-w", "json"]));
+    assert!(
+        !list.to_string().contains("\"isLearner\":true"),
+        "no learner left: {list}"
+    );
+    w.set_endpoints(&ctl_for(&c, &live).endpoints);
+    wait_writes(&w, 5, "with 5 members");
+
+    // 5 → 4: remove the leader; the rest elect another and keep taking writes.
+    let took = remove(&mut c, &mut live, leader, &w);
+    timings.push(("remove the leader", took));
+    let new_leader = expect_members(&c, &live, "leader removed");
+    assert_ne!(new_leader, leader);
+    wait_writes(&w, 5, "after removing the leader");
+
+    // 4 → 3: remove a follower.
+    let follower = live
+        .iter()
+        .copied()
+        .find(|&i| i != new_leader)
+        .unwrap_or(new_leader);
+    let took = remove(&mut c, &mut live, follower, &w);
+    timings.push(("remove a follower", took));
+    expect_members(&c, &live, "follower removed");
+    wait_writes(&w, 5, "back at 3 members");
+
+    let acked = w.finish();
+    let lost = must(missing(&ctl_for(&c, &live), "seq/", &acked));
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    eprintln!(
+        "{:?}: {} acknowledged writes, none lost; {timings:?}",
+        c.flavor,
+        acked.len()
+    );
+}
+
+#[test]
+fn a_member_added_after_the_log_was_purged_catches_up_by_snapshot_and_serves_linearizable_reads() {
+    // Snapshot every 20 entries (cairn then keeps only 20 behind it), so the log before the join is gone.
+    let mut c = partly_started(4, 3, &["--snapshot-count=20"]);
+    let live = [0, 1, 2];
+    let ctl = ctl_for(&c, &live);
+    for n in 0..60 {
+        let key = format!("old/{n:03}");
+        must(ctl.ok(&["put", &key, &key]));
+    }
+    let t = Instant::now();
+    let (_, initial) = must(member_add(&c, &live, 3, false));
+    must(c.start_member_with(3, &initial, "existing"));
+    must(c.wait_members_healthy(&[3], START_TIMEOUT));
+    let joined = t.elapsed();
+    must(ctl.ok(&["put", "new/after-join", "yes"]));
+
+    // Linearizable reads (etcdctl's default) served by the new member alone see the history it only got
+    // through the snapshot and the write made after it joined.
+    let own = c.etcdctl_for(3);
+    let old = must(own.json(&["get", "--prefix", "old/", "--keys-only", "-w", "json"]));
+    assert_eq!(old["count"].as_i64(), Some(60), "{old}");
+    assert_eq!(
+        must(own.ok(&["get", "new/after-join", "--print-value-only"])),
+        "yes\n"
+    );
+    assert_eq!(
+        must(own.ok(&["get", "old/000", "--print-value-only"])),
+        "old/000\n"
+    );
+
+    // etcd keeps 5000 entries behind a snapshot whatever --snapshot-count says, so only cairn's joiner
+    // has to take the snapshot here.
+    let log = std::fs::read_to_string(&c.members[3].log).unwrap_or_default();
+    if c.flavor == Flavor::Cairn {
+        assert!(
+            log.contains("finished applying incoming snapshot at index"),
+            "{log}"
+        );
+    }
+    eprintln!("{:?}: m3 joined and served in {joined:?}", c.flavor);
+}
