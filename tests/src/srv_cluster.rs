@@ -16,7 +16,6 @@ use crate::etcdctl::{Etcdctl, Output};
 use crate::named::Named;
 use crate::netns::Lan;
 use crate::wait::wait_for;
-use crate::workspace;
 
 /// Where the rendered env files expect their certificates (`cluster.config_dir`, left at its default by
 /// examples/dns3.yaml); the files are under `nodes/NAME/` of the render instead.
@@ -89,15 +88,7 @@ impl SrvCluster {
             .tempdir()
             .context("creating the test dir")?;
         let rendered = dir.path().join("rendered");
-        let spec = workspace::root().join("examples/dns3.yaml");
-        let provision = workspace::binary("provision")?;
-        crate::tools::run_ok(
-            Command::new(&provision)
-                .arg("render")
-                .arg(&spec)
-                .arg("-o")
-                .arg(&rendered),
-        )?;
+        crate::provision::render(&crate::provision::example("dns3"), &rendered, &[])?;
         let mut names: Vec<String> = std::fs::read_dir(rendered.join("nodes"))
             .context("listing rendered nodes")?
             .filter_map(|e| e.ok())
