@@ -184,9 +184,10 @@ fn wait_writes(w: &SeqWriter, n: usize, step: &str) {
     ));
 }
 
-/// Removes member `i` with `member remove` through the other `live` members, waits for its process to
-/// exit (a removed member stops itself), and returns how long the removal took.
-fn remove(c: &mut Cluster, live: &mut Vec<usize>, i: usize, w: &SeqWriter) -> Duration {
+/// Removes member `i` with `member remove` through the other `live` members and waits for its process to
+/// exit (a removed member stops itself); returns how long `member remove` took and how long until the
+/// process had exited.
+fn remove(c: &mut Cluster, live: &mut Vec<usize>, i: usize, w: &SeqWriter) -> (Duration, Duration) {
     let rest: Vec<usize> = live.iter().copied().filter(|&m| m != i).collect();
     let ctl = ctl_for(c, &rest);
     // The writer leaves the member first, as a client behind a load balancer would.
@@ -214,7 +215,7 @@ fn remove(c: &mut Cluster, live: &mut Vec<usize>, i: usize, w: &SeqWriter) -> Du
         "{name} says why it stopped:\n{log}"
     );
     *live = rest;
-    took
+    (took, t.elapsed())
 }
 
 #[test]
@@ -233,7 +234,7 @@ fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknow
     must(c.wait_members_healthy(&[3], START_TIMEOUT));
     live.push(3);
     expect_members(&c, &live, "voter m3 added");
-    timings.push(("add voter m3 (add, start, healthy)", t.elapsed()));
+    timings.push(("voter m3 added, started, healthy", t.elapsed()));
     w.set_endpoints(&ctl_for(&c, &live).endpoints);
     wait_writes(&w, 5, "with 4 members");
 
@@ -254,7 +255,7 @@ fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknow
     must(c.wait_members_healthy(&[4], START_TIMEOUT));
     live.push(4);
     let leader = expect_members(&c, &live, "learner m4 promoted");
-    timings.push(("add learner m4, start, promote", t.elapsed()));
+    timings.push(("learner m4 added, started, promoted, healthy", t.elapsed()));
     let list = must(ctl_for(&c, &live).json(&["member", "list", "-w", "json"]));
     assert!(
         !list.to_string().contains("\"isLearner\":true"),
@@ -264,8 +265,9 @@ fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknow
     wait_writes(&w, 5, "with 5 members");
 
     // 5 → 4: remove the leader; the rest elect another and keep taking writes.
-    let took = remove(&mut c, &mut live, leader, &w);
-    timings.push(("remove the leader", took));
+    let (took, exited) = remove(&mut c, &mut live, leader, &w);
+    timings.push(("member remove of the leader", took));
+    timings.push(("removed leader exited", exited));
     let new_leader = expect_members(&c, &live, "leader removed");
     assert_ne!(new_leader, leader);
     wait_writes(&w, 5, "after removing the leader");
@@ -276,8 +278,9 @@ fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknow
         .copied()
         .find(|&i| i != new_leader)
         .unwrap_or(new_leader);
-    let took = remove(&mut c, &mut live, follower, &w);
-    timings.push(("remove a follower", took));
+    let (took, exited) = remove(&mut c, &mut live, follower, &w);
+    timings.push(("member remove of a follower", took));
+    timings.push(("removed follower exited", exited));
     expect_members(&c, &live, "follower removed");
     wait_writes(&w, 5, "back at 3 members");
 
