@@ -193,7 +193,12 @@ impl SrvCluster {
         if m.child.is_some() {
             bail!("member {} already started", m.name);
         }
-        let log = File::create(&m.log).with_context(|| format!("creating {}", m.log.display()))?;
+        // Appended, so a restarted member's log keeps what it said before.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .with_context(|| format!("opening {}", m.log.display()))?;
         let mut cmd = self.lan.hosts()[m.host].command(&self.binary);
         // Only the rendered variables: none of the caller's CAIRN_*/ETCD_* may leak in.
         for (k, _) in std::env::vars() {
@@ -215,6 +220,16 @@ impl SrvCluster {
             cmd.spawn()
                 .with_context(|| format!("starting member {}", m.name))?,
         );
+        Ok(())
+    }
+
+    /// kill -9 of member `i` (reaped; it can be started again from its data dir).
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let m = &mut self.members[i];
+        if let Some(mut c) = m.child.take() {
+            let _ = c.kill();
+            c.wait().with_context(|| format!("reaping {}", m.name))?;
+        }
         Ok(())
     }
 
@@ -293,11 +308,8 @@ impl SrvCluster {
 
 impl Drop for SrvCluster {
     fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(mut c) = m.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+        for i in 0..self.members.len() {
+            let _ = self.kill(i);
         }
         if std::thread::panicking() {
             eprintln!(

@@ -122,6 +122,26 @@ fn three_members_bootstrap_from_the_rendered_srv_records_and_etcdctl_finds_them_
         ),
         "srv\n"
     );
+
+    // kill -9 and a restart with the same env file (still --discovery-srv): it rejoins from its data
+    // dir instead of bootstrapping again.
+    must(c.kill(1));
+    must(c.start(1));
+    wait_cluster_healthy(&ctl, 3, Duration::from_secs(30));
+    assert_eq!(
+        must(
+            c.etcdctl_for(&[1])
+                .ok(&["get", "found/by", "--print-value-only"])
+        ),
+        "srv\n"
+    );
+    if c.flavor == Flavor::Cairn {
+        let log = c.log(1);
+        assert!(
+            log.contains("discovery ignored since a cluster has already been initialized"),
+            "{log}"
+        );
+    }
 }
 
 #[test]
