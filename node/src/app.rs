@@ -1,6 +1,9 @@
 //! The running member: wires config → stores → network → Raft → services, and is the handle the etcd API
 //! services use to propose, read and describe the cluster.
 
+mod auto_compact;
+#[cfg(test)]
+mod batch_test;
 #[cfg(test)]
 mod cluster_test;
 mod forward;
@@ -9,6 +12,8 @@ pub mod membership;
 #[cfg(test)]
 mod membership_test;
 mod move_leader;
+mod propose;
+mod read_index;
 #[cfg(test)]
 mod srv_cluster_test;
 mod start;
@@ -16,10 +21,9 @@ mod start;
 mod tls_cluster_test;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-use openraft::error::{ClientWriteError, RaftError};
 
 use crate::mvcc::MvccError;
 use crate::raft::network::PeerChannels;
@@ -85,18 +89,23 @@ struct Inner {
     shared: Arc<Shared>,
     peers: PeerChannels,
     data_dir: PathBuf,
+    /// Client commands waiting to be batched into the next Raft entry (`propose`).
+    proposals: propose::Queue,
+    /// Linearizable reads waiting for the next read-index round (`read_index`).
+    reads: read_index::Queue,
 }
 
 impl App {
     /// Replicate `cmd` and return its result once applied on THIS member (so a read that follows sees it).
-    /// On a follower the command is forwarded to the leader over the peer channel. A deterministic
-    /// rejection comes back as `Ok` with `CommandResponse::error` set (it was committed and applied).
+    /// Commands arriving together share one Raft entry (see `propose`); on a follower they are
+    /// forwarded to the leader over the peer channel. A deterministic rejection comes back as `Ok` with
+    /// `CommandResponse::error` set (it was committed and applied).
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         // Retry only while the answer is "not leader": the command was then never appended, so a
         // retry cannot apply it twice. Elections right after bootstrap produce this briefly.
         loop {
-            match tokio::time::timeout_at(deadline, self.propose_once(cmd.clone())).await {
+            match tokio::time::timeout_at(deadline, self.submit(cmd.clone())).await {
                 Err(_) => return Err(ServeError::Timeout),
                 Ok(Err(ServeError::NotLeader)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -107,22 +116,9 @@ impl App {
         }
     }
 
-    async fn propose_once(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
-        let leader = self.wait_for_leader().await?;
-        if leader != self.inner.id {
-            return self.forward_propose(leader, cmd).await;
-        }
-        match self.inner.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ServeError::NotLeader)
-            }
-            Err(e) => Err(ServeError::Internal(e.to_string())),
-        }
-    }
-
     /// Wait until this member's state machine reflects every write committed before the call
-    /// (Raft read-index; on a follower the read index is obtained from the leader).
+    /// (Raft read-index, one round shared by all reads waiting; on a follower the read index is
+    /// obtained from the leader).
     pub async fn read_barrier(&self) -> Result<(), ServeError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
@@ -141,17 +137,8 @@ impl App {
     }
 
     async fn read_barrier_once(&self) -> Result<(), ServeError> {
-        let leader = self.wait_for_leader().await?;
-        if leader == self.inner.id {
-            match self.inner.raft.ensure_linearizable().await {
-                Ok(_) => Ok(()),
-                Err(RaftError::APIError(_)) => Err(ServeError::NotLeader),
-                Err(e) => Err(ServeError::Internal(e.to_string())),
-            }
-        } else {
-            let index = self.forward_read_index(leader).await?;
-            self.wait_applied(index).await
-        }
+        let index = self.read_index().await?;
+        self.wait_applied(index).await
     }
 
     /// The state machine's store, for reads and watch subscriptions (see `mvcc`).
@@ -261,6 +248,10 @@ impl App {
     }
 
     async fn wait_applied(&self, index: Option<u64>) -> Result<(), ServeError> {
+        let applied = self.inner.shared.applied_index.load(Ordering::Acquire);
+        if index.is_none_or(|i| applied >= i) {
+            return Ok(());
+        }
         self.inner
             .raft
             .wait(Some(REQUEST_TIMEOUT))

@@ -15,6 +15,15 @@ pub enum ClusterState {
     Existing,
 }
 
+/// How `--auto-compaction-retention` is read (`--auto-compaction-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompactionMode {
+    /// Keep a time window of history: hours ("1") or a duration ("30m", "1h30m").
+    Periodic,
+    /// Keep the last N revisions.
+    Revision,
+}
+
 /// Cairn member flags (names, defaults and meanings as in etcd 3.4).
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -131,6 +140,31 @@ pub struct Config {
     /// DNS server (ip:port) used for --discovery-srv instead of the system resolver.
     #[arg(long, env = "CAIRN_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
+    /// Interpret 'auto-compaction-retention' as 'periodic' (time) or 'revision' (count).
+    #[arg(
+        long,
+        env = "CAIRN_AUTO_COMPACTION_MODE",
+        value_enum,
+        default_value = "periodic"
+    )]
+    pub auto_compaction_mode: CompactionMode,
+    /// Auto compaction retention for the mvcc key value store: hours or a duration ("1", "30m") in
+    /// periodic mode, a number of revisions in revision mode. 0 disables auto compaction.
+    #[arg(long, env = "CAIRN_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+}
+
+impl Config {
+    /// The history the leader keeps, from `--auto-compaction-mode` and `--auto-compaction-retention`.
+    pub fn auto_compaction(&self) -> Result<crate::mvcc::Retention, ConfigError> {
+        let revision = self.auto_compaction_mode == CompactionMode::Revision;
+        crate::mvcc::Retention::parse(revision, &self.auto_compaction_retention).map_err(|why| {
+            ConfigError(format!(
+                "--auto-compaction-retention: {why} (--auto-compaction-mode {})",
+                if revision { "revision" } else { "periodic" }
+            ))
+        })
+    }
 }
 
 /// A configuration the member refuses to start with; the text is what the operator sees.

@@ -20,7 +20,8 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Relaxed);
     }
-    fn get(&self) -> u64 {
+    /// The current count.
+    pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
 }
@@ -93,6 +94,11 @@ pub static LEADER_CHANGES: Counter = Counter::new();
 pub static PEER_SENT_BYTES: Counter = Counter::new();
 /// Bytes received from peers (`etcd_network_peer_received_bytes_total`).
 pub static PEER_RECEIVED_BYTES: Counter = Counter::new();
+/// Raft entries proposed by this member's batcher (`cairn_server_proposal_batches_total`).
+pub static PROPOSAL_BATCHES: Counter = Counter::new();
+/// Client commands those entries carried (`cairn_server_proposals_batched_total`; the ratio of the two
+/// is the mean batch size).
+pub static PROPOSAL_BATCHED: Counter = Counter::new();
 static PROPOSALS_PENDING: AtomicI64 = AtomicI64::new(0);
 
 /// Count a client proposal as pending while it runs, and as failed if it fails.
@@ -171,6 +177,20 @@ pub fn render(app: &App) -> String {
         "The total number of failed proposals seen.",
         "counter",
         PROPOSALS_FAILED.get(),
+    );
+    gauge(
+        o,
+        "cairn_server_proposal_batches_total",
+        "Raft entries this member proposed for client commands (one per batch).",
+        "counter",
+        PROPOSAL_BATCHES.get(),
+    );
+    gauge(
+        o,
+        "cairn_server_proposals_batched_total",
+        "Client commands carried by those entries.",
+        "counter",
+        PROPOSAL_BATCHED.get(),
     );
     let _ = writeln!(o, "# HELP etcd_server_id Member ID of this server.\n# TYPE etcd_server_id gauge\netcd_server_id{{server_id=\"{:x}\"}} 1", s.member_id);
     gauge(

@@ -73,18 +73,17 @@ impl App {
         decode(&reply.payload).map_err(|e| internal(&e))
     }
 
+    /// Have the leader replicate `cmd`; returns the log index it was committed at (the caller waits
+    /// until this member has applied it, so the client's next read here sees it) and its response.
     pub(super) async fn forward_propose(
         &self,
         leader: NodeId,
         cmd: Command,
-    ) -> Result<CommandResponse, ServeError> {
+    ) -> Result<(u64, CommandResponse), ServeError> {
         let out: ProposeReply = self
             .call_leader(leader, &cmd, |mut c, r| async move { c.propose(r).await })
             .await?;
-        let (index, resp) = out.map_err(from_forward)?;
-        // Answer only once this member has applied it too, so the client's next read here sees it.
-        self.wait_applied(Some(index)).await?;
-        Ok(resp)
+        out.map_err(from_forward)
     }
 
     pub(super) async fn forward_read_index(

@@ -134,16 +134,19 @@ impl App {
 
         let peer_service = PeerService::server(raft.clone(), cluster_id, shared.clone());
         let app = App {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
                 id: identity.member_id,
                 raft,
                 shared,
                 peers,
                 data_dir: cfg.data_dir.clone(),
+                proposals: super::propose::spawn(me.clone()),
+                reads: super::read_index::spawn(me.clone()),
             }),
         };
         app.spawn_leader_watch();
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
+        app.spawn_auto_compaction(cfg.auto_compaction()?);
         Ok(Started { app, peer_service })
     }
 

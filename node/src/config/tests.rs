@@ -127,3 +127,29 @@ fn defaults_match_etcd() {
     assert_eq!((c.heartbeat_interval, c.election_timeout), (100, 1000));
     assert_eq!(c.initial_cluster_state, ClusterState::New);
 }
+
+#[test]
+fn auto_compaction_retention_is_read_per_mode() {
+    assert_eq!(check(&["--auto-compaction-retention=1h30m"]), Ok(()));
+    assert_eq!(
+        check(&[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=1000"
+        ]),
+        Ok(())
+    );
+    let e = check(&[
+        "--auto-compaction-mode=revision",
+        "--auto-compaction-retention=1h",
+    ]);
+    assert!(
+        e.as_ref().is_err_and(|e| e
+            .0
+            .starts_with("--auto-compaction-retention: \"1h\" is not a whole number of revisions")),
+        "{e:?}"
+    );
+    assert!(check(&["--auto-compaction-retention=1d"]).is_err());
+    assert!(check(&["--auto-compaction-mode=hourly"]).is_err());
+    let c = Config::try_parse_from(base()).unwrap();
+    assert_eq!(c.auto_compaction(), Ok(crate::mvcc::Retention::Off));
+}

@@ -51,6 +51,7 @@ impl Config {
         if self.max_request_bytes == 0 {
             return err("--max-request-bytes must be greater than 0");
         }
+        self.auto_compaction()?;
         self.validate_tls()
     }
 

@@ -8,6 +8,7 @@
 mod error;
 mod keyspace;
 mod lease;
+mod retention;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -16,6 +17,7 @@ mod watch;
 pub use error::MvccError;
 pub use keyspace::KeyRange;
 pub use lease::LeaseInfo;
+pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
 pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
@@ -75,6 +77,19 @@ impl Store {
     /// Apply one committed command. Deterministic: the same commands in the same order give the same
     /// state and responses on every member. Notifies watchers of the resulting events.
     pub fn apply(&mut self, cmd: &Command) -> CommandResponse {
+        let Command::Batch(cmds) = cmd else {
+            return self.apply_one(cmd);
+        };
+        // Each command of a batch is applied as if it were an entry of its own.
+        let batch = cmds.iter().map(|c| self.apply(c)).collect();
+        CommandResponse {
+            revision: self.state.revision,
+            batch,
+            ..Default::default()
+        }
+    }
+
+    fn apply_one(&mut self, cmd: &Command) -> CommandResponse {
         let rev = self.state.revision + 1;
         let mut w = Write {
             st: &mut self.state,
@@ -97,8 +112,9 @@ impl Store {
                 .map(|r| r.encode_to_vec()),
             Command::LeaseGrant { id, ttl } => w.lease_grant(*id, *ttl).map(|r| r.encode_to_vec()),
             Command::LeaseRevoke { id } => w.lease_revoke(*id).map(|r| r.encode_to_vec()),
-            // Member attributes live beside the store (the state machine keeps them).
-            Command::PublishMember { .. } => Ok(Vec::new()),
+            // Member attributes live beside the store (the state machine keeps them); batches are
+            // taken apart by `apply`.
+            Command::PublishMember { .. } | Command::Batch(_) => Ok(Vec::new()),
         };
         let (wrote, events) = (w.sub > 0, w.events);
         if wrote {
@@ -109,12 +125,12 @@ impl Store {
             Ok(body) => CommandResponse {
                 revision: self.state.revision,
                 body,
-                error: None,
+                ..Default::default()
             },
             Err(e) => CommandResponse {
                 revision: self.state.revision,
-                body: Vec::new(),
                 error: Some(e),
+                ..Default::default()
             },
         }
     }

@@ -571,3 +571,5 @@ fn snapshot_round_trip_keeps_history_leases_and_hash() {
     assert_ne!(t.hash_kv(0).map(|h| h.0), s.hash_kv(0).map(|h| h.0));
     assert!(t.restore(b"not a snapshot").is_err());
 }
+
+mod batch;

@@ -31,7 +31,7 @@ pub struct WatchSpec {
 }
 
 /// The events of one revision that match a watcher.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchBatch {
     pub revision: i64,
     pub events: Vec<PbEvent>,

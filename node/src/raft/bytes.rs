@@ -59,7 +59,7 @@ mod tests {
         let resp = CommandResponse {
             revision: 7,
             body: payload,
-            error: None,
+            ..Default::default()
         };
         assert_eq!(
             decode::<CommandResponse>(&encode(&resp).unwrap()).unwrap(),
@@ -91,5 +91,39 @@ mod tests {
         };
         let back: Entry<crate::raft::types::TypeConfig> = decode(&encode(&mem).unwrap()).unwrap();
         assert!(matches!(back.payload, EntryPayload::Membership(x) if x == m));
+    }
+
+    #[test]
+    fn entries_and_replies_from_before_batching_still_decode() {
+        // A Put as members wrote it before `Command::Batch` existed: {"Put": bin "x"}.
+        let old_put = [0x81, 0xa3, b'P', b'u', b't', 0xc4, 0x01, b'x'];
+        assert_eq!(
+            decode::<Command>(&old_put).unwrap(),
+            Command::Put(b"x".to_vec())
+        );
+        assert_eq!(encode(&Command::Put(b"x".to_vec())).unwrap(), old_put);
+        // A reply without the `batch` field (an older leader's) reads as an unbatched response.
+        #[derive(serde::Serialize)]
+        struct OldResponse {
+            revision: i64,
+            #[serde(with = "crate::raft::bytes")]
+            body: Vec<u8>,
+            error: Option<crate::mvcc::MvccError>,
+        }
+        let old = OldResponse {
+            revision: 3,
+            body: b"r".to_vec(),
+            error: None,
+        };
+        let back: CommandResponse = decode(&encode(&old).unwrap()).unwrap();
+        assert_eq!(
+            (back.revision, back.body, back.batch),
+            (3, b"r".to_vec(), vec![])
+        );
+        let batch = Command::Batch(vec![
+            Command::Put(b"x".to_vec()),
+            Command::LeaseRevoke { id: 1 },
+        ]);
+        assert_eq!(decode::<Command>(&encode(&batch).unwrap()).unwrap(), batch);
     }
 }

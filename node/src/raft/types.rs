@@ -46,6 +46,11 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    /// Several commands proposed together as one Raft entry (proposal batching). Applied in order, each
+    /// exactly as if it were an entry of its own: its own revision, its own response or error.
+    /// Added after the other variants so entries written before batching existed still decode; a
+    /// member older than this variant cannot read such entries, so upgrade every member before load.
+    Batch(Vec<Command>),
 }
 
 /// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.
@@ -58,6 +63,9 @@ pub struct CommandResponse {
     pub body: Vec<u8>,
     /// Set when the command was rejected deterministically (e.g. compacted revision, lease not found).
     pub error: Option<crate::mvcc::MvccError>,
+    /// For [`Command::Batch`]: one response per command, in order (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResponse>,
 }
 
 openraft::declare_raft_types!(

@@ -39,6 +39,9 @@ pub struct Shared {
     pub store: SharedStore,
     /// Names and client URLs members published (`Command::PublishMember`).
     pub members: RwLock<BTreeMap<NodeId, MemberAttrs>>,
+    /// The index of the last log entry applied (a lock-free check for reads waiting on a read index;
+    /// openraft's metrics channel is the slow path).
+    pub applied_index: AtomicU64,
 }
 
 /// openraft's state machine over the mvcc store.
@@ -57,6 +60,7 @@ impl StateMachine {
         let shared = Arc::new(Shared {
             store: Arc::new(RwLock::new(Store::new())),
             members: RwLock::default(),
+            applied_index: AtomicU64::new(0),
         });
         let mut sm = StateMachine {
             shared,
@@ -89,28 +93,39 @@ impl StateMachine {
             .map_err(snap_err)?;
         *self.shared.members.write().map_err(sm_err)? = d.members;
         self.applied = meta.last_log_id;
+        if let Some(l) = meta.last_log_id {
+            self.shared.applied_index.store(l.index, Ordering::Release);
+        }
         self.membership = meta.last_membership.clone();
         Ok(())
     }
 
-    fn apply_command(&self, cmd: &Command) -> StoreResult<CommandResponse> {
-        if let Command::PublishMember {
-            id,
-            name,
-            client_urls,
-        } = cmd
-        {
-            let attrs = MemberAttrs {
-                name: name.clone(),
-                client_urls: client_urls.clone(),
-            };
-            self.shared
-                .members
-                .write()
-                .map_err(sm_err)?
-                .insert(*id, attrs);
+    /// Record what `PublishMember` commands (possibly inside a batch) announce.
+    fn publish_members(&self, cmd: &Command) -> StoreResult<()> {
+        match cmd {
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
+                let attrs = MemberAttrs {
+                    name: name.clone(),
+                    client_urls: client_urls.clone(),
+                };
+                self.shared
+                    .members
+                    .write()
+                    .map_err(sm_err)?
+                    .insert(*id, attrs);
+            }
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    self.publish_members(c)?;
+                }
+            }
+            _ => {}
         }
-        Ok(self.shared.store.write().map_err(sm_err)?.apply(cmd))
+        Ok(())
     }
 }
 
@@ -156,11 +171,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut out = Vec::new();
+        let entries = entries.into_iter();
+        let mut out = Vec::with_capacity(entries.size_hint().0);
+        // One store lock for everything openraft hands over at once: readers wait at most one apply.
+        let mut store = self.shared.store.write().map_err(sm_err)?;
         for e in entries {
             self.applied = Some(e.log_id);
             let resp = match &e.payload {
-                EntryPayload::Normal(cmd) => self.apply_command(cmd)?,
+                EntryPayload::Normal(cmd) => {
+                    if matches!(cmd, Command::PublishMember { .. } | Command::Batch(_)) {
+                        self.publish_members(cmd)?;
+                    }
+                    store.apply(cmd)
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(e.log_id), m.clone());
                     CommandResponse::default()
@@ -168,6 +191,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => CommandResponse::default(),
             };
             out.push(resp);
+        }
+        drop(store);
+        if let Some(l) = self.applied {
+            self.shared.applied_index.store(l.index, Ordering::Release);
         }
         Ok(out)
     }

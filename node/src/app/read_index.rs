@@ -1,0 +1,74 @@
+//! Read-index batching: every linearizable read waiting at one moment shares ONE read-index round
+//! (on the leader a heartbeat round to a quorum, on a follower one ReadIndex call to the leader), as
+//! etcd's linearizable read loop does. openraft 0.9 runs a full heartbeat round per
+//! `get_read_log_id` call, so without this each read costs an RPC to every follower.
+//!
+//! Safety: a read joins only a round that starts after it was queued, so the index it gets covers
+//! every write committed before the read arrived.
+
+use std::sync::Weak;
+
+use openraft::error::RaftError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::app::{App, Inner, ServeError, REQUEST_TIMEOUT};
+
+/// The read index (None: nothing committed yet), or why none could be obtained.
+type Outcome = Result<Option<u64>, ServeError>;
+
+/// Handle of a member's read-index queue.
+pub(super) type Queue = mpsc::Sender<oneshot::Sender<Outcome>>;
+
+/// Reads queued before submitters wait.
+const QUEUE: usize = 8192;
+
+/// Start the read-index loop; it ends when every [`Queue`] handle is gone.
+pub(super) fn spawn(app: Weak<Inner>) -> Queue {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(app, rx));
+    tx
+}
+
+async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<oneshot::Sender<Outcome>>) {
+    let mut waiting = Vec::new();
+    while let Some(first) = rx.recv().await {
+        waiting.push(first);
+        while let Ok(w) = rx.try_recv() {
+            waiting.push(w);
+        }
+        let Some(inner) = app.upgrade() else {
+            return;
+        };
+        let app = App { inner };
+        let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, app.read_index_round()).await {
+            Ok(r) => r,
+            Err(_) => Err(ServeError::Timeout),
+        };
+        for w in waiting.drain(..) {
+            let _ = w.send(outcome.clone());
+        }
+    }
+}
+
+impl App {
+    /// Join the next read-index round and return its index.
+    pub(super) async fn read_index(&self) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ServeError::Internal("member is shutting down".into());
+        self.inner.reads.send(tx).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// One round: confirm leadership with a quorum here, or ask the leader.
+    async fn read_index_round(&self) -> Outcome {
+        let leader = self.wait_for_leader().await?;
+        if leader != self.inner.id {
+            return self.forward_read_index(leader).await;
+        }
+        match self.inner.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|l| l.index)),
+            Err(RaftError::APIError(_)) => Err(ServeError::NotLeader),
+            Err(e) => Err(ServeError::Internal(e.to_string())),
+        }
+    }
+}
