@@ -93,8 +93,13 @@ pub fn plan(cfg: &Config, stored: Option<StoredIdentity>) -> Result<Plan, Config
     match stored {
         Some(s) => {
             // Tokens never change, so a data dir whose member AND cluster ID both differ from the flags
-            // was made for another cluster (after `member add` only the cluster ID differs).
-            if s.member_id != flags.member_id && s.cluster_id != flags.cluster_id {
+            // was made for another cluster (after `member add` only the cluster ID differs). A member that
+            // joined with `existing` got its ID from the leader, and the membership the flags list has
+            // changed since: for it the flags prove nothing, and etcd ignores them on restart too.
+            if s.member_id != flags.member_id
+                && s.cluster_id != flags.cluster_id
+                && cfg.initial_cluster_state == ClusterState::New
+            {
                 return Err(ConfigError(format!(
                     "conflicting cluster ID to the target cluster ({:x} != {:x}): --data-dir {} belongs to member \
                      {:x} of another cluster. Exiting. (Use an empty --data-dir to found or join this cluster.)",
@@ -164,6 +169,19 @@ mod tests {
         assert_eq!(
             plan(&cfg("t", "new"), Some(moved)).unwrap(),
             Plan::Restart { identity: moved }
+        );
+    }
+
+    #[test]
+    fn a_joined_member_restarts_after_the_membership_changed() {
+        // Its ID came from the leader and its cluster was founded by other members: nothing matches.
+        let joined = StoredIdentity {
+            cluster_id: 7,
+            member_id: 9,
+        };
+        assert_eq!(
+            plan(&cfg("t", "existing"), Some(joined)).unwrap(),
+            Plan::Restart { identity: joined }
         );
     }
 

@@ -122,14 +122,32 @@ fn firewall_unit(nft_file: &str) -> String {
     )
 }
 
-/// Every file `target` should have, from the render directory `out` (whose manifest is `manifest`).
+/// Where the container drop-in goes.
+pub const CONTAINER_DROPIN: &str =
+    "/etc/systemd/system/cairn.service.d/20-provision-container.conf";
+
+/// Relaxes the one sandbox setting systemd cannot provide inside a container: it fails to set up the user
+/// namespace `PrivateUsers=yes` asks for ("Failed to set up user namespacing", exit 217/USER).
+fn container_dropin(container: &str) -> String {
+    format!(
+        "# Written by provision apply: this host is a container ({container}), where systemd cannot set up the
+         # user namespace of PrivateUsers=yes. Every other sandbox setting of cairn.service stays.
+         [Service]
+PrivateUsers=no
+"
+    )
+}
+
+/// Every file `target` should have, from the render directory `out` (whose manifest is `manifest`);
+/// `container` names the container technology when the host is one.
 pub fn for_target(
     target: &Target,
     out: &Path,
     manifest: &BTreeMap<String, String>,
-    binary: &Path,
-    binary_sha: &str,
+    binary: (&Path, &str),
+    container: Option<&str>,
 ) -> Vec<Desired> {
+    let (binary, binary_sha) = binary;
     let prefix = format!("nodes/{}/", target.name);
     let systemd = target.mode == ServiceMode::Systemd;
     let owner = |o: &str| systemd.then(|| o.to_string());
@@ -214,6 +232,18 @@ pub fn for_target(
             owner: owner("root:root"),
             effect: Effect::Restart,
         });
+        if let Some(c) = container {
+            let dropin = container_dropin(c).into_bytes();
+            v.push(Desired {
+                remote: CONTAINER_DROPIN.into(),
+                sha256: sha256(&dropin),
+                restart_sha: sha256(&dropin),
+                source: Source::Inline(dropin),
+                mode: 0o644,
+                owner: owner("root:root"),
+                effect: Effect::Unit,
+            });
+        }
         if target.firewall == FirewallBackend::Nftables {
             let unit = firewall_unit(&target.firewall_file("cairn.nft")).into_bytes();
             v.push(Desired {
@@ -293,9 +323,12 @@ mod tests {
             &t,
             Path::new("/o"),
             &manifest(),
-            Path::new("/b/cairn"),
-            "bin",
+            (Path::new("/b/cairn"), "bin"),
+            Some("docker"),
         );
+        assert!(d
+            .iter()
+            .any(|d| d.remote == CONTAINER_DROPIN && d.effect == Effect::Unit));
         let key = d
             .iter()
             .find(|d| d.remote == "/etc/cairn/pki/server.key")
@@ -324,8 +357,8 @@ mod tests {
             &t,
             Path::new("/o"),
             &manifest(),
-            Path::new("/b/cairn"),
-            "bin",
+            (Path::new("/b/cairn"), "bin"),
+            None,
         );
         let mut remotes: Vec<&str> = d.iter().map(|d| d.remote.as_str()).collect();
         remotes.sort();
@@ -343,7 +376,13 @@ mod tests {
     #[test]
     fn fingerprint_changes_with_the_binary_or_a_certificate_but_not_with_logrotate() {
         let t = tests_target();
-        let d = for_target(&t, Path::new("/o"), &manifest(), Path::new("/b"), "bin");
+        let d = for_target(
+            &t,
+            Path::new("/o"),
+            &manifest(),
+            (Path::new("/b"), "bin"),
+            None,
+        );
         let base = fingerprint(&d, "bin");
         assert_ne!(base, fingerprint(&d, "bin2"));
         let mut d2 = d.clone();

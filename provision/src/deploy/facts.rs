@@ -25,6 +25,8 @@ pub struct Facts {
     pub version: Option<String>,
     /// Fingerprint of the files the running member was started with.
     pub stamp: Option<String>,
+    /// The container technology when the host is a container (`systemd-detect-virt --container`).
+    pub container: Option<String>,
     /// Which nftables/iptables tools exist.
     pub tools: Vec<String>,
 }
@@ -35,6 +37,7 @@ pub fn script(t: &Target) -> String {
         "echo \"os=$(. /etc/os-release 2>/dev/null; echo \"$PRETTY_NAME\")\"\n\
          echo \"arch=$(uname -m)\"\n\
          [ -d /run/systemd/system ] && echo systemd=yes\n\
+         c=$(systemd-detect-virt --container 2>/dev/null) && echo \"container=$c\"\n\
          echo \"clock=$(date +%s.%N)\"\n\
          [ -f {data}/member/raft.redb ] && echo data=yes\n\
          p=$({pid})\n\
@@ -73,6 +76,7 @@ pub fn parse(text: &str) -> Facts {
         pid: one("pid").and_then(|p| p.parse().ok()),
         version: one("version"),
         stamp: one("stamp"),
+        container: one("container").filter(|c| c != "none"),
         tools: kv
             .get("tool")
             .map(|v| v.iter().map(|s| s.to_string()).collect())
@@ -88,7 +92,7 @@ mod tests {
     fn parses_a_running_member() {
         let f = parse(
             "os=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nsystemd=yes\nclock=1700000000.5\ndata=yes\n\
-             pid=42\nversion=cairn 0.1.0\nstamp=s1\ntool=nft\n",
+             container=docker\npid=42\nversion=cairn 0.1.0\nstamp=s1\ntool=nft\n",
         );
         assert_eq!(f.os, "Debian GNU/Linux 12 (bookworm)");
         assert!(f.systemd && f.has_data);
@@ -96,6 +100,7 @@ mod tests {
         assert_eq!(f.clock, 1700000000.5);
         assert_eq!(f.version.as_deref(), Some("cairn 0.1.0"));
         assert_eq!(f.tools, vec!["nft".to_string()]);
+        assert_eq!(f.container.as_deref(), Some("docker"));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn disable_script(t: &Target) -> String {
         ServiceMode::Systemd => format!(
             "systemctl disable --now --quiet cairn.service 2>/dev/null || true\nrm -f {JOIN_DROPIN} {}\n\
              systemctl daemon-reload",
-            quote(&t.join_env())
+            quote(&t.join_env()),
         ),
         ServiceMode::Process => stop_script(t),
     }
@@ -104,7 +104,7 @@ pub fn remove_script(t: &Target, purge: bool) -> String {
         s.push_str(&format!(
             "\nif [ -f {fw} ]; then systemctl disable --now --quiet cairn-firewall.service 2>/dev/null || true; fi\n\
              command -v nft >/dev/null && nft list table inet cairn >/dev/null 2>&1 && nft delete table inet cairn\n\
-             rm -rf {cfg} {UNIT_PATH} /etc/systemd/system/cairn-firewall.service /etc/rsyslog.d/30-cairn.conf \
+             rm -rf {cfg} {UNIT_PATH} /etc/systemd/system/cairn.service.d /etc/systemd/system/cairn-firewall.service /etc/rsyslog.d/30-cairn.conf \
              /etc/logrotate.d/cairn {bin}\nsystemctl daemon-reload\n\
              systemctl try-restart rsyslog.service 2>/dev/null || true",
             fw = super::target::FIREWALL_UNIT_PATH,

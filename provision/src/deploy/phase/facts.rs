@@ -46,9 +46,13 @@ impl Phase for GatherFacts {
             ui.host(
                 h.name(),
                 &format!(
-                    "{} {}, {}; {running}; data dir {}; clock {:+.2} s",
+                    "{} {}{}, {}; {running}; data dir {}; clock {:+.2} s",
                     f.os,
                     f.arch,
+                    f.container
+                        .as_deref()
+                        .map(|c| format!(" ({c} container)"))
+                        .unwrap_or_default(),
                     if f.systemd { "systemd" } else { "no systemd" },
                     if f.has_data { "initialized" } else { "empty" },
                     f.clock

@@ -4,6 +4,8 @@
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
 use crate::deploy::state::{self, State};
+use crate::deploy::target::ServiceMode;
+use crate::deploy::transport::quote;
 
 /// Wait until every member of cluster.yaml is a healthy voter.
 pub struct WaitHealthy;
@@ -18,12 +20,35 @@ impl Phase for WaitHealthy {
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        let took = ctx.wait_all_healthy()?;
+        let took = match ctx.wait_all_healthy() {
+            Ok(t) => t,
+            Err(e) => {
+                show_logs(ctx);
+                return Err(e);
+            }
+        };
         ctx.ui.info(&format!(
             "cluster healthy {:.1} s after the command started",
             took.as_secs_f64()
         ));
         Ok(())
+    }
+}
+
+/// The last lines each member logged, so a failed wait says why without another login.
+fn show_logs(ctx: &RunCtx) {
+    for h in ctx.members() {
+        let script = match h.target.mode {
+            ServiceMode::Systemd => {
+                "journalctl -u cairn.service -n 6 --no-pager -o cat 2>&1; systemctl is-failed cairn.service".into()
+            }
+            ServiceMode::Process => format!("tail -n 6 {} 2>&1", quote(&h.target.process_log())),
+        };
+        if let Ok(text) = h.sh(&ctx.ui, "read the member's log", &script) {
+            for line in text.lines() {
+                ctx.ui.host(h.name(), &format!("log: {line}"));
+            }
+        }
     }
 }
 

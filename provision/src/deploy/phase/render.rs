@@ -106,8 +106,8 @@ impl Phase for Render {
                     &h.target,
                     &ctx.render_dir,
                     &manifest,
-                    &ctx.opts.binary,
-                    &ctx.binary_sha,
+                    (ctx.opts.binary.as_path(), ctx.binary_sha.as_str()),
+                    ctx.facts.get(h.name()).and_then(|f| f.container.as_deref()),
                 ),
             );
         }
