@@ -82,13 +82,18 @@ impl SrvCluster {
     /// Renders examples/dns3.yaml, creates namespaces `discovery-PID-TAG-*` and serves the zone; starts
     /// no member.
     pub fn create(flavor: Flavor, tag: &str) -> Result<SrvCluster> {
+        Self::create_from(flavor, tag, &crate::provision::example("dns3"))
+    }
+
+    /// Like [`SrvCluster::create`] from another cluster file with DNS bootstrap.
+    pub fn create_from(flavor: Flavor, tag: &str, spec: &Path) -> Result<SrvCluster> {
         let binary = flavor.binary()?;
         let dir = tempfile::Builder::new()
             .prefix("cairn-srv-")
             .tempdir()
             .context("creating the test dir")?;
         let rendered = dir.path().join("rendered");
-        crate::provision::render(&crate::provision::example("dns3"), &rendered, &[])?;
+        crate::provision::render(spec, &rendered, &[])?;
         let mut names: Vec<String> = std::fs::read_dir(rendered.join("nodes"))
             .context("listing rendered nodes")?
             .filter_map(|e| e.ok())
@@ -263,6 +268,10 @@ impl SrvCluster {
         SrvEtcdctl {
             netns: self.lan.hub.name.clone(),
             domain: Some(self.domain.clone()),
+            srv_name: self
+                .members
+                .first()
+                .and_then(|m| m.env.get("CAIRN_DISCOVERY_SRV_NAME").cloned()),
             ctl: Etcdctl {
                 endpoints: String::new(),
                 cacert: Some(self.rendered.join("pki/ca.crt")),
@@ -329,6 +338,8 @@ pub struct SrvEtcdctl {
     pub netns: String,
     /// `--discovery-srv` (replaces the endpoints when set).
     pub domain: Option<String>,
+    /// `--discovery-srv-name` (with `domain` only).
+    pub srv_name: Option<String>,
     /// Endpoints and TLS files.
     pub ctl: Etcdctl,
 }
@@ -341,6 +352,9 @@ impl SrvEtcdctl {
             // etcdctl 3.4 takes the endpoints from the SRV records when --discovery-srv is given.
             v.retain(|a| !a.starts_with("--endpoints="));
             v.insert(0, format!("--discovery-srv={d}"));
+            if let Some(n) = &self.srv_name {
+                v.insert(1, format!("--discovery-srv-name={n}"));
+            }
         }
         v
     }

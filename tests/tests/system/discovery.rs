@@ -145,6 +145,59 @@ fn three_members_bootstrap_from_the_rendered_srv_records_and_etcdctl_finds_them_
 }
 
 #[test]
+fn members_and_etcdctl_find_each_other_under_an_srv_name_suffix() {
+    // examples/dns3.yaml with `srv_name: prod`: records _etcd-server-ssl-prod._tcp / _etcd-client-ssl-prod._tcp,
+    // members started with --discovery-srv-name prod from their env files.
+    let spec_dir = must(tempfile::tempdir().map_err(anyhow::Error::from));
+    let spec = spec_dir.path().join("dns3-prod.yaml");
+    let text = must(
+        std::fs::read_to_string(cairn_tests::provision::example("dns3"))
+            .map_err(anyhow::Error::from),
+    );
+    assert!(
+        text.contains("srv_name: \"\""),
+        "examples/dns3.yaml changed shape:\n{text}"
+    );
+    must(
+        std::fs::write(&spec, text.replace("srv_name: \"\"", "srv_name: prod"))
+            .map_err(anyhow::Error::from),
+    );
+    let flavor = must(Flavor::from_env());
+    let mut c = must(SrvCluster::create_from(flavor, "name", &spec));
+    let zone = must(
+        std::fs::read_to_string(c.rendered.join("dns/example.com.zone"))
+            .map_err(anyhow::Error::from),
+    );
+    assert!(
+        zone.contains("_etcd-server-ssl-prod._tcp.example.com."),
+        "{zone}"
+    );
+    assert_eq!(
+        c.members[0]
+            .env
+            .get("CAIRN_DISCOVERY_SRV_NAME")
+            .map(String::as_str),
+        Some("prod")
+    );
+    for i in 0..c.members.len() {
+        must(c.start(i));
+    }
+    let ctl = c.etcdctl();
+    wait_cluster_healthy(&ctl, 3, Duration::from_secs(30));
+    assert_eq!(must(ctl.ok(&["put", "suffix", "prod"])), "OK\n");
+    // Without the suffix there is nothing to find.
+    let mut unsuffixed = ctl.clone();
+    unsuffixed.srv_name = None;
+    let out = must(unsuffixed.run(&["get", "suffix"]));
+    assert!(
+        !out.success() && out.stderr.contains("_etcd-client"),
+        "found members without the suffix: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
 fn a_member_missing_from_the_srv_records_refuses_to_start_naming_the_domain_and_its_url() {
     let mut c = srv_cluster("stray");
     // A fourth host set up like infra0 but at an address the zone does not list: the records were not
