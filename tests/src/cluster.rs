@@ -120,7 +120,8 @@ impl Cluster {
             .prefix("cairn-cluster-")
             .tempdir()
             .context("creating the cluster temp dir")?;
-        let ports = ports::free_ports(2 * n)?;
+        // Members may start long after this (member add, restarts): ports no outgoing connection takes.
+        let ports = ports::unused_ports(2 * n)?;
         // Token unique per cluster so that two test clusters can never join each other.
         let token = format!(
             "test-{}-{}",
