@@ -29,6 +29,8 @@ pub struct Facts {
     pub container: Option<String>,
     /// Which nftables/iptables tools exist.
     pub tools: Vec<String>,
+    /// TCP ports something listens on (`ss -ltn`), to find a member's port taken by another program.
+    pub listening: Vec<u16>,
 }
 
 /// The script printing `key=value` lines (run as root on systemd hosts).
@@ -45,6 +47,7 @@ pub fn script(t: &Target) -> String {
          [ -x {bin} ] && echo \"version=$({bin} --version 2>/dev/null | head -n1)\"\n\
          [ -f {stamp} ] && echo \"stamp=$(cat {stamp})\"\n\
          for t in nft iptables-restore firewall-cmd; do command -v $t >/dev/null 2>&1 && echo \"tool=$t\"; done\n\
+         command -v ss >/dev/null && ss -ltnH 2>/dev/null | awk '{{n=split($4,a,\":\"); print \"listen=\" a[n]}}'\n\
          true",
         data = quote(&t.data_dir),
         pid = pid_script(t),
@@ -77,6 +80,10 @@ pub fn parse(text: &str) -> Facts {
         version: one("version"),
         stamp: one("stamp"),
         container: one("container").filter(|c| c != "none"),
+        listening: kv
+            .get("listen")
+            .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default(),
         tools: kv
             .get("tool")
             .map(|v| v.iter().map(|s| s.to_string()).collect())
@@ -92,7 +99,7 @@ mod tests {
     fn parses_a_running_member() {
         let f = parse(
             "os=Debian GNU/Linux 12 (bookworm)\narch=x86_64\nsystemd=yes\nclock=1700000000.5\ndata=yes\n\
-             container=docker\npid=42\nversion=cairn 0.1.0\nstamp=s1\ntool=nft\n",
+             container=docker\npid=42\nversion=cairn 0.1.0\nstamp=s1\ntool=nft\nlisten=22\nlisten=2379\n",
         );
         assert_eq!(f.os, "Debian GNU/Linux 12 (bookworm)");
         assert!(f.systemd && f.has_data);
@@ -101,6 +108,7 @@ mod tests {
         assert_eq!(f.version.as_deref(), Some("cairn 0.1.0"));
         assert_eq!(f.tools, vec!["nft".to_string()]);
         assert_eq!(f.container.as_deref(), Some("docker"));
+        assert_eq!(f.listening, vec![22, 2379]);
     }
 
     #[test]

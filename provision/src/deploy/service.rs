@@ -134,6 +134,7 @@ mod tests {
             name: "infra0".into(),
             address: "127.0.0.1".into(),
             client_port: 2379,
+            peer_port: 2380,
             peer_url: "https://127.0.0.1:2380".into(),
             client_endpoint: "https://127.0.0.1:2379".into(),
             transport: TransportKind::Local,

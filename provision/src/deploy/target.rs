@@ -27,6 +27,9 @@ pub struct Target {
     pub address: String,
     /// Client port.
     pub client_port: u16,
+    /// Peer port.
+    #[serde(default)]
+    pub peer_port: u16,
     /// `--initial-advertise-peer-urls`.
     pub peer_url: String,
     /// URL this machine uses for the client API (always the IP: it is in every certificate).
@@ -67,6 +70,7 @@ impl Target {
             name: node.name.clone(),
             address: node.address.to_string(),
             client_port: node.client_port,
+            peer_port: node.peer_port,
             peer_url: spec.peer_url(node),
             client_endpoint: format!(
                 "{}://{}:{}",

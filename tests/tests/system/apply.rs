@@ -137,13 +137,93 @@ fn local_apply_gives_a_healthy_cluster_a_second_apply_changes_nothing_and_reset_
         "hello"
     );
 
+    // plan with another binary says what would restart and changes nothing.
+    let changed = dir.path().join("cairn-changed");
+    std::fs::copy(workspace::binary("cairn")?, &changed)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&changed)?
+        .write_all(b"\nanother build\n")?;
+    let changed_s = changed.display().to_string();
+    let plan = provision(dir.path(), &["plan", spec, "--binary", &changed_s])?.ok()?;
+    assert!(
+        plan.text.contains("[infra0] would restart cairn"),
+        "{}",
+        plan.text
+    );
+    assert!(plan.text.contains("would be made"), "{}", plan.text);
+    let unchanged = provision(dir.path(), &["apply", spec])?.ok()?;
+    assert!(
+        unchanged.text.contains("no changes"),
+        "plan changed something: {}",
+        unchanged.text
+    );
+
+    // status and a verified backup.
+    let status = provision(dir.path(), &["status", spec])?.ok()?;
+    assert_eq!(
+        status.text.matches(" healthy").count(),
+        3,
+        "{}",
+        status.text
+    );
+    assert!(
+        status.text.contains("server certificate expires"),
+        "{}",
+        status.text
+    );
+    let snap = dir.path().join("snap.db");
+    let backup = provision(
+        dir.path(),
+        &["backup", spec, "-f", &snap.display().to_string()],
+    )?
+    .ok()?;
+    assert!(backup.text.contains("verified"), "{}", backup.text);
+    assert!(std::fs::metadata(&snap)?.len() > 32, "snapshot is empty");
+
+    // A member whose data dir vanished is removed and added again, never started as a new cluster.
+    let pid2 = member_pids(dir.path())[2];
+    std::process::Command::new("kill")
+        .arg(pid2.to_string())
+        .status()?;
+    cairn_tests::wait::wait_for(
+        "member 2 to exit",
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(100),
+        || {
+            if alive(pid2) {
+                Err("still running".into())
+            } else {
+                Ok(())
+            }
+        },
+    )?;
+    std::fs::remove_dir_all(dir.path().join("data/infra2"))?;
+    let replaced = provision(dir.path(), &["apply", spec])?.ok()?;
+    assert!(
+        replaced.text.contains("step: replace infra2"),
+        "{}",
+        replaced.text
+    );
+    assert!(replaced.text.contains("healthy 3/3"), "{}", replaced.text);
+    let members = ctl.ok(&["member", "list"])?;
+    assert_eq!(members.lines().count(), 3, "{members}");
+    let only_infra2 = ctl.with_endpoints(eps[2].clone());
+    assert_eq!(
+        only_infra2
+            .ok(&["get", "greeting", "--print-value-only"])?
+            .trim(),
+        "hello",
+        "the re-added member caught up"
+    );
+
     let reset = provision(dir.path(), &["reset", spec, "--yes"])?.ok()?;
     assert!(
         reset.text.contains("stop cairn, delete data dir"),
         "{}",
         reset.text
     );
-    for p in pids.iter().chain(&member_pids(dir.path())) {
+    for p in pids.iter().chain(&[pid2]).chain(&member_pids(dir.path())) {
         assert!(!alive(*p), "member pid {p} still runs after reset");
     }
     assert!(
@@ -393,6 +473,23 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
         "{}",
         final_apply.text
     );
+
+    // reset leaves no unit, config, firewall table, binary or data behind.
+    provision(
+        &scratch,
+        &["reset", &spec, "-o", &out_s, "--yes", "--binary", &bin],
+    )?
+    .ok()?;
+    for h in rest {
+        let left = set.exec(
+            set.host(h)?,
+            "systemctl is-active cairn.service || true; \
+             for f in /etc/cairn /etc/systemd/system/cairn.service /usr/local/bin/cairn /var/lib/cairn \
+             /etc/rsyslog.d/30-cairn.conf; do [ -e $f ] && echo left $f; done; \
+             nft list table inet cairn >/dev/null 2>&1 && echo left table; true",
+        )?;
+        assert_eq!(left.trim(), "inactive", "{h} after reset: {left}");
+    }
     Ok(())
 }
 

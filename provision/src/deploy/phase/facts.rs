@@ -104,6 +104,17 @@ impl Phase for Check {
                     f.arch
                 ));
             }
+            if f.pid.is_none() {
+                for port in [h.target.client_port, h.target.peer_port] {
+                    if f.listening.contains(&port) {
+                        problems.push(format!(
+                            "{}: port {port} is taken by another program while the member is stopped \
+                             (`ss -ltnp 'sport = :{port}'` on the host shows which); stop it or choose other ports",
+                            h.name()
+                        ));
+                    }
+                }
+            }
             if f.clock.abs() > max {
                 problems.push(format!(
                     "{}: clock differs from this machine's by {:+.1} s (limit {max} s): certificates may be \
