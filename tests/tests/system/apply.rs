@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 use cairn_tests::apply::provision;
 use cairn_tests::etcdctl::Etcdctl;
 use cairn_tests::hosts::{HostSet, OPERATOR};
-use cairn_tests::ports::free_ports;
+use cairn_tests::ports::unused_ports;
 use cairn_tests::workspace;
 
 /// examples/local.yaml with free ports instead of 2379/2380, 22379/22380, 32379/32380.
 fn local_spec(dir: &Path) -> Result<std::path::PathBuf> {
     let text = std::fs::read_to_string(workspace::root().join("examples/local.yaml"))?;
-    let p = free_ports(6)?;
+    let p = unused_ports(6)?;
     let mut text = text;
     for (i, (c, pe)) in [(2379, 2380), (22379, 22380), (32379, 32380)]
         .iter()
