@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cluster::{log_tails, Flavor};
-use crate::etcdctl::{Etcdctl, Output};
+use crate::etcdctl::Etcdctl;
 use crate::named::Named;
 use crate::netns::Lan;
+use crate::srv_etcdctl::SrvEtcdctl;
 use crate::wait::wait_for;
 
 /// Where the rendered env files expect their certificates (`cluster.config_dir`, left at its default by
@@ -328,66 +329,5 @@ impl Drop for SrvCluster {
                 self.logs()
             );
         }
-    }
-}
-
-/// etcdctl run inside a namespace, either with `--discovery-srv` or with fixed endpoints.
-#[derive(Debug, Clone)]
-pub struct SrvEtcdctl {
-    /// Namespace to run in.
-    pub netns: String,
-    /// `--discovery-srv` (replaces the endpoints when set).
-    pub domain: Option<String>,
-    /// `--discovery-srv-name` (with `domain` only).
-    pub srv_name: Option<String>,
-    /// Endpoints and TLS files.
-    pub ctl: Etcdctl,
-}
-
-impl SrvEtcdctl {
-    /// The arguments after `etcdctl`.
-    pub fn argv(&self, args: &[&str]) -> Vec<String> {
-        let mut v = self.ctl.argv(args);
-        if let Some(d) = &self.domain {
-            // etcdctl 3.4 takes the endpoints from the SRV records when --discovery-srv is given.
-            v.retain(|a| !a.starts_with("--endpoints="));
-            v.insert(0, format!("--discovery-srv={d}"));
-            if let Some(n) = &self.srv_name {
-                v.insert(1, format!("--discovery-srv-name={n}"));
-            }
-        }
-        v
-    }
-
-    /// Runs etcdctl, whatever its exit code.
-    pub fn run(&self, args: &[&str]) -> Result<Output> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "etcdctl"])
-            .args(self.argv(args))
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::null())
-            .output()
-            .context("starting etcdctl (Debian package etcd-client)")?;
-        Ok(Output {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code(),
-        })
-    }
-
-    /// Runs etcdctl and returns stdout; a non-zero exit is an error with the command line and outputs.
-    pub fn ok(&self, args: &[&str]) -> Result<String> {
-        let out = self.run(args)?;
-        if !out.success() {
-            bail!(
-                "`ip netns exec {} etcdctl {}` exited {:?}\nstdout: {}\nstderr: {}",
-                self.netns,
-                self.argv(args).join(" "),
-                out.code,
-                out.stdout,
-                out.stderr
-            );
-        }
-        Ok(out.stdout)
     }
 }

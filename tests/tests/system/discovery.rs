@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cairn_tests::cluster::Flavor;
-use cairn_tests::srv_cluster::{SrvCluster, SrvEtcdctl};
+use cairn_tests::srv_cluster::SrvCluster;
+use cairn_tests::srv_etcdctl::SrvEtcdctl;
 use cairn_tests::tools::{require, run_ok};
 use cairn_tests::wait::wait_for;
 use serde_json::Value;
