@@ -207,13 +207,24 @@ fn cairn_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     })
 }
 
-fn deploy_options(s: &spec::Spec, a: DeployArgs) -> anyhow::Result<deploy::Options> {
+/// Options shared by the deploy commands; `installs`: the command needs the cairn binary (apply, plan).
+fn deploy_options(
+    s: &spec::Spec,
+    a: DeployArgs,
+    installs: bool,
+) -> anyhow::Result<deploy::Options> {
+    let binary = match cairn_binary(a.binary) {
+        Ok(b) => b,
+        // status, backup and reset only talk to the cluster or stop what runs: no binary needed.
+        Err(_) if !installs => PathBuf::from("cairn"),
+        Err(e) => return Err(e),
+    };
     Ok(deploy::Options {
         dry_run: false,
         yes: false,
         purge: false,
         out: a.out.unwrap_or_else(|| Path::new("out").join(&s.name)),
-        binary: cairn_binary(a.binary)?,
+        binary,
         templates: None,
     })
 }
@@ -279,17 +290,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(a) => apply(a, true)?,
         Command::Status(a) => {
             let s = load(&a.cluster)?;
-            let o = deploy_options(&s, a)?;
+            let o = deploy_options(&s, a, false)?;
             deploy::commands::status(s, o)?;
         }
         Command::Backup(a) => {
             let s = load(&a.common.cluster)?;
-            let o = deploy_options(&s, a.common)?;
+            let o = deploy_options(&s, a.common, false)?;
             deploy::commands::backup(s, o, &a.file)?;
         }
         Command::Reset(a) => {
             let s = load(&a.common.cluster)?;
-            let mut o = deploy_options(&s, a.common)?;
+            let mut o = deploy_options(&s, a.common, false)?;
             o.yes = a.yes;
             o.dry_run = a.dry_run;
             deploy::commands::reset(s, o)?;
@@ -322,7 +333,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn apply(a: ApplyArgs, plan: bool) -> anyhow::Result<()> {
     let s = load(&a.common.cluster)?;
-    let mut o = deploy_options(&s, a.common)?;
+    let mut o = deploy_options(&s, a.common, true)?;
     o.dry_run = plan || a.dry_run;
     o.yes = a.yes;
     o.purge = a.purge;

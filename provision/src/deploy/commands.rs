@@ -12,7 +12,7 @@ use crate::spec::Spec;
 /// upload → install → bootstrap/update → health → summary.
 pub fn apply_phases() -> Vec<Box<dyn Phase>> {
     vec![
-        Box::new(phase::connect::Connect),
+        Box::new(phase::connect::Connect { installs: true }),
         Box::new(phase::facts::GatherFacts),
         Box::new(phase::facts::Check),
         Box::new(phase::render::Render),
@@ -29,7 +29,7 @@ pub fn apply_phases() -> Vec<Box<dyn Phase>> {
 /// `reset`: connect → facts → reset.
 pub fn reset_phases() -> Vec<Box<dyn Phase>> {
     vec![
-        Box::new(phase::connect::Connect),
+        Box::new(phase::connect::Connect { installs: false }),
         Box::new(phase::facts::GatherFacts),
         Box::new(phase::reset::Reset),
     ]
@@ -81,7 +81,7 @@ pub fn reset(spec: Spec, opts: Options) -> anyhow::Result<()> {
 /// `status`: the members table plus each member's certificate expiry (from the rendered files).
 pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
     let mut ctx = RunCtx::new(spec, opts, "status")?;
-    phase::connect::Connect.prepare(&mut ctx)?;
+    phase::connect::Connect { installs: false }.prepare(&mut ctx)?;
     let observed = phase::observe::observe(&ctx);
     match &observed.members {
         Some(ms) => println!(
@@ -149,7 +149,7 @@ pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
 /// `backup`: a verified snapshot into `file`.
 pub fn backup(spec: Spec, opts: Options, file: &Path) -> anyhow::Result<()> {
     let mut ctx = RunCtx::new(spec, opts, "backup")?;
-    phase::connect::Connect.prepare(&mut ctx)?;
+    phase::connect::Connect { installs: false }.prepare(&mut ctx)?;
     let eps = ctx.endpoints();
     let (size, sum) = ctx
         .rt

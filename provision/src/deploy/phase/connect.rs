@@ -15,8 +15,11 @@ use crate::deploy::transport::Transport;
 use crate::deploy::{desired, state};
 use crate::spec::TransportKind;
 
-/// Connect to every host.
-pub struct Connect;
+/// Connect to every host; `installs` hashes the binary too (apply needs it, reset does not).
+pub struct Connect {
+    /// The command installs or starts cairn.
+    pub installs: bool,
+}
 
 fn transport(ctx: &RunCtx, t: &Target) -> Box<dyn Transport> {
     match t.transport {
@@ -51,12 +54,14 @@ impl Phase for Connect {
     }
 
     fn prepare(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        ctx.binary_sha = desired::sha256_file(&ctx.opts.binary).with_context(|| {
-            format!(
-                "reading the cairn binary {} (build it with `cargo build -p cairn-node`, or pass --binary)",
-                ctx.opts.binary.display()
-            )
-        })?;
+        if self.installs {
+            ctx.binary_sha = desired::sha256_file(&ctx.opts.binary).with_context(|| {
+                format!(
+                    "reading the cairn binary {} (build it with `cargo build -p cairn-node`, or pass --binary)",
+                    ctx.opts.binary.display()
+                )
+            })?;
+        }
         let mut targets: Vec<Target> = ctx
             .spec
             .nodes
