@@ -303,7 +303,7 @@ fn reaches(set: &HostSet, from: &str, to: &str, port: u16) -> Result<bool> {
 /// through with a writer running and no acknowledged write lost.
 #[test]
 fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Result<()> {
-    let mut set = HostSet::start("apply-e2e", &["h1", "h2", "h3", "h4"])?;
+    let mut set = HostSet::start("apply-e2e", &["h1", "h2", "h3", "h4", "h5"])?;
     let scratch = set.scratch().to_path_buf();
     let out = scratch.join("out");
     let out_s = out.display().to_string();
@@ -377,30 +377,32 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
     let again = apply(&spec)?.ok()?;
     assert!(again.text.contains("no changes"), "{}", again.text);
 
-    // Grow: h4 joins as a learner and is promoted.
-    let four = ["h1", "h2", "h3", "h4"];
-    let spec = write_spec(&set, &four)?;
+    // Grow 3 → 5: h4, then h5, each joins as a learner and is promoted before the next.
+    let five = ["h1", "h2", "h3", "h4", "h5"];
+    let spec = write_spec(&set, &five)?;
     let grow = apply(&spec)?.ok()?;
     eprintln!("{}", grow.text);
     assert!(grow.text.contains("add h4 as learner"), "{}", grow.text);
-    assert!(grow.text.contains("healthy 4/4"), "{}", grow.text);
+    assert!(grow.text.contains("add h5 as learner"), "{}", grow.text);
+    assert!(grow.text.contains("healthy 5/5"), "{}", grow.text);
     assert!(
         !grow.text.contains("restart h1"),
         "growing restarts nobody: {}",
         grow.text
     );
-    assert_eq!(member_names(&ctl)?, ["h1", "h2", "h3", "h4"]);
+    assert_eq!(member_names(&ctl)?, ["h1", "h2", "h3", "h4", "h5"]);
     assert!(
         reaches(&set, "h4", "h1", 2380)?,
         "after the grow h4 is a member and reaches h1's peer port"
     );
 
-    // Shrink: h1 leaves; it is removed, stopped and disabled, its data kept.
+    // Shrink 5 → 3: h1 and h5 leave; each is removed, stopped and disabled, its data kept.
     let rest = ["h2", "h3", "h4"];
     let spec = write_spec(&set, &rest)?;
     let shrink = apply(&spec)?.ok()?;
     eprintln!("{}", shrink.text);
     assert!(shrink.text.contains("remove h1"), "{}", shrink.text);
+    assert!(shrink.text.contains("remove h5"), "{}", shrink.text);
     let ctl = ssh_etcdctl(&set, &rest)?;
     assert_eq!(member_names(&ctl)?, ["h2", "h3", "h4"]);
     let h1_state = set.exec(&h1, "systemctl is-active cairn.service || true; systemctl is-enabled cairn.service || true; test -f /var/lib/cairn/member/raft.redb && echo data")?;
@@ -409,6 +411,7 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
         ["inactive", "disabled", "data"]
     );
     set.remove("h1")?;
+    set.remove("h5")?;
 
     // A new binary rolls through one member at a time while a writer keeps writing.
     let changed = scratch.join("cairn-changed");
