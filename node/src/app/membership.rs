@@ -69,8 +69,10 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
             {
                 return Err(failed("Peer URLs already exists"));
             }
-            // etcd refuses a voter that would leave the started members short of the new quorum.
-            if !learner && started(&voters) < quorum(voters.len() + 1) {
+            // etcd (strict reconfig check, its default) refuses a voter unless every voter is up: a
+            // voter added earlier that has not started yet would otherwise let the started members fall
+            // short of the quorum one more addition needs.
+            if !learner && started(&voters) < voters.len() {
                 return Err(failed("unhealthy cluster"));
             }
             let nonce = std::time::SystemTime::now()

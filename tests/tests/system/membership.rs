@@ -365,3 +365,24 @@ fn a_member_added_after_the_log_was_purged_catches_up_by_snapshot_and_serves_lin
     }
     eprintln!("{:?}: m3 joined and served in {joined:?}", c.flavor);
 }
+
+#[test]
+fn a_voter_is_refused_while_a_previously_added_one_has_not_started() {
+    let c = partly_started(5, 3, &[]);
+    let live = [0, 1, 2];
+    let ctl = ctl_for(&c, &live);
+    let (m3, _) = must(member_add(&c, &live, 3, false));
+    // m3 never starts: another voter could leave the started members short of a quorum.
+    let m4 = format!("--peer-urls={}", c.members[4].peer_url);
+    let out = must(ctl.run(&["member", "add", "m4", &m4]));
+    assert!(
+        !out.success() && out.stderr.contains("etcdserver: unhealthy cluster"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    // Removing the member that never started is allowed, and then a voter can be added again.
+    must(ok_once_healthy(&ctl, &["member", "remove", &m3]));
+    must(member_add(&c, &live, 4, false));
+    assert_eq!(ok_retrying(&ctl, &["put", "still", "writable"]), "OK\n");
+}
