@@ -591,11 +591,24 @@ fn local_example_env_files_start_a_real_three_member_cluster_that_etcdctl_uses()
         std::time::Duration::from_millis(300),
         || ctl(&["put", "rendered", "yes"]).map_err(|e| e.to_string()),
     )?;
-    let list = ctl(&["member", "list"])?;
-    ensure!(
-        list.lines().count() == 3 && list.contains("infra0") && list.contains("infra2"),
-        "member list:\n{list}"
-    );
+    // Members publish their names through Raft right after they start, like etcd; a put can be served
+    // before every publish has been applied, so the names are waited for, not sampled once.
+    cairn_tests::wait::wait_for(
+        "every member's name in member list",
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(300),
+        || {
+            let list = ctl(&["member", "list"]).map_err(|e| e.to_string())?;
+            let named = ["infra0", "infra1", "infra2"]
+                .iter()
+                .all(|n| list.contains(&format!(", {n}, ")));
+            if list.lines().count() == 3 && named {
+                Ok(())
+            } else {
+                Err(format!("member list:\n{list}"))
+            }
+        },
+    )?;
     let got = ctl(&["get", "rendered", "--print-value-only"])?;
     ensure!(got.trim() == "yes", "get: {got}");
     Ok(())
