@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use crate::etcdctl::Etcdctl;
 use crate::tools::output;
 use crate::workspace;
 
@@ -52,4 +53,16 @@ pub fn provision(cwd: &Path, args: &[&str]) -> Result<Run> {
         code: o.status.code(),
         secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// etcdctl with the `admin` client certificate of the rendered directory `out`.
+pub fn admin_etcdctl(out: &Path, endpoints: String) -> Etcdctl {
+    Etcdctl {
+        endpoints,
+        cacert: Some(out.join("pki/ca.crt")),
+        cert: Some((
+            out.join("pki/clients/admin.crt"),
+            out.join("pki/clients/admin.key"),
+        )),
+    }
 }

@@ -249,7 +249,16 @@ impl HostSet {
             container,
         };
         self.hosts.push(host.clone());
-        self.install_key(&host)?;
+        // Right after `docker run` the container may still be setting itself up; under load the first
+        // `docker exec` has failed with no message (seen once with 8 containers starting): try again.
+        let mut tries = 0;
+        while let Err(e) = self.install_key(&host) {
+            tries += 1;
+            if tries == 5 {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
         Ok(host)
     }
 

@@ -1,6 +1,7 @@
 //! One test binary for every system test: real processes, real sockets, real TLS, real tools.
 
 mod apply;
+mod apply_ssh;
 mod cluster;
 mod discovery;
 mod hosts;
