@@ -131,6 +131,13 @@ impl RunCtx {
             .collect()
     }
 
+    /// What member `name` would be started with now (binary + files it reads): compared with the stamp a
+    /// running member was started with, and written as the new stamp at each (re)start.
+    pub fn fingerprint(&self, name: &str) -> String {
+        let files = self.desired.get(name).map(Vec::as_slice).unwrap_or(&[]);
+        super::desired::fingerprint(files, &self.binary_sha)
+    }
+
     /// The connected host called `name`.
     pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
         self.hosts

@@ -137,6 +137,14 @@ impl RunCtx {
         }
     }
 
+    /// Wait until the started members answer status (a quorum of them elects a leader).
+    pub fn wait_all_started(&self, names: &[String]) -> anyhow::Result<()> {
+        for n in names {
+            self.wait_member(n, 0, true)?;
+        }
+        Ok(())
+    }
+
     /// Promote learner `id` once it has caught up (the leader refuses before), retrying until the deadline.
     pub fn promote(&self, name: &str, id: u64) -> anyhow::Result<()> {
         let eps = self.endpoints();

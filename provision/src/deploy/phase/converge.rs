@@ -7,7 +7,6 @@ use anyhow::{anyhow, Context};
 use super::observe::{observe, wanted};
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
-use crate::deploy::desired;
 use crate::deploy::host::Host;
 use crate::deploy::plan::{self, Step};
 use crate::deploy::service;
@@ -19,8 +18,7 @@ pub struct Converge;
 
 /// Start `h` (state `existing` when `join`) and record what it was started with.
 fn start(ctx: &RunCtx, h: &Host, ui: &Ui, join: bool) -> anyhow::Result<()> {
-    let files = ctx.desired.get(h.name()).map(Vec::as_slice).unwrap_or(&[]);
-    let fp = desired::fingerprint(files, &ctx.binary_sha);
+    let fp = ctx.fingerprint(h.name());
     h.sh(ui, "start cairn", &service::start_script(&h.target, join))?;
     h.sh(
         ui,
@@ -236,12 +234,10 @@ impl Phase for Converge {
             ctx.wait_all_started(&starts)?;
             // Facts changed (they run now): observe again and plan what is left.
             for n in &starts {
+                let fp = ctx.fingerprint(n);
                 if let Some(f) = ctx.facts.get_mut(n) {
                     f.pid = Some(0);
-                    f.stamp = Some(desired::fingerprint(
-                        ctx.desired.get(n).map(Vec::as_slice).unwrap_or(&[]),
-                        &ctx.binary_sha,
-                    ));
+                    f.stamp = Some(fp);
                 }
             }
             ctx.observed = observe(ctx);
@@ -290,16 +286,6 @@ impl Phase for Converge {
                 Step::Remove { name, id } => self.remove(ctx, name, *id)?,
                 Step::Restart { name, .. } => self.restart(ctx, name)?,
             }
-        }
-        Ok(())
-    }
-}
-
-impl RunCtx {
-    /// Wait until the started members answer status (a quorum of them elects a leader).
-    fn wait_all_started(&self, names: &[String]) -> anyhow::Result<()> {
-        for n in names {
-            self.wait_member(n, 0, true)?;
         }
         Ok(())
     }

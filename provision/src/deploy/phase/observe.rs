@@ -2,7 +2,6 @@
 
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
-use crate::deploy::desired;
 use crate::deploy::plan::{self, Observed, Wanted};
 
 /// Ask the cluster for its members and decide what to do.
@@ -13,8 +12,7 @@ pub fn wanted(ctx: &RunCtx) -> Vec<Wanted> {
     ctx.members()
         .map(|h| {
             let f = ctx.facts.get(h.name()).cloned().unwrap_or_default();
-            let files = ctx.desired.get(h.name()).map(Vec::as_slice).unwrap_or(&[]);
-            let fp = desired::fingerprint(files, &ctx.binary_sha);
+            let fp = ctx.fingerprint(h.name());
             let running = f.pid.is_some();
             Wanted {
                 name: h.name().to_string(),
