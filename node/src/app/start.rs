@@ -20,6 +20,10 @@ use crate::store::state_machine::StateMachine;
 
 /// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
 const CATCH_UP_ENTRIES: u64 = 5000;
+/// Entries per AppendEntries message. An entry holds a batch of up to 256 KiB plus one command of at
+/// most 1.5 MiB (`--max-request-bytes`), so 32 of them stay under the 64 MiB peer message limit
+/// (openraft's default of 300 could exceed it).
+const MAX_PAYLOAD_ENTRIES: u64 = 32;
 
 /// A started member: the API handle and the peer service to serve on the peer listener.
 pub struct Started {
@@ -49,6 +53,7 @@ fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config
         install_snapshot_timeout: 30_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
         max_in_snapshot_log_to_keep: CATCH_UP_ENTRIES.min(cfg.snapshot_count),
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
         ..Default::default()
     };
     rc.validate()

@@ -101,7 +101,13 @@ impl Keyspace {
 
     /// Record a new version (put or tombstone) of `key`.
     pub fn push(&mut self, key: &[u8], v: Version) {
-        self.keys.entry(key.to_vec()).or_default().push(v);
+        // Look up before inserting: `entry` would copy the key even when it exists.
+        match self.keys.get_mut(key) {
+            Some(vs) => vs.push(v),
+            None => {
+                self.keys.insert(key.to_vec(), vec![v]);
+            }
+        }
     }
 
     /// Every retained version at or after `from` for keys in `range`, with the version before it.

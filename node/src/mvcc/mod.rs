@@ -13,6 +13,7 @@ mod retention;
 mod tests;
 mod txn;
 mod watch;
+mod write;
 
 pub use error::MvccError;
 pub use keyspace::KeyRange;
@@ -24,15 +25,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use etcd_client::proto::{
-    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbEvent,
-    PbLeaseGrantResponse, PbLeaseRevokeResponse, PbPutRequest, PbPutResponse, PbRangeRequest,
-    PbRangeResponse, PbTxnRequest,
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbEvent, PbPutRequest,
+    PbRangeRequest, PbRangeResponse, PbTxnRequest,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{Command, CommandResponse};
-use keyspace::{Keyspace, Rev, Version};
+use keyspace::{Keyspace, Version};
 use lease::Lease;
 
 /// The store shared between the state machine (writer) and the API services (readers, watchers).
@@ -63,6 +63,8 @@ struct Write<'a> {
     st: &'a mut State,
     rev: i64,
     sub: u32,
+    /// Whether anyone watches: events (copies of keys and values) are built only then.
+    emit: bool,
     events: Vec<PbEvent>,
 }
 
@@ -95,6 +97,7 @@ impl Store {
             st: &mut self.state,
             rev,
             sub: 0,
+            emit: !self.hub.is_empty(),
             events: Vec::new(),
         };
         let body = match cmd {
@@ -119,7 +122,9 @@ impl Store {
         let (wrote, events) = (w.sub > 0, w.events);
         if wrote {
             self.state.revision = rev;
-            self.hub.notify(rev, &events);
+            if !events.is_empty() {
+                self.hub.notify(rev, &events);
+            }
         }
         match body {
             Ok(body) => CommandResponse {
@@ -292,143 +297,5 @@ impl State {
         self.keys.compact(rev);
         self.compact_revision = rev;
         Ok(PbCompactionResponse::default())
-    }
-}
-
-impl Write<'_> {
-    fn next_rev(&mut self) -> Rev {
-        let r = Rev {
-            main: self.rev,
-            sub: self.sub,
-        };
-        self.sub += 1;
-        r
-    }
-
-    /// Errors a put would hit, checked before anything is written.
-    fn check_put(&self, req: &PbPutRequest) -> Result<(), MvccError> {
-        let prev = self.st.keys.get_at(&req.key, LATEST);
-        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-            return Err(MvccError::KeyNotFound);
-        }
-        let lease = match (req.ignore_lease, prev) {
-            (true, Some(p)) => p.lease,
-            _ => req.lease,
-        };
-        if lease != 0 && !self.st.leases.contains_key(&lease) {
-            return Err(MvccError::LeaseNotFound);
-        }
-        Ok(())
-    }
-
-    fn put(&mut self, req: &PbPutRequest) -> Result<PbPutResponse, MvccError> {
-        self.check_put(req)?;
-        let prev = self.st.keys.get_at(&req.key, LATEST).cloned();
-        let value = match (&prev, req.ignore_value) {
-            (Some(p), true) => p.value.clone(),
-            _ => req.value.clone(),
-        };
-        let lease = match (&prev, req.ignore_lease) {
-            (Some(p), true) => p.lease,
-            _ => req.lease,
-        };
-        if let Some(p) = prev.as_ref().filter(|p| p.lease != 0 && p.lease != lease) {
-            self.st.detach(p.lease, &req.key);
-        }
-        if lease != 0 {
-            if let Some(l) = self.st.leases.get_mut(&lease) {
-                l.keys.insert(req.key.clone());
-            }
-        }
-        let rev = self.next_rev();
-        let v = Version {
-            rev,
-            create: prev.as_ref().map_or(rev.main, |p| p.create),
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
-            lease,
-            value,
-            tombstone: false,
-        };
-        let prev_kv = prev.as_ref().map(|p| p.to_kv(&req.key));
-        self.events.push(PbEvent {
-            r#type: 0,
-            kv: Some(v.to_kv(&req.key)),
-            prev_kv: prev_kv.clone(),
-        });
-        self.st.keys.push(&req.key, v);
-        Ok(PbPutResponse {
-            header: None,
-            prev_kv: prev_kv.filter(|_| req.prev_kv),
-        })
-    }
-
-    fn delete_range(&mut self, req: &PbDeleteRequest) -> PbDeleteResponse {
-        let range = KeyRange::new(&req.key, &req.range_end);
-        let doomed: Vec<(Vec<u8>, Version)> = self
-            .st
-            .keys
-            .range_at(range, LATEST)
-            .map(|(k, v)| (k.to_vec(), v.clone()))
-            .collect();
-        let mut prev_kvs = Vec::new();
-        for (k, prev) in &doomed {
-            if prev.lease != 0 {
-                self.st.detach(prev.lease, k);
-            }
-            let rev = self.next_rev();
-            let prev_kv = prev.to_kv(k);
-            self.events.push(PbEvent {
-                r#type: 1,
-                kv: Some(etcd_client::proto::PbKeyValue {
-                    key: k.clone(),
-                    mod_revision: rev.main,
-                    ..Default::default()
-                }),
-                prev_kv: Some(prev_kv.clone()),
-            });
-            self.st.keys.push(
-                k,
-                Version {
-                    rev,
-                    create: 0,
-                    version: 0,
-                    lease: 0,
-                    value: Vec::new(),
-                    tombstone: true,
-                },
-            );
-            if req.prev_kv {
-                prev_kvs.push(prev_kv);
-            }
-        }
-        PbDeleteResponse {
-            header: None,
-            deleted: doomed.len() as i64,
-            prev_kvs,
-        }
-    }
-
-    fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<PbLeaseGrantResponse, MvccError> {
-        if self.st.leases.contains_key(&id) {
-            return Err(MvccError::LeaseExists);
-        }
-        self.st.leases.insert(id, Lease::new(ttl));
-        Ok(PbLeaseGrantResponse {
-            header: None,
-            id,
-            ttl,
-            error: String::new(),
-        })
-    }
-
-    fn lease_revoke(&mut self, id: i64) -> Result<PbLeaseRevokeResponse, MvccError> {
-        let lease = self.st.leases.remove(&id).ok_or(MvccError::LeaseNotFound)?;
-        for key in lease.keys {
-            self.delete_range(&PbDeleteRequest {
-                key,
-                ..Default::default()
-            });
-        }
-        Ok(PbLeaseRevokeResponse::default())
     }
 }

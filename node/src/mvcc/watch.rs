@@ -109,6 +109,11 @@ impl WatchSpec {
 }
 
 impl Hub {
+    /// True when nobody watches: writes then build no events at all.
+    pub(super) fn is_empty(&self) -> bool {
+        self.watchers.is_empty()
+    }
+
     /// Deliver the events of revision `rev` without blocking; watchers whose receiver is gone are
     /// dropped, watchers whose buffer is full switch to catching up.
     pub(super) fn notify(&mut self, rev: i64, events: &[PbEvent]) {
