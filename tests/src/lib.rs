@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod base64;
 pub mod cluster;
+pub mod docker;
 pub mod etcdctl;
 pub mod hosts;
 pub mod named;

@@ -3,8 +3,10 @@
 mod apply;
 mod apply_ssh;
 mod cluster;
+mod container;
 mod discovery;
 mod hosts;
 mod membership;
 mod packaging;
 mod render;
+mod vm;
