@@ -11,6 +11,7 @@ pub mod netns;
 pub mod pki;
 pub mod ports;
 pub mod provision;
+pub mod release;
 pub mod srv_cluster;
 pub mod srv_etcdctl;
 pub mod tls_probe;

@@ -1,5 +1,6 @@
 //! One test binary for every system test: real processes, real sockets, real TLS, real tools.
 
+mod ansible;
 mod apply;
 mod apply_ssh;
 mod cluster;

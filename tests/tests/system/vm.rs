@@ -52,7 +52,10 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
     .context("scripts/vm-image.sh build")?;
     eprintln!(
         "{} ({:.0?})",
-        built.lines().last().unwrap_or_default(),
+        built
+            .lines()
+            .find(|l| l.starts_with("image "))
+            .unwrap_or_default(),
         t0.elapsed()
     );
 
@@ -141,7 +144,7 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
     let text = std::fs::read_to_string(&console)?;
     ensure!(
         text.lines()
-            .any(|l| l.contains("Finished") && l.contains("cairn-seed.service")),
+            .any(|l| l.contains("Finished") && l.contains("cairn-seed")),
         "the console shows no finished cairn-seed.service:\n{}",
         console_tail(&console)
     );
