@@ -476,6 +476,21 @@ pub fn rotate_ca(spec: &Spec, out: &Path) -> Result<Vec<Issued>, PkiError> {
         files::write_secret(&pki.join("ca.prev.key"), k.as_bytes())?;
     }
     files::write(&pki.join("ca.prev.crt"), old.as_bytes())?;
+    // Client certificates of the old CA stay usable (as NAME.prev.*) while members that trust only the old
+    // CA are still running: `provision apply` logs in with admin.prev during the roll.
+    for client in &tls.clients {
+        let dir = pki.join("clients");
+        for ext in ["crt", "key"] {
+            if let Some(text) = files::read_opt(&dir.join(format!("{client}.{ext}")))? {
+                let dest = dir.join(format!("{client}.prev.{ext}"));
+                if ext == "key" {
+                    files::write_secret(&dest, text.as_bytes())?;
+                } else {
+                    files::write(&dest, text.as_bytes())?;
+                }
+            }
+        }
+    }
     let mut no_import = tls.clone();
     no_import.import_ca = None;
     let new = make_ca(

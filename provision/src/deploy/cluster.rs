@@ -53,14 +53,25 @@ impl Api {
     /// The client API of `spec`, authenticating with `out/pki/clients/admin.*` when TLS is on.
     pub fn new(spec: &Spec, out: &Path) -> Api {
         let tls = spec.tls.as_ref().map(|t| {
+            // During a CA rotation members present certificates of either CA, and those not yet restarted
+            // trust only the old one: trust the bundle and log in with the admin certificate of the old CA,
+            // which every member accepts until the rotation is finished.
+            let bundle = out.join("pki/ca-bundle.crt");
+            let old_admin = out.join("pki/clients/admin.prev.crt");
             let ca = match t.ca {
+                _ if bundle.is_file() => bundle.clone(),
                 CaMode::Shared => out.join("pki/ca.crt"),
                 CaMode::Separate => out.join("pki/client-ca.crt"),
             };
+            let admin = if bundle.is_file() && old_admin.is_file() {
+                "admin.prev"
+            } else {
+                "admin"
+            };
             ClientTls {
                 ca,
-                cert: out.join("pki/clients/admin.crt"),
-                key: out.join("pki/clients/admin.key"),
+                cert: out.join(format!("pki/clients/{admin}.crt")),
+                key: out.join(format!("pki/clients/{admin}.key")),
             }
         });
         Api { tls }

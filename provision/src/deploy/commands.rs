@@ -66,6 +66,18 @@ fn finish(ctx: &RunCtx, result: anyhow::Result<()>, done: &str) -> anyhow::Resul
 /// Run `apply` (or its dry run).
 pub fn apply(spec: Spec, opts: Options) -> anyhow::Result<()> {
     let name = if opts.dry_run { "plan" } else { "apply" };
+    let mut ctx = RunCtx::new(spec.clone(), opts.clone(), name)?;
+    let r = phase::run_all(&mut ctx, apply_phases());
+    let again = r.is_ok() && ctx.second_pass;
+    finish(&ctx, r, "applied")?;
+    if !again {
+        return Ok(());
+    }
+    if opts.dry_run {
+        println!("CA rotation: a second pass then rolls the certificates signed by the new CA");
+        return Ok(());
+    }
+    println!("==> CA rotation, second pass: every member trusts both CAs now; rolling the new certificates");
     let mut ctx = RunCtx::new(spec, opts, name)?;
     let r = phase::run_all(&mut ctx, apply_phases());
     finish(&ctx, r, "applied")

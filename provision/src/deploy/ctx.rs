@@ -71,6 +71,8 @@ pub struct RunCtx {
     pub snapshot: Option<PathBuf>,
     /// Scratch directory of a dry run's render (kept until the end).
     pub scratch: Option<tempfile::TempDir>,
+    /// New certificates were held back during a CA rotation: apply runs again once this pass is done.
+    pub second_pass: bool,
 }
 
 impl RunCtx {
@@ -111,6 +113,7 @@ impl RunCtx {
             steps: Vec::new(),
             snapshot: None,
             scratch: None,
+            second_pass: false,
         })
     }
 

@@ -111,6 +111,35 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// During a CA rotation (`certs --rotate-ca`), a host that does not trust the new CA yet keeps its old
+/// certificates for this pass: its new trust bundle (old + new CA) is rolled first, and the leaves signed by
+/// the new CA follow in a second pass, once every member trusts both. Rolling both at once would make each
+/// restarted member present a certificate its not-yet-restarted peers refuse. Files kept back are given the
+/// host's own hash (so the start fingerprint is what the host really runs) and their paths are returned.
+pub fn hold_back_new_leaves(files: &mut [Desired], have: &BTreeMap<String, String>) -> Vec<String> {
+    let differs = |d: &Desired| have.get(&d.remote).is_some_and(|h| h != &d.sha256);
+    let trust_changes = files
+        .iter()
+        .any(|d| d.remote.ends_with("/pki/ca.crt") && differs(d));
+    if !trust_changes {
+        return Vec::new();
+    }
+    let leaf = |r: &str| {
+        ["server.crt", "server.key", "peer.crt", "peer.key"]
+            .iter()
+            .any(|f| r.ends_with(&format!("/pki/{f}")))
+    };
+    let mut held = Vec::new();
+    for d in files.iter_mut().filter(|d| leaf(&d.remote)) {
+        if let Some(old) = have.get(&d.remote).filter(|h| *h != &d.sha256) {
+            d.sha256 = old.clone();
+            d.restart_sha = old.clone();
+            held.push(d.remote.clone());
+        }
+    }
+    held
+}
+
 /// The oneshot unit that loads the nftables file at boot, before cairn starts.
 fn firewall_unit(nft_file: &str) -> String {
     format!(
@@ -409,5 +438,56 @@ mod tests {
             Some("abc")
         );
         assert_eq!(h.get("out/x y").map(String::as_str), Some("def"));
+    }
+
+    fn file(remote: &str, sha: &str) -> Desired {
+        Desired {
+            remote: remote.into(),
+            source: Source::Inline(Vec::new()),
+            sha256: sha.into(),
+            restart_sha: sha.into(),
+            mode: 0o600,
+            owner: None,
+            effect: Effect::Restart,
+        }
+    }
+
+    #[test]
+    fn a_rotation_rolls_the_trust_bundle_before_the_new_leaves() {
+        let have: BTreeMap<String, String> = [
+            ("/etc/cairn/pki/ca.crt", "old-ca"),
+            ("/etc/cairn/pki/server.crt", "old-server"),
+            ("/etc/cairn/pki/peer.key", "old-peer-key"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let mut files = vec![
+            file("/etc/cairn/pki/ca.crt", "bundle"),
+            file("/etc/cairn/pki/server.crt", "new-server"),
+            file("/etc/cairn/pki/peer.key", "new-peer-key"),
+            file("/etc/cairn/cairn.env", "env"),
+        ];
+        let held = hold_back_new_leaves(&mut files, &have);
+        assert_eq!(
+            held,
+            ["/etc/cairn/pki/server.crt", "/etc/cairn/pki/peer.key"]
+        );
+        assert_eq!(files[0].sha256, "bundle", "the bundle goes out now");
+        assert_eq!(files[1].sha256, "old-server");
+        assert_eq!(files[1].restart_sha, "old-server");
+        assert_eq!(files[2].sha256, "old-peer-key");
+
+        // Second pass: the host trusts the bundle, so the new leaves go.
+        let have: BTreeMap<String, String> = [("/etc/cairn/pki/ca.crt", "bundle")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let mut files = vec![
+            file("/etc/cairn/pki/ca.crt", "bundle"),
+            file("/etc/cairn/pki/server.crt", "new-server"),
+        ];
+        assert!(hold_back_new_leaves(&mut files, &have).is_empty());
+        assert_eq!(files[1].sha256, "new-server");
     }
 }

@@ -111,12 +111,30 @@ impl Phase for Render {
                 ),
             );
         }
+        let rotating = ctx.render_dir.join("pki/ca-bundle.crt").is_file();
         let changed = std::sync::Mutex::new(BTreeMap::new());
+        let held_back = std::sync::Mutex::new(BTreeMap::new());
         ctx.each(ctx.members().collect(), |h, ui| {
-            let files = wanted.get(h.name()).cloned().unwrap_or_default();
+            let mut files = wanted.get(h.name()).cloned().unwrap_or_default();
             let paths: Vec<&str> = files.iter().map(|d| d.remote.as_str()).collect();
             let have =
                 desired::parse_hashes(&h.sh(ui, "hash files", &desired::hash_script(&paths))?);
+            if rotating {
+                let held = desired::hold_back_new_leaves(&mut files, &have);
+                if !held.is_empty() {
+                    ui.host(
+                        h.name(),
+                        &format!(
+                            "CA rotation: trust bundle first, new certificates in a second pass ({})",
+                            held.join(", ")
+                        ),
+                    );
+                    held_back
+                        .lock()
+                        .map_err(|_| anyhow!("lock poisoned"))?
+                        .insert(h.name().to_string(), files.clone());
+                }
+            }
             let differ: Vec<Desired> = files
                 .iter()
                 .filter(|d| have.get(&d.remote) != Some(&d.sha256))
@@ -155,6 +173,11 @@ impl Phase for Render {
                 .insert(h.name().to_string(), differ);
             Ok(())
         })?;
+        let held_back = held_back
+            .into_inner()
+            .map_err(|_| anyhow!("lock poisoned"))?;
+        ctx.second_pass = !held_back.is_empty();
+        wanted.extend(held_back);
         ctx.desired = wanted;
         ctx.changed = changed.into_inner().map_err(|_| anyhow!("lock poisoned"))?;
         Ok(())
