@@ -10,8 +10,8 @@
 //!
 //! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on, and
 //! `write_entry` appends one entry per client write, so the leader issues exactly one `append` per put and
-//! never has two in flight; group commit inside this store cannot merge anything. Batching has to happen
-//! above (several client commands per Raft entry) or with openraft 0.10's non-blocking log I/O.
+//! never has two in flight; group commit inside this store cannot merge anything. Batching therefore
+//! happens above: app/propose.rs puts the client commands that arrive together into one entry.
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
