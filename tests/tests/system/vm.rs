@@ -1,6 +1,6 @@
 //! The VM appliance (scripts/vm-image.sh) booted under QEMU with a seed disk made from one rendered member,
 //! reached from the host through a forwarded port: cairn's /health over mutual TLS, then a write and a read
-//! with the real etcdctl. Slow (TCG only, no KVM here), so opt-in: CAIRN_TEST_VM=1.
+//! with the real etcdctl. Slow (TCG only, no KVM here), so ignored unless run with `-- --ignored`.
 
 use std::fs::File;
 use std::path::Path;
@@ -31,13 +31,12 @@ fn console_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
+// Ignored (reported as such, never counted as a pass) unless asked for: it builds an image and boots it
+// under TCG for minutes.
 #[test]
+#[ignore = "slow (VM under TCG): cargo test -p cairn-tests --test system vm_ -- --ignored"]
 fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_port() -> Result<()>
 {
-    if std::env::var("CAIRN_TEST_VM").as_deref() != Ok("1") {
-        eprintln!("skipped: boots a VM under TCG for minutes; run with CAIRN_TEST_VM=1");
-        return Ok(());
-    }
     let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
     let qemu_img = require("qemu-img", "qemu-utils")?;
     let curl = require("curl", "curl")?;
