@@ -62,6 +62,10 @@ struct Cli {
     /// `etcdctl check perf` loads to run against each system (s, m, l); each takes about a minute.
     #[arg(long, value_delimiter = ',')]
     check_perf: Vec<String>,
+    /// Workloads to run (put, get, watch, lease); the others are skipped, e.g. `--workloads put` while
+    /// profiling the write path.
+    #[arg(long, value_delimiter = ',', default_value = "put,get,watch,lease")]
+    workloads: Vec<String>,
     /// Where data dirs, certs and logs go (the fsync floor is measured here too).
     #[arg(long, default_value = "target/bench-work")]
     work_dir: PathBuf,
@@ -116,6 +120,13 @@ async fn run(cli: Cli) -> Result<bool> {
             );
         }
         flavors.push((flavor, bin.clone()));
+    }
+    if let Some(w) = cli
+        .workloads
+        .iter()
+        .find(|w| !["put", "get", "watch", "lease"].contains(&w.as_str()))
+    {
+        bail!("--workloads: unknown workload '{w}': use put, get, watch and/or lease");
     }
     if cli.conns == 0 || cli.put_clients.contains(&0) || cli.keyspace == 0 {
         bail!("--conns, --put-clients and --keyspace must be at least 1");
@@ -231,7 +242,8 @@ async fn bench_system(
             });
         }};
     }
-    for &c in &cli.put_clients {
+    let wants = |w: &str| cli.workloads.iter().any(|x| x == w);
+    for &c in cli.put_clients.iter().filter(|_| wants("put")) {
         measure!(
             format!("put, {c} client{}", if c == 1 { "" } else { "s" }),
             workload::put(conns(c), c, d, cli.keyspace, ledger.clone()).await
@@ -241,24 +253,30 @@ async fn bench_system(
     run.verdicts
         .push(("live".into(), ledger.verify(&mut pool[0].clone()).await?));
     let g = cli.get_clients;
-    measure!(
-        format!("get linearizable, {g} clients"),
-        workload::get(conns(g), g, d, cli.keyspace, false).await
-    );
-    measure!(
-        format!("get serializable, {g} clients"),
-        workload::get(conns(g), g, d, cli.keyspace, true).await
-    );
+    if wants("get") {
+        measure!(
+            format!("get linearizable, {g} clients"),
+            workload::get(conns(g), g, d, cli.keyspace, false).await
+        );
+        measure!(
+            format!("get serializable, {g} clients"),
+            workload::get(conns(g), g, d, cli.keyspace, true).await
+        );
+    }
     let w = cli.watchers;
-    measure!(
-        format!("watch fan-out, 1 writer × {w} watchers"),
-        workload::watch_fanout(&pool, w, d, cli.watch_rate).await?
-    );
+    if wants("watch") {
+        measure!(
+            format!("watch fan-out, 1 writer × {w} watchers"),
+            workload::watch_fanout(&pool, w, d, cli.watch_rate).await?
+        );
+    }
     let l = cli.lease_clients;
-    measure!(
-        format!("lease grant+keepalive+revoke, {l} clients"),
-        workload::lease_churn(conns(l), l, d).await
-    );
+    if wants("lease") {
+        measure!(
+            format!("lease grant+keepalive+revoke, {l} clients"),
+            workload::lease_churn(conns(l), l, d).await
+        );
+    }
     // scripts/bench.sh passes `--check-perf s` and callers may add their own list: run each load once.
     let mut loads: Vec<&String> = Vec::new();
     cli.check_perf.iter().for_each(|l| {

@@ -2,11 +2,16 @@
 //! committed with `Durability::Immediate` (fsync) BEFORE openraft is told it is done: an acknowledged
 //! write survives kill -9 and power loss.
 //!
-//! The committed log id is the exception: saved with `Durability::None`, like etcd, which does not sync
-//! its WAL for a commit-index-only change (raft `MustSync`). redb makes it durable with the next append's
-//! commit; after a crash it may lag by the last advance, which openraft allows (`save_committed` is
-//! optional): the entries are in the log and are applied once the leader's commit index arrives.
-//! This drops one fsync per commit advance (on followers: one per AppendEntries batch, half their fsyncs).
+//! The committed log id is the exception: like etcd, which writes its HardState's commit index along
+//! with the next entries and does not sync for a commit-only change (raft `MustSync`), it is kept in
+//! memory and written inside the next append's transaction. After a crash it may lag by the last
+//! advances, which openraft allows (`save_committed` is optional): the entries are in the log and are
+//! applied once the leader's commit index arrives. This costs no transaction of its own: the commit
+//! advance of every put used to cost each member one more redb commit and thread hand-off.
+//!
+//! The newest entries are also kept decoded in memory ([`Recent`]): the leader reads each entry back
+//! once per follower to replicate it and once more to apply it, and a follower once to apply it; these
+//! reads are served without a redb read transaction and MessagePack decode.
 //!
 //! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on, and
 //! `write_entry` appends one entry per client write, so the leader issues exactly one `append` per put and
@@ -16,14 +21,15 @@
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -58,17 +64,112 @@ fn read_err(e: impl ToString) -> StorageError<NodeId> {
     StorageIOError::read_logs(AnyError::error(e.to_string())).into()
 }
 
+/// At most this many encoded bytes of recent entries stay decoded in memory (a few batches of the
+/// largest size: replication and apply only ever read just behind the head of the log).
+const RECENT_BYTES: usize = 4 << 20;
+
+/// The newest log entries, decoded, contiguous by index, always ending at the log's last entry.
+#[derive(Default)]
+struct Recent {
+    /// Entries with their encoded size.
+    entries: VecDeque<(Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn last_index(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index)
+    }
+
+    /// Add a just-appended entry; a gap (e.g. after a snapshot install) restarts the window.
+    fn push(&mut self, entry: Entry<TypeConfig>, size: usize) {
+        if self
+            .last_index()
+            .is_some_and(|last| last + 1 != entry.log_id.index)
+        {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.entries.push_back((entry, size));
+        while self.bytes > RECENT_BYTES && self.entries.len() > 1 {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Forget entries at and after `index` (log truncation).
+    fn truncate_from(&mut self, index: u64) {
+        while self.last_index().is_some_and(|last| last >= index) {
+            if let Some((_, n)) = self.entries.pop_back() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Forget entries up to and including `index` (log purge).
+    fn purge_upto(&mut self, index: u64) {
+        while self.first_index().is_some_and(|first| first <= index) {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes -= n;
+            }
+        }
+    }
+
+    /// Entries `[start, end)` (`end` None: to the last), if every one of them is held here.
+    fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry<TypeConfig>>> {
+        let (first, last) = (self.first_index()?, self.last_index()?);
+        let end = end.unwrap_or(last + 1);
+        if start >= end {
+            return Some(Vec::new());
+        }
+        if start < first || end > last + 1 {
+            return None;
+        }
+        let range = (start - first) as usize..(end - first) as usize;
+        Some(self.entries.range(range).map(|(e, _)| e.clone()).collect())
+    }
+}
+
+/// The committed log id openraft reported last, and whether it still has to be written.
+#[derive(Default)]
+struct Committed {
+    id: Option<LogId<NodeId>>,
+    unwritten: bool,
+}
+
 /// The Raft log store (also its own reader: redb read transactions are cheap snapshots).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    recent: Arc<Mutex<Recent>>,
+    committed: Arc<Mutex<Committed>>,
 }
 
 impl LogStore {
     /// Open (or create) the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, redb::DatabaseError> {
         let db = Database::create(path)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore {
+            db: Arc::new(db),
+            recent: Arc::default(),
+            committed: Arc::default(),
+        })
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // The window only caches what redb holds: a panic elsewhere cannot leave it wrong, so a
+        // poisoned lock is still usable.
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
+        self.committed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Read a metadata value.
@@ -160,6 +261,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => Some(e.saturating_add(1)),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        if let Some(hit) = self.recent().get(start, end) {
+            return Ok(hit);
+        }
         self.read_range(range.start_bound().cloned(), range.end_bound().cloned())
     }
 }
@@ -190,13 +304,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
-        // Not fsynced (see the module docs): it becomes durable with the next append, and a committed
-        // id lost to a crash only means openraft re-learns it from the leader.
-        self.blocking(move |db| put_meta_with(db, KEY_COMMITTED, &committed, Durability::None))
-            .await
+        // Written with the next append (see the module docs): a committed id lost to a crash only
+        // means openraft re-learns it from the leader.
+        let mut c = self.committed();
+        if committed > c.id {
+            c.id = committed;
+            c.unwritten = true;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
+        if let Some(id) = self.committed().id {
+            return Ok(Some(id));
+        }
         Ok(self
             .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
             .flatten())
@@ -208,9 +329,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut rows = Vec::new();
+        let mut decoded = Vec::new();
         for e in entries {
             rows.push((e.log_id.index, encode(&e).map_err(write_err)?));
+            decoded.push(e);
         }
+        let committed = {
+            let mut c = self.committed();
+            let id = c.id.filter(|_| c.unwritten);
+            c.unwritten = false;
+            id
+        };
         let started = std::time::Instant::now();
         // One transaction for the whole batch; commit() with Immediate durability returns after fsync.
         let res = self
@@ -221,13 +350,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     for (i, b) in &rows {
                         t.insert(*i, b.as_slice()).map_err(write_err)?;
                     }
+                    if let Some(c) = committed {
+                        let b = encode(&Some(c)).map_err(write_err)?;
+                        let mut m = tx.open_table(META).map_err(write_err)?;
+                        m.insert(KEY_COMMITTED, b.as_slice()).map_err(write_err)?;
+                    }
                 }
-                tx.commit().map_err(write_err)
+                tx.commit().map_err(write_err)?;
+                Ok(rows)
             })
             .await;
         crate::metrics::WAL_FSYNC.observe(started.elapsed());
         match res {
-            Ok(()) => {
+            Ok(rows) => {
+                let mut recent = self.recent();
+                for (e, (_, b)) in decoded.into_iter().zip(rows) {
+                    recent.push(e, b.len());
+                }
+                drop(recent);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -239,6 +379,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        self.recent().truncate_from(log_id.index);
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(write_err)?;
             {
@@ -252,6 +393,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        self.recent().purge_upto(log_id.index);
         self.blocking(move |db| {
             let tx = db.begin_write().map_err(write_err)?;
             {
@@ -268,22 +410,60 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Write one metadata value in its own durable (fsynced) transaction.
 fn put_meta_in<T: Serialize>(db: &Database, key: &str, v: &T) -> StoreResult<()> {
-    put_meta_with(db, key, v, Durability::Immediate)
-}
-
-fn put_meta_with<T: Serialize>(
-    db: &Database,
-    key: &str,
-    v: &T,
-    durability: Durability,
-) -> StoreResult<()> {
     let bytes = encode(v).map_err(write_err)?;
-    let mut tx = db.begin_write().map_err(write_err)?;
-    tx.set_durability(durability).map_err(write_err)?;
+    let tx = db.begin_write().map_err(write_err)?;
     {
         let mut t = tx.open_table(META).map_err(write_err)?;
         t.insert(key, bytes.as_slice()).map_err(write_err)?;
     }
     tx.commit().map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(v: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+        v.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn recent_window_serves_only_what_it_holds_contiguously() {
+        let mut r = Recent::default();
+        for i in 5..=9 {
+            r.push(entry(i), 10);
+        }
+        assert_eq!(indexes(r.get(6, Some(8))), Some(vec![6, 7]));
+        assert_eq!(indexes(r.get(7, None)), Some(vec![7, 8, 9]));
+        assert_eq!(indexes(r.get(4, Some(6))), None, "index 4 is only in redb");
+        assert_eq!(indexes(r.get(8, Some(11))), None, "past the end");
+        r.truncate_from(8);
+        assert_eq!(indexes(r.get(5, None)), Some(vec![5, 6, 7]));
+        r.purge_upto(5);
+        assert_eq!(indexes(r.get(5, None)), None);
+        // A gap (snapshot installed, log continues further on) restarts the window.
+        r.push(entry(20), 10);
+        assert_eq!(indexes(r.get(6, None)), None);
+        assert_eq!(indexes(r.get(20, None)), Some(vec![20]));
+    }
+
+    #[test]
+    fn recent_window_evicts_oldest_beyond_its_byte_bound() {
+        let mut r = Recent::default();
+        for i in 1..=5 {
+            r.push(entry(i), RECENT_BYTES / 2);
+        }
+        assert_eq!(indexes(r.get(4, None)), Some(vec![4, 5]));
+        assert_eq!(indexes(r.get(3, None)), None);
+    }
 }
