@@ -205,7 +205,10 @@ impl App {
     pub fn db_size(&self) -> u64 {
         let member = self.inner.data_dir.join("member");
         let file = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        file(member.join("raft.redb")) + file(member.join("snap").join("current.snap"))
+        let wal: u64 = std::fs::read_dir(member.join("wal"))
+            .map(|d| d.flatten().map(|e| file(e.path())).sum())
+            .unwrap_or(0);
+        file(member.join("raft.redb")) + wal + file(member.join("snap").join("current.snap"))
     }
 
     /// This member's ID.

@@ -52,17 +52,6 @@ pub(super) fn spawn(app: Weak<Inner>) -> Queue {
     tx
 }
 
-/// Rough payload size of a command, for the batch byte bound.
-fn size(cmd: &Command) -> usize {
-    match cmd {
-        Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
-            b.len()
-        }
-        Command::Batch(cmds) => cmds.iter().map(size).sum(),
-        _ => 64,
-    }
-}
-
 async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
@@ -70,12 +59,12 @@ async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut bytes = size(&first.cmd);
+        let mut bytes = first.cmd.approx_size();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += size(&p.cmd);
+                    bytes += p.cmd.approx_size();
                     batch.push(p);
                 }
                 Err(_) => break,

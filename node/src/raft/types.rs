@@ -53,6 +53,19 @@ pub enum Command {
     Batch(Vec<Command>),
 }
 
+impl Command {
+    /// Rough payload size in bytes (batch and cache bounds; not the encoded size).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
+                b.len()
+            }
+            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+            _ => 64,
+        }
+    }
+}
+
 /// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResponse {

@@ -1,22 +1,26 @@
-//! The Raft log and vote on redb. Every append, truncate, purge and vote save is one write transaction
-//! committed with `Durability::Immediate` (fsync) BEFORE openraft is told it is done: an acknowledged
-//! write survives kill -9 and power loss.
+//! The Raft log store: entries in the write-ahead log ([`crate::store::wal`], one `write` and one
+//! `fdatasync` per append), the vote, identity and purge point in redb (`raft.redb`, one fsynced
+//! transaction each; they change rarely). Every append, truncation, purge and vote save is durable
+//! BEFORE openraft is told it is done: an acknowledged write survives kill -9 and power loss.
 //!
 //! The committed log id is the exception: like etcd, which writes its HardState's commit index along
 //! with the next entries and does not sync for a commit-only change (raft `MustSync`), it is kept in
-//! memory and written inside the next append's transaction. After a crash it may lag by the last
-//! advances, which openraft allows (`save_committed` is optional): the entries are in the log and are
-//! applied once the leader's commit index arrives. This costs no transaction of its own: the commit
-//! advance of every put used to cost each member one more redb commit and thread hand-off.
+//! memory and written with the next append. After a crash it may lag by the last advances, which
+//! openraft allows (`save_committed` is optional): the entries are in the log and are applied once
+//! the leader's commit index arrives.
 //!
 //! The newest entries are also kept decoded in memory ([`Recent`]): the leader reads each entry back
 //! once per follower to replicate it and once more to apply it, and a follower once to apply it; these
-//! reads are served without a redb read transaction and MessagePack decode.
+//! reads are served without a file read and MessagePack decode.
 //!
-//! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on, and
-//! `write_entry` appends one entry per client write, so the leader issues exactly one `append` per put and
-//! never has two in flight; group commit inside this store cannot merge anything. Batching therefore
-//! happens above: app/propose.rs puts the client commands that arrive together into one entry.
+//! A data dir written before the WAL existed keeps its entries in redb's `raft_log` table: the first
+//! start moves them into the WAL (durably) and then empties the table.
+//!
+//! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on,
+//! and `write_entry` appends one entry per client write, so the leader issues exactly one `append` per
+//! put and never has two in flight; group commit inside this store cannot merge anything. Batching
+//! therefore happens above: app/propose.rs puts the client commands that arrive together into one
+//! entry.
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
@@ -29,11 +33,12 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::raft::types::{NodeId, TypeConfig};
+use crate::store::wal::{Wal, WalError};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -143,23 +148,76 @@ struct Committed {
     unwritten: bool,
 }
 
-/// The Raft log store (also its own reader: redb read transactions are cheap snapshots).
+/// Why the log store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The metadata database.
+    #[error(transparent)]
+    Db(#[from] redb::DatabaseError),
+    /// The write-ahead log.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// Reading or moving what an older version kept in redb.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// The Raft log store (also its own reader).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
     committed: Arc<Mutex<Committed>>,
 }
 
 impl LogStore {
-    /// Open (or create) the log database at `path`.
-    pub fn open(path: &Path) -> Result<Self, redb::DatabaseError> {
+    /// Open (or create) the metadata database at `path` and the WAL in `wal` next to it.
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = Database::create(path)?;
-        Ok(LogStore {
+        let wal_dir = path.with_file_name("wal");
+        let wal = Wal::open(&wal_dir)?;
+        let store = LogStore {
             db: Arc::new(db),
+            wal: Arc::new(Mutex::new(wal)),
             recent: Arc::default(),
             committed: Arc::default(),
-        })
+        };
+        let storage =
+            |e: StorageError<NodeId>| OpenError::Storage(format!("{}: {e}", path.display()));
+        let purged: Option<LogId<NodeId>> = store.get_meta(KEY_PURGED).map_err(storage)?;
+        let mut wal = store.wal();
+        if let Some(p) = purged {
+            // A purge cut off by a crash after its point was recorded.
+            wal.purge(p.index)?;
+        }
+        if wal.is_empty() {
+            let old = store
+                .read_range(Bound::Unbounded, Bound::Unbounded)
+                .map_err(storage)?;
+            if !old.is_empty() {
+                let committed: Option<LogId<NodeId>> = store
+                    .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)
+                    .map_err(storage)?
+                    .flatten();
+                wal.append(&old, committed)?;
+                clear_redb_log(&store.db).map_err(storage)?;
+                tracing::info!(
+                    "moved {} Raft log entries from {} into the write-ahead log in {}",
+                    old.len(),
+                    path.display(),
+                    wal_dir.display()
+                );
+            }
+        }
+        drop(wal);
+        Ok(store)
+    }
+
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        // Every WAL mutation completes its in-memory update after its I/O succeeded; a panic cannot
+        // leave it half-done in a way a reader could see.
+        self.wal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
@@ -225,26 +283,7 @@ impl LogStore {
         Ok(out)
     }
 
-    fn last_entry_id(&self) -> StoreResult<Option<LogId<NodeId>>> {
-        let tx = self.db.begin_read().map_err(read_err)?;
-        let table = match tx.open_table(LOG) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(read_err(e)),
-        };
-        let last = table.last().map_err(read_err)?;
-        let id = match last {
-            Some((_, v)) => Some(
-                decode::<Entry<TypeConfig>>(v.value())
-                    .map_err(read_err)?
-                    .log_id,
-            ),
-            None => None,
-        };
-        Ok(id)
-    }
-
-    /// Run a blocking redb write off the async runtime's worker.
+    /// Run blocking storage I/O off the async runtime's worker.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
@@ -274,7 +313,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(hit) = self.recent().get(start, end) {
             return Ok(hit);
         }
-        self.read_range(range.start_bound().cloned(), range.end_bound().cloned())
+        self.wal().read(start, end).map_err(read_err)
     }
 }
 
@@ -283,7 +322,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
         let last_purged: Option<LogId<NodeId>> = self.get_meta(KEY_PURGED)?;
-        let last = self.last_entry_id()?.or(last_purged);
+        let last = self.wal().last_log_id().max(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -318,6 +357,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(id) = self.committed().id {
             return Ok(Some(id));
         }
+        if let Some(id) = self.wal().committed() {
+            return Ok(Some(id));
+        }
         Ok(self
             .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
             .flatten())
@@ -328,12 +370,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut rows = Vec::new();
-        let mut decoded = Vec::new();
-        for e in entries {
-            rows.push((e.log_id.index, encode(&e).map_err(write_err)?));
-            decoded.push(e);
-        }
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let committed = {
             let mut c = self.committed();
             let id = c.id.filter(|_| c.unwritten);
@@ -341,31 +378,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             id
         };
         let started = std::time::Instant::now();
-        // One transaction for the whole batch; commit() with Immediate durability returns after fsync.
-        let res = self
-            .blocking(move |db| {
-                let tx = db.begin_write().map_err(write_err)?;
-                {
-                    let mut t = tx.open_table(LOG).map_err(write_err)?;
-                    for (i, b) in &rows {
-                        t.insert(*i, b.as_slice()).map_err(write_err)?;
-                    }
-                    if let Some(c) = committed {
-                        let b = encode(&Some(c)).map_err(write_err)?;
-                        let mut m = tx.open_table(META).map_err(write_err)?;
-                        m.insert(KEY_COMMITTED, b.as_slice()).map_err(write_err)?;
-                    }
-                }
-                tx.commit().map_err(write_err)?;
-                Ok(rows)
-            })
-            .await;
+        let wal = self.wal.clone();
+        // One write and one fdatasync for the whole batch, done before the callback.
+        let res = tokio::task::spawn_blocking(move || {
+            let r = wal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&entries, committed);
+            r.map(|()| entries)
+        })
+        .await
+        .map_err(write_err)
+        .and_then(|r| r.map_err(write_err));
         crate::metrics::WAL_FSYNC.observe(started.elapsed());
         match res {
-            Ok(rows) => {
+            Ok(entries) => {
                 let mut recent = self.recent();
-                for (e, (_, b)) in decoded.into_iter().zip(rows) {
-                    recent.push(e, b.len());
+                for e in entries {
+                    let size = match &e.payload {
+                        openraft::EntryPayload::Normal(cmd) => cmd.approx_size(),
+                        _ => 64,
+                    };
+                    recent.push(e, size);
                 }
                 drop(recent);
                 callback.log_io_completed(Ok(()));
@@ -380,34 +414,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         self.recent().truncate_from(log_id.index);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(write_err)?;
-            {
-                let mut t = tx.open_table(LOG).map_err(write_err)?;
-                t.retain_in(log_id.index.., |_, _| false)
-                    .map_err(write_err)?;
-            }
-            tx.commit().map_err(write_err)
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            wal.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .truncate(log_id.index)
         })
         .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         self.recent().purge_upto(log_id.index);
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(write_err)?;
-            {
-                let mut m = tx.open_table(META).map_err(write_err)?;
-                let b = encode(&log_id).map_err(write_err)?;
-                m.insert(KEY_PURGED, b.as_slice()).map_err(write_err)?;
-                let mut t = tx.open_table(LOG).map_err(write_err)?;
-                t.retain_in(..=log_id.index, |_, _| false)
-                    .map_err(write_err)?;
-            }
-            tx.commit().map_err(write_err)
+        // The purge point first: after a crash in between, open() finishes the purge.
+        self.blocking(move |db| put_meta_in(db, KEY_PURGED, &log_id))
+            .await?;
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || {
+            wal.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .purge(log_id.index)
         })
         .await
+        .map_err(write_err)?
+        .map_err(write_err)
     }
+}
+
+/// Empty the `raft_log` table an older version kept entries in (they are in the WAL now).
+fn clear_redb_log(db: &Database) -> StoreResult<()> {
+    let tx = db.begin_write().map_err(write_err)?;
+    {
+        let mut t = tx.open_table(LOG).map_err(write_err)?;
+        t.retain(|_, _| false).map_err(write_err)?;
+    }
+    tx.commit().map_err(write_err)
 }
 
 /// Write one metadata value in its own durable (fsynced) transaction.
@@ -455,6 +497,35 @@ mod tests {
         r.push(entry(20), 10);
         assert_eq!(indexes(r.get(6, None)), None);
         assert_eq!(indexes(r.get(20, None)), Some(vec![20]));
+    }
+
+    #[tokio::test]
+    async fn entries_an_older_version_kept_in_redb_move_to_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("raft.redb");
+        {
+            let db = Database::create(&path).expect("db");
+            let tx = db.begin_write().expect("tx");
+            {
+                let mut t = tx.open_table(LOG).expect("table");
+                for i in 1..=3 {
+                    let b = encode(&entry(i)).expect("encode");
+                    t.insert(i, b.as_slice()).expect("insert");
+                }
+            }
+            tx.commit().expect("commit");
+        }
+        let mut store = LogStore::open(&path).expect("open");
+        let got = store.try_get_log_entries(1..4).await.expect("read");
+        assert_eq!(got, vec![entry(1), entry(2), entry(3)]);
+        assert!(store
+            .read_range(Bound::Unbounded, Bound::Unbounded)
+            .expect("redb")
+            .is_empty());
+        drop(store);
+        let mut store = LogStore::open(&path).expect("reopen");
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
     }
 
     #[test]

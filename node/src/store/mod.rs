@@ -1,9 +1,10 @@
-//! Durable Raft storage: the log and vote on redb ([`log`]), the state machine over the mvcc store
+//! Durable Raft storage: the log ([`log`] over the write-ahead log [`wal`]; vote and identity on redb), the state machine over the mvcc store
 //! ([`state_machine`]) and its snapshot file ([`snapshot`]).
 
 pub mod log;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
 #[cfg(test)]
 mod suite_test;
