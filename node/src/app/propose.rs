@@ -9,7 +9,10 @@
 //! extra latency), adds whatever else is already queued up to [`MAX_BATCH_COMMANDS`] /
 //! [`MAX_BATCH_BYTES`], and proposes that — through `client_write` on the leader, forwarded to the
 //! leader's peer listener on a follower. Up to [`MAX_IN_FLIGHT`] batches are in flight; the next batch
-//! grows while they are. The state machine applies a batch command by command (own revision, own
+//! grows while they are.
+//!
+//! When nothing is queued and a slot is free, the caller proposes its command itself, without the
+//! queue: a lone client's put then skips two task hand-offs (each a possible thread wake-up). The state machine applies a batch command by command (own revision, own
 //! response or error for each), so callers see exactly what separate entries would give them.
 
 use std::sync::{Arc, Weak};
@@ -42,18 +45,21 @@ pub(super) struct Pending {
 /// the batch was committed through another member, so a read here right after sees the write).
 type Outcome = Result<(Option<u64>, CommandResponse), ServeError>;
 
-/// Handle of a member's batcher queue.
-pub(super) type Queue = mpsc::Sender<Pending>;
-
-/// Start the batcher; it ends when every [`Queue`] handle is gone.
-pub(super) fn spawn(app: Weak<Inner>) -> Queue {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(app, rx));
-    tx
+/// Handle of a member's batcher: its queue and the in-flight slots shared with direct proposals.
+pub(super) struct Queue {
+    tx: mpsc::Sender<Pending>,
+    slots: Arc<Semaphore>,
 }
 
-async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
+/// Start the batcher; it ends when the [`Queue`] is gone.
+pub(super) fn spawn(app: Weak<Inner>) -> Queue {
+    let (tx, rx) = mpsc::channel(QUEUE);
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    tokio::spawn(run(app, rx, slots.clone()));
+    Queue { tx, slots }
+}
+
+async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
     while let Some(first) = rx.recv().await {
         // Wait for a free slot BEFORE collecting: what arrives meanwhile joins this batch.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -84,14 +90,30 @@ async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>) {
 impl App {
     /// Queue `cmd` for the next batch and wait for its outcome.
     pub(super) async fn submit(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
-        let (reply, rx) = oneshot::channel();
-        let gone = || ServeError::Internal("member is shutting down".into());
-        self.inner
-            .proposals
-            .send(Pending { cmd, reply })
-            .await
-            .map_err(|_| gone())?;
-        let (wait_for, resp) = rx.await.map_err(|_| gone())??;
+        let queue = &self.inner.proposals;
+        let idle = queue.tx.capacity() == queue.tx.max_capacity();
+        let direct = idle
+            .then(|| queue.slots.clone().try_acquire_owned().ok())
+            .flatten();
+        let (wait_for, resp) = match direct {
+            Some(slot) => {
+                crate::metrics::PROPOSAL_BATCHES.add(1);
+                crate::metrics::PROPOSAL_BATCHED.add(1);
+                let out = self.propose_here_or_forward(cmd).await;
+                drop(slot);
+                out?
+            }
+            None => {
+                let (reply, rx) = oneshot::channel();
+                let gone = || ServeError::Internal("member is shutting down".into());
+                queue
+                    .tx
+                    .send(Pending { cmd, reply })
+                    .await
+                    .map_err(|_| gone())?;
+                rx.await.map_err(|_| gone())??
+            }
+        };
         if wait_for.is_some() {
             self.wait_applied(wait_for).await?;
         }
