@@ -477,6 +477,17 @@ mod tests {
             .collect()
     }
 
+    /// Overwrite `n` bytes of the first segment at `offset` with 0xff; returns the segment's path.
+    fn corrupt_first_segment(dir: &Path, offset: u64, n: usize) -> PathBuf {
+        let path = segment_path(dir, 0);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.write_all_at(&vec![0xff; n], offset))
+            .expect("corrupting the segment");
+        path
+    }
+
     #[test]
     fn entries_truncation_and_commit_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -517,13 +528,7 @@ mod tests {
         wal.append(&[entry(1, 3, 100)], None).expect("append");
         drop(wal);
         // Corrupt the last record's payload (a write the crash cut short).
-        let path = segment_path(dir.path(), 0);
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open seg");
-        f.write_all_at(&[0xff; 20], end + 30).expect("corrupt");
-        drop(f);
+        let path = corrupt_first_segment(dir.path(), end + 30, 20);
         let mut wal = Wal::open(dir.path()).expect("reopen");
         assert_eq!(ids(&wal), vec![(1, 1), (1, 2)]);
         assert_eq!(wal.tail_offset, end);
@@ -549,13 +554,7 @@ mod tests {
         }
         assert!(wal.segments.len() >= 2, "rotated");
         drop(wal);
-        let path = segment_path(dir.path(), 0);
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .expect("open seg");
-        f.write_all_at(&[0xff; 8], 100).expect("corrupt");
-        drop(f);
+        let path = corrupt_first_segment(dir.path(), 100, 8);
         let err = Wal::open(dir.path()).err().expect("must fail").to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("corrupt record at offset 0"), "{err}");
