@@ -293,6 +293,18 @@ impl LogStore {
             .await
             .map_err(write_err)?
     }
+
+    /// Run a WAL operation (a write and an fdatasync) off the async runtime's worker.
+    async fn with_wal<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Wal) -> Result<T, WalError> + Send + 'static,
+    ) -> StoreResult<T> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(write_err)?
+            .map_err(write_err)
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -378,18 +390,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             id
         };
         let started = std::time::Instant::now();
-        let wal = self.wal.clone();
         // One write and one fdatasync for the whole batch, done before the callback.
-        let res = tokio::task::spawn_blocking(move || {
-            let r = wal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .append(&entries, committed);
-            r.map(|()| entries)
-        })
-        .await
-        .map_err(write_err)
-        .and_then(|r| r.map_err(write_err));
+        let res = self
+            .with_wal(move |wal| wal.append(&entries, committed).map(|()| entries))
+            .await;
         crate::metrics::WAL_FSYNC.observe(started.elapsed());
         match res {
             Ok(entries) => {
@@ -414,15 +418,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         self.recent().truncate_from(log_id.index);
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || {
-            wal.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .truncate(log_id.index)
-        })
-        .await
-        .map_err(write_err)?
-        .map_err(write_err)
+        self.with_wal(move |wal| wal.truncate(log_id.index)).await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
@@ -430,15 +426,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purge point first: after a crash in between, open() finishes the purge.
         self.blocking(move |db| put_meta_in(db, KEY_PURGED, &log_id))
             .await?;
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || {
-            wal.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .purge(log_id.index)
-        })
-        .await
-        .map_err(write_err)?
-        .map_err(write_err)
+        self.with_wal(move |wal| wal.purge(log_id.index)).await
     }
 }
 
