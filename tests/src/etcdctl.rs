@@ -120,6 +120,24 @@ impl Etcdctl {
         self.ok_with_stdin(args, None)
     }
 
+    /// Runs etcdctl every 300 ms until it exits 0 (e.g. a write while a new leader is elected), failing
+    /// after `timeout` with `what` and the last stderr.
+    pub fn ok_within(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        args: &[&str],
+    ) -> Result<Output> {
+        crate::wait::wait_for(what, timeout, std::time::Duration::from_millis(300), || {
+            let o = self.run(args).map_err(|e| format!("{e:#}"))?;
+            if o.success() {
+                Ok(o)
+            } else {
+                Err(o.stderr)
+            }
+        })
+    }
+
     /// Like [`Etcdctl::ok`] with `stdin`.
     pub fn ok_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let out = self.run_with_stdin(args, stdin)?;

@@ -440,6 +440,14 @@ mod tests {
         assert_eq!(h.get("out/x y").map(String::as_str), Some("def"));
     }
 
+    /// What a host holds: remote path → sha256.
+    fn on_host(files: &[(&str, &str)]) -> BTreeMap<String, String> {
+        files
+            .iter()
+            .map(|(path, sha)| (path.to_string(), sha.to_string()))
+            .collect()
+    }
+
     fn file(remote: &str, sha: &str) -> Desired {
         Desired {
             remote: remote.into(),
@@ -454,14 +462,11 @@ mod tests {
 
     #[test]
     fn a_rotation_rolls_the_trust_bundle_before_the_new_leaves() {
-        let have: BTreeMap<String, String> = [
+        let have = on_host(&[
             ("/etc/cairn/pki/ca.crt", "old-ca"),
             ("/etc/cairn/pki/server.crt", "old-server"),
             ("/etc/cairn/pki/peer.key", "old-peer-key"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        ]);
         let mut files = vec![
             file("/etc/cairn/pki/ca.crt", "bundle"),
             file("/etc/cairn/pki/server.crt", "new-server"),
@@ -479,10 +484,7 @@ mod tests {
         assert_eq!(files[2].sha256, "old-peer-key");
 
         // Second pass: the host trusts the bundle, so the new leaves go.
-        let have: BTreeMap<String, String> = [("/etc/cairn/pki/ca.crt", "bundle")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let have = on_host(&[("/etc/cairn/pki/ca.crt", "bundle")]);
         let mut files = vec![
             file("/etc/cairn/pki/ca.crt", "bundle"),
             file("/etc/cairn/pki/server.crt", "new-server"),

@@ -12,7 +12,7 @@ use cairn_tests::etcdctl::Etcdctl;
 use cairn_tests::hosts::{HostSet, OPERATOR};
 use cairn_tests::tools::{output, require};
 use cairn_tests::writer::{missing, SeqWriter};
-use cairn_tests::{provision, release, wait, workspace};
+use cairn_tests::{provision, release, workspace};
 
 const MEMBERS: [&str; 3] = ["infra0", "infra1", "infra2"];
 
@@ -194,20 +194,10 @@ fn ansible_role_installs_a_healthy_cluster_over_ssh_idempotently_and_rolls_chang
         steps == ["restart", "wait", "restart", "wait", "restart", "wait"],
         "expected restart+wait per member in turn, got {steps:?}:\n{rolled}"
     );
-    wait::wait_for(
+    ctl.ok_within(
         "health after the rolling restart",
         Duration::from_secs(30),
-        Duration::from_millis(500),
-        || {
-            let o = ctl
-                .run(&["endpoint", "health", "--cluster"])
-                .map_err(|e| format!("{e:#}"))?;
-            if o.success() {
-                Ok(())
-            } else {
-                Err(o.stderr)
-            }
-        },
+        &["endpoint", "health", "--cluster"],
     )?;
     let acked = writer.finish();
     ensure!(

@@ -91,9 +91,11 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
             .arg(workspace::binary("cairn")?),
     )?;
     let bin = stripped.display().to_string();
-    let apply = |spec: &str| provision(&scratch, &["apply", spec, "-o", &out_s, "--binary", &bin]);
+    let apply = |spec: &str, bin: &str| {
+        provision(&scratch, &["apply", spec, "-o", &out_s, "--binary", bin])
+    };
 
-    let first = apply(&spec)?.ok()?;
+    let first = apply(&spec, &bin)?.ok()?;
     eprintln!("{}", first.text);
     eprintln!("ssh apply of 3 hosts: healthy after {:.1} s", first.secs);
     assert!(first.text.contains("healthy 3/3"), "{}", first.text);
@@ -147,13 +149,13 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
         "a non-member must not reach h1's client port"
     );
 
-    let again = apply(&spec)?.ok()?;
+    let again = apply(&spec, &bin)?.ok()?;
     assert!(again.text.contains("no changes"), "{}", again.text);
 
     // Grow 3 → 5: h4, then h5, each joins as a learner and is promoted before the next.
     let five = ["h1", "h2", "h3", "h4", "h5"];
     let spec = write_spec(&set, &five)?;
-    let grow = apply(&spec)?.ok()?;
+    let grow = apply(&spec, &bin)?.ok()?;
     eprintln!("{}", grow.text);
     assert!(grow.text.contains("add h4 as learner"), "{}", grow.text);
     assert!(grow.text.contains("add h5 as learner"), "{}", grow.text);
@@ -172,7 +174,7 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
     // Shrink 5 → 3: h1 and h5 leave; each is removed, stopped and disabled, its data kept.
     let rest = ["h2", "h3", "h4"];
     let spec = write_spec(&set, &rest)?;
-    let shrink = apply(&spec)?.ok()?;
+    let shrink = apply(&spec, &bin)?.ok()?;
     eprintln!("{}", shrink.text);
     assert!(shrink.text.contains("remove h1"), "{}", shrink.text);
     assert!(shrink.text.contains("remove h5"), "{}", shrink.text);
@@ -193,19 +195,9 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
         .append(true)
         .open(&changed)?
         .write_all(b"\nanother build\n")?;
+    let changed_bin = changed.display().to_string();
     let writer = SeqWriter::start(ctl.clone(), "roll-");
-    let roll = provision(
-        &scratch,
-        &[
-            "apply",
-            &spec,
-            "-o",
-            &out_s,
-            "--binary",
-            &changed.display().to_string(),
-        ],
-    )?
-    .ok()?;
+    let roll = apply(&spec, &changed_bin)?.ok()?;
     let acked = writer.finish();
     eprintln!("{}", roll.text);
     eprintln!(
@@ -230,18 +222,7 @@ fn ssh_apply_installs_grows_shrinks_and_rolls_a_cluster_of_systemd_hosts() -> Re
         lost.is_empty(),
         "acknowledged writes lost during the roll: {lost:?}"
     );
-    let final_apply = provision(
-        &scratch,
-        &[
-            "apply",
-            &spec,
-            "-o",
-            &out_s,
-            "--binary",
-            &changed.display().to_string(),
-        ],
-    )?
-    .ok()?;
+    let final_apply = apply(&spec, &changed_bin)?.ok()?;
     assert!(
         final_apply.text.contains("no changes"),
         "{}",

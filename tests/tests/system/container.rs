@@ -165,22 +165,13 @@ fn three_containers_form_a_tls_cluster_and_survive_docker_kill_of_the_leader() -
     let survivors = ctl.with_endpoints(rest.join(","));
     // A new leader is elected within a few election timeouts; writes succeed once it is.
     let killed_at = Instant::now();
-    wait::wait_for(
-        "a write after docker kill of the leader",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || {
-            let o = survivors
-                .run(&["put", "after-kill", "2"])
-                .map_err(|e| format!("{e:#}"))?;
-            if o.success() {
-                Ok(())
-            } else {
-                Err(o.stderr)
-            }
-        },
-    )
-    .with_context(|| logs(&containers))?;
+    survivors
+        .ok_within(
+            "a write after docker kill of the leader",
+            Duration::from_secs(30),
+            &["put", "after-kill", "2"],
+        )
+        .with_context(|| logs(&containers))?;
     eprintln!(
         "leader {} killed; writable again after {:.1?}",
         MEMBERS[victim].0,
