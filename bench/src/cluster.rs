@@ -179,6 +179,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Index of the member that leads now, from each member's own Status answer.
+    pub async fn leader(&self) -> Result<usize> {
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let status = self.connect(endpoint).await?.status().await?;
+            if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                return Ok(i);
+            }
+        }
+        bail!("no member says it leads: the cluster has no leader right now")
+    }
+
     /// Opens one gRPC connection (one TLS channel) to `endpoint` with the bench client cert.
     pub async fn connect(&self, endpoint: &str) -> Result<Client> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));

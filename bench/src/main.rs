@@ -244,8 +244,22 @@ async fn bench_system(
     }
     let wants = |w: &str| cli.workloads.iter().any(|x| x == w);
     for &c in cli.put_clients.iter().filter(|_| wants("put")) {
+        if c == 1 {
+            // Which member leads is chance, and a lone client's latency depends on it (a follower
+            // forwards): measure both ways so runs compare like with like.
+            let lead = cluster.leader().await?;
+            let n = cluster.endpoints.len();
+            for (how, at) in [("via the leader", lead), ("via a follower", (lead + 1) % n)] {
+                let one = [cluster.connect(&cluster.endpoints[at]).await?];
+                measure!(
+                    format!("put, 1 client {how}"),
+                    workload::put(&one, 1, d, cli.keyspace, ledger.clone()).await
+                );
+            }
+            continue;
+        }
         measure!(
-            format!("put, {c} client{}", if c == 1 { "" } else { "s" }),
+            format!("put, {c} clients"),
             workload::put(conns(c), c, d, cli.keyspace, ledger.clone()).await
         );
     }

@@ -56,7 +56,8 @@ pub(super) async fn start(
         .expect("member starts");
     let (stop, rx) = watch::channel(false);
     let router = crate::server::peer_router(&started);
-    tokio::spawn(listen::serve(l, tls.peer_server_tls, router, rx));
+    let frames = Some(started.peer_service.clone());
+    tokio::spawn(listen::serve(l, tls.peer_server_tls, router, frames, rx));
     Member {
         app: started.app,
         stop,

@@ -1,14 +1,13 @@
 //! A follower's side of forwarding: proposals and read-index requests go to the leader's peer listener.
 
 use crate::app::{App, ServeError, REQUEST_TIMEOUT};
-use crate::raft::pb::peer_client::PeerClient;
-use crate::raft::pb::{PeerReply, PeerRequest};
+use crate::raft::channels::FrameError;
+use crate::raft::frames::Method;
 use crate::raft::types::{Command, CommandResponse, NodeId};
 use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
-use crate::store::log::decode;
+use crate::store::log::{decode, encode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 pub(super) fn from_forward(e: ForwardError) -> ServeError {
     match e {
@@ -18,59 +17,43 @@ pub(super) fn from_forward(e: ForwardError) -> ServeError {
     }
 }
 
-/// True when the leader refused the connection: the request never left this member, so it is safe
+/// A frame call that got no answer: refused means the request never left this member, so it is safe
 /// to retry with the next leader (a killed leader's port refuses at once).
-fn refused(s: &tonic::Status) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
+fn from_frame_error(e: FrameError) -> ServeError {
+    match e {
+        FrameError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ServeError::NotLeader
         }
-        cur = e.source();
-    }
-    false
-}
-
-fn from_status(s: tonic::Status) -> ServeError {
-    if refused(&s) {
-        return ServeError::NotLeader;
-    }
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ServeError::NoLeader,
-        _ => ServeError::Internal(format!("forwarding to the leader: {}", s.message())),
+        FrameError::Timeout => ServeError::Timeout,
+        FrameError::Io(_) | FrameError::Dial(_) => ServeError::NoLeader,
     }
 }
 
 impl App {
-    /// Send `msg` to the leader's peer listener with `rpc` and decode the reply.
-    pub(super) async fn call_leader<Req, Rep, F, Fut>(
+    /// Send `msg` to the leader's peer listener as a `method` frame and decode the reply.
+    pub(super) async fn call_leader<Req, Rep>(
         &self,
         leader: NodeId,
+        method: Method,
         msg: &Req,
-        rpc: F,
     ) -> Result<Rep, ServeError>
     where
         Req: Serialize,
         Rep: DeserializeOwned,
-        F: FnOnce(PeerClient<Channel>, PeerRequest) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<PeerReply>, tonic::Status>>,
     {
         let internal = |e: &dyn std::fmt::Display| ServeError::Internal(e.to_string());
         let node = self.node(leader).ok_or(ServeError::NoLeader)?;
-        let client = self
+        let payload = encode(msg).map_err(|e| internal(&e))?;
+        let reply = self
             .inner
             .peers
-            .client(leader, &node)
-            .map_err(|e| internal(&e))?;
-        let req = self.inner.peers.request(msg).map_err(|e| internal(&e))?;
-        let reply = tokio::time::timeout(REQUEST_TIMEOUT, rpc(client, req))
+            .frame_call(leader, &node, method, &payload, REQUEST_TIMEOUT)
             .await
-            .map_err(|_| ServeError::Timeout)?
-            .map_err(from_status)?
-            .into_inner();
-        decode(&reply.payload).map_err(|e| internal(&e))
+            .map_err(from_frame_error)?
+            .map_err(|refused| {
+                ServeError::Internal(format!("forwarding to the leader: {refused}"))
+            })?;
+        decode(&reply).map_err(|e| internal(&e))
     }
 
     /// Have the leader replicate `cmd`; returns the log index it was committed at (the caller waits
@@ -80,9 +63,7 @@ impl App {
         leader: NodeId,
         cmd: Command,
     ) -> Result<(u64, CommandResponse), ServeError> {
-        let out: ProposeReply = self
-            .call_leader(leader, &cmd, |mut c, r| async move { c.propose(r).await })
-            .await?;
+        let out: ProposeReply = self.call_leader(leader, Method::Propose, &cmd).await?;
         out.map_err(from_forward)
     }
 
@@ -90,9 +71,7 @@ impl App {
         &self,
         leader: NodeId,
     ) -> Result<Option<u64>, ServeError> {
-        let out: ReadIndexReply = self
-            .call_leader(leader, &(), |mut c, r| async move { c.read_index(r).await })
-            .await?;
+        let out: ReadIndexReply = self.call_leader(leader, Method::ReadIndex, &()).await?;
         out.map_err(from_forward)
     }
 }

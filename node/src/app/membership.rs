@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::{App, ServeError};
 use crate::bootstrap::ids;
+use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::raft::wire::ForwardError;
 use crate::store::state_machine::Shared;
@@ -195,10 +196,8 @@ impl App {
         let reply: ChangeReply = if leader == self.inner.id {
             change_on_leader(&self.inner.raft, &self.inner.shared, change).await
         } else {
-            self.call_leader(leader, &change, |mut c, r| async move {
-                c.change_members(r).await
-            })
-            .await?
+            self.call_leader(leader, Method::ChangeMembers, &change)
+                .await?
         };
         // "Not leader" here means leadership moved mid-change: report it as etcd does.
         let (id, index) = reply.map_err(|e| match super::forward::from_forward(e) {

@@ -154,6 +154,7 @@ async fn members_bootstrap_from_srv_records() {
             l,
             None,
             crate::server::peer_router(&started),
+            Some(started.peer_service.clone()),
             rx,
         ));
         apps.push(started.app);

@@ -11,7 +11,6 @@ use crate::app::{App, Inner};
 use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
 use crate::raft::network::PeerChannels;
-use crate::raft::pb::peer_server::PeerServer;
 use crate::raft::peer_service::PeerService;
 use crate::raft::types::{Command, Raft};
 use crate::store::log::LogStore;
@@ -28,7 +27,7 @@ const MAX_PAYLOAD_ENTRIES: u64 = 32;
 /// A started member: the API handle and the peer service to serve on the peer listener.
 pub struct Started {
     pub app: App,
-    pub peer_service: PeerServer<PeerService>,
+    pub peer_service: PeerService,
 }
 
 /// Create the data directories readable by the service user only (etcd insists on 0700 too).
@@ -137,7 +136,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::server(raft.clone(), cluster_id, shared.clone());
+        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone());
         let app = App {
             inner: Arc::new_cyclic(|me| Inner {
                 id: identity.member_id,

@@ -11,6 +11,8 @@ use rcgen::{
 use tokio::net::TcpListener;
 
 use crate::app::cluster_test::{put, start, until};
+use crate::raft::channels::FrameError;
+use crate::raft::frames::Method;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::PeerNode;
 use crate::tls::TlsFiles;
@@ -126,6 +128,32 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
         tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
     );
     assert!(refused, "{err:?}");
+
+    // The same two callers on the frame protocol (raft/frames.rs), which carries Raft's hot calls.
+    let vote_bytes = crate::store::log::encode(&vote).expect("encode");
+    let wait = Duration::from_secs(5);
+    let refusal = foreign
+        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
+        .await
+        .expect("the member answers")
+        .expect_err("and refuses");
+    assert!(refusal.contains("request cluster ID mismatch"), "{refusal}");
+    let err = stranger
+        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
+        .await
+        .expect_err("handshake refused");
+    assert!(matches!(err, FrameError::Io(_)), "{err:?}");
+    // With our own certificate and cluster ID the vote is answered (and, for term 1, not granted
+    // against the sitting leader's higher term or log).
+    let ours_frames = PeerChannels::new(ours, client_of(&pki, &pki));
+    let answer = ours_frames
+        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
+        .await
+        .expect("answered")
+        .expect("accepted for processing");
+    let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
+        crate::store::log::decode(&answer).expect("a vote response");
+    assert!(!resp.expect("vote handled").vote_granted);
 
     for m in &members {
         let _ = m.stop.send(true);

@@ -10,10 +10,11 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::parse_url;
+use crate::raft::frames::{self, Method};
 use crate::raft::pb::peer_client::PeerClient;
 use crate::raft::pb::PeerRequest;
 use crate::raft::types::{NodeId, PeerNode};
@@ -22,7 +23,14 @@ use crate::store::log::encode;
 /// Messages larger than gRPC's 4 MiB default travel between members (snapshot chunks, entry batches).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+/// Idle frame connections kept per member (more are opened while calls overlap, then closed).
+const MAX_IDLE_FRAME_CONNS: usize = 4;
+
+/// Idle frame connections to one member and the URL they were dialled for.
+type IdleConns = (String, Vec<Box<dyn Io>>);
+
+/// A dialled peer connection, TLS or plain.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// Channels to every member this member talks to, keyed by member ID and URL.
@@ -33,9 +41,57 @@ pub struct PeerChannels {
     /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
     dns: Option<crate::bootstrap::srv::Dns>,
     cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    /// Idle frame connections (raft/frames.rs) per member, with the URL they were dialled for.
+    idle: Arc<Mutex<HashMap<NodeId, IdleConns>>>,
     /// Per peer: the last failure logged and when, so an unreachable peer is reported once (and every
     /// 30 s), not per heartbeat.
     pub(crate) failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
+}
+
+/// Resolved dialling details of one member's peer URL.
+struct Target {
+    url: String,
+    host: String,
+    port: u16,
+    tls: Option<tokio_rustls::TlsConnector>,
+    name: ServerName<'static>,
+    dns: Option<crate::bootstrap::srv::Dns>,
+}
+
+impl Target {
+    /// TCP (resolving host names with `--dns-server` when set), then rustls with the peer certificate.
+    async fn dial(&self) -> std::io::Result<Box<dyn Io>> {
+        let port = self.port;
+        let tcp = match (self.host.parse::<std::net::IpAddr>(), &self.dns) {
+            (Ok(ip), _) => tokio::net::TcpStream::connect((ip, port)).await?,
+            (Err(_), Some(dns)) => {
+                let ips = dns
+                    .lookup_ip(&self.host)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let addrs: Vec<std::net::SocketAddr> =
+                    ips.into_iter().map(|ip| (ip, port).into()).collect();
+                tokio::net::TcpStream::connect(&addrs[..]).await?
+            }
+            (Err(_), None) => tokio::net::TcpStream::connect((self.host.as_str(), port)).await?,
+        };
+        tcp.set_nodelay(true)?;
+        Ok(match &self.tls {
+            Some(c) => Box::new(c.connect(self.name.clone(), tcp).await?),
+            None => Box::new(tcp),
+        })
+    }
+}
+
+/// Why a frame call got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Dial(DialError),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("no answer in time")]
+    Timeout,
 }
 
 /// Why a channel to a member could not be made.
@@ -55,6 +111,7 @@ impl PeerChannels {
             tls,
             dns: None,
             cache: Arc::default(),
+            idle: Arc::default(),
             failing: Arc::default(),
         }
     }
@@ -70,20 +127,14 @@ impl PeerChannels {
         self.cluster_id
     }
 
-    /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
-    pub fn channel(&self, id: NodeId, node: &PeerNode) -> Result<Channel, DialError> {
+    /// Where and how to dial member `id`: its first peer URL, parsed, with the TLS it needs.
+    fn target(&self, id: NodeId, node: &PeerNode) -> Result<Target, DialError> {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
         let dial_err = |msg: String| DialError {
             id,
             url: url.clone(),
             msg,
         };
-        let mut cache = self.cache.lock().map_err(|e| dial_err(e.to_string()))?;
-        if let Some((u, ch)) = cache.get(&id) {
-            if *u == url {
-                return Ok(ch.clone());
-            }
-        }
         let parsed = parse_url("peer-urls", &url).map_err(|e| dial_err(e.to_string()))?;
         let tls = match (parsed.tls, &self.tls) {
             (true, Some(cfg)) => Some(tokio_rustls::TlsConnector::from(cfg.clone())),
@@ -94,46 +145,124 @@ impl PeerChannels {
             }
             (false, _) => None,
         };
-        let server_name =
+        let name =
             ServerName::try_from(parsed.host.clone()).map_err(|e| dial_err(e.to_string()))?;
-        let (host, port) = (parsed.host.clone(), parsed.port);
-        let authority = if host.contains(':') {
-            format!("[{host}]:{port}")
+        Ok(Target {
+            url,
+            host: parsed.host,
+            port: parsed.port,
+            tls,
+            name,
+            dns: self.dns.clone(),
+        })
+    }
+
+    /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
+    pub fn channel(&self, id: NodeId, node: &PeerNode) -> Result<Channel, DialError> {
+        let t = self.target(id, node)?;
+        let mut cache = self.cache.lock().map_err(|e| DialError {
+            id,
+            url: t.url.clone(),
+            msg: e.to_string(),
+        })?;
+        if let Some((u, ch)) = cache.get(&id) {
+            if *u == t.url {
+                return Ok(ch.clone());
+            }
+        }
+        let authority = if t.host.contains(':') {
+            format!("[{}]:{}", t.host, t.port)
         } else {
-            format!("{host}:{port}")
+            format!("{}:{}", t.host, t.port)
         };
         // The endpoint URI is only used for the :authority header; our connector dials and does TLS.
         let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-            .map_err(|e| dial_err(e.to_string()))?
+            .map_err(|e| DialError {
+                id,
+                url: t.url.clone(),
+                msg: e.to_string(),
+            })?
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .tcp_nodelay(true);
-        let dns = self.dns.clone();
+        let url = t.url.clone();
+        let t = Arc::new(t);
         let connector = tower::service_fn(move |_uri: tonic::transport::Uri| {
-            let (host, tls, name, dns) =
-                (host.clone(), tls.clone(), server_name.clone(), dns.clone());
-            async move {
-                let tcp = match (host.parse::<std::net::IpAddr>(), dns) {
-                    (Ok(ip), _) => tokio::net::TcpStream::connect((ip, port)).await?,
-                    (Err(_), Some(dns)) => {
-                        let ips = dns.lookup_ip(&host).await.map_err(std::io::Error::other)?;
-                        let addrs: Vec<std::net::SocketAddr> =
-                            ips.into_iter().map(|ip| (ip, port).into()).collect();
-                        tokio::net::TcpStream::connect(&addrs[..]).await?
-                    }
-                    (Err(_), None) => tokio::net::TcpStream::connect((host.as_str(), port)).await?,
-                };
-                tcp.set_nodelay(true)?;
-                let io: Box<dyn Io> = match tls {
-                    Some(c) => Box::new(c.connect(name, tcp).await?),
-                    None => Box::new(tcp),
-                };
-                Ok::<_, std::io::Error>(TokioIo::new(io))
-            }
+            let t = t.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(t.dial().await?)) }
         });
         let ch = endpoint.connect_with_connector_lazy(connector);
         cache.insert(id, (url, ch.clone()));
         Ok(ch)
+    }
+
+    /// One frame-protocol call to member `id` (raft/frames.rs) on an idle connection, or a new one.
+    /// `Ok(Err(text))` is the member's refusal.
+    pub async fn frame_call(
+        &self,
+        id: NodeId,
+        node: &PeerNode,
+        method: Method,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<Vec<u8>, String>, FrameError> {
+        let t = self.target(id, node).map_err(FrameError::Dial)?;
+        let mut conn = self.take_idle(id, &t.url);
+        let work = async {
+            let mut io = match conn.take() {
+                Some(io) => io,
+                None => {
+                    let mut io = tokio::time::timeout(Duration::from_secs(2), t.dial())
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "connecting timed out after 2s",
+                            )
+                        })??;
+                    io.write_all(frames::PREFACE).await?;
+                    io
+                }
+            };
+            let out = frames::call(&mut io, method, self.cluster_id, payload).await?;
+            Ok::<_, std::io::Error>((io, out))
+        };
+        let (io, out) = match tokio::time::timeout(timeout, work).await {
+            Err(_) => return Err(FrameError::Timeout),
+            Ok(Err(e)) => return Err(FrameError::Io(e)),
+            Ok(Ok(done)) => done,
+        };
+        self.put_idle(id, t.url, io);
+        Ok(out)
+    }
+
+    fn take_idle(&self, id: NodeId, url: &str) -> Option<Box<dyn Io>> {
+        let mut idle = self.idle.lock().ok()?;
+        let (u, conns) = idle.get_mut(&id)?;
+        if u != url {
+            conns.clear();
+            return None;
+        }
+        while let Some(mut io) = conns.pop() {
+            if !frames::is_closed(&mut io) {
+                return Some(io);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, id: NodeId, url: String, io: Box<dyn Io>) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let (u, conns) = idle.entry(id).or_insert_with(|| (url.clone(), Vec::new()));
+        if *u != url {
+            *u = url;
+            conns.clear();
+        }
+        if conns.len() < MAX_IDLE_FRAME_CONNS {
+            conns.push(io);
+        }
     }
 
     /// A peer protocol client on the cached channel to `id`.

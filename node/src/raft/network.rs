@@ -1,5 +1,6 @@
-//! openraft's network over the peer channels: AppendEntries, Vote and InstallSnapshot as gRPC calls
-//! carrying MessagePack payloads and our cluster ID, with unreachable peers logged once.
+//! openraft's network over the peer port: AppendEntries and Vote as frame calls (raft/frames.rs),
+//! InstallSnapshot as a gRPC call, each carrying MessagePack and our cluster ID; unreachable peers are
+//! logged once.
 
 use std::time::Duration;
 
@@ -14,9 +15,11 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::raft::channels::FrameError;
 pub use crate::raft::channels::{PeerChannels, MAX_PEER_MESSAGE};
+use crate::raft::frames;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
-use crate::store::log::decode;
+use crate::store::log::{decode, encode};
 
 impl RaftNetworkFactory<TypeConfig> for PeerChannels {
     type Network = PeerConnection;
@@ -111,6 +114,52 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let unreachable = |why: &mut Option<String>, msg: String| {
+            let msg = Msg(msg);
+            *why = Some(msg.0.clone());
+            RPCError::Unreachable(Unreachable::new(&msg))
+        };
+        let frame = match method {
+            Method::Append => Some(frames::Method::Append),
+            Method::Vote => Some(frames::Method::Vote),
+            Method::Snapshot => None,
+        };
+        let (sent, payload) = if let Some(m) = frame {
+            let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let sent = payload.len();
+            let answer = self
+                .peers
+                .frame_call(self.target, &self.node, m, &payload, option.hard_ttl())
+                .await;
+            match answer {
+                Ok(Ok(reply)) => (sent, reply),
+                Ok(Err(refused)) => {
+                    let msg = Msg(refused);
+                    *why = Some(msg.0.clone());
+                    return Err(RPCError::Network(NetworkError::new(&msg)));
+                }
+                Err(FrameError::Timeout) => {
+                    return Err(unreachable(why, "peer RPC timed out".into()))
+                }
+                Err(e) => return Err(unreachable(why, e.to_string())),
+            }
+        } else {
+            self.grpc_snapshot(req, option, why).await?
+        };
+        crate::metrics::PEER_SENT_BYTES.add(sent as u64);
+        crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// InstallSnapshot as a gRPC call (chunks are large and rare; see raft/frames.rs for the rest).
+    async fn grpc_snapshot<Req: Serialize, E: std::error::Error>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        why: &mut Option<String>,
+    ) -> Result<(usize, Vec<u8>), RPCError<NodeId, PeerNode, RaftError<NodeId, E>>> {
         let mut client = match self.peers.client(self.target, &self.node) {
             Ok(c) => c,
             Err(e) => {
@@ -123,13 +172,7 @@ impl PeerConnection {
             .request(req)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let sent = request.payload.len();
-        let fut = async {
-            match method {
-                Method::Append => client.append_entries(request).await,
-                Method::Vote => client.vote(request).await,
-                Method::Snapshot => client.install_snapshot(request).await,
-            }
-        };
+        let fut = client.install_snapshot(request);
         let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
             Ok(Ok(r)) => r.into_inner(),
             Err(_) => {
@@ -147,11 +190,7 @@ impl PeerConnection {
                 });
             }
         };
-        crate::metrics::PEER_SENT_BYTES.add(sent as u64);
-        crate::metrics::PEER_RECEIVED_BYTES.add(reply.payload.len() as u64);
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&reply.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        Ok((sent, reply.payload))
     }
 }
 

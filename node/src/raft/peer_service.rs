@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::raft::frames::Method;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::{Command, NodeId, PeerNode, Raft};
@@ -21,39 +22,122 @@ pub struct PeerService {
 }
 
 impl PeerService {
-    /// The tonic service for `raft` in cluster `cluster_id`.
-    pub fn server(
+    /// Serves `raft` of cluster `cluster_id`.
+    pub fn new(
         raft: Raft,
         cluster_id: u64,
         shared: std::sync::Arc<crate::store::state_machine::Shared>,
-    ) -> PeerServer<PeerService> {
-        PeerServer::new(PeerService {
+    ) -> PeerService {
+        PeerService {
             raft,
             cluster_id,
             shared,
-        })
-        .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
-        .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+        }
+    }
+
+    /// The tonic (gRPC) face of this service.
+    pub fn server(&self) -> PeerServer<PeerService> {
+        PeerServer::new(self.clone())
+            .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+            .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+    }
+
+    /// Refuse a caller from another cluster (etcd: "request cluster ID mismatch").
+    fn check_cluster(&self, remote: u64, from: Option<std::net::SocketAddr>) -> Result<(), String> {
+        if remote == self.cluster_id {
+            return Ok(());
+        }
+        tracing::warn!(
+            local = format!("{:x}", self.cluster_id),
+            remote = format!("{remote:x}"),
+            from = ?from,
+            "request cluster ID mismatch: refusing a peer from another cluster"
+        );
+        Err(format!(
+            "request cluster ID mismatch (local {:x}, remote {remote:x})",
+            self.cluster_id
+        ))
     }
 
     fn open<T: DeserializeOwned>(&self, req: Request<PeerRequest>) -> Result<T, Status> {
         let remote = req.remote_addr();
         let req = req.into_inner();
-        if req.cluster_id != self.cluster_id {
-            tracing::warn!(
-                local = format!("{:x}", self.cluster_id),
-                remote = format!("{:x}", req.cluster_id),
-                from = ?remote,
-                "request cluster ID mismatch: refusing a peer from another cluster"
-            );
-            return Err(Status::failed_precondition(format!(
-                "request cluster ID mismatch (local {:x}, remote {:x})",
-                self.cluster_id, req.cluster_id
-            )));
-        }
+        self.check_cluster(req.cluster_id, remote)
+            .map_err(Status::failed_precondition)?;
         crate::metrics::PEER_RECEIVED_BYTES.add(req.payload.len() as u64);
         decode(&req.payload)
             .map_err(|e| Status::invalid_argument(format!("malformed peer message: {e}")))
+    }
+
+    /// Answer one call of the frame protocol (raft/frames.rs); `Err` is the refusal, sent back as text.
+    pub async fn frame(
+        &self,
+        method: Method,
+        cluster_id: u64,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        self.check_cluster(cluster_id, None)?;
+        crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
+        let bad = |e: rmp_serde::decode::Error| format!("malformed peer message: {e}");
+        let out = match method {
+            Method::Append => encode(
+                &self
+                    .raft
+                    .append_entries(decode(payload).map_err(bad)?)
+                    .await,
+            ),
+            Method::Vote => encode(&self.raft.vote(decode(payload).map_err(bad)?).await),
+            Method::Propose => encode(&self.propose(decode(payload).map_err(bad)?).await),
+            Method::ReadIndex => encode(&self.read_index().await),
+            Method::ChangeMembers => encode(
+                &crate::app::membership::change_on_leader(
+                    &self.raft,
+                    &self.shared,
+                    decode(payload).map_err(bad)?,
+                )
+                .await,
+            ),
+        }
+        .map_err(|e| e.to_string())?;
+        crate::metrics::PEER_SENT_BYTES.add(out.len() as u64);
+        Ok(out)
+    }
+
+    /// Replicate a proposal a follower forwarded.
+    async fn propose(&self, cmd: Command) -> ProposeReply {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok((r.log_id.index, r.data)),
+            Err(e) => {
+                let leader = match &e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id,
+                    _ => None,
+                };
+                Err(match leader {
+                    Some(l) => ForwardError::NotLeader(Some(l)),
+                    None if matches!(
+                        e,
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(_))
+                    ) =>
+                    {
+                        ForwardError::NotLeader(None)
+                    }
+                    None => forward_err(&e, None),
+                })
+            }
+        }
+    }
+
+    /// The read index for a follower's linearizable read.
+    async fn read_index(&self) -> ReadIndexReply {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ForwardError::NotLeader(f.leader_id))
+            }
+            Err(e) => Err(forward_err::<CheckIsLeaderError<NodeId, PeerNode>>(
+                &e, None,
+            )),
+        }
     }
 }
 
@@ -98,41 +182,12 @@ impl Peer for PeerService {
 
     async fn propose(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         let cmd: Command = self.open(req)?;
-        let out: ProposeReply = match self.raft.client_write(cmd).await {
-            Ok(r) => Ok((r.log_id.index, r.data)),
-            Err(e) => {
-                let leader = match &e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id,
-                    _ => None,
-                };
-                Err(match leader {
-                    Some(l) => ForwardError::NotLeader(Some(l)),
-                    None if matches!(
-                        e,
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_))
-                    ) =>
-                    {
-                        ForwardError::NotLeader(None)
-                    }
-                    None => forward_err(&e, None),
-                })
-            }
-        };
-        reply(&out)
+        reply(&PeerService::propose(self, cmd).await)
     }
 
     async fn read_index(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
         let () = self.open(req)?;
-        let out: ReadIndexReply = match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(read.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader(f.leader_id))
-            }
-            Err(e) => Err(forward_err::<CheckIsLeaderError<NodeId, PeerNode>>(
-                &e, None,
-            )),
-        };
-        reply(&out)
+        reply(&PeerService::read_index(self).await)
     }
 
     async fn change_members(

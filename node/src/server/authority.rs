@@ -66,6 +66,14 @@ impl<S> AuthorityFix<S> {
         }
     }
 
+    /// `inner`, whose first bytes were already read (to tell protocols apart): `prefix` is read again.
+    pub fn with_prefix(inner: S, prefix: Vec<u8>) -> Self {
+        let mut fix = AuthorityFix::new(inner);
+        fix.input = prefix;
+        fix.process();
+        fix
+    }
+
     /// Move whatever can be decided from `input` to `out`.
     fn process(&mut self) {
         loop {
@@ -356,21 +364,23 @@ mod tests {
         wire.push(2);
         wire.extend_from_slice(&block);
         wire.extend_from_slice(&[0, 0]);
-        let mut got = Vec::new();
-        AuthorityFix::new(wire.as_slice())
-            .read_to_end(&mut got)
-            .await
-            .expect("read");
         let mut want = PREFACE.to_vec();
         want.extend_from_slice(&[0, 0, 3, HEADERS, END_HEADERS, 0, 0, 0, 1, 0x41, 1, b'x']);
-        assert_eq!(got, want);
-
         let http1 = b"GET /health HTTP/1.1\r\n\r\n".to_vec();
-        let mut got = Vec::new();
-        AuthorityFix::new(http1.as_slice())
-            .read_to_end(&mut got)
-            .await
-            .expect("read");
-        assert_eq!(got, http1);
+        // Read whole, and with the first 8 bytes already taken by the peer port's protocol sniff.
+        for (input, output) in [(&wire, &want), (&http1, &http1)] {
+            let mut got = Vec::new();
+            AuthorityFix::new(input.as_slice())
+                .read_to_end(&mut got)
+                .await
+                .expect("read");
+            assert_eq!(&got, output);
+            let mut got = Vec::new();
+            AuthorityFix::with_prefix(&input[8..], input[..8].to_vec())
+                .read_to_end(&mut got)
+                .await
+                .expect("read");
+            assert_eq!(&got, output);
+        }
     }
 }

@@ -10,11 +10,14 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::authority::AuthorityFix;
 use crate::config::parse_url;
+use crate::raft::frames;
+use crate::raft::peer_service::PeerService;
 
 /// Bind the address of a listen URL (`localhost` means 127.0.0.1, like etcd).
 pub async fn bind(flag: &str, url: &str) -> anyhow::Result<TcpListener> {
@@ -49,11 +52,13 @@ pub async fn bind_all(flag: &'static str, urls: &[String]) -> anyhow::Result<Bou
 }
 
 impl Bound {
-    /// Serve `router` on every listener (`tls` on the https ones) until `stop` turns true.
+    /// Serve `router` (and `frames`, on the peer port) on every listener (`tls` on the https ones)
+    /// until `stop` turns true.
     pub fn serve(
         self,
         tls: &Option<Arc<rustls::ServerConfig>>,
         router: &axum::Router,
+        frames: Option<&PeerService>,
         stop: &watch::Receiver<bool>,
     ) {
         for (https, l) in self.listeners {
@@ -62,16 +67,18 @@ impl Bound {
                 Ok(a) => tracing::info!(address = %a, tls = https, "serving --{}", self.flag),
                 Err(e) => tracing::warn!("--{}: {e}", self.flag),
             }
-            tokio::spawn(serve(l, tls, router.clone(), stop.clone()));
+            tokio::spawn(serve(l, tls, router.clone(), frames.cloned(), stop.clone()));
         }
     }
 }
 
-/// Serve `router` on `listener` until `shutdown` turns true.
+/// Serve `router` on `listener` until `shutdown` turns true; with `frames`, connections that open with
+/// the frame protocol's preface (raft/frames.rs) go to it instead.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
+    frames: Option<PeerService>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -88,8 +95,9 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let (router, acceptor, stop) = (router.clone(), acceptor.clone(), shutdown.clone());
-        tokio::spawn(async move { serve_conn(tcp, peer, acceptor, router, stop).await });
+        let (acceptor, stop) = (acceptor.clone(), shutdown.clone());
+        let app = (router.clone(), frames.clone());
+        tokio::spawn(async move { serve_conn(tcp, peer, acceptor, app, stop).await });
     }
 }
 
@@ -97,13 +105,13 @@ async fn serve_conn(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    router: axum::Router,
+    (router, frames): (axum::Router, Option<PeerService>),
     stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
     let res = match acceptor {
         Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
-            Ok(Ok(tls)) => drive(TokioIo::new(AuthorityFix::new(tls)), router, stop).await,
+            Ok(Ok(tls)) => dispatch(tls, router, frames, stop).await,
             Ok(Err(e)) => {
                 tracing::warn!(remote = %peer, "rejected connection: TLS handshake failed: {e}");
                 return;
@@ -113,19 +121,45 @@ async fn serve_conn(
                 return;
             }
         },
-        None => drive(TokioIo::new(AuthorityFix::new(tcp)), router, stop).await,
+        None => dispatch(tcp, router, frames, stop).await,
     };
     if let Err(e) = res {
         tracing::debug!(remote = %peer, "connection closed: {e}");
     }
 }
 
-/// Serve one connection; on shutdown finish in-flight requests (HTTP/2 GOAWAY) and close.
-async fn drive<I>(
-    io: I,
+type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Hand a connection to the frame protocol if it opens with its preface, else to the HTTP server.
+async fn dispatch<S>(
+    mut io: S,
     router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    frames: Option<PeerService>,
+    stop: watch::Receiver<bool>,
+) -> ConnResult
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(svc) = frames else {
+        return drive(TokioIo::new(AuthorityFix::new(io)), router, stop).await;
+    };
+    // Every HTTP/1.1 request line and the HTTP/2 preface are longer than this, so the read never
+    // waits for bytes a well-behaved client would not send.
+    let mut head = [0u8; frames::PREFACE.len()];
+    match tokio::time::timeout(Duration::from_secs(10), io.read_exact(&mut head)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(_) => return Err("no request within 10s".into()),
+    }
+    if &head == frames::PREFACE {
+        return Ok(frames::serve(io, svc, stop).await?);
+    }
+    let io = AuthorityFix::with_prefix(io, head.to_vec());
+    drive(TokioIo::new(io), router, stop).await
+}
+
+/// Serve one connection; on shutdown finish in-flight requests (HTTP/2 GOAWAY) and close.
+async fn drive<I>(io: I, router: axum::Router, mut stop: watch::Receiver<bool>) -> ConnResult
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

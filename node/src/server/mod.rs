@@ -21,7 +21,7 @@ pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
 pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
-    tonic::service::Routes::new(started.peer_service.clone())
+    tonic::service::Routes::new(started.peer_service.server())
         .add_service(crate::api::lease_service(started.app.clone()))
         .into_axum_router()
 }
@@ -100,15 +100,22 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
 
     let started = App::start(&cfg, peer_client_tls, dns).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    peer_listeners.serve(&peer_server_tls, &peer_router(&started), &stop_rx);
+    peer_listeners.serve(
+        &peer_server_tls,
+        &peer_router(&started),
+        Some(&started.peer_service),
+        &stop_rx,
+    );
     client_listeners.serve(
         &client_server_tls,
         &client_router(&started.app, cfg.max_request_bytes),
+        None,
         &stop_rx,
     );
     metrics_listeners.serve(
         &client_server_tls,
         &crate::http::router(started.app.clone()),
+        None,
         &stop_rx,
     );
     crate::api::spawn_background(started.app.clone());

@@ -300,6 +300,9 @@ impl LogStore {
         f: impl FnOnce(&mut Wal) -> Result<T, WalError> + Send + 'static,
     ) -> StoreResult<T> {
         let wal = self.wal.clone();
+        if std::env::var_os("CAIRN_WAL_INLINE").is_some() {
+            return f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())).map_err(write_err);
+        }
         tokio::task::spawn_blocking(move || f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())))
             .await
             .map_err(write_err)?
