@@ -36,6 +36,19 @@ pub(super) async fn start(
     l: TcpListener,
     extra: &[String],
 ) -> Member {
+    start_with(name, cluster, peer, dir, l, extra, true).await
+}
+
+/// [`start`], with the peer listener serving the frame protocol or, like a cairn from before it, not.
+async fn start_with(
+    name: &str,
+    cluster: &str,
+    peer: &str,
+    dir: &std::path::Path,
+    l: TcpListener,
+    extra: &[String],
+    frames: bool,
+) -> Member {
     let mut args = vec![
         "cairn".to_string(),
         format!("--name={name}"),
@@ -56,12 +69,57 @@ pub(super) async fn start(
         .expect("member starts");
     let (stop, rx) = watch::channel(false);
     let router = crate::server::peer_router(&started);
-    let frames = Some(started.peer_service.clone());
+    let frames = frames.then(|| started.peer_service.clone());
     tokio::spawn(listen::serve(l, tls.peer_server_tls, router, frames, rx));
     Member {
         app: started.app,
         stop,
     }
+}
+
+/// Three loopback peer listeners, their `scheme` URLs and the `--initial-cluster` naming them
+/// `{prefix}0..2`.
+pub(super) async fn listeners(
+    scheme: &str,
+    prefix: &str,
+) -> (Vec<TcpListener>, Vec<String>, String) {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("{scheme}://{}", l.local_addr().expect("addr")))
+        .collect();
+    let cluster = (0..3)
+        .map(|i| format!("{prefix}{i}={}", urls[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    (listeners, urls, cluster)
+}
+
+/// Ask member `id` at `url` for a vote in term 1 (which no member grants once a leader sits) as a
+/// frame call; `Ok(Ok(granted))` when it answered.
+pub(super) async fn frame_vote(
+    peers: &crate::raft::network::PeerChannels,
+    id: u64,
+    url: &str,
+) -> Result<Result<bool, String>, crate::raft::channels::FrameError> {
+    let node = crate::raft::types::PeerNode {
+        name: String::new(),
+        peer_urls: vec![url.to_string()],
+    };
+    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
+    let payload = crate::store::log::encode(&vote).expect("encode");
+    let method = crate::raft::frames::Method::Vote;
+    let answer = peers
+        .frame_call(id, &node, method, &payload, Duration::from_secs(5))
+        .await?;
+    Ok(answer.map(|bytes| {
+        let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
+            crate::store::log::decode(&bytes).expect("a vote response");
+        resp.expect("vote handled").vote_granted
+    }))
 }
 
 pub(super) async fn until<T>(
@@ -86,18 +144,7 @@ fn revision(app: &App) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_forward_fail_over_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    }
-    let urls: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
-        .collect();
-    let cluster: String = (0..3)
-        .map(|i| format!("m{i}={}", urls[i]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (listeners, urls, cluster) = listeners("http", "m").await;
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         members.push(Some(
@@ -220,4 +267,40 @@ async fn three_members_forward_fail_over_and_restart() {
     }
     let _ = back.stop.send(true);
     back.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_from_before_the_frame_protocol_is_called_over_grpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (listeners, urls, cluster) = listeners("http", "m").await;
+    let mut members = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        // m2 answers the frame preface as HTTP, as a member mid-way through a rolling upgrade does.
+        let dir = dir.path();
+        members.push(start_with(&format!("m{i}"), &cluster, &urls[i], dir, l, &[], i != 2).await);
+    }
+    until("a leader", Duration::from_secs(5), || {
+        members[0].app.status().leader
+    })
+    .await;
+    // Through every member: whichever leads, some calls go to m2 or come from it forwarded.
+    for (i, m) in members.iter().enumerate() {
+        m.app
+            .propose(put(&format!("k{i}")))
+            .await
+            .expect("the write commits");
+    }
+    for m in &members {
+        m.app.read_barrier().await.expect("read barrier");
+    }
+    let revs: Vec<i64> = members.iter().map(|m| revision(&m.app)).collect();
+    assert!(revs.iter().all(|&r| r == revs[0] && r >= 4), "{revs:?}");
+    // A frame call to m2 is answered (over gRPC), not failed.
+    let id = members[2].app.member_id();
+    let granted = frame_vote(&members[0].app.inner.peers, id, &urls[2]).await;
+    assert!(!granted.expect("answered").expect("not refused"));
+    for m in &members {
+        let _ = m.stop.send(true);
+        m.app.shutdown().await;
+    }
 }

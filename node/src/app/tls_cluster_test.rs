@@ -8,11 +8,9 @@ use std::time::Duration;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
-use tokio::net::TcpListener;
 
-use crate::app::cluster_test::{put, start, until};
+use crate::app::cluster_test::{frame_vote, listeners, put, start, until};
 use crate::raft::channels::FrameError;
-use crate::raft::frames::Method;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::PeerNode;
 use crate::tls::TlsFiles;
@@ -62,18 +60,7 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
     let (pki, other_pki) = (dir.path().join("pki"), dir.path().join("other-pki"));
     make_pki(&pki);
     make_pki(&other_pki);
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    }
-    let urls: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("https://{}", l.local_addr().expect("addr")))
-        .collect();
-    let cluster = (0..3)
-        .map(|i| format!("t{i}={}", urls[i]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (listeners, urls, cluster) = listeners("https", "t").await;
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let name = format!("t{i}");
@@ -130,30 +117,19 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
     assert!(refused, "{err:?}");
 
     // The same two callers on the frame protocol (raft/frames.rs), which carries Raft's hot calls.
-    let vote_bytes = crate::store::log::encode(&vote).expect("encode");
-    let wait = Duration::from_secs(5);
-    let refusal = foreign
-        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
+    let refusal = frame_vote(&foreign, target, &urls[0])
         .await
         .expect("the member answers")
         .expect_err("and refuses");
     assert!(refusal.contains("request cluster ID mismatch"), "{refusal}");
-    let err = stranger
-        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
+    let err = frame_vote(&stranger, target, &urls[0])
         .await
         .expect_err("handshake refused");
     assert!(matches!(err, FrameError::Io(_)), "{err:?}");
-    // With our own certificate and cluster ID the vote is answered (and, for term 1, not granted
-    // against the sitting leader's higher term or log).
+    // With our own certificate and cluster ID the vote is answered, and not granted to a stale term.
     let ours_frames = PeerChannels::new(ours, client_of(&pki, &pki));
-    let answer = ours_frames
-        .frame_call(target, &node, Method::Vote, &vote_bytes, wait)
-        .await
-        .expect("answered")
-        .expect("accepted for processing");
-    let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
-        crate::store::log::decode(&answer).expect("a vote response");
-    assert!(!resp.expect("vote handled").vote_granted);
+    let granted = frame_vote(&ours_frames, target, &urls[0]).await;
+    assert!(!granted.expect("answered").expect("accepted for processing"));
 
     for m in &members {
         let _ = m.stop.send(true);

@@ -87,7 +87,16 @@ pub async fn call<I: AsyncRead + AsyncWrite + Unpin>(
     out.extend_from_slice(payload);
     io.write_all(&out).await?;
     io.flush().await?;
-    let len = io.read_u32().await? as usize;
+    let mut head = [0u8; 4];
+    io.read_exact(&mut head).await?;
+    if &head == b"HTTP" {
+        // A member from before this protocol: its HTTP/1.1 server answered our preface with an error.
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the peer does not speak the frame protocol",
+        ));
+    }
+    let len = u32::from_be_bytes(head) as usize;
     let mut body = read_frame(io, len).await?;
     let status = body.remove(0);
     match status {

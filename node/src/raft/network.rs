@@ -15,7 +15,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::raft::channels::FrameError;
+use crate::raft::channels::{describe, FrameError};
 pub use crate::raft::channels::{PeerChannels, MAX_PEER_MESSAGE};
 use crate::raft::frames;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
@@ -45,21 +45,6 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct Msg(String);
-
-/// What went wrong, for the operator: tonic's message plus its cause chain (TLS refusals such as a
-/// missing SAN hide several levels down in a "transport error").
-fn describe(status: &tonic::Status) -> String {
-    let mut out = status.message().to_string();
-    let mut cur = std::error::Error::source(status);
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out = format!("{out}: {text}");
-        }
-        cur = c.source();
-    }
-    out
-}
 
 impl PeerConnection {
     /// One RPC, logging when the peer becomes unreachable or active again (etcd's "peer … became
