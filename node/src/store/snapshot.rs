@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use openraft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{NodeId, PeerNode};
-use crate::store::log::{decode, encode};
+use crate::store::log::decode;
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +36,14 @@ pub struct SnapshotFile {
     /// Encoded [`SnapshotData`], exactly the bytes sent to followers.
     #[serde(with = "crate::raft::bytes")]
     pub data: Vec<u8>,
+}
+
+/// [`SnapshotFile`] borrowed, for writing: the same fields, so the same bytes.
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    meta: &'a SnapshotMeta<NodeId, PeerNode>,
+    #[serde(with = "crate::raft::bytes")]
+    data: &'a [u8],
 }
 
 /// Errors reading or writing the snapshot file, naming the path.
@@ -73,19 +80,27 @@ impl SnapshotDir {
 
     /// Durably replace the current snapshot: write a temp file, fsync, rename over, fsync the directory,
     /// so a crash leaves either the old or the new snapshot, never a torn one.
-    pub fn save(&self, snap: &SnapshotFile) -> Result<(), SnapshotError> {
+    pub fn save(
+        &self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        data: &[u8],
+    ) -> Result<(), SnapshotError> {
         let tmp = self.dir.join("current.snap.tmp");
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
         };
         let started = std::time::Instant::now();
-        let bytes = encode(snap).map_err(|e| SnapshotError::Corrupt {
-            path: tmp.clone(),
-            msg: e.to_string(),
+        // Streamed to the file: the snapshot can be most of the member's memory, and an encoded copy
+        // next to it would double the member's peak RSS.
+        let mut f = std::io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
+        rmp_serde::encode::write_named(&mut f, &SnapshotFileRef { meta, data }).map_err(|e| {
+            SnapshotError::Corrupt {
+                path: tmp.clone(),
+                msg: e.to_string(),
+            }
         })?;
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        let f = f.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
         f.sync_all().map_err(io(&tmp))?;
         drop(f);
         fs::rename(&tmp, self.current()).map_err(io(&self.current()))?;
@@ -117,6 +132,7 @@ impl SnapshotDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::log::encode;
 
     #[test]
     fn saved_snapshot_loads_back() {
@@ -140,11 +156,7 @@ mod tests {
             snapshot_id: "1-2-3".into(),
             ..Default::default()
         };
-        dir.save(&SnapshotFile {
-            meta: meta.clone(),
-            data: data.clone(),
-        })
-        .unwrap();
+        dir.save(&meta, &data).unwrap();
         let back = dir.load().unwrap().unwrap();
         assert_eq!(back.meta, meta);
         assert_eq!(back.data, data);
