@@ -306,7 +306,7 @@ async fn bench_system(
     run.rss_kib = pids
         .iter()
         .zip(&idle)
-        .map(|(&p, &i)| procstat::rss_kib(p).map(|r| (i, r.1)))
+        .map(|(&p, &i)| procstat::rss_kib(p).map(|(now, peak)| (i, now, peak)))
         .collect::<Result<_>>()?;
 
     // kill -9 every member, restart, and read everything back again: acknowledged means on disk.

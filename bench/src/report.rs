@@ -20,8 +20,8 @@ pub struct Row {
 pub struct SystemRun {
     pub system: &'static str,
     pub rows: Vec<Row>,
-    /// Per member: (idle VmRSS, peak VmHWM) in KiB.
-    pub rss_kib: Vec<(u64, u64)>,
+    /// Per member: idle VmRSS, then VmRSS and peak VmHWM after the workloads, in KiB.
+    pub rss_kib: Vec<(u64, u64, u64)>,
     pub verdicts: Vec<(String, Verdict)>,
     pub check_perf: Vec<(String, String)>,
     /// Set when the run stopped early.
@@ -126,15 +126,17 @@ pub fn render(ctx: &Context, runs: &[SystemRun]) -> String {
             }
         }
     }
-    let _ = writeln!(s, "\n## Memory per member (MiB)\n\n| system | member | idle RSS | peak RSS (VmHWM) |\n|---|---|---:|---:|");
+    let _ = writeln!(s, "\n## Memory per member (MiB)\n\n| system | member | idle RSS | RSS after load | peak RSS (VmHWM) |\n|---|---|---:|---:|---:|");
+    let mib = |kib: u64| kib as f64 / 1024.0;
     for run in runs {
-        for (i, (idle, peak)) in run.rss_kib.iter().enumerate() {
+        for (i, &(idle, after, peak)) in run.rss_kib.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "| {} | m{i} | {:.1} | {:.1} |",
+                "| {} | m{i} | {:.1} | {:.1} | {:.1} |",
                 run.system,
-                *idle as f64 / 1024.0,
-                *peak as f64 / 1024.0
+                mib(idle),
+                mib(after),
+                mib(peak)
             );
         }
     }
