@@ -172,7 +172,7 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Open (or create) the metadata database at `path` and the WAL in `wal` next to it.
+    /// Open (or create) the metadata database at `path` and the WAL in the `wal` directory beside it.
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let db = Database::create(path)?;
         let wal_dir = path.with_file_name("wal");
@@ -221,7 +221,7 @@ impl LogStore {
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
-        // The window only caches what redb holds: a panic elsewhere cannot leave it wrong, so a
+        // The window only caches what the WAL holds: a panic elsewhere cannot leave it wrong, so a
         // poisoned lock is still usable.
         self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -300,9 +300,6 @@ impl LogStore {
         f: impl FnOnce(&mut Wal) -> Result<T, WalError> + Send + 'static,
     ) -> StoreResult<T> {
         let wal = self.wal.clone();
-        if std::env::var_os("CAIRN_WAL_INLINE").is_some() {
-            return f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())).map_err(write_err);
-        }
         tokio::task::spawn_blocking(move || f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())))
             .await
             .map_err(write_err)?
@@ -478,7 +475,11 @@ mod tests {
         }
         assert_eq!(indexes(r.get(6, Some(8))), Some(vec![6, 7]));
         assert_eq!(indexes(r.get(7, None)), Some(vec![7, 8, 9]));
-        assert_eq!(indexes(r.get(4, Some(6))), None, "index 4 is only in redb");
+        assert_eq!(
+            indexes(r.get(4, Some(6))),
+            None,
+            "index 4 is only in the WAL"
+        );
         assert_eq!(indexes(r.get(8, Some(11))), None, "past the end");
         r.truncate_from(8);
         assert_eq!(indexes(r.get(5, None)), Some(vec![5, 6, 7]));
