@@ -106,12 +106,17 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016x}.wal"))
 }
 
-fn record(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
+/// The checksum a record carries: CRC32 of its kind and payload.
+fn checksum(kind: u8, payload: &[u8]) -> u32 {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[kind]);
     crc.update(payload);
+    crc.finalize()
+}
+
+fn record(kind: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&checksum(kind, payload).to_le_bytes());
     out.push(kind);
     out.extend_from_slice(payload);
 }
@@ -197,10 +202,7 @@ impl Wal {
             let Some(payload) = data.get(start..start + len) else {
                 break Some("the record runs past the end of the file".to_string());
             };
-            let mut h = crc32fast::Hasher::new();
-            h.update(&[kind]);
-            h.update(payload);
-            if h.finalize() != crc {
+            if checksum(kind, payload) != crc {
                 break Some("checksum mismatch".to_string());
             }
             let codec = |e: String| WalError::Codec {
@@ -210,17 +212,13 @@ impl Wal {
             match kind {
                 KIND_ENTRY => {
                     let e: Entry<TypeConfig> = decode(payload).map_err(|e| codec(e.to_string()))?;
-                    let index = e.log_id.index;
-                    self.place(
-                        Loc {
-                            log_id: e.log_id,
-                            seq,
-                            offset: start as u64,
-                            len: len as u32,
-                        },
-                        &mut seg,
-                    );
-                    debug_assert_eq!(seg.last_index, Some(index));
+                    self.place(Loc {
+                        log_id: e.log_id,
+                        seq,
+                        offset: start as u64,
+                        len: len as u32,
+                    });
+                    seg.last_index = Some(e.log_id.index);
                 }
                 KIND_COMMITTED => {
                     self.committed = decode(payload).map_err(|e| codec(e.to_string()))?;
@@ -262,7 +260,7 @@ impl Wal {
     }
 
     /// Index an entry record: one at or below the last index replaces it and all after it.
-    fn place(&mut self, loc: Loc, seg: &mut Segment) {
+    fn place(&mut self, loc: Loc) {
         let index = loc.log_id.index;
         self.index.split_off(&index);
         if self
@@ -275,7 +273,6 @@ impl Wal {
             self.index.clear();
         }
         self.index.insert(index, loc);
-        seg.last_index = Some(index);
     }
 
     fn new_segment(&mut self, seq: u64) -> Result<(), WalError> {
@@ -302,8 +299,9 @@ impl Wal {
         Ok(())
     }
 
-    /// Write records and make them durable before returning.
-    fn write(&mut self, buf: &[u8]) -> Result<(), WalError> {
+    /// Write records and make them durable before returning; returns the offset they start at in the
+    /// tail segment.
+    fn write(&mut self, buf: &[u8]) -> Result<u64, WalError> {
         if self.tail_offset > 0 && self.tail_offset + buf.len() as u64 > SEGMENT_BYTES {
             self.new_segment(self.tail_seq + 1)?;
         }
@@ -325,7 +323,9 @@ impl Wal {
         } else {
             seg.file.sync_all().map_err(io(&seg.path))?;
         }
-        Ok(())
+        let at = self.tail_offset;
+        self.tail_offset += buf.len() as u64;
+        Ok(at)
     }
 
     /// Append entries (and the committed id, if it moved) in one durable write.
@@ -349,27 +349,22 @@ impl Wal {
         if let Some(c) = committed {
             record(KIND_COMMITTED, &encode(&Some(c)).map_err(codec)?, &mut buf);
         }
-        self.write(&buf)?;
-        let (seq, base) = (self.tail_seq, self.tail_offset);
-        let mut seg = self.segments.remove(&seq);
-        for (log_id, offset, len) in at {
-            let loc = Loc {
+        let base = self.write(&buf)?;
+        let seq = self.tail_seq;
+        for &(log_id, offset, len) in &at {
+            self.place(Loc {
                 log_id,
                 seq,
                 offset: base + offset as u64,
                 len: len as u32,
-            };
-            if let Some(s) = seg.as_mut() {
-                self.place(loc, s);
-            }
+            });
         }
-        if let Some(s) = seg {
-            self.segments.insert(seq, s);
+        if let (Some(&(last, _, _)), Some(seg)) = (at.last(), self.segments.get_mut(&seq)) {
+            seg.last_index = Some(last.index);
         }
         if committed.is_some() {
             self.committed = committed;
         }
-        self.tail_offset += buf.len() as u64;
         Ok(())
     }
 
@@ -378,7 +373,6 @@ impl Wal {
         let mut buf = Vec::new();
         record(KIND_TRUNCATE, &index.to_le_bytes(), &mut buf);
         self.write(&buf)?;
-        self.tail_offset += buf.len() as u64;
         self.index.split_off(&index);
         Ok(())
     }
@@ -544,14 +538,20 @@ mod tests {
         assert_eq!(ids(&wal), vec![(1, 1), (1, 2), (2, 3)]);
     }
 
+    /// A WAL in `dir` holding entries 1..=n of a third of a segment each (so they span segments).
+    fn wal_of_large_entries(dir: &Path, n: u64) -> Wal {
+        let mut wal = Wal::open(dir).expect("open");
+        let big = (SEGMENT_BYTES / 3) as usize;
+        for i in 1..=n {
+            wal.append(&[entry(1, i, big)], None).expect("append");
+        }
+        wal
+    }
+
     #[test]
     fn corruption_before_the_last_segment_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path()).expect("open");
-        let big = (SEGMENT_BYTES / 3) as usize;
-        for i in 1..=4 {
-            wal.append(&[entry(1, i, big)], None).expect("append");
-        }
+        let wal = wal_of_large_entries(dir.path(), 4);
         assert!(wal.segments.len() >= 2, "rotated");
         drop(wal);
         let path = corrupt_first_segment(dir.path(), 100, 8);
@@ -563,11 +563,7 @@ mod tests {
     #[test]
     fn segments_rotate_and_purge_deletes_the_ones_wholly_purged() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path()).expect("open");
-        let big = (SEGMENT_BYTES / 3) as usize;
-        for i in 1..=7 {
-            wal.append(&[entry(1, i, big)], None).expect("append");
-        }
+        let mut wal = wal_of_large_entries(dir.path(), 7);
         let count = || std::fs::read_dir(dir.path()).expect("ls").count();
         let before = count();
         assert!(before >= 3, "{before} segments");
