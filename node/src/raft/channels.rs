@@ -82,6 +82,11 @@ pub struct PeerChannels {
     pub(crate) failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
 }
 
+/// The peer URL a member is dialled at (its first).
+fn peer_url(node: &PeerNode) -> String {
+    node.peer_urls.first().cloned().unwrap_or_default()
+}
+
 /// Resolved dialling details of one member's peer URL.
 struct Target {
     url: String,
@@ -164,7 +169,7 @@ impl PeerChannels {
 
     /// Where and how to dial member `id`: its first peer URL, parsed, with the TLS it needs.
     fn target(&self, id: NodeId, node: &PeerNode) -> Result<Target, DialError> {
-        let url = node.peer_urls.first().cloned().unwrap_or_default();
+        let url = peer_url(node);
         let dial_err = |msg: String| DialError {
             id,
             url: url.clone(),
@@ -194,17 +199,18 @@ impl PeerChannels {
 
     /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
     pub fn channel(&self, id: NodeId, node: &PeerNode) -> Result<Channel, DialError> {
-        let t = self.target(id, node)?;
+        let url = peer_url(node);
         let mut cache = self.cache.lock().map_err(|e| DialError {
             id,
-            url: t.url.clone(),
+            url: url.clone(),
             msg: e.to_string(),
         })?;
         if let Some((u, ch)) = cache.get(&id) {
-            if *u == t.url {
+            if *u == url {
                 return Ok(ch.clone());
             }
         }
+        let t = self.target(id, node)?;
         let authority = if t.host.contains(':') {
             format!("[{}]:{}", t.host, t.port)
         } else {
@@ -244,45 +250,54 @@ impl PeerChannels {
         if self.speaks_grpc_only(id) {
             return self.grpc_call(id, node, (method, payload, timeout)).await;
         }
-        let t = self.target(id, node).map_err(FrameError::Dial)?;
-        let mut conn = self.take_idle(id, &t.url);
+        let url = peer_url(node);
         let work = async {
-            let mut io = match conn.take() {
+            let mut io = match self.take_idle(id, &url) {
                 Some(io) => io,
-                None => {
-                    let mut io = tokio::time::timeout(Duration::from_secs(2), t.dial())
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                "connecting timed out after 2s",
-                            )
-                        })??;
-                    io.write_all(frames::PREFACE).await?;
-                    io
-                }
+                None => self.connect(id, node).await?,
             };
-            let out = frames::call(&mut io, method, self.cluster_id, payload).await?;
-            Ok::<_, std::io::Error>((io, out))
+            let out = frames::call(&mut io, method, self.cluster_id, payload)
+                .await
+                .map_err(FrameError::Io)?;
+            Ok((io, out))
         };
-        let (io, out) = match tokio::time::timeout(timeout, work).await {
-            Err(_) => return Err(FrameError::Timeout),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+        match tokio::time::timeout(timeout, work).await {
+            Err(_) => Err(FrameError::Timeout),
+            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::Unsupported => {
                 tracing::info!(
                     peer = format!("{id:x}"),
-                    url = %t.url,
+                    %url,
                     "peer does not speak the frame protocol (an older cairn): using gRPC with it"
                 );
                 if let Ok(mut old) = self.grpc_only.lock() {
                     old.insert(id, std::time::Instant::now());
                 }
-                return self.grpc_call(id, node, (method, payload, timeout)).await;
+                self.grpc_call(id, node, (method, payload, timeout)).await
             }
-            Ok(Err(e)) => return Err(FrameError::Io(e)),
-            Ok(Ok(done)) => done,
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((io, out))) => {
+                self.put_idle(id, url, io);
+                Ok(out)
+            }
+        }
+    }
+
+    /// A new frame connection to member `id`: dialled (within 2 s) and past the preface.
+    async fn connect(&self, id: NodeId, node: &PeerNode) -> Result<Box<dyn Io>, FrameError> {
+        let t = self.target(id, node).map_err(FrameError::Dial)?;
+        let dial = async {
+            let mut io = tokio::time::timeout(Duration::from_secs(2), t.dial())
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connecting timed out after 2s",
+                    )
+                })??;
+            io.write_all(frames::PREFACE).await?;
+            Ok(io)
         };
-        self.put_idle(id, t.url, io);
-        Ok(out)
+        dial.await.map_err(FrameError::Io)
     }
 
     /// True while member `id` is known not to speak the frame protocol (asked again after a minute:
