@@ -12,8 +12,10 @@
 //! grows while they are.
 //!
 //! When nothing is queued and a slot is free, the caller proposes its command itself, without the
-//! queue: a lone client's put then skips two task hand-offs (each a possible thread wake-up). The state machine applies a batch command by command (own revision, own
-//! response or error for each), so callers see exactly what separate entries would give them.
+//! queue: a lone client's put then skips two task hand-offs (each a possible thread wake-up).
+//!
+//! The state machine applies a batch command by command (own revision, own response or error for
+//! each), so callers see exactly what separate entries would give them.
 
 use std::sync::{Arc, Weak};
 
@@ -97,8 +99,6 @@ impl App {
             .flatten();
         let (wait_for, resp) = match direct {
             Some(slot) => {
-                crate::metrics::PROPOSAL_BATCHES.add(1);
-                crate::metrics::PROPOSAL_BATCHED.add(1);
                 let out = self.propose_here_or_forward(cmd).await;
                 drop(slot);
                 out?
@@ -134,8 +134,6 @@ impl App {
             }
             None => return,
         };
-        crate::metrics::PROPOSAL_BATCHES.add(1);
-        crate::metrics::PROPOSAL_BATCHED.add(n as u64);
         let outcome = self.propose_here_or_forward(cmd).await;
         match outcome {
             Ok((wait_for, resp)) if n == 1 => {
@@ -168,6 +166,12 @@ impl App {
         &self,
         cmd: Command,
     ) -> Result<(Option<u64>, CommandResponse), ServeError> {
+        crate::metrics::PROPOSAL_BATCHES.add(1);
+        let n = match &cmd {
+            Command::Batch(cmds) => cmds.len(),
+            _ => 1,
+        };
+        crate::metrics::PROPOSAL_BATCHED.add(n as u64);
         let leader = self.wait_for_leader().await?;
         if leader != self.inner.id {
             let (index, resp) = self.forward_propose(leader, cmd).await?;
