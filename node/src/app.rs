@@ -208,7 +208,12 @@ impl App {
         let wal: u64 = std::fs::read_dir(member.join("wal"))
             .map(|d| d.flatten().map(|e| file(e.path())).sum())
             .unwrap_or(0);
-        file(member.join("raft.redb")) + wal + file(member.join("snap").join("current.snap"))
+        // The value file is unnamed (it is a cache), so only the store knows its size.
+        let values = self.store().read().map_or(0, |s| s.value_bytes());
+        file(member.join("raft.redb"))
+            + wal
+            + file(member.join("snap").join("current.snap"))
+            + values
     }
 
     /// This member's ID.

@@ -142,7 +142,7 @@ impl PbMaintenanceService for MaintenanceService {
                 .store()
                 .read()
                 .map_err(|_| Status::internal("store lock poisoned"))?;
-            (s.snapshot(), s.revision())
+            (s.snapshot().map_err(mvcc)?, s.revision())
         };
         let file = snapshot_file(&data);
         let (body, sum) = file.split_at(file.len() - 32);

@@ -18,7 +18,7 @@ pub fn to_status(e: ServeError) -> Status {
     }
 }
 
-/// Deterministic store errors.
+/// Store errors: deterministic ones, and the value file's I/O failure.
 pub fn mvcc(e: MvccError) -> Status {
     let code = match e {
         MvccError::Compacted | MvccError::FutureRevision => Code::OutOfRange,
@@ -27,6 +27,7 @@ pub fn mvcc(e: MvccError) -> Status {
         MvccError::DuplicateKey | MvccError::KeyNotFound | MvccError::Malformed(_) => {
             Code::InvalidArgument
         }
+        MvccError::Storage(_) => Code::Internal,
     };
     Status::new(code, format!("etcdserver: {e}"))
 }

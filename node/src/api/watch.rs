@@ -188,6 +188,7 @@ async fn create(
                             match caught {
                                 Some(CatchUp::Batches(bs)) => resps.extend(bs.into_iter().map(events)),
                                 Some(CatchUp::Compacted(rev)) => resps.push(compacted(&app, id, rev)),
+                                Some(CatchUp::Failed(e)) => resps.push(failed(&app, id, &e)),
                                 None => break,
                             }
                             resps
@@ -210,6 +211,17 @@ async fn create(
 
 /// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
 /// compact revision and no revision in the header.
+/// The watcher's history could not be read (the value file failed): it is canceled with the reason.
+fn failed(app: &App, id: i64, e: &crate::mvcc::MvccError) -> PbWatchResponse {
+    PbWatchResponse {
+        header: header(app, 0),
+        watch_id: id,
+        canceled: true,
+        cancel_reason: format!("etcdserver: {e}"),
+        ..Default::default()
+    }
+}
+
 fn compacted(app: &App, id: i64, rev: i64) -> PbWatchResponse {
     PbWatchResponse {
         header: header(app, 0),

@@ -117,7 +117,7 @@ impl App {
         );
 
         let snaps = SnapshotDir::new(member_dir.join("snap"))?;
-        let sm = StateMachine::open(snaps).map_err(|e| anyhow::anyhow!(e))?;
+        let sm = StateMachine::open(snaps, member_dir.clone()).map_err(|e| anyhow::anyhow!(e))?;
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);

@@ -24,4 +24,7 @@ pub enum MvccError {
     /// The encoded request could not be decoded.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The value file could not be read or written; the member stops applying.
+    #[error("storage: {0}")]
+    Storage(String),
 }

@@ -1,10 +1,14 @@
-//! The key index: every key with its retained versions, and range/history queries over it.
+//! The key index: every key with its retained versions, and range/history queries over it. Values
+//! are in the [`ValueLog`]; versions point into it.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use etcd_client::proto::PbKeyValue;
 use serde::{Deserialize, Serialize};
+
+use super::values::{ValueLog, ValueRef};
+use super::MvccError;
 
 /// A revision with its position inside a multi-write transaction (etcd's main/sub revision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -14,20 +18,21 @@ pub struct Rev {
 }
 
 /// One version of a key. A tombstone records a deletion at `rev`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     pub rev: Rev,
     pub create: i64,
     pub version: i64,
     pub lease: i64,
-    pub value: Vec<u8>,
+    pub value: ValueRef,
     pub tombstone: bool,
 }
 
-/// Every key with its versions since the last compaction, oldest first.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// Every key with its versions since the last compaction, oldest first, and their values.
+#[derive(Debug, Default)]
 pub struct Keyspace {
     keys: BTreeMap<Vec<u8>, Vec<Version>>,
+    values: ValueLog,
 }
 
 /// The key interval of a request: one key, `[key, end)`, or everything from `key` on.
@@ -66,19 +71,93 @@ impl<'a> KeyRange<'a> {
 }
 
 impl Version {
-    pub fn to_kv(&self, key: &[u8]) -> PbKeyValue {
+    /// The key-value etcd reports for this version, with `value` as its bytes.
+    pub fn kv_with(&self, key: &[u8], value: Vec<u8>) -> PbKeyValue {
         PbKeyValue {
             key: key.to_vec(),
             create_revision: self.create,
             mod_revision: self.rev.main,
             version: self.version,
-            value: self.value.clone(),
+            value,
             lease: self.lease,
         }
     }
 }
 
 impl Keyspace {
+    /// An empty keyspace whose values go to a file in `dir`.
+    pub fn in_dir(dir: std::path::PathBuf) -> Self {
+        Keyspace {
+            keys: BTreeMap::new(),
+            values: ValueLog::in_dir(dir),
+        }
+    }
+
+    /// The key-value etcd reports for `v` of `key` (reads its value).
+    pub fn kv(&self, key: &[u8], v: &Version) -> Result<PbKeyValue, MvccError> {
+        Ok(v.kv_with(key, self.values.read(v.value)?))
+    }
+
+    /// [`Keyspace::kv`] for the apply path (see [`ValueLog::read_in_apply`]).
+    pub fn kv_in_apply(&self, key: &[u8], v: &Version) -> PbKeyValue {
+        v.kv_with(key, self.values.read_in_apply(v.value))
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: &Version) -> Result<Vec<u8>, MvccError> {
+        self.values.read(v.value)
+    }
+
+    /// The value of `v`, for the apply path (see [`ValueLog::read_in_apply`]).
+    pub fn value_in_apply(&self, v: &Version) -> Vec<u8> {
+        self.values.read_in_apply(v.value)
+    }
+
+    /// Store a value for a version about to be pushed.
+    pub fn store_value(&mut self, bytes: &[u8]) -> ValueRef {
+        self.values.append(bytes)
+    }
+
+    /// Bytes in the value file, garbage included.
+    pub fn value_bytes(&self) -> u64 {
+        self.values.bytes()
+    }
+
+    /// The first I/O error of the value file: the member must stop applying.
+    pub fn failure(&self) -> Option<&str> {
+        self.values.failure()
+    }
+
+    /// Drop every key and value.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+    }
+
+    /// Add the versions of one key, as read from a snapshot: keys must come in ascending order.
+    pub fn load(&mut self, key: Vec<u8>, versions: Vec<(Version, Vec<u8>)>) {
+        let vs = versions
+            .into_iter()
+            .map(|(mut v, bytes)| {
+                v.value = self.values.append(&bytes);
+                v
+            })
+            .collect();
+        self.keys.insert(key, vs);
+    }
+
+    /// Number of keys with retained versions (live or not).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Every key with its versions, in key order (for snapshots).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[Version])> {
+        self.keys
+            .iter()
+            .map(|(k, vs)| (k.as_slice(), vs.as_slice()))
+    }
+
     /// The live version of `key` at revision `at` (None if absent or deleted then).
     pub fn get_at(&self, key: &[u8], at: i64) -> Option<&Version> {
         live_at(self.keys.get(key)?, at)
@@ -143,9 +222,15 @@ impl Keyspace {
                 Some(i) => i,
                 None => 0,
             };
-            vs.drain(..keep_from);
+            for v in vs.drain(..keep_from) {
+                self.values.release(v.value);
+            }
             !vs.is_empty()
         });
+        if self.values.wants_rewrite() {
+            let refs = self.keys.values_mut().flatten().map(|v| &mut v.value);
+            self.values.rewrite(refs);
+        }
     }
 
     /// Every retained version with its key, in key then revision order (for hashing).

@@ -1,5 +1,6 @@
 //! Multi-version key-value store with etcd semantics: revisions, key index, compaction, leases, watch hub.
-//! Pure logic: no I/O and no Raft; etcd's prost messages are used as plain data.
+//! No Raft; etcd's prost messages are used as plain data. The only I/O is the value file
+//! ([`values`]), a cache that is rebuilt with the store.
 //!
 //! The replicated part ([`State`]) changes only through [`Store::apply`], deterministically, so every
 //! member that applies the same log holds the same state. The watch hub and the lease deadlines are
@@ -9,9 +10,11 @@ mod error;
 mod keyspace;
 mod lease;
 mod retention;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod txn;
+mod values;
 mod watch;
 mod write;
 
@@ -29,7 +32,6 @@ use etcd_client::proto::{
     PbRangeRequest, PbRangeResponse, PbTxnRequest,
 };
 use prost::Message;
-use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{Command, CommandResponse};
 use keyspace::{Keyspace, Version};
@@ -42,7 +44,7 @@ pub type SharedStore = Arc<RwLock<Store>>;
 const LATEST: i64 = i64::MAX;
 
 /// The replicated state: what snapshots carry.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 struct State {
     keys: Keyspace,
     revision: i64,
@@ -69,11 +71,29 @@ struct Write<'a> {
 }
 
 impl Store {
-    /// An empty store at revision 1 (etcd starts at 1).
+    /// An empty store at revision 1 (etcd starts at 1), its value file in the system's temp dir.
     pub fn new() -> Self {
         let mut s = Store::default();
         s.state.revision = 1;
         s
+    }
+
+    /// An empty store at revision 1 whose value file is made in `dir` (the member's data dir).
+    pub fn in_dir(dir: std::path::PathBuf) -> Self {
+        let mut s = Store::new();
+        s.state.keys = Keyspace::in_dir(dir);
+        s
+    }
+
+    /// Bytes in the value file, garbage included (part of Status.dbSize).
+    pub fn value_bytes(&self) -> u64 {
+        self.state.keys.value_bytes()
+    }
+
+    /// The first I/O error of the value file, if any. The state machine stops applying on it: a
+    /// member that carried on without a value would diverge from the others.
+    pub fn failure(&self) -> Option<&str> {
+        self.state.keys.failure()
     }
 
     /// Apply one committed command. Deterministic: the same commands in the same order give the same
@@ -140,16 +160,15 @@ impl Store {
         }
     }
 
-    /// Serialize the replicated state (keys with history since compaction, leases).
-    pub fn snapshot(&self) -> Vec<u8> {
-        // Serializing plain owned data into a Vec cannot fail.
-        rmp_serde::to_vec(&self.state).unwrap_or_default()
+    /// Serialize the replicated state (keys with history since compaction, leases). Fails only when
+    /// a value cannot be read back from the value file.
+    pub fn snapshot(&self) -> Result<Vec<u8>, MvccError> {
+        snapshot::encode(&self.state)
     }
 
     /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay subscribed.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
-        self.state = rmp_serde::from_slice(bytes)
-            .map_err(|e| MvccError::Malformed(format!("store snapshot: {e}")))?;
+        snapshot::decode_into(&mut self.state, bytes)?;
         self.deadlines = lease::Deadlines::default();
         Ok(())
     }
@@ -196,7 +215,7 @@ impl Store {
                 h.update(&n.to_be_bytes());
             }
             h.update(&[u8::from(v.tombstone)]);
-            h.update(&v.value);
+            h.update(&self.state.keys.value(v)?);
         }
         Ok((h.finalize(), self.state.compact_revision, rev))
     }
@@ -249,13 +268,24 @@ impl State {
                 picked.push((k, v));
             }
         }
+        // Sorting by value reads each value once, up front.
+        let values: Vec<Vec<u8>> = if needs_sort && req.sort_target == 4 {
+            picked
+                .iter()
+                .map(|(_, v)| self.keys.value(v))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         if needs_sort {
-            picked.sort_by(|a, b| {
+            let mut order_of: Vec<usize> = (0..picked.len()).collect();
+            order_of.sort_by(|&i, &j| {
+                let (a, b) = (&picked[i], &picked[j]);
                 let o = match req.sort_target {
                     1 => a.1.version.cmp(&b.1.version),
                     2 => a.1.create.cmp(&b.1.create),
                     3 => a.1.rev.main.cmp(&b.1.rev.main),
-                    4 => a.1.value.cmp(&b.1.value),
+                    4 => values[i].cmp(&values[j]),
                     _ => a.0.cmp(b.0),
                 };
                 if order == 2 {
@@ -264,6 +294,7 @@ impl State {
                     o
                 }
             });
+            picked = order_of.into_iter().map(|i| picked[i]).collect();
         }
         let more = req.limit > 0 && picked.len() as i64 > req.limit;
         if more {
@@ -272,13 +303,13 @@ impl State {
         let kvs = picked
             .into_iter()
             .map(|(k, v)| {
-                let mut kv = v.to_kv(k);
                 if req.keys_only {
-                    kv.value.clear();
+                    Ok(v.kv_with(k, Vec::new()))
+                } else {
+                    self.keys.kv(k, v)
                 }
-                kv
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(PbRangeResponse {
             header: None,
             kvs,

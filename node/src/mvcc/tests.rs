@@ -467,6 +467,7 @@ fn drain(s: &mut Store, id: WatchId, feed: &mut WatchFeed) -> Vec<WatchBatch> {
     match s.catch_up(id) {
         CatchUp::Batches(b) => out.extend(b),
         CatchUp::Compacted(rev) => panic!("compacted at {rev}"),
+        CatchUp::Failed(e) => panic!("history unreadable: {e}"),
     }
     out
 }
@@ -547,13 +548,68 @@ fn watch_from_compacted_revision_is_refused() {
 }
 
 #[test]
+fn values_read_back_through_the_value_file_a_compaction_rewrite_and_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::in_dir(dir.path().to_path_buf());
+    // 4 KiB values: the file takes most of them, the in-memory tail the last few.
+    let value = |k: usize, round: usize| format!("{k:03}-{round}-{}", "x".repeat(4096));
+    for round in 0..5 {
+        for k in 0..100 {
+            put(&mut s, &format!("k{k:03}"), &value(k, round));
+        }
+    }
+    // Revision 2 is the first put (k000, round 0); each round is 100 revisions.
+    let at = |rev: i64| PbRangeRequest {
+        revision: rev,
+        ..key("k042")
+    };
+    assert_eq!(get(&s, at(2 + 42)), Ok(vec![kv("k042", &value(42, 0))]));
+    assert_eq!(get(&s, at(2 + 342)), Ok(vec![kv("k042", &value(42, 3))]));
+    let sorted = get(
+        &s,
+        PbRangeRequest {
+            sort_target: 4,
+            sort_order: 2,
+            limit: 2,
+            ..prefix("k")
+        },
+    );
+    assert_eq!(
+        sorted,
+        Ok(vec![kv("k099", &value(99, 4)), kv("k098", &value(98, 4))])
+    );
+    let hash = s.hash_kv(0).expect("hash");
+    assert!(s.value_bytes() > 5 * 100 * 4096);
+    // Keep only the last round: four fifths of the file is garbage, so it is rewritten.
+    let compact = PbCompactionRequest {
+        revision: 2 + 400,
+        ..Default::default()
+    };
+    s.apply(&Command::Compact(compact.encode_to_vec()));
+    assert!(
+        s.value_bytes() < 2 * 100 * 4096,
+        "rewritten to the live values"
+    );
+    assert_eq!(get(&s, key("k042")), Ok(vec![kv("k042", &value(42, 4))]));
+    assert_eq!(get(&s, at(2 + 342)), Err(MvccError::Compacted));
+    let mut t = Store::in_dir(dir.path().to_path_buf());
+    t.restore(&s.snapshot().expect("snapshot"))
+        .expect("restore");
+    assert_eq!(t.hash_kv(0), s.hash_kv(0));
+    assert_ne!(t.hash_kv(0), Ok(hash));
+    assert_eq!(get(&t, key("k007")), Ok(vec![kv("k007", &value(7, 4))]));
+    assert_eq!(s.failure(), None);
+}
+
+#[test]
 fn snapshot_round_trip_keeps_history_leases_and_hash() {
     let mut s = Store::new();
     s.apply(&Command::LeaseGrant { id: 9, ttl: 30 });
     put(&mut s, "a", "1");
     put(&mut s, "a", "2");
     let mut t = Store::new();
-    t.restore(&s.snapshot()).expect("restore");
+    t.restore(&s.snapshot().expect("snapshot"))
+        .expect("restore");
     assert_eq!(t.revision(), s.revision());
     assert_eq!(
         get(

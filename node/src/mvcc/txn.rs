@@ -25,7 +25,9 @@ impl State {
         let mut found = false;
         for (_, v) in self.keys.range_at(range, LATEST) {
             found = true;
-            if !compare_one(c, Some(v)) {
+            let value = matches!(c.target_union, Some(PbTargetUnion::Value(_)))
+                .then(|| self.keys.value_in_apply(v));
+            if !compare_one(c, Some((v, value.as_deref()))) {
                 return false;
             }
         }
@@ -35,13 +37,15 @@ impl State {
     }
 }
 
-fn compare_one(c: &PbCompare, v: Option<&Version>) -> bool {
+/// Compare one version (with its value when the compare targets the value) or a missing key.
+fn compare_one(c: &PbCompare, v: Option<(&Version, Option<&[u8]>)>) -> bool {
     use std::cmp::Ordering;
+    let (value, v) = (v.and_then(|(_, b)| b), v.map(|(v, _)| v));
     let ord = match (&c.target_union, v) {
         (Some(PbTargetUnion::Version(x)), v) => v.map_or(0, |v| v.version).cmp(x),
         (Some(PbTargetUnion::CreateRevision(x)), v) => v.map_or(0, |v| v.create).cmp(x),
         (Some(PbTargetUnion::ModRevision(x)), v) => v.map_or(0, |v| v.rev.main).cmp(x),
-        (Some(PbTargetUnion::Value(x)), Some(v)) => v.value.as_slice().cmp(x.as_slice()),
+        (Some(PbTargetUnion::Value(x)), Some(_)) => value.unwrap_or_default().cmp(x.as_slice()),
         (Some(PbTargetUnion::Lease(x)), v) => v.map_or(0, |v| v.lease).cmp(x),
         _ => return false,
     };

@@ -66,6 +66,8 @@ pub enum CatchUp {
     Batches(Vec<WatchBatch>),
     /// The missed revisions were compacted away (carries the compact revision); the watcher is gone.
     Compacted(i64),
+    /// The history could not be read (the value file failed); the watcher is gone.
+    Failed(super::MvccError),
 }
 
 struct Watcher {
@@ -187,7 +189,13 @@ impl Store {
             self.hub.watchers.remove(&id);
             return CatchUp::Compacted(compacted);
         }
-        CatchUp::Batches(history(&self.state.keys, &w.spec, from))
+        match history(&self.state.keys, &w.spec, from) {
+            Ok(batches) => CatchUp::Batches(batches),
+            Err(e) => {
+                self.hub.watchers.remove(&id);
+                CatchUp::Failed(e)
+            }
+        }
     }
 
     /// Remove a watcher (cancel, or its stream ended).
@@ -202,7 +210,11 @@ impl Store {
 }
 
 /// The events matching `spec` from revision `from` on, grouped by revision.
-fn history(keys: &super::Keyspace, spec: &WatchSpec, from: i64) -> Vec<WatchBatch> {
+fn history(
+    keys: &super::Keyspace,
+    spec: &WatchSpec,
+    from: i64,
+) -> Result<Vec<WatchBatch>, super::MvccError> {
     let range = KeyRange::new(&spec.key, &spec.range_end);
     let mut out: Vec<WatchBatch> = Vec::new();
     for (k, v, prev) in keys.history_since(range, from) {
@@ -215,9 +227,9 @@ fn history(keys: &super::Keyspace, spec: &WatchSpec, from: i64) -> Vec<WatchBatc
                     ..Default::default()
                 }
             } else {
-                v.to_kv(k)
+                keys.kv(k, v)?
             }),
-            prev_kv: prev.map(|p| p.to_kv(k)),
+            prev_kv: prev.map(|p| keys.kv(k, p)).transpose()?,
         };
         if !spec.matches(&ev) {
             continue;
@@ -231,5 +243,5 @@ fn history(keys: &super::Keyspace, spec: &WatchSpec, from: i64) -> Vec<WatchBatc
             }),
         }
     }
-    out
+    Ok(out)
 }

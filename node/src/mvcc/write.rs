@@ -42,12 +42,12 @@ impl Write<'_> {
         // kept (ignore_value) or reported (prev_kv, watchers).
         let prev = self.st.keys.get_at(&req.key, LATEST);
         let report_prev = req.prev_kv || self.emit;
-        let prev_kv = prev.filter(|_| report_prev).map(|p| p.to_kv(&req.key));
+        let prev_kv = prev
+            .filter(|_| report_prev)
+            .map(|p| self.st.keys.kv_in_apply(&req.key, p));
         let inherited = prev.map(|p| (p.create, p.version, p.lease));
-        let value = match prev {
-            Some(p) if req.ignore_value => p.value.clone(),
-            _ => req.value.clone(),
-        };
+        // An ignore_value put points at the live version's bytes instead of copying them.
+        let kept = prev.filter(|_| req.ignore_value).map(|p| p.value);
         let lease = match (inherited, req.ignore_lease) {
             (Some((_, _, l)), true) => l,
             _ => req.lease,
@@ -63,6 +63,10 @@ impl Write<'_> {
             }
         }
         let rev = self.next_rev();
+        let value = match kept {
+            Some(r) => r,
+            None => self.st.keys.store_value(&req.value),
+        };
         let v = Version {
             rev,
             create: inherited.map_or(rev.main, |(c, _, _)| c),
@@ -73,9 +77,13 @@ impl Write<'_> {
         };
         let (event_prev, reply_prev) = split(prev_kv, self.emit, req.prev_kv);
         if self.emit {
+            let bytes = match kept {
+                Some(_) => self.st.keys.value_in_apply(&v),
+                None => req.value.clone(),
+            };
             self.events.push(PbEvent {
                 r#type: 0,
-                kv: Some(v.to_kv(&req.key)),
+                kv: Some(v.kv_with(&req.key, bytes)),
                 prev_kv: event_prev,
             });
         }
@@ -90,11 +98,13 @@ impl Write<'_> {
         let range = KeyRange::new(&req.key, &req.range_end);
         let report_prev = req.prev_kv || self.emit;
         // Key, lease and (when reported) the previous key-value of every live key in the range.
-        let doomed: Vec<(Vec<u8>, i64, Option<etcd_client::proto::PbKeyValue>)> = self
-            .st
-            .keys
+        let keys = &self.st.keys;
+        let doomed: Vec<(Vec<u8>, i64, Option<etcd_client::proto::PbKeyValue>)> = keys
             .range_at(range, LATEST)
-            .map(|(k, v)| (k.to_vec(), v.lease, report_prev.then(|| v.to_kv(k))))
+            .map(|(k, v)| {
+                let prev = report_prev.then(|| keys.kv_in_apply(k, v));
+                (k.to_vec(), v.lease, prev)
+            })
             .collect();
         let deleted = doomed.len() as i64;
         let mut prev_kvs = Vec::new();
@@ -122,7 +132,7 @@ impl Write<'_> {
                     create: 0,
                     version: 0,
                     lease: 0,
-                    value: Vec::new(),
+                    value: Default::default(),
                     tombstone: true,
                 },
             );

@@ -1,7 +1,7 @@
 //! The Raft state machine: applies committed commands to the shared mvcc store in log order, keeps the
-//! last-applied log id and membership with it, and builds / installs snapshots. The state itself lives in
-//! memory; durability comes from the redb log plus the snapshot file (a restart loads the snapshot and
-//! openraft re-applies the committed log after it).
+//! last-applied log id and membership with it, and builds / installs snapshots. The state lives in
+//! memory and in the store's value file, a cache; durability comes from the Raft log plus the snapshot
+//! file (a restart loads the snapshot and openraft re-applies the committed log after it).
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
@@ -55,10 +55,11 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Open the state machine, loading the latest snapshot from `dir` if there is one.
-    pub fn open(dir: SnapshotDir) -> Result<Self, String> {
+    /// Open the state machine, loading the latest snapshot from `dir` if there is one; the store's
+    /// value file is made in `values_dir`.
+    pub fn open(dir: SnapshotDir, values_dir: std::path::PathBuf) -> Result<Self, String> {
         let shared = Arc::new(Shared {
-            store: Arc::new(RwLock::new(Store::new())),
+            store: Arc::new(RwLock::new(Store::in_dir(values_dir))),
             members: RwLock::default(),
             applied_index: AtomicU64::new(0),
         });
@@ -190,6 +191,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             out.push(resp);
         }
+        if let Some(f) = store.failure() {
+            // Stops this member (openraft treats a state machine error as fatal) before any reply.
+            return Err(sm_err(format!("the value file failed: {f}")));
+        }
         drop(store);
         if let Some(l) = self.applied {
             self.shared.applied_index.store(l.index, Ordering::Release);
@@ -200,9 +205,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Builder {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let data = match (self.shared.store.read(), self.shared.members.read()) {
-            (Ok(s), Ok(m)) => {
+            (Ok(s), Ok(m)) => s.snapshot().map_err(|e| e.to_string()).and_then(|store| {
                 let data = SnapshotData {
-                    store: s.snapshot(),
+                    store,
                     members: m.clone(),
                 };
                 // Sized once: growing by doubling would briefly hold up to three times the store.
@@ -210,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 rmp_serde::encode::write_named(&mut out, &data)
                     .map(|()| out)
                     .map_err(|e| format!("encoding the snapshot: {e}"))
-            }
+            }),
             _ => Err("state machine lock poisoned by a panic".to_string()),
         };
         let id = match self.applied {

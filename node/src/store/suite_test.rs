@@ -19,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
             .map_err(|e| openraft::StorageIOError::write(&e))?;
         let snaps = SnapshotDir::new(dir.path().join("snap"))
             .map_err(|e| openraft::StorageIOError::write(&e))?;
-        let sm = StateMachine::open(snaps)
+        let sm = StateMachine::open(snaps, dir.path().to_path_buf())
             .map_err(|e| openraft::StorageIOError::write(openraft::AnyError::error(e)))?;
         Ok((dir, log, sm))
     }
