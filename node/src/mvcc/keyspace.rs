@@ -134,7 +134,7 @@ impl Keyspace {
         self.values.clear();
     }
 
-    /// Add the versions of one key, as read from a snapshot: keys must come in ascending order.
+    /// Add the versions of one key, as read from a snapshot (their value refs are replaced).
     pub fn load(&mut self, key: Vec<u8>, versions: Vec<(Version, Vec<u8>)>) {
         let vs = versions
             .into_iter()
