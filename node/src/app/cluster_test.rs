@@ -77,14 +77,15 @@ async fn start_with(
     }
 }
 
-/// Three loopback peer listeners, their `scheme` URLs and the `--initial-cluster` naming them
-/// `{prefix}0..2`.
+/// `count` loopback peer listeners, their `scheme` URLs and the `--initial-cluster` naming the first
+/// three `{prefix}0..2` (the others are for members added later).
 pub(super) async fn listeners(
     scheme: &str,
     prefix: &str,
+    count: usize,
 ) -> (Vec<TcpListener>, Vec<String>, String) {
     let mut listeners = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..count {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
     }
     let urls: Vec<String> = listeners
@@ -144,7 +145,7 @@ fn revision(app: &App) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_forward_fail_over_and_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (listeners, urls, cluster) = listeners("http", "m").await;
+    let (listeners, urls, cluster) = listeners("http", "m", 3).await;
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         members.push(Some(
@@ -272,7 +273,7 @@ async fn three_members_forward_fail_over_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_from_before_the_frame_protocol_is_called_over_grpc() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (listeners, urls, cluster) = listeners("http", "m").await;
+    let (listeners, urls, cluster) = listeners("http", "m", 3).await;
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         // m2 answers the frame preface as HTTP, as a member mid-way through a rolling upgrade does.

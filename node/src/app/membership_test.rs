@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
-use crate::app::cluster_test::{put, start, until, Member};
+use crate::app::cluster_test::{listeners, put, start, until, Member};
 use crate::app::ServeError;
 
 /// Wait until `m` sees `n` members that have published their names (i.e. started).
@@ -29,18 +27,7 @@ fn revision(m: &Member) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn add_join_promote_and_remove_the_leader() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut listeners = Vec::new();
-    for _ in 0..5 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    }
-    let urls: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
-        .collect();
-    let initial = (0..3)
-        .map(|i| format!("g{i}={}", urls[i]))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut listeners, urls, initial) = listeners("http", "g", 5).await;
     let mut members = Vec::new();
     let mut rest = listeners.split_off(3);
     for (i, l) in listeners.into_iter().enumerate() {

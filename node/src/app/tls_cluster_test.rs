@@ -60,7 +60,7 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
     let (pki, other_pki) = (dir.path().join("pki"), dir.path().join("other-pki"));
     make_pki(&pki);
     make_pki(&other_pki);
-    let (listeners, urls, cluster) = listeners("https", "t").await;
+    let (listeners, urls, cluster) = listeners("https", "t", 3).await;
     let mut members = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let name = format!("t{i}");
