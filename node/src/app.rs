@@ -216,6 +216,11 @@ impl App {
             + values
     }
 
+    /// The member's data dir (`--data-dir`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
+    }
+
     /// This member's ID.
     pub fn member_id(&self) -> NodeId {
         self.inner.id

@@ -2,8 +2,10 @@
 
 pub mod api;
 pub mod app;
+pub mod bbolt;
 pub mod bootstrap;
 pub mod config;
+pub mod etcd_db;
 pub mod http;
 pub mod metrics;
 pub mod mvcc;

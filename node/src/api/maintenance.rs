@@ -1,4 +1,4 @@
-//! Maintenance: Status, HashKV, Alarm, Defragment, Snapshot, MoveLeader; Hash and Downgrade answer
+//! Maintenance: Status, HashKV, Alarm, Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader; Hash and Downgrade answer
 //! Unimplemented.
 
 use std::pin::Pin;
@@ -10,21 +10,13 @@ use etcd_client::proto::{
     PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
 };
 use futures::Stream;
-use sha2::{Digest, Sha256};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
 use super::SERVER_VERSION;
 use crate::app::App;
-
-/// Snapshot stream chunk size.
-const CHUNK: usize = 64 * 1024;
-/// etcdctl's `snapshot save` accepts a file only if its size is a multiple of 512 plus the 32-byte
-/// SHA-256 trailer (the bbolt page rule), so the data is zero-padded to 512 bytes.
-const ALIGN: usize = 512;
-/// Marks the start of a cairn snapshot (etcd's are bbolt files), followed by the data length.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CAIRNSS1";
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -35,18 +27,6 @@ impl MaintenanceService {
     pub fn new(app: App) -> Self {
         MaintenanceService { app }
     }
-}
-
-/// The bytes `Snapshot` streams: magic, length, store data, zero padding to 512, then SHA-256 of all before.
-pub fn snapshot_file(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + ALIGN + 48);
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&(data.len() as u64).to_be_bytes());
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
-    let sum = Sha256::digest(&out);
-    out.extend_from_slice(&sum);
-    out
 }
 
 #[tonic::async_trait]
@@ -136,34 +116,15 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _: Request<PbSnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let (data, rev) = {
-            let s = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
-            (s.snapshot().map_err(mvcc)?, s.revision())
-        };
-        let file = snapshot_file(&data);
-        let (body, sum) = file.split_at(file.len() - 32);
-        let mut msgs = Vec::new();
-        let mut sent = 0;
-        for chunk in body.chunks(CHUNK) {
-            sent += chunk.len();
-            msgs.push(Ok(PbSnapshotResponse {
-                header: header(&self.app, rev),
-                remaining_bytes: (file.len() - sent) as u64,
-                blob: chunk.to_vec(),
-                version: String::new(),
-            }));
-        }
-        msgs.push(Ok(PbSnapshotResponse {
-            header: header(&self.app, rev),
-            remaining_bytes: 0,
-            blob: sum.to_vec(),
-            version: String::new(),
-        }));
-        Ok(Response::new(Box::pin(futures::stream::iter(msgs))))
+        let app = self.app.clone();
+        let (file, rev) =
+            tokio::task::spawn_blocking(move || super::snapshot::write_database(&app))
+                .await
+                .map_err(|e| Status::internal(format!("snapshot: {e}")))??;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let head = header(&self.app, rev);
+        tokio::task::spawn_blocking(move || super::snapshot::stream(file, head, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn move_leader(
@@ -186,20 +147,5 @@ impl PbMaintenanceService for MaintenanceService {
         Err(Status::unimplemented(
             "cairn: Downgrade is not implemented (an etcd 3.5 cluster-version feature)",
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_file_passes_etcdctls_size_rule_and_carries_its_hash() {
-        for n in [0, 1, 511, 512, 70_000] {
-            let f = snapshot_file(&vec![7u8; n]);
-            assert_eq!(f.len() % 512, 32, "size rule for {n} bytes");
-            let (body, sum) = f.split_at(f.len() - 32);
-            assert_eq!(Sha256::digest(body).as_slice(), sum);
-        }
     }
 }

@@ -6,6 +6,7 @@ mod header;
 mod kv;
 mod lease;
 mod maintenance;
+mod snapshot;
 mod status;
 mod watch;
 

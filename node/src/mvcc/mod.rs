@@ -9,6 +9,7 @@
 mod error;
 mod keyspace;
 mod lease;
+mod records;
 mod retention;
 mod snapshot;
 #[cfg(test)]
@@ -21,6 +22,9 @@ mod write;
 pub use error::MvccError;
 pub use keyspace::KeyRange;
 pub use lease::LeaseInfo;
+#[cfg(test)]
+pub use records::test_writes;
+pub use records::{Importer, Record};
 pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
 pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
