@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod mvcc;
 pub mod raft;
 pub mod server;
+pub mod snapshot_cmd;
 pub mod store;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! `cairn`: parse flags → validate → run the member. Exit codes: 0 ok, 1 failure, 2 usage/config error.
+//! `cairn`: parse flags → validate → run the member (`cairn snapshot ...`: offline snapshot commands). Exit codes: 0 ok, 1 failure, 2 usage/config error.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,9 @@ use cairn_node::server;
 use cairn_node::tls::TlsError;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "snapshot") {
+        return cairn_node::snapshot_cmd::main(std::env::args_os().skip(1));
+    }
     let cfg = match Config::try_parse() {
         Ok(c) => c,
         Err(e) => {
