@@ -6,6 +6,7 @@ mod apply_ssh;
 mod cluster;
 mod container;
 mod discovery;
+mod dr;
 mod hosts;
 mod membership;
 mod packaging;

@@ -1,0 +1,245 @@
+//! Disaster recovery and migration through snapshots in etcd's format, with the real tools on both
+//! sides: a cairn cluster's `etcdctl snapshot save` read by etcdutl 3.5 and etcdctl 3.4 and restored
+//! into a real etcd 3.4 cluster; an etcd 3.4 cluster's snapshot restored into cairn members. Each side
+//! must serve every key with the same create/mod revisions, versions, values and lease, refuse reads
+//! below the compaction, and continue from the next revision.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
+use cairn_tests::etcdctl::Etcdctl;
+use cairn_tests::tools::{output, run_ok};
+use cairn_tests::workspace;
+use serde_json::Value;
+
+/// Unwraps with the whole error chain in the panic message.
+fn must<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// The directory of etcd 3.5's binaries (etcd, etcdctl, etcdutl), fetched by scripts/etcd35.sh.
+fn etcd35() -> Result<PathBuf> {
+    let script = workspace::root().join("scripts/etcd35.sh");
+    Ok(PathBuf::from(
+        stdout_of(Command::new("bash").arg(&script))?.trim(),
+    ))
+}
+
+/// What a cluster serves after [`make_history`]: every live key, an older revision of the `k`
+/// prefix, the revision, the lease with its keys.
+#[derive(Debug, PartialEq)]
+struct Served {
+    kvs: Value,
+    history: Value,
+    revision: i64,
+    lease: String,
+}
+
+/// Puts over six keys, a lease with a key, two deletions, a compaction, later puts. Returns the lease
+/// ID (hex), the compaction revision and a revision after it.
+fn make_history(ctl: &Etcdctl) -> Result<(String, i64, i64)> {
+    for i in 0..30 {
+        ctl.ok(&["put", &format!("k{}", i % 6), &format!("v{i}")])?;
+    }
+    let granted = ctl.ok(&["lease", "grant", "600"])?;
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .context("lease grant output")?
+        .to_string();
+    ctl.ok(&["put", "leased", "x", &format!("--lease={lease}")])?;
+    ctl.ok(&["del", "k3"])?;
+    ctl.ok(&["del", "k4"])?;
+    let compact_at = 20;
+    ctl.ok(&["compact", &compact_at.to_string()])?;
+    let middle = revision(ctl)?;
+    ctl.ok(&["put", "k0", "after"])?;
+    ctl.ok(&["put", "k5", "after"])?;
+    ctl.ok(&["put", "k6", "new"])?;
+    Ok((lease, compact_at, middle))
+}
+
+fn revision(ctl: &Etcdctl) -> Result<i64> {
+    let v = ctl.json(&["get", "none", "-w", "json"])?;
+    v["header"]["revision"]
+        .as_i64()
+        .context("header.revision in get -w json")
+}
+
+fn served(ctl: &Etcdctl, lease: &str, at: i64) -> Result<Served> {
+    let all = ctl.json(&["get", "", "--prefix", "-w", "json"])?;
+    let history = ctl.json(&["get", "k", "--prefix", &format!("--rev={at}"), "-w", "json"])?;
+    let ttl = ctl.ok(&["lease", "timetolive", lease, "--keys"])?;
+    // "lease X granted with TTL(600s), remaining(597s), attached keys([leased])": the remaining time moves.
+    let lease_line = ttl
+        .split(", remaining")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + ttl.rsplit_once(',').map(|(_, k)| k).unwrap_or_default();
+    Ok(Served {
+        kvs: all["kvs"].clone(),
+        history: history["kvs"].clone(),
+        revision: all["header"]["revision"].as_i64().context("revision")?,
+        lease: lease_line.trim().to_string(),
+    })
+}
+
+/// The checks both directions share: same data, compaction kept, writes continue at the next revision.
+fn assert_same_and_writable(
+    ctl: &Etcdctl,
+    before: &Served,
+    lease: &str,
+    compacted: i64,
+    middle: i64,
+) {
+    let after = must(served(ctl, lease, middle));
+    assert_eq!(&after, before, "restored cluster serves something else");
+    assert!(
+        after.lease.ends_with("attached keys([leased])"),
+        "{}",
+        after.lease
+    );
+    let old = must(ctl.run(&["get", "k0", &format!("--rev={}", compacted - 1)]));
+    assert!(
+        old.stderr.contains("required revision has been compacted"),
+        "read below the compaction: {old:?}"
+    );
+    let put = must(ctl.json(&["put", "fresh", "1", "-w", "json"]));
+    assert_eq!(
+        put["header"]["revision"].as_i64(),
+        Some(before.revision + 1)
+    );
+}
+
+fn status_json(program: &Path, file: &Path) -> Result<Value> {
+    let out = stdout_of(
+        Command::new(program)
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(file),
+    )?;
+    serde_json::from_str(out.trim()).with_context(|| format!("status JSON: {out}"))
+}
+
+/// Standard output of a command that must succeed (the tools log on stderr).
+fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let o = output(cmd)?;
+    if !o.status.success() {
+        anyhow::bail!(
+            "{cmd:?} failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn a_cairn_snapshot_restores_into_a_real_etcd_cluster_with_every_revision() {
+    let src = must(Cluster::start(Flavor::Cairn, 3));
+    let ctl = src.etcdctl();
+    let (lease, compacted, middle) = must(make_history(&ctl));
+    let before = must(served(&ctl, &lease, middle));
+    let file = src.dir().join("cairn.db");
+    must(
+        src.etcdctl_for(1)
+            .ok(&["snapshot", "save", &file.display().to_string()]),
+    );
+
+    // etcd's own tools accept the file and agree on what it holds.
+    let v35 = must(etcd35());
+    let s35 = must(status_json(&v35.join("etcdutl"), &file));
+    let s34 = must(status_json(Path::new("etcdctl"), &file));
+    assert_eq!(s35, s34, "etcdutl 3.5 and etcdctl 3.4 disagree");
+    assert_eq!(s35["revision"].as_i64(), Some(before.revision));
+    let scratch = src.dir().join("etcdutl-restore");
+    must(run_ok(
+        Command::new(v35.join("etcdutl"))
+            .args(["snapshot", "restore"])
+            .arg(&file)
+            .args(["--name=r0", "--initial-cluster=r0=http://127.0.0.1:2380"])
+            .args(["--initial-advertise-peer-urls=http://127.0.0.1:2380"])
+            .arg(format!("--data-dir={}", scratch.display())),
+    ));
+    assert!(scratch.join("member/snap/db").is_file());
+
+    // A real etcd 3.4 cluster restored with etcdctl 3.4, one data dir per member.
+    let mut dst = must(Cluster::create(Flavor::Etcd, 3));
+    for m in &dst.members {
+        must(ctl.ok(&[
+            "snapshot",
+            "restore",
+            &file.display().to_string(),
+            &format!("--name={}", m.name),
+            &format!("--initial-cluster={}", dst.initial_cluster()),
+            &format!("--initial-cluster-token={}", dst.token),
+            &format!("--initial-advertise-peer-urls={}", m.peer_url),
+            &format!("--data-dir={}", m.data_dir.display()),
+        ]));
+    }
+    must(dst.start_all());
+    must(dst.wait_healthy(START_TIMEOUT));
+    assert_same_and_writable(&dst.etcdctl(), &before, &lease, compacted, middle);
+}
+
+#[test]
+fn an_etcd_snapshot_restores_into_cairn_members_and_writes_continue() {
+    let src = must(Cluster::start(Flavor::Etcd, 3));
+    let ctl = src.etcdctl();
+    let (lease, compacted, middle) = must(make_history(&ctl));
+    let before = must(served(&ctl, &lease, middle));
+    let file = src.dir().join("etcd.db");
+    must(
+        src.etcdctl_for(0)
+            .ok(&["snapshot", "save", &file.display().to_string()]),
+    );
+
+    let cairn = must(workspace::binary("cairn"));
+    // `cairn snapshot status` prints etcdctl's figures for etcd's own file.
+    assert_eq!(
+        must(status_json(&cairn, &file)),
+        must(status_json(Path::new("etcdctl"), &file))
+    );
+
+    let mut dst = must(Cluster::create(Flavor::Cairn, 3));
+    for m in &dst.members {
+        must(run_ok(
+            Command::new(&cairn)
+                .args(["snapshot", "restore"])
+                .arg(&file)
+                .arg(format!("--name={}", m.name))
+                .arg(format!("--initial-cluster={}", dst.initial_cluster()))
+                .arg(format!("--initial-cluster-token={}", dst.token))
+                .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
+                .arg(format!("--data-dir={}", m.data_dir.display())),
+        ));
+    }
+    // etcdctl's refusals, word for word.
+    let again = must(output(
+        Command::new(&cairn)
+            .args(["snapshot", "restore"])
+            .arg(&file)
+            .arg(format!("--data-dir={}", dst.members[0].data_dir.display())),
+    ));
+    let text = String::from_utf8_lossy(&again.stderr);
+    assert!(text.contains("not empty or could not be read"), "{text}");
+
+    must(dst.start_all());
+    must(dst.wait_healthy(START_TIMEOUT));
+    let dctl = dst.etcdctl();
+    assert_same_and_writable(&dctl, &before, &lease, compacted, middle);
+    // Every member holds the same history.
+    let hashes = must(dctl.json(&["endpoint", "hashkv", "-w", "json"]));
+    let hashes: Vec<&Value> = hashes
+        .as_array()
+        .map(|a| a.iter().map(|h| &h["HashKV"]["hash"]).collect())
+        .unwrap_or_default();
+    assert_eq!(hashes.len(), 3);
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
