@@ -99,6 +99,7 @@ pub fn plan(cfg: &Config, stored: Option<StoredIdentity>) -> Result<Plan, Config
             if s.member_id != flags.member_id
                 && s.cluster_id != flags.cluster_id
                 && cfg.initial_cluster_state == ClusterState::New
+                && !restored_as(cfg, s)
             {
                 return Err(ConfigError(format!(
                     "conflicting cluster ID to the target cluster ({:x} != {:x}): --data-dir {} belongs to member \
@@ -122,6 +123,23 @@ pub fn plan(cfg: &Config, stored: Option<StoredIdentity>) -> Result<Plan, Config
             }),
         },
     }
+}
+
+/// Whether the data dir was restored from a snapshot as exactly this member under the restore's token.
+fn restored_as(cfg: &Config, stored: StoredIdentity) -> bool {
+    let Some(token) = crate::bootstrap::restored::token(&cfg.data_dir) else {
+        return false;
+    };
+    let mut restored = cfg.clone();
+    restored.initial_cluster_token = token.clone();
+    let matches = from_flags(&restored).is_ok_and(|(id, _)| id == stored);
+    if matches {
+        tracing::info!(
+            "data dir restored from a snapshot with --initial-cluster-token {token}; the flag's token {} is ignored",
+            cfg.initial_cluster_token
+        );
+    }
+    matches
 }
 
 #[cfg(test)]
@@ -182,6 +200,26 @@ mod tests {
         assert_eq!(
             plan(&cfg("t", "existing"), Some(joined)).unwrap(),
             Plan::Restart { identity: joined }
+        );
+    }
+
+    #[test]
+    fn a_restored_data_dir_restarts_under_the_restore_token_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = cfg("t", "new");
+        c.data_dir = tmp.path().to_path_buf();
+        std::fs::create_dir(tmp.path().join("member")).unwrap();
+        let (restored, _) = from_flags(&cfg("restore-token", "new")).unwrap();
+        assert!(plan(&c, Some(restored)).is_err(), "no record yet");
+        crate::bootstrap::restored::record(&tmp.path().join("member"), "restore-token").unwrap();
+        assert_eq!(
+            plan(&c, Some(restored)).unwrap(),
+            Plan::Restart { identity: restored }
+        );
+        let (other, _) = from_flags(&cfg("other-token", "new")).unwrap();
+        assert!(
+            plan(&c, Some(other)).is_err(),
+            "recorded token, other identity"
         );
     }
 

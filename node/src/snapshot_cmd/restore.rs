@@ -107,6 +107,8 @@ pub fn restore_data_dir(args: &RestoreArgs) -> anyhow::Result<Restored> {
         .snapshot()
         .map_err(|e| anyhow::anyhow!("encoding the restored store: {e}"))?;
     drop(store);
+    crate::bootstrap::restored::record(&member_dir, &args.initial_cluster_token)
+        .with_context(|| format!("writing {}", member_dir.display()))?;
     write_member(&member_dir, identity, &members, store_bytes)?;
     if data_dir.exists() {
         // Empty (checked above): replaced by the restored one.
