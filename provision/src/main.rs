@@ -35,6 +35,8 @@ enum Command {
     Status(DeployArgs),
     /// Save a verified snapshot of the cluster through the Maintenance API.
     Backup(BackupArgs),
+    /// Disaster recovery: restore every member from a snapshot as a new cluster (asks unless --yes).
+    Restore(RestoreArgs),
     /// Stop and disable every member and delete what apply installed, data included (asks unless --yes).
     Reset(ResetArgs),
     /// Time `render` of a cluster file (benchmark, not a test).
@@ -121,9 +123,27 @@ struct ApplyArgs {
 struct BackupArgs {
     #[command(flatten)]
     common: DeployArgs,
-    /// The snapshot file to write.
+    /// The snapshot file to write (a new file in an existing directory).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: PathBuf,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    common: DeployArgs,
+    /// The snapshot to restore (`provision backup`, `etcdctl snapshot save` from cairn or etcd).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+    /// Print what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -294,9 +314,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             deploy::commands::status(s, o)?;
         }
         Command::Backup(a) => {
+            deploy::backup_file::check(&a.file, a.force).map_err(|e| ConfigError(e.to_string()))?;
             let s = load(&a.common.cluster)?;
             let o = deploy_options(&s, a.common, false)?;
             deploy::commands::backup(s, o, &a.file)?;
+        }
+        Command::Restore(a) => {
+            let s = load(&a.common.cluster)?;
+            let mut o = deploy_options(&s, a.common, true)?;
+            o.yes = a.yes;
+            o.dry_run = a.dry_run;
+            deploy::commands::restore(s, o, &a.file)?;
         }
         Command::Reset(a) => {
             let s = load(&a.common.cluster)?;

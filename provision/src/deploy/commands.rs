@@ -35,6 +35,24 @@ pub fn reset_phases() -> Vec<Box<dyn Phase>> {
     ]
 }
 
+/// `restore`: connect → facts → check the snapshot (ask) → render → stop → restore → start → health →
+/// verify → summary.
+pub fn restore_phases(plan: &phase::restore::RestorePlan) -> Vec<Box<dyn Phase>> {
+    use phase::restore::*;
+    vec![
+        Box::new(phase::connect::Connect { installs: true }),
+        Box::new(phase::facts::GatherFacts),
+        Box::new(CheckSnapshot(plan.clone())),
+        Box::new(phase::render::Render),
+        Box::new(StopMembers),
+        Box::new(RestoreMembers(plan.clone())),
+        Box::new(StartMembers),
+        Box::new(phase::health::WaitHealthy),
+        Box::new(VerifyRestore(plan.clone())),
+        Box::new(phase::health::Summary),
+    ]
+}
+
 fn finish(ctx: &RunCtx, result: anyhow::Result<()>, done: &str) -> anyhow::Result<()> {
     let log = ctx
         .ui
@@ -88,6 +106,14 @@ pub fn reset(spec: Spec, opts: Options) -> anyhow::Result<()> {
     let mut ctx = RunCtx::new(spec, opts, "reset")?;
     let r = phase::run_all(&mut ctx, reset_phases());
     finish(&ctx, r, "reset")
+}
+
+/// Run `restore` of `file` (or its dry run).
+pub fn restore(spec: Spec, opts: Options, file: &Path) -> anyhow::Result<()> {
+    let plan = phase::restore::RestorePlan::new(file, &spec.token);
+    let mut ctx = RunCtx::new(spec, opts, "restore")?;
+    let r = phase::run_all(&mut ctx, restore_phases(&plan));
+    finish(&ctx, r, "restored")
 }
 
 /// `status`: the members table plus each member's certificate expiry (from the rendered files).

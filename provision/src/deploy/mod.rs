@@ -1,6 +1,7 @@
 //! `provision apply` and friends: reach every host (transport), learn its state (facts), decide (plan),
 //! and change it in ordered phases (phase/), every change through the gate so `--dry-run` shows it.
 
+pub mod backup_file;
 pub mod cluster;
 pub mod commands;
 pub mod ctx;

@@ -9,7 +9,7 @@ use cairn_tests::ports::unused_ports;
 use cairn_tests::workspace;
 
 /// examples/local.yaml with free ports instead of 2379/2380, 22379/22380, 32379/32380.
-fn local_spec(dir: &Path) -> Result<std::path::PathBuf> {
+pub(crate) fn local_spec(dir: &Path) -> Result<std::path::PathBuf> {
     let text = std::fs::read_to_string(workspace::root().join("examples/local.yaml"))?;
     let p = unused_ports(6)?;
     let mut text = text;
@@ -28,7 +28,7 @@ fn local_spec(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// Pids of the members a local apply started (from their pid files).
-fn member_pids(dir: &Path) -> Vec<u32> {
+pub(crate) fn member_pids(dir: &Path) -> Vec<u32> {
     ["infra0", "infra1", "infra2"]
         .iter()
         .filter_map(|n| std::fs::read_to_string(dir.join("data").join(n).join("cairn.pid")).ok())
@@ -42,7 +42,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Kills members left behind by a failed test (their pid files name them).
-struct Cleanup<'a>(&'a Path);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a Path);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {

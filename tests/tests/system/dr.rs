@@ -243,3 +243,101 @@ fn an_etcd_snapshot_restores_into_cairn_members_and_writes_continue() {
     assert_eq!(hashes.len(), 3);
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
+
+/// Client endpoints of a local cluster file (its `client_port`s on 127.0.0.1).
+fn local_endpoints(spec: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(spec)?;
+    let eps: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split("client_port: ").nth(1))
+        .filter_map(|r| r.split(',').next())
+        .map(|p| format!("https://127.0.0.1:{p}"))
+        .collect();
+    Ok(eps.join(","))
+}
+
+#[test]
+fn provision_backup_then_restore_brings_back_a_wiped_local_cluster() -> Result<()> {
+    use cairn_tests::apply::{admin_etcdctl, provision};
+    let dir = tempfile::tempdir()?;
+    let _cleanup = super::apply::Cleanup(dir.path());
+    let spec = super::apply::local_spec(dir.path())?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+    provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    let ctl = admin_etcdctl(&dir.path().join("out/local"), local_endpoints(&spec)?);
+    for i in 0..40 {
+        ctl.ok(&["put", &format!("dr/{i:02}"), &format!("value {i}")])?;
+    }
+    ctl.ok(&["del", "dr/07"])?;
+    let before = ctl.json(&["get", "dr/", "--prefix", "-w", "json"])?;
+
+    // The backup path: a new file in an existing directory; no folder created, no silent overwrite.
+    let missing = provision(dir.path(), &["backup", spec_arg, "-f", "nowhere/snap.db"])?;
+    assert_eq!(missing.code, Some(2), "{}", missing.text);
+    assert!(
+        missing.text.contains("directory nowhere does not exist"),
+        "{}",
+        missing.text
+    );
+    assert!(!dir.path().join("nowhere").exists());
+    provision(dir.path(), &["backup", spec_arg, "-f", "snap.db"])?.ok()?;
+    let again = provision(dir.path(), &["backup", spec_arg, "-f", "snap.db"])?;
+    assert_eq!(again.code, Some(2), "{}", again.text);
+    assert!(
+        again.text.contains("file exists; pass --force"),
+        "{}",
+        again.text
+    );
+    provision(
+        dir.path(),
+        &["backup", spec_arg, "-f", "snap.db", "--force"],
+    )?
+    .ok()?;
+
+    // Disaster: every member killed and its data dir wiped.
+    for pid in super::apply::member_pids(dir.path()) {
+        Command::new("kill")
+            .arg("-9")
+            .arg(pid.to_string())
+            .status()?;
+    }
+    for m in ["infra0", "infra1", "infra2"] {
+        let data = dir.path().join("data").join(m);
+        cairn_tests::wait::wait_for(
+            "the killed member's data dir to go",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(100),
+            || std::fs::remove_dir_all(&data).map_err(|e| e.to_string()),
+        )?;
+    }
+    let restored = provision(dir.path(), &["restore", spec_arg, "-f", "snap.db", "--yes"])?.ok()?;
+    assert!(
+        restored
+            .text
+            .contains("restored: 3 members agree at revision"),
+        "{}",
+        restored.text
+    );
+    assert!(restored.text.contains("healthy 3/3"), "{}", restored.text);
+    let after = ctl.json(&["get", "dr/", "--prefix", "-w", "json"])?;
+    assert_eq!(after["kvs"], before["kvs"], "keys after the restore");
+    assert_eq!(after["kvs"].as_array().map(Vec::len), Some(39));
+    ctl.ok(&["put", "dr/after", "1"])?;
+
+    // A restore over running members keeps their data dirs aside, and apply then has nothing to do.
+    provision(dir.path(), &["restore", spec_arg, "-f", "snap.db", "--yes"])?.ok()?;
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("data"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        ctl.ok(&["get", "dr/after"])?.is_empty(),
+        "the snapshot predates dr/after"
+    );
+    let apply = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(apply.text.contains("no changes"), "{}", apply.text);
+    provision(dir.path(), &["reset", spec_arg, "--yes"])?.ok()?;
+    Ok(())
+}

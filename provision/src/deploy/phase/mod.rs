@@ -10,6 +10,7 @@ pub mod install;
 pub mod observe;
 pub mod render;
 pub mod reset;
+pub mod restore;
 pub mod snapshot;
 pub mod upload;
 
@@ -35,6 +36,26 @@ pub trait Phase {
     }
     /// Called for every phase that was prepared, after the run, whether it succeeded or not.
     fn cleanup(&mut self, _ctx: &mut RunCtx) {}
+}
+
+/// Ask `question` and go on only if the operator types the cluster name (skipped with --yes or in a
+/// dry run).
+pub fn confirm(ctx: &RunCtx, question: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    if ctx.opts.yes || ctx.ui.dry_run() {
+        return Ok(());
+    }
+    print!("{question} Type the cluster name to go on: ");
+    std::io::stdout().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("reading the confirmation: {e}"))?;
+    if line.trim() != ctx.spec.name {
+        anyhow::bail!("not confirmed; nothing changed (pass --yes to skip the question)");
+    }
+    Ok(())
 }
 
 /// Run `phases` in order; stop at the first failure (after every phase's cleanup).

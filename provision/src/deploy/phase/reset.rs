@@ -1,10 +1,6 @@
 //! Reset: ask (unless --yes), then stop and disable every member, remove what apply installed and the data
 //! dirs, and forget the members in the state file.
 
-use std::io::{BufRead, Write};
-
-use anyhow::anyhow;
-
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
 use crate::deploy::service;
@@ -20,26 +16,14 @@ impl Phase for Reset {
     }
 
     fn prepare(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        if ctx.opts.yes || ctx.ui.dry_run() {
-            return Ok(());
-        }
         let names: Vec<&str> = ctx.hosts.iter().map(|h| h.name()).collect();
-        print!(
-            "This stops cluster {} and DELETES the data of {} ({}). Type the cluster name to go on: ",
+        let question = format!(
+            "This stops cluster {} and DELETES the data of {} ({}).",
             ctx.spec.name,
             names.len(),
             names.join(", ")
         );
-        std::io::stdout().flush().ok();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| anyhow!("reading the confirmation: {e}"))?;
-        if line.trim() != ctx.spec.name {
-            anyhow::bail!("not confirmed; nothing changed (pass --yes to skip the question)");
-        }
-        Ok(())
+        super::confirm(ctx, &question)
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
