@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cairn_tests::cluster::{Cluster, START_TIMEOUT};
+use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::fixture::{must, three_members as cluster};
 use cairn_tests::grpc;
 use cairn_tests::wait::wait_for;
@@ -167,4 +167,121 @@ fn a_leader_killed_and_restarted_at_once_never_serves_a_read_older_than_an_acked
 #[test]
 fn members_all_killed_and_restarted_never_serve_a_read_older_than_an_acked_write() {
     no_stale_read_after_restarts(Restart::All, 20);
+}
+
+/// `n` puts of `PREFIX000001`… (value = key) through member `via`, one after the other; returns the
+/// keys acknowledged.
+async fn put_sequence(c: &Cluster, via: usize, prefix: &str, n: usize) -> Result<Vec<String>> {
+    let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+    let mut acked = Vec::with_capacity(n);
+    for i in 1..=n {
+        let key = format!("{prefix}{i:06}");
+        client
+            .put(key.as_str(), key.as_str(), None)
+            .await
+            .with_context(|| format!("put {key}"))?;
+        acked.push(key);
+    }
+    Ok(acked)
+}
+
+/// The acknowledged keys a linearizable read of `prefix` through the `which` members does not return.
+fn lost_writes(c: &Cluster, which: &[usize], prefix: &str, acked: &[String]) -> Vec<String> {
+    let urls: Vec<&str> = which
+        .iter()
+        .map(|&i| c.members[i].client_url.as_str())
+        .collect();
+    let ctl = c.etcdctl().with_endpoints(urls.join(","));
+    must(cairn_tests::writer::missing(&ctl, prefix, acked))
+}
+
+/// The member's WAL segment written last (cairn and etcd both keep them in `member/wal/*.wal`).
+fn last_wal_segment(c: &Cluster, i: usize) -> std::path::PathBuf {
+    let dir = c.members[i].data_dir.join("member").join("wal");
+    let mut segments: Vec<_> =
+        must(std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display())))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+    segments.sort();
+    segments
+        .pop()
+        .unwrap_or_else(|| panic!("no WAL segment in {}", dir.display()))
+}
+
+/// Flip 16 bytes in the middle of what `path` holds (its preallocated zeros not counted); returns the
+/// offset flipped.
+fn flip_16_bytes_mid_file(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut data = must(std::fs::read(path).with_context(|| format!("reading {}", path.display())));
+    let written = data.iter().rposition(|&b| b != 0).unwrap_or(0);
+    let mid = written / 2;
+    data[mid..mid + 16].iter_mut().for_each(|b| *b ^= 0xff);
+    let file = must(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display())),
+    );
+    must(
+        file.write_all_at(&data[mid..mid + 16], mid as u64)
+            .and_then(|()| file.sync_all())
+            .context("writing the flipped bytes"),
+    );
+    mid as u64
+}
+
+#[test]
+fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_write_is_lost() {
+    let mut c = cluster();
+    let rt = must(grpc::runtime());
+    let li = leader_index(&c);
+    let acked = must(rt.block_on(put_sequence(&c, li, "wal/", 600)));
+    must(c.kill_all());
+    let segment = last_wal_segment(&c, li);
+    let at = flip_16_bytes_mid_file(&segment);
+    eprintln!("flipped 16 bytes at offset {at} of {}", segment.display());
+    must(c.start_all());
+
+    let status = must(wait_for(
+        "the member with the corrupt WAL to exit",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            c.members[li]
+                .exit_status()
+                .ok_or("still running".to_string())
+        },
+    ));
+    assert!(
+        !status.success(),
+        "{:?} exited with {status} on a corrupt WAL",
+        c.flavor
+    );
+    if c.flavor == Flavor::Cairn {
+        let log = must(std::fs::read_to_string(&c.members[li].log).context("reading the log"));
+        let said = format!("{}: corrupt WAL record at offset", segment.display());
+        assert!(
+            log.contains(&said) && log.contains("remove the member and add it back"),
+            "the log must name the file, the offset and the recovery:\n{}",
+            c.logs()
+        );
+        assert_eq!(status.code(), Some(1), "{}", c.logs());
+    }
+
+    let others: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    must(c.wait_members_healthy(&others, START_TIMEOUT));
+    let lost = lost_writes(&c, &others, "wal/", &acked);
+    assert!(
+        lost.is_empty(),
+        "{:?}: {} of {} acknowledged writes lost: {:?}",
+        c.flavor,
+        lost.len(),
+        acked.len(),
+        lost
+    );
+    assert!(
+        !c.members[li].is_running(),
+        "the member with the corrupt WAL must stay down"
+    );
 }
