@@ -285,3 +285,39 @@ fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_writ
         "the member with the corrupt WAL must stay down"
     );
 }
+
+/// A watch of `prefix` whose client sends its one create request and then closes its send side, as
+/// grpcurl and Python's `iter([request])` do; returns the events it received for `n` puts made
+/// afterwards through another connection.
+async fn events_after_half_close(c: &Cluster, prefix: &str, n: usize) -> Result<usize> {
+    let mut watcher = grpc::connect(&c.pki, &c.members[0].client_url).await?;
+    let opts = etcd_client::WatchOptions::new().with_prefix();
+    let (sender, mut events) = watcher.watch(prefix, Some(opts)).await?.split();
+    drop(sender);
+    let created = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .context("no created response within 10 s")??
+        .context("the watch stream ended before the created response")?;
+    if !created.created() {
+        bail!("the first response is not `created`: {created:?}");
+    }
+    put_sequence(c, 1, prefix, n).await?;
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(10), events.message()).await {
+            Ok(Ok(Some(r))) => got += r.events().len(),
+            Ok(Ok(None)) => bail!("the watch stream ended (OK) after {got} of {n} events"),
+            Ok(Err(e)) => bail!("the watch stream failed after {got} of {n} events: {e}"),
+            Err(_) => bail!("no event for 10 s after {got} of {n}"),
+        }
+    }
+    Ok(got)
+}
+
+#[test]
+fn a_watch_stream_keeps_streaming_after_the_client_half_closes_its_send_side() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let got = must(rt.block_on(events_after_half_close(&c, "half/", 500)));
+    assert_eq!(got, 500);
+}
