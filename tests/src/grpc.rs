@@ -37,10 +37,11 @@ pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
         .with_context(|| format!("connecting to {endpoint}"))
 }
 
-/// The gRPC status code and message of a failed call, or the error's text for a non-gRPC failure.
-pub fn status_of(e: &etcd_client::Error) -> (Option<i32>, String) {
+/// The gRPC status code (its name, e.g. `InvalidArgument`) and message of a failed call; for a
+/// failure that is not a gRPC status, `not gRPC` and the error's text.
+pub fn status_of(e: &etcd_client::Error) -> (String, String) {
     match e {
-        etcd_client::Error::GRpcStatus(s) => (Some(s.code() as i32), s.message().to_string()),
-        other => (None, other.to_string()),
+        etcd_client::Error::GRpcStatus(s) => (format!("{:?}", s.code()), s.message().to_string()),
+        other => ("not gRPC".to_string(), other.to_string()),
     }
 }

@@ -321,3 +321,61 @@ fn a_watch_stream_keeps_streaming_after_the_client_half_closes_its_send_side() {
     let got = must(rt.block_on(events_after_half_close(&c, "half/", 500)));
     assert_eq!(got, 500);
 }
+
+/// What MemberAdd answers for these peer URLs (as a voter): the gRPC code and message of its refusal.
+async fn member_add_refusal(c: &Cluster, urls: &[&str]) -> Result<(String, String)> {
+    let mut client = grpc::connect(&c.pki, &c.members[0].client_url).await?;
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    match client.member_add(urls.clone(), None).await {
+        Ok(r) => bail!("MemberAdd {urls:?} was accepted: {:?}", r.member()),
+        Err(e) => Ok(grpc::status_of(&e)),
+    }
+}
+
+#[test]
+fn member_add_and_update_refuse_peer_urls_that_are_not_urls() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let invalid = (
+        "InvalidArgument".to_string(),
+        "etcdserver: given member URLs are invalid".to_string(),
+    );
+    for urls in [
+        vec!["not a url"],
+        vec![],
+        vec!["https://127.0.0.1"],
+        vec!["ftp://127.0.0.1:2380"],
+        vec!["https://127.0.0.1:2380/peer"],
+        vec!["https://127.0.0.1:23801", "not a url"],
+    ] {
+        let got = must(rt.block_on(member_add_refusal(&c, &urls)));
+        assert_eq!(got, invalid, "{:?}: MemberAdd {urls:?}", c.flavor);
+    }
+    let members = must(rt.block_on(async {
+        let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+        anyhow::Ok(client.member_list().await?.members().to_vec())
+    }));
+    assert_eq!(members.len(), 3, "nothing was added: {members:?}");
+
+    // etcd 3.4 stores any MemberUpdate URLs (the member then becomes unreachable); cairn refuses them
+    // like MemberAdd's.
+    if c.flavor == Flavor::Cairn {
+        let id = members[0].id();
+        let got = must(rt.block_on(async {
+            let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+            match client
+                .member_update(id, vec!["not a url".to_string()])
+                .await
+            {
+                Ok(_) => bail!("MemberUpdate to \"not a url\" was accepted"),
+                Err(e) => Ok(grpc::status_of(&e)),
+            }
+        }));
+        assert_eq!(got, invalid, "MemberUpdate");
+        let after = must(rt.block_on(async {
+            let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+            anyhow::Ok(client.member_list().await?.members().to_vec())
+        }));
+        assert_eq!(after[0].peer_urls(), members[0].peer_urls());
+    }
+}
