@@ -148,6 +148,9 @@ pub struct Config {
         default_value = "periodic"
     )]
     pub auto_compaction_mode: CompactionMode,
+    /// Discovery bootstrap (`--discovery`, `--discovery-token`/`--discovery-endpoints`, ...).
+    #[command(flatten)]
+    pub discovery: DiscoveryFlags,
     /// Auto compaction retention for the mvcc key value store: hours or a duration ("1", "30m") in
     /// periodic mode, a number of revisions in revision mode. 0 disables auto compaction.
     #[arg(long, env = "CAIRN_AUTO_COMPACTION_RETENTION", default_value = "0")]
@@ -230,7 +233,10 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
     Ok(out)
 }
 
+pub mod discovery;
 mod validate;
+
+pub use discovery::DiscoveryFlags;
 
 #[cfg(test)]
 mod tests;

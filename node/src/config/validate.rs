@@ -33,11 +33,18 @@ impl Config {
         for u in &self.initial_advertise_peer_urls {
             parse_url("initial-advertise-peer-urls", u)?;
         }
+        if self.discovery.enabled() || !self.discovery.discovery_endpoints.is_empty() {
+            let others = usize::from(self.initial_cluster.is_some())
+                + usize::from(self.discovery_srv.is_some());
+            self.discovery.validate(others)?;
+        }
         match (&self.discovery_srv, &self.initial_cluster) {
             (Some(_), Some(_)) => {
                 return err("--discovery-srv and --initial-cluster cannot both be set: \
                             bootstrap either from DNS SRV records or from a static member list")
             }
+            // Checked once the discovery service answers (bootstrap::discovery).
+            (None, None) if self.discovery.enabled() => {}
             (None, _) => self.validate_membership()?,
             // Checked once the SRV records are resolved (bootstrap::srv).
             (Some(_), None) => {}

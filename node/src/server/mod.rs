@@ -61,6 +61,7 @@ impl Tls {
 /// With `--discovery-srv`, fill `--initial-cluster` from DNS (first start only, as etcd) and return the
 /// resolver used to dial peers by their SRV target names.
 async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::bootstrap::srv::Dns>> {
+    crate::bootstrap::discovery::resolve(cfg).await?;
     let Some(domain) = cfg.discovery_srv.clone() else {
         return Ok(None);
     };
