@@ -341,3 +341,287 @@ fn provision_backup_then_restore_brings_back_a_wiped_local_cluster() -> Result<(
     provision(dir.path(), &["reset", spec_arg, "--yes"])?.ok()?;
     Ok(())
 }
+
+/// Plain-http cairn members started by a test with their own flags, killed (by PID) when dropped.
+struct Members {
+    dir: tempfile::TempDir,
+    children: Vec<(String, std::process::Child)>,
+}
+
+impl Members {
+    fn new() -> Result<Members> {
+        Ok(Members {
+            dir: tempfile::Builder::new().prefix("cd-disc-").tempdir()?,
+            children: Vec::new(),
+        })
+    }
+
+    /// Start `name` on fresh loopback ports with `args`; returns its client and peer URLs.
+    fn start(&mut self, name: &str, args: &[String]) -> Result<(String, String)> {
+        let p = cairn_tests::ports::unused_ports(2)?;
+        let (client, peer) = (
+            format!("http://127.0.0.1:{}", p[0]),
+            format!("http://127.0.0.1:{}", p[1]),
+        );
+        self.start_at(name, &client, &peer, args)?;
+        Ok((client, peer))
+    }
+
+    fn start_at(&mut self, name: &str, client: &str, peer: &str, args: &[String]) -> Result<()> {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log(name))?;
+        let child = Command::new(workspace::binary("cairn")?)
+            .arg(format!("--name={name}"))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join(name).display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .args(args)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// Wait for `name` to exit; its exit code and log.
+    fn exit_of(&mut self, name: &str) -> Result<(Option<i32>, String)> {
+        let i = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .context("no such member")?;
+        let code = cairn_tests::wait::wait_for(
+            "the member to exit",
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(100),
+            || match self.children[i].1.try_wait() {
+                Ok(Some(s)) => Ok(s.code()),
+                _ => Err("still running".into()),
+            },
+        )?;
+        Ok((code, std::fs::read_to_string(self.log(name))?))
+    }
+
+    fn kill(&mut self, name: &str) {
+        for (n, c) in &mut self.children {
+            if n == name {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn plain_etcdctl(endpoints: &str) -> Etcdctl {
+    Etcdctl {
+        endpoints: endpoints.to_string(),
+        cacert: None,
+        cert: None,
+    }
+}
+
+fn wait_healthy(ctl: &Etcdctl, n: usize) -> Result<()> {
+    cairn_tests::wait::wait_for(
+        "every discovered member healthy",
+        START_TIMEOUT,
+        std::time::Duration::from_millis(200),
+        || {
+            let out = ctl
+                .run(&["endpoint", "health"])
+                .map_err(|e| e.to_string())?;
+            let text = format!("{}{}", out.stdout, out.stderr);
+            if out.success() && text.matches("is healthy").count() == n {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    )
+}
+
+fn member_names(ctl: &Etcdctl) -> Result<Vec<String>> {
+    let v = ctl.json(&["member", "list", "-w", "json"])?;
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    Ok(names)
+}
+
+#[test]
+fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds() -> Result<()> {
+    // The discovery service: a real etcd 3.4 with the v2 API, as in etcd's clustering guide.
+    let mut svc = Members::new()?;
+    let p = cairn_tests::ports::unused_ports(2)?;
+    let svc_url = format!("http://127.0.0.1:{}", p[0]);
+    let log = std::fs::File::create(svc.log("discovery-etcd"))?;
+    let etcd = Command::new(Flavor::Etcd.binary()?)
+        .args(["--name=disc", "--enable-v2"])
+        .arg(format!(
+            "--data-dir={}",
+            svc.dir.path().join("disc").display()
+        ))
+        .arg(format!("--listen-client-urls={svc_url}"))
+        .arg(format!("--advertise-client-urls={svc_url}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", p[1]))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+            p[1]
+        ))
+        .arg(format!("--initial-cluster=disc=http://127.0.0.1:{}", p[1]))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    svc.children.push(("discovery-etcd".into(), etcd));
+    let v2 = |args: &[&str]| -> Result<String> {
+        let out = output(
+            Command::new("etcdctl")
+                .env("ETCDCTL_API", "2")
+                .arg(format!("--endpoints={svc_url}"))
+                .args(args),
+        )?;
+        anyhow::ensure!(out.status.success(), "etcdctl v2 {args:?}: {out:?}");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    cairn_tests::wait::wait_for(
+        "the discovery etcd",
+        START_TIMEOUT,
+        std::time::Duration::from_millis(200),
+        || v2(&["set", "/discovery/tok/_config/size", "3"]).map_err(|e| e.to_string()),
+    )?;
+    let url = format!("{svc_url}/v2/keys/discovery/tok");
+
+    let mut m = Members::new()?;
+    let mut urls = Vec::new();
+    for i in 0..3 {
+        urls.push(m.start(&format!("m{i}"), &[format!("--discovery={url}")])?);
+    }
+    let clients: Vec<&str> = urls.iter().map(|u| u.0.as_str()).collect();
+    let ctl = plain_etcdctl(&clients.join(","));
+    wait_healthy(&ctl, 3)?;
+    assert_eq!(member_names(&ctl)?, ["m0", "m1", "m2"]);
+    ctl.ok(&["put", "k", "v"])?;
+
+    // A fourth member finds the cluster full; a token without a size is refused with etcd's words.
+    m.start("m3", &[format!("--discovery={url}")])?;
+    let (code, log) = m.exit_of("m3")?;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("discovery: cluster is full"), "{log}");
+    let nosize = format!("{svc_url}/v2/keys/discovery/nosize");
+    m.start("m4", &[format!("--discovery={nosize}")])?;
+    let (_, log) = m.exit_of("m4")?;
+    assert!(
+        log.contains(&format!(
+            "the cluster doesn't have a size configuration value in {nosize}/_config"
+        )),
+        "{log}"
+    );
+    // Bootstrap flags that contradict each other are refused before anything starts.
+    m.start(
+        "m5",
+        &[
+            format!("--discovery={url}"),
+            "--initial-cluster=m5=http://127.0.0.1:1".into(),
+        ],
+    )?;
+    let (code, log) = m.exit_of("m5")?;
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("multiple discovery or bootstrap flags are set"),
+        "{log}"
+    );
+
+    // A restarted member does not ask the service again.
+    let registered = v2(&["ls", "/discovery/tok"])?;
+    assert_eq!(
+        registered
+            .lines()
+            .filter(|l| !l.ends_with("_config"))
+            .count(),
+        3,
+        "{registered}"
+    );
+    m.kill("m0");
+    let (client0, peer0) = urls[0].clone();
+    m.start_at("m0", &client0, &peer0, &[format!("--discovery={url}")])?;
+    wait_healthy(&ctl, 3)?;
+    let log0 = std::fs::read_to_string(m.log("m0"))?;
+    assert!(
+        log0.contains("discovery token ignored since a cluster has already been initialized"),
+        "{log0}"
+    );
+    assert_eq!(ctl.ok(&["get", "k", "--print-value-only"])?.trim(), "v");
+    Ok(())
+}
+
+#[test]
+fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<()> {
+    let svc = Cluster::start(Flavor::Cairn, 3)?;
+    let sctl = svc.etcdctl();
+    sctl.ok(&["put", "/_etcd/registry/tok3/_config/size", "3"])?;
+    let args = vec![
+        "--discovery-token=tok3".to_string(),
+        format!("--discovery-endpoints={}", svc.endpoints()),
+        "--discovery-insecure-transport=false".into(),
+        format!("--discovery-cacert={}", svc.pki.ca.display()),
+        format!("--discovery-cert={}", svc.pki.admin.crt.display()),
+        format!("--discovery-key={}", svc.pki.admin.key.display()),
+    ];
+    let mut m = Members::new()?;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(m.start(&format!("n{i}"), &args)?.0);
+    }
+    let ctl = plain_etcdctl(&clients.join(","));
+    wait_healthy(&ctl, 3)?;
+    assert_eq!(member_names(&ctl)?, ["n0", "n1", "n2"]);
+    let registered = sctl.ok(&[
+        "get",
+        "/_etcd/registry/tok3/members/",
+        "--prefix",
+        "--keys-only",
+    ])?;
+    assert_eq!(
+        registered.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{registered}"
+    );
+
+    m.start("n3", &args)?;
+    let (code, log) = m.exit_of("n3")?;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("discovery: cluster is full"), "{log}");
+    m.start("n4", &["--discovery-token=tok3".to_string()])?;
+    let (code, log) = m.exit_of("n4")?;
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("both --discovery-token and --discovery-endpoints must be set"),
+        "{log}"
+    );
+    Ok(())
+}
