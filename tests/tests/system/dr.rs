@@ -473,12 +473,12 @@ fn member_names(ctl: &Etcdctl) -> Result<Vec<String>> {
     Ok(names)
 }
 
-#[test]
-fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds() -> Result<()> {
-    // The discovery service: a real etcd 3.4 with the v2 API, as in etcd's clustering guide.
+/// A discovery service as etcd's clustering guide runs one: a real etcd 3.4 with the v2 API, the size
+/// of `token` set with etcdctl's v2 API. Returns the process holder and the service's URL.
+fn v2_discovery_service(token: &str, size: usize) -> Result<(Members, String)> {
     let mut svc = Members::new()?;
     let p = cairn_tests::ports::unused_ports(2)?;
-    let svc_url = format!("http://127.0.0.1:{}", p[0]);
+    let url = format!("http://127.0.0.1:{}", p[0]);
     let log = std::fs::File::create(svc.log("discovery-etcd"))?;
     let etcd = Command::new(Flavor::Etcd.binary()?)
         .args(["--name=disc", "--enable-v2"])
@@ -486,8 +486,8 @@ fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds
             "--data-dir={}",
             svc.dir.path().join("disc").display()
         ))
-        .arg(format!("--listen-client-urls={svc_url}"))
-        .arg(format!("--advertise-client-urls={svc_url}"))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
         .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", p[1]))
         .arg(format!(
             "--initial-advertise-peer-urls=http://127.0.0.1:{}",
@@ -498,22 +498,108 @@ fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds
         .stderr(log)
         .spawn()?;
     svc.children.push(("discovery-etcd".into(), etcd));
-    let v2 = |args: &[&str]| -> Result<String> {
-        let out = output(
-            Command::new("etcdctl")
-                .env("ETCDCTL_API", "2")
-                .arg(format!("--endpoints={svc_url}"))
-                .args(args),
-        )?;
-        anyhow::ensure!(out.status.success(), "etcdctl v2 {args:?}: {out:?}");
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let key = format!("/discovery/{token}/_config/size");
     cairn_tests::wait::wait_for(
         "the discovery etcd",
         START_TIMEOUT,
         std::time::Duration::from_millis(200),
-        || v2(&["set", "/discovery/tok/_config/size", "3"]).map_err(|e| e.to_string()),
+        || v2_ctl(&url, &["set", &key, &size.to_string()]).map_err(|e| e.to_string()),
     )?;
+    Ok((svc, url))
+}
+
+/// etcdctl 3.4 speaking the v2 API to `url`.
+fn v2_ctl(url: &str, args: &[&str]) -> Result<String> {
+    let out = output(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "2")
+            .arg(format!("--endpoints={url}"))
+            .args(args),
+    )?;
+    anyhow::ensure!(out.status.success(), "etcdctl v2 {args:?}: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A forward HTTP proxy on loopback (absolute-form requests, one per connection) that records each
+/// request line it forwards.
+fn start_proxy() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut client = conn;
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut b)? == 0 {
+                        return Ok(());
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or_default().to_string();
+                let mut parts = line.split_whitespace();
+                let target = parts.nth(1).unwrap_or("");
+                let rest = target.strip_prefix("http://").unwrap_or(target);
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                if let Ok(mut l) = log.lock() {
+                    l.push(line.clone());
+                }
+                let mut upstream = std::net::TcpStream::connect(authority)?;
+                let rewritten = text.replacen(target, if path.is_empty() { "/" } else { path }, 1);
+                upstream.write_all(rewritten.as_bytes())?;
+                let mut up_read = upstream.try_clone()?;
+                let mut client_write = client.try_clone()?;
+                let back =
+                    std::thread::spawn(move || std::io::copy(&mut up_read, &mut client_write));
+                let _ = std::io::copy(&mut client, &mut upstream);
+                let _ = upstream.shutdown(std::net::Shutdown::Write);
+                let _ = back.join();
+                Ok(())
+            });
+        }
+    });
+    Ok((url, seen))
+}
+
+#[test]
+fn v2_discovery_goes_through_the_discovery_proxy() -> Result<()> {
+    let (_svc, svc_url) = v2_discovery_service("proxied", 1)?;
+    let (proxy, seen) = start_proxy()?;
+    let url = format!("{svc_url}/v2/keys/discovery/proxied");
+    let mut m = Members::new()?;
+    let (client, _) = m.start(
+        "p0",
+        &[
+            format!("--discovery={url}"),
+            format!("--discovery-proxy={proxy}"),
+        ],
+    )?;
+    wait_healthy(&plain_etcdctl(&client), 1)?;
+    let lines = seen.lock().map(|l| l.clone()).unwrap_or_default();
+    // The size, the token's members, the registration: all as absolute URLs to the proxy.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("GET {url}/_config/size "))),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("PUT {url}/"))),
+        "{lines:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds() -> Result<()> {
+    let (_svc, svc_url) = v2_discovery_service("tok", 3)?;
+    let v2 = |args: &[&str]| v2_ctl(&svc_url, args);
     let url = format!("{svc_url}/v2/keys/discovery/tok");
 
     let mut m = Members::new()?;
