@@ -32,13 +32,13 @@ fn ssh_spec(set: &HostSet, hosts: &[&str]) -> Result<String> {
     Ok(text)
 }
 
-fn write_spec(set: &HostSet, hosts: &[&str]) -> Result<String> {
+pub(crate) fn write_spec(set: &HostSet, hosts: &[&str]) -> Result<String> {
     let path = set.scratch().join("cluster.yaml");
     std::fs::write(&path, ssh_spec(set, hosts)?)?;
     Ok(path.display().to_string())
 }
 
-fn ssh_etcdctl(set: &HostSet, hosts: &[&str]) -> Result<Etcdctl> {
+pub(crate) fn ssh_etcdctl(set: &HostSet, hosts: &[&str]) -> Result<Etcdctl> {
     let eps: Vec<String> = hosts
         .iter()
         .map(|h| Ok(format!("https://{}:2379", set.host(h)?.address)))

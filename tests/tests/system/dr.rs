@@ -711,3 +711,60 @@ fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<(
     );
     Ok(())
 }
+
+#[test]
+fn provision_restore_brings_back_wiped_systemd_hosts_over_ssh() -> Result<()> {
+    use cairn_tests::apply::provision;
+    use cairn_tests::hosts::HostSet;
+    let hosts = ["r1", "r2", "r3"];
+    let set = HostSet::start("cd-restore", &hosts)?;
+    let scratch = set.scratch().to_path_buf();
+    let out = scratch.join("out").display().to_string();
+    let spec = super::apply_ssh::write_spec(&set, &hosts)?;
+    // The debug build is mostly debug info; a stripped copy uploads much faster.
+    let bin = scratch.join("cairn");
+    run_ok(
+        Command::new(cairn_tests::tools::require("strip", "binutils")?)
+            .arg("-o")
+            .arg(&bin)
+            .arg(workspace::binary("cairn")?),
+    )?;
+    let bin = bin.display().to_string();
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["-o", &out, "--binary", &bin]);
+        provision(&scratch, &a)
+    };
+    run(&["apply", &spec])?.ok()?;
+    let ctl = super::apply_ssh::ssh_etcdctl(&set, &hosts)?;
+    for i in 0..25 {
+        ctl.ok(&["put", &format!("ssh/{i:02}"), &format!("v{i}")])?;
+    }
+    let before = ctl.json(&["get", "ssh/", "--prefix", "-w", "json"])?;
+    run(&["backup", &spec, "-f", "snap.db"])?.ok()?;
+
+    for h in hosts {
+        set.exec(
+            set.host(h)?,
+            "systemctl stop cairn.service && rm -rf /var/lib/cairn",
+        )?;
+    }
+    let restored = run(&["restore", &spec, "-f", "snap.db", "--yes"])?.ok()?;
+    eprintln!("{}", restored.text);
+    assert!(
+        restored
+            .text
+            .contains("restored: 3 members agree at revision"),
+        "{}",
+        restored.text
+    );
+    let after = ctl.json(&["get", "ssh/", "--prefix", "-w", "json"])?;
+    assert_eq!(after["kvs"], before["kvs"]);
+    for h in hosts {
+        let owner = set.exec(set.host(h)?, "stat -c %U /var/lib/cairn/member/raft.redb")?;
+        assert_eq!(owner.trim(), "cairn", "{h}");
+    }
+    let again = run(&["apply", &spec])?.ok()?;
+    assert!(again.text.contains("no changes"), "{}", again.text);
+    Ok(())
+}
