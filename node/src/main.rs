@@ -14,14 +14,7 @@ fn main() -> ExitCode {
     }
     let cfg = match Config::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return cairn_node::snapshot_cmd::usage_exit(&e),
     };
     if let Err(e) = cfg.validate() {
         eprintln!("cairn: {e}");

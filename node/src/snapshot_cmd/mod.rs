@@ -17,7 +17,7 @@ pub use status::{status, StatusArgs};
 
 /// Offline snapshot commands (no running member needed).
 #[derive(Debug, Parser)]
-#[command(name = "cairn snapshot", version)]
+#[command(name = "cairn snapshot", bin_name = "cairn snapshot", version)]
 pub struct SnapshotCli {
     #[command(subcommand)]
     pub command: SnapshotCommand,
@@ -32,18 +32,21 @@ pub enum SnapshotCommand {
     Restore(RestoreArgs),
 }
 
+/// Print a flag parsing error (or --help/--version) and the exit code for it: 2 for an error, else 0.
+pub fn usage_exit(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Run `cairn snapshot ...` (`args` starts with "snapshot"). Exit codes: 0 ok, 1 failure, 2 usage.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match SnapshotCli::try_parse_from(args) {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return usage_exit(&e),
     };
     let result = match &cli.command {
         SnapshotCommand::Status(a) => status(a),
