@@ -3,6 +3,11 @@
 //! file (written by us, or by etcd 3.4/3.5) in key order. Nothing else of bbolt (transactions, updates,
 //! free-page reuse) is implemented: a snapshot is written once and read once.
 //!
+//! Why not the `bbolt-rs` crate: it is MIT-licensed and a faithful port of bbolt 1.3.10, but it brings
+//! about 25 dependencies (clap, rand, fake, bumpalo, memmap2, ...), 95 `unsafe` blocks and one
+//! maintainer, builds each write transaction in memory (a snapshot would be one such transaction), and
+//! lacks `Tx.copy`; a bottom-up writer plus a bounds-checked reader is the few hundred lines we need.
+//!
 //! Layout (bbolt v1.3/v1.4, version 2, little-endian as on every platform etcd ships for):
 //! - every page starts with a 16-byte header: page id u64, flags u16, element count u16, overflow u32
 //!   (how many more pages the page runs into);
