@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::app::App;
+use crate::member::App;
 
 /// A monotonically increasing count.
 pub struct Counter(AtomicU64);

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::header::header;
 use super::status::to_status;
-use crate::app::{App, MemberInfo};
+use crate::member::{App, MemberInfo};
 
 /// The Cluster service.
 pub struct ClusterService {

@@ -1,6 +1,6 @@
 use etcd_client::proto::PbResponseHeader;
 
-use crate::app::App;
+use crate::member::App;
 
 /// etcd's ResponseHeader for a response at store revision `revision`.
 pub fn header(app: &App, revision: i64) -> Option<PbResponseHeader> {

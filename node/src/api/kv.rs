@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::header::header;
 use super::status::{invalid, mvcc, to_status};
-use crate::app::App;
+use crate::member::App;
 use crate::metrics;
 use crate::mvcc::KeyRange;
 use crate::raft::types::Command;

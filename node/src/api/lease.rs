@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
-use crate::app::App;
+use crate::member::App;
 use crate::raft::types::Command;
 use forward::LeaseClient;
 

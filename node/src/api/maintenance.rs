@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
 use super::SERVER_VERSION;
-use crate::app::App;
+use crate::member::App;
 
 /// Snapshot stream chunk size.
 const CHUNK: usize = 64 * 1024;

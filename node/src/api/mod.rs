@@ -16,7 +16,7 @@ use etcd_client::proto::{
 };
 use tonic::service::Routes;
 
-use crate::app::App;
+use crate::member::App;
 
 pub use header::header;
 pub use status::to_status;

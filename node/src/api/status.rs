@@ -4,7 +4,7 @@
 
 use tonic::{Code, Status};
 
-use crate::app::ServeError;
+use crate::member::ServeError;
 use crate::mvcc::MvccError;
 
 /// Map an error to the status etcd would answer.

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
-use crate::app::App;
+use crate::member::App;
 use crate::mvcc::{CatchUp, WatchBatch, WatchId, WatchSpec, WatchStart};
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.

@@ -1,6 +1,6 @@
 //! Automatic history compaction (etcd's `--auto-compaction-mode` / `--auto-compaction-retention`): which
 //! revision to compact to, and when. Pure schedule logic fed with times and revisions; the member's
-//! loop (app/auto_compact.rs) samples the store and proposes the compaction through Raft on the leader.
+//! loop (member/auto_compact.rs) samples the store and proposes the compaction through Raft on the leader.
 //!
 //! Without it every version of every key stays in memory forever: RSS grows with history.
 

@@ -18,7 +18,7 @@ use crate::raft::frames::{self, Method};
 use crate::raft::pb::peer_client::PeerClient;
 use crate::raft::pb::PeerRequest;
 use crate::raft::types::{NodeId, PeerNode};
-use crate::store::log::encode;
+use crate::storage::log::encode;
 
 /// Messages larger than gRPC's 4 MiB default travel between members (snapshot chunks, entry batches).
 pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;

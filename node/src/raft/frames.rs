@@ -21,8 +21,8 @@ use std::task::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
+use crate::member::peer_service::PeerService;
 use crate::raft::channels::MAX_PEER_MESSAGE;
-use crate::raft::peer_service::PeerService;
 
 /// First bytes a frame connection sends (never the start of an HTTP/1.1 or HTTP/2 request).
 pub const PREFACE: &[u8; 8] = b"CAIRNRF1";

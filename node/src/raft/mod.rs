@@ -1,9 +1,7 @@
 //! Raft plumbing: type config, the peer wire protocol, peer client and peer server.
-pub mod bytes;
 pub mod channels;
 pub mod frames;
 pub mod network;
-pub mod peer_service;
 pub mod types;
 pub mod wire;
 

@@ -19,7 +19,7 @@ use crate::raft::channels::{describe, FrameError};
 pub use crate::raft::channels::{PeerChannels, MAX_PEER_MESSAGE};
 use crate::raft::frames;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
-use crate::store::log::{decode, encode};
+use crate::storage::log::{decode, encode};
 
 impl RaftNetworkFactory<TypeConfig> for PeerChannels {
     type Network = PeerConnection;

@@ -29,13 +29,13 @@ impl std::fmt::Display for PeerNode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// etcd `PutRequest`, prost-encoded.
-    Put(#[serde(with = "crate::raft::bytes")] Vec<u8>),
+    Put(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// etcd `DeleteRangeRequest`, prost-encoded.
-    DeleteRange(#[serde(with = "crate::raft::bytes")] Vec<u8>),
+    DeleteRange(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// etcd `TxnRequest`, prost-encoded.
-    Txn(#[serde(with = "crate::raft::bytes")] Vec<u8>),
+    Txn(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// etcd `CompactionRequest`, prost-encoded.
-    Compact(#[serde(with = "crate::raft::bytes")] Vec<u8>),
+    Compact(#[serde(with = "crate::codec::bytes")] Vec<u8>),
     /// Grant a lease. The proposer has already chosen a non-zero ID, so every member agrees on it.
     LeaseGrant { id: i64, ttl: i64 },
     /// Revoke a lease and delete its keys (client revoke, or expiry detected by the leader).
@@ -72,7 +72,7 @@ pub struct CommandResponse {
     /// Store revision after the command was applied.
     pub revision: i64,
     /// The etcd response message matching the command (e.g. `PutResponse`), prost-encoded, without header.
-    #[serde(with = "crate::raft::bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub body: Vec<u8>,
     /// Set when the command was rejected deterministically (e.g. compacted revision, lease not found).
     pub error: Option<crate::mvcc::MvccError>,

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use super::authority::AuthorityFix;
 use crate::config::parse_url;
+use crate::member::peer_service::PeerService;
 use crate::raft::frames;
-use crate::raft::peer_service::PeerService;
 
 /// Bind the address of a listen URL (`localhost` means 127.0.0.1, like etcd).
 pub async fn bind(flag: &str, url: &str) -> anyhow::Result<TcpListener> {

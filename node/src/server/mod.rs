@@ -8,8 +8,8 @@ pub mod notify;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::app::App;
 use crate::config::Config;
+use crate::member::App;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
@@ -20,7 +20,7 @@ pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
-pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
+pub(crate) fn peer_router(started: &crate::member::Started) -> axum::Router {
     tonic::service::Routes::new(started.peer_service.server())
         .add_service(crate::api::lease_service(started.app.clone()))
         .into_axum_router()

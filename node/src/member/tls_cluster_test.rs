@@ -9,7 +9,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 
-use crate::app::cluster_test::{frame_vote, listeners, put, start, until};
+use crate::member::cluster_test::{frame_vote, listeners, put, start, until};
 use crate::raft::channels::FrameError;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::PeerNode;

@@ -3,7 +3,7 @@
 //! replication round carry all of them.
 //!
 //! Why here and not in the log store: openraft 0.9's core awaits each log flush before it appends the
-//! next client write, one entry per write, so nothing below Raft can merge writes (see store/log.rs).
+//! next client write, one entry per write, so nothing below Raft can merge writes (see storage/log.rs).
 //!
 //! A task per member owns the queue: it takes the first waiting command at once (a lone client pays no
 //! extra latency), adds whatever else is already queued up to [`MAX_BATCH_COMMANDS`] /
@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::app::{App, Inner, ServeError};
+use crate::member::{App, Inner, ServeError};
 use crate::raft::types::{Command, CommandResponse};
 
 /// At most this many client commands in one Raft entry.

@@ -11,7 +11,7 @@ use std::sync::Weak;
 use openraft::error::RaftError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::{App, Inner, ServeError, REQUEST_TIMEOUT};
+use crate::member::{App, Inner, ServeError, REQUEST_TIMEOUT};
 
 /// The read index (None: nothing committed yet), or why none could be obtained.
 type Outcome = Result<Option<u64>, ServeError>;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use openraft::{Entry, LogId};
 
 use crate::raft::types::{NodeId, TypeConfig};
-use crate::store::log::{decode, encode};
+use crate::storage::log::{decode, encode};
 
 /// Size each segment is preallocated to; a new segment starts when a write would pass it.
 pub const SEGMENT_BYTES: u64 = 16 << 20;

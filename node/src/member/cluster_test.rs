@@ -8,8 +8,8 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::App;
 use crate::config::Config;
+use crate::member::App;
 use crate::raft::types::Command;
 use crate::server::listen;
 
@@ -111,14 +111,14 @@ pub(super) async fn frame_vote(
         peer_urls: vec![url.to_string()],
     };
     let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
-    let payload = crate::store::log::encode(&vote).expect("encode");
+    let payload = crate::storage::log::encode(&vote).expect("encode");
     let method = crate::raft::frames::Method::Vote;
     let answer = peers
         .frame_call(id, &node, method, &payload, Duration::from_secs(5))
         .await?;
     Ok(answer.map(|bytes| {
         let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
-            crate::store::log::decode(&bytes).expect("a vote response");
+            crate::storage::log::decode(&bytes).expect("a vote response");
         resp.expect("vote handled").vote_granted
     }))
 }

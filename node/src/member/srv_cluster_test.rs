@@ -10,10 +10,10 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::cluster_test::{put, until};
-use crate::app::App;
 use crate::bootstrap::srv::{self, Dns};
 use crate::config::Config;
+use crate::member::cluster_test::{put, until};
+use crate::member::App;
 use crate::server::listen;
 
 struct Named(Child);

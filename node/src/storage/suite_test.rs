@@ -4,9 +4,9 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 
 use crate::raft::types::{NodeId, TypeConfig};
-use crate::store::log::LogStore;
-use crate::store::snapshot::SnapshotDir;
-use crate::store::state_machine::StateMachine;
+use crate::storage::log::LogStore;
+use crate::storage::snapshot::SnapshotDir;
+use crate::storage::state_machine::StateMachine;
 
 struct RedbBuilder;
 

@@ -8,12 +8,12 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
-use crate::app::{App, ServeError};
 use crate::bootstrap::ids;
+use crate::member::{App, ServeError};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::raft::wire::ForwardError;
-use crate::store::state_machine::Shared;
+use crate::storage::state_machine::Shared;
 
 /// One membership change request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

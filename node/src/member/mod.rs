@@ -12,6 +12,7 @@ pub mod membership;
 #[cfg(test)]
 mod membership_test;
 mod move_leader;
+pub mod peer_service;
 mod propose;
 mod read_index;
 #[cfg(test)]
@@ -28,7 +29,7 @@ use std::time::Duration;
 use crate::mvcc::MvccError;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, Raft};
-use crate::store::state_machine::Shared;
+use crate::storage::state_machine::Shared;
 
 pub use start::Started;
 

@@ -11,14 +11,14 @@ use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::{Command, NodeId, PeerNode, Raft};
 use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
-use crate::store::log::{decode, encode};
+use crate::storage::log::{decode, encode};
 
 /// Serves this member's Raft to the other members.
 #[derive(Clone)]
 pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
-    shared: std::sync::Arc<crate::store::state_machine::Shared>,
+    shared: std::sync::Arc<crate::storage::state_machine::Shared>,
 }
 
 impl PeerService {
@@ -26,7 +26,7 @@ impl PeerService {
     pub fn new(
         raft: Raft,
         cluster_id: u64,
-        shared: std::sync::Arc<crate::store::state_machine::Shared>,
+        shared: std::sync::Arc<crate::storage::state_machine::Shared>,
     ) -> PeerService {
         PeerService {
             raft,
@@ -90,7 +90,7 @@ impl PeerService {
             Method::Propose => encode(&self.propose(decode(payload).map_err(bad)?).await),
             Method::ReadIndex => encode(&self.read_index().await),
             Method::ChangeMembers => encode(
-                &crate::app::membership::change_on_leader(
+                &crate::member::membership::change_on_leader(
                     &self.raft,
                     &self.shared,
                     decode(payload).map_err(bad)?,
@@ -195,7 +195,8 @@ impl Peer for PeerService {
         req: Request<PeerRequest>,
     ) -> Result<Response<PeerReply>, Status> {
         let change = self.open(req)?;
-        let out = crate::app::membership::change_on_leader(&self.raft, &self.shared, change).await;
+        let out =
+            crate::member::membership::change_on_leader(&self.raft, &self.shared, change).await;
         reply(&out)
     }
 

@@ -19,8 +19,8 @@ use openraft::{
 
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, TypeConfig};
-use crate::store::log::decode;
-use crate::store::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
+use crate::storage::log::decode;
+use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 

@@ -1,4 +1,4 @@
-//! The Raft log store: entries in the write-ahead log ([`crate::store::wal`], one `write` and one
+//! The Raft log store: entries in the write-ahead log ([`crate::storage::wal`], one `write` and one
 //! `fdatasync` per append), the vote, identity and purge point in redb (`raft.redb`, one fsynced
 //! transaction each; they change rarely). Every append, truncation, purge and vote save is durable
 //! BEFORE openraft is told it is done: an acknowledged write survives kill -9 and power loss.
@@ -19,7 +19,7 @@
 //! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on,
 //! and `write_entry` appends one entry per client write, so the leader issues exactly one `append` per
 //! put and never has two in flight; group commit inside this store cannot merge anything. Batching
-//! therefore happens above: app/propose.rs puts the client commands that arrive together into one
+//! therefore happens above: member/propose.rs puts the client commands that arrive together into one
 //! entry.
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::raft::types::{NodeId, TypeConfig};
-use crate::store::wal::{Wal, WalError};
+use crate::storage::wal::{Wal, WalError};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");

@@ -1,11 +1,11 @@
 //! A follower's side of forwarding: proposals and read-index requests go to the leader's peer listener.
 
-use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::member::{App, ServeError, REQUEST_TIMEOUT};
 use crate::raft::channels::FrameError;
 use crate::raft::frames::Method;
 use crate::raft::types::{Command, CommandResponse, NodeId};
 use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
-use crate::store::log::{decode, encode};
+use crate::storage::log::{decode, encode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode};
 use crate::raft::wire::ClusterInfo;
-use crate::store::log::decode;
+use crate::storage::log::decode;
 
 /// How long to keep trying the listed members before giving up.
 const DISCOVER_FOR: Duration = Duration::from_secs(60);

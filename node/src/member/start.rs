@@ -7,15 +7,15 @@ use anyhow::Context;
 use openraft::error::{InitializeError, RaftError};
 use openraft::SnapshotPolicy;
 
-use crate::app::{App, Inner};
 use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
+use crate::member::peer_service::PeerService;
+use crate::member::{App, Inner};
 use crate::raft::network::PeerChannels;
-use crate::raft::peer_service::PeerService;
 use crate::raft::types::{Command, Raft};
-use crate::store::log::LogStore;
-use crate::store::snapshot::SnapshotDir;
-use crate::store::state_machine::StateMachine;
+use crate::storage::log::LogStore;
+use crate::storage::snapshot::SnapshotDir;
+use crate::storage::state_machine::StateMachine;
 
 /// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
 const CATCH_UP_ENTRIES: u64 = 5000;

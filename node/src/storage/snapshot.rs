@@ -10,7 +10,7 @@ use openraft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::raft::types::{NodeId, PeerNode};
-use crate::store::log::decode;
+use crate::storage::log::decode;
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub struct MemberAttrs {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SnapshotData {
     /// `mvcc::Store::snapshot()` bytes.
-    #[serde(with = "crate::raft::bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub store: Vec<u8>,
     /// Published member attributes by member ID.
     pub members: BTreeMap<NodeId, MemberAttrs>,
@@ -34,7 +34,7 @@ pub struct SnapshotData {
 pub struct SnapshotFile {
     pub meta: SnapshotMeta<NodeId, PeerNode>,
     /// Encoded [`SnapshotData`], exactly the bytes sent to followers.
-    #[serde(with = "crate::raft::bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub data: Vec<u8>,
 }
 
@@ -42,7 +42,7 @@ pub struct SnapshotFile {
 #[derive(Serialize)]
 struct SnapshotFileRef<'a> {
     meta: &'a SnapshotMeta<NodeId, PeerNode>,
-    #[serde(with = "crate::raft::bytes")]
+    #[serde(with = "crate::codec::bytes")]
     data: &'a [u8],
 }
 
@@ -132,7 +132,7 @@ impl SnapshotDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::log::encode;
+    use crate::storage::log::encode;
 
     #[test]
     fn saved_snapshot_loads_back() {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use etcd_client::proto::PbCompactionRequest;
 use prost::Message;
 
-use crate::app::{App, Inner};
+use crate::member::{App, Inner};
 use crate::mvcc::{ByRevision, MvccError, Periodic, Retention, REVISION_CHECK};
 use crate::raft::types::Command;
 

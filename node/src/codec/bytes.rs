@@ -1,4 +1,4 @@
-//! `#[serde(with = "crate::raft::bytes")]` for `Vec<u8>` fields: serialized as a byte string (MessagePack
+//! `#[serde(with = "crate::codec::bytes")]` for `Vec<u8>` fields: serialized as a byte string (MessagePack
 //! `bin`) instead of a sequence of integers, which would take up to twice the space in the Raft log.
 
 use serde::de::{Error, SeqAccess, Visitor};
@@ -43,7 +43,7 @@ impl<'de> Visitor<'de> for BytesVisitor {
 #[cfg(test)]
 mod tests {
     use crate::raft::types::{Command, CommandResponse};
-    use crate::store::log::{decode, encode};
+    use crate::storage::log::{decode, encode};
 
     #[test]
     fn payloads_are_stored_as_byte_strings_and_round_trip() {
@@ -106,7 +106,7 @@ mod tests {
         #[derive(serde::Serialize)]
         struct OldResponse {
             revision: i64,
-            #[serde(with = "crate::raft::bytes")]
+            #[serde(with = "crate::codec::bytes")]
             body: Vec<u8>,
             error: Option<crate::mvcc::MvccError>,
         }

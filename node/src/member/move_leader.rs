@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::app::{App, ServeError};
+use crate::member::{App, ServeError};
 use crate::raft::types::NodeId;
 
 impl App {

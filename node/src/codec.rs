@@ -1,0 +1,3 @@
+//! MessagePack encoding shared by the Raft log, the peer wire and snapshots.
+
+pub mod bytes;
