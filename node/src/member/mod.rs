@@ -2,24 +2,14 @@
 //! services use to propose, read and describe the cluster.
 
 mod auto_compact;
-#[cfg(test)]
-mod batch_test;
-#[cfg(test)]
-mod cluster_test;
 mod forward;
 mod join;
 pub mod membership;
-#[cfg(test)]
-mod membership_test;
 mod move_leader;
 pub mod peer_service;
 mod propose;
 mod read_index;
-#[cfg(test)]
-mod srv_cluster_test;
 mod start;
-#[cfg(test)]
-mod tls_cluster_test;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

@@ -20,7 +20,7 @@ pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
-pub(crate) fn peer_router(started: &crate::member::Started) -> axum::Router {
+pub fn peer_router(started: &crate::member::Started) -> axum::Router {
     tonic::service::Routes::new(started.peer_service.server())
         .add_service(crate::api::lease_service(started.app.clone()))
         .into_axum_router()

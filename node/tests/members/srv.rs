@@ -10,11 +10,11 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::bootstrap::srv::{self, Dns};
-use crate::config::Config;
-use crate::member::cluster_test::{put, until};
-use crate::member::App;
-use crate::server::listen;
+use crate::{put, until};
+use cairn_node::bootstrap::srv::{self, Dns};
+use cairn_node::config::Config;
+use cairn_node::member::App;
+use cairn_node::server::listen;
 
 struct Named(Child);
 
@@ -153,7 +153,7 @@ async fn members_bootstrap_from_srv_records() {
         tokio::spawn(listen::serve(
             l,
             None,
-            crate::server::peer_router(&started),
+            cairn_node::server::peer_router(&started),
             Some(started.peer_service.clone()),
             rx,
         ));

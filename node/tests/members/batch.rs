@@ -7,9 +7,9 @@ use etcd_client::proto::{PbPutResponse, PbRangeRequest};
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::cluster_test::{put, start, until, Member};
-use crate::mvcc::MvccError;
-use crate::raft::types::Command;
+use crate::{put, start, until, Member};
+use cairn_node::mvcc::MvccError;
+use cairn_node::raft::types::Command;
 
 async fn cluster(n: usize, dir: &std::path::Path, extra: &[String]) -> Vec<Member> {
     let mut listeners = Vec::new();
@@ -46,8 +46,8 @@ async fn concurrent_writes_share_entries_but_keep_their_own_revisions() {
             .then_some(())
     })
     .await;
-    let batches = crate::metrics::PROPOSAL_BATCHES.get();
-    let batched = crate::metrics::PROPOSAL_BATCHED.get();
+    let batches = cairn_node::metrics::PROPOSAL_BATCHES.get();
+    let batched = cairn_node::metrics::PROPOSAL_BATCHED.get();
     let entries_before = members[0].app.status().raft_index;
 
     // 300 writers at once, through the leader and both followers.
@@ -91,8 +91,8 @@ async fn concurrent_writes_share_entries_but_keep_their_own_revisions() {
     );
     // Process-wide counters (other tests may add to both): the surplus of commands over entries
     // comes from batching.
-    let b = crate::metrics::PROPOSAL_BATCHES.get() - batches;
-    let c = crate::metrics::PROPOSAL_BATCHED.get() - batched;
+    let b = cairn_node::metrics::PROPOSAL_BATCHES.get() - batches;
+    let c = cairn_node::metrics::PROPOSAL_BATCHED.get() - batched;
     assert!(c > b, "batcher counted {b} entries for {c} commands");
     assert!(members.iter().any(|m| m.app.member_id() == leader));
 }

@@ -1,5 +1,11 @@
-//! Three members in one process over real loopback sockets: forwarding, read-index, member attributes,
-//! leader failover and restart from the data dir.
+//! Members in one process over real loopback sockets (one test binary): this file holds the harness
+//! and the three-member forwarding, read-index, failover and restart test; the other modules cover
+//! proposal batching, membership changes, DNS SRV bootstrap and mutual TLS.
+
+mod batch;
+mod membership;
+mod srv;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -8,17 +14,17 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::member::App;
-use crate::raft::types::Command;
-use crate::server::listen;
+use cairn_node::config::Config;
+use cairn_node::member::App;
+use cairn_node::raft::types::Command;
+use cairn_node::server::listen;
 
-pub(super) struct Member {
+struct Member {
     pub app: App,
     pub stop: watch::Sender<bool>,
 }
 
-pub(super) fn put(key: &str) -> Command {
+fn put(key: &str) -> Command {
     let req = etcd_client::proto::PbPutRequest {
         key: key.into(),
         value: b"v".to_vec(),
@@ -28,7 +34,7 @@ pub(super) fn put(key: &str) -> Command {
 }
 
 /// Start member `name` serving its peer listener `l`; `extra` adds flags (e.g. TLS).
-pub(super) async fn start(
+async fn start(
     name: &str,
     cluster: &str,
     peer: &str,
@@ -63,12 +69,12 @@ async fn start_with(
     args.extend_from_slice(extra);
     let cfg = Config::try_parse_from(args).expect("flags");
     cfg.validate().expect("valid config");
-    let tls = crate::server::Tls::from_config(&cfg).expect("certificates load");
+    let tls = cairn_node::server::Tls::from_config(&cfg).expect("certificates load");
     let started = App::start(&cfg, tls.peer_client_tls, None)
         .await
         .expect("member starts");
     let (stop, rx) = watch::channel(false);
-    let router = crate::server::peer_router(&started);
+    let router = cairn_node::server::peer_router(&started);
     let frames = frames.then(|| started.peer_service.clone());
     tokio::spawn(listen::serve(l, tls.peer_server_tls, router, frames, rx));
     Member {
@@ -79,7 +85,7 @@ async fn start_with(
 
 /// `count` loopback peer listeners, their `scheme` URLs and the `--initial-cluster` naming the first
 /// three `{prefix}0..2` (the others are for members added later).
-pub(super) async fn listeners(
+async fn listeners(
     scheme: &str,
     prefix: &str,
     count: usize,
@@ -101,33 +107,29 @@ pub(super) async fn listeners(
 
 /// Ask member `id` at `url` for a vote in term 1 (which no member grants once a leader sits) as a
 /// frame call; `Ok(Ok(granted))` when it answered.
-pub(super) async fn frame_vote(
-    peers: &crate::raft::network::PeerChannels,
+async fn frame_vote(
+    peers: &cairn_node::raft::network::PeerChannels,
     id: u64,
     url: &str,
-) -> Result<Result<bool, String>, crate::raft::channels::FrameError> {
-    let node = crate::raft::types::PeerNode {
+) -> Result<Result<bool, String>, cairn_node::raft::channels::FrameError> {
+    let node = cairn_node::raft::types::PeerNode {
         name: String::new(),
         peer_urls: vec![url.to_string()],
     };
     let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
-    let payload = crate::storage::log::encode(&vote).expect("encode");
-    let method = crate::raft::frames::Method::Vote;
+    let payload = cairn_node::storage::log::encode(&vote).expect("encode");
+    let method = cairn_node::raft::frames::Method::Vote;
     let answer = peers
         .frame_call(id, &node, method, &payload, Duration::from_secs(5))
         .await?;
     Ok(answer.map(|bytes| {
         let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
-            crate::storage::log::decode(&bytes).expect("a vote response");
+            cairn_node::storage::log::decode(&bytes).expect("a vote response");
         resp.expect("vote handled").vote_granted
     }))
 }
 
-pub(super) async fn until<T>(
-    what: &str,
-    deadline: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
+async fn until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;
     loop {
         if let Some(v) = f() {
@@ -268,40 +270,4 @@ async fn three_members_forward_fail_over_and_restart() {
     }
     let _ = back.stop.send(true);
     back.app.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_from_before_the_frame_protocol_is_called_over_grpc() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (listeners, urls, cluster) = listeners("http", "m", 3).await;
-    let mut members = Vec::new();
-    for (i, l) in listeners.into_iter().enumerate() {
-        // m2 answers the frame preface as HTTP, as a member mid-way through a rolling upgrade does.
-        let dir = dir.path();
-        members.push(start_with(&format!("m{i}"), &cluster, &urls[i], dir, l, &[], i != 2).await);
-    }
-    until("a leader", Duration::from_secs(5), || {
-        members[0].app.status().leader
-    })
-    .await;
-    // Through every member: whichever leads, some calls go to m2 or come from it forwarded.
-    for (i, m) in members.iter().enumerate() {
-        m.app
-            .propose(put(&format!("k{i}")))
-            .await
-            .expect("the write commits");
-    }
-    for m in &members {
-        m.app.read_barrier().await.expect("read barrier");
-    }
-    let revs: Vec<i64> = members.iter().map(|m| revision(&m.app)).collect();
-    assert!(revs.iter().all(|&r| r == revs[0] && r >= 4), "{revs:?}");
-    // A frame call to m2 is answered (over gRPC), not failed.
-    let id = members[2].app.member_id();
-    let granted = frame_vote(&members[0].app.inner.peers, id, &urls[2]).await;
-    assert!(!granted.expect("answered").expect("not refused"));
-    for m in &members {
-        let _ = m.stop.send(true);
-        m.app.shutdown().await;
-    }
 }

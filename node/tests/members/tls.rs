@@ -9,11 +9,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 
-use crate::member::cluster_test::{frame_vote, listeners, put, start, until};
-use crate::raft::channels::FrameError;
-use crate::raft::network::PeerChannels;
-use crate::raft::types::PeerNode;
-use crate::tls::TlsFiles;
+use crate::{frame_vote, listeners, put, start, until};
+use cairn_node::raft::channels::FrameError;
+use cairn_node::raft::network::PeerChannels;
+use cairn_node::raft::types::PeerNode;
+use cairn_node::tls::TlsFiles;
 
 /// Write `<dir>/ca.pem` and a member certificate for 127.0.0.1 (`cert.pem`, `key.pem`).
 fn make_pki(dir: &Path) {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::member::cluster_test::{listeners, put, start, until, Member};
-use crate::member::ServeError;
+use crate::{listeners, put, start, until, Member};
+use cairn_node::member::ServeError;
 
 /// Wait until `m` sees `n` members that have published their names (i.e. started).
 async fn until_published(m: &Member, n: usize) {
