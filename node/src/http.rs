@@ -76,6 +76,6 @@ async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl I
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&app),
+        crate::metrics::render(&app.metrics()),
     )
 }

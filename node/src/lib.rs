@@ -4,6 +4,7 @@ pub mod api;
 pub mod bootstrap;
 pub mod codec;
 pub mod config;
+pub mod dns;
 pub mod http;
 pub mod member;
 pub mod metrics;

@@ -12,8 +12,8 @@ use super::header::header;
 use super::status::{invalid, mvcc, to_status};
 use crate::member::App;
 use crate::metrics;
+use crate::mvcc::Command;
 use crate::mvcc::KeyRange;
-use crate::raft::types::Command;
 
 /// etcd's limit on operations per txn branch (`--max-txn-ops` default).
 const MAX_TXN_OPS: usize = 128;

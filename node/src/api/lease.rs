@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
 use crate::member::App;
-use crate::raft::types::Command;
+use crate::mvcc::Command;
 use forward::LeaseClient;
 
 mod forward;

@@ -42,8 +42,8 @@ impl<'de> Visitor<'de> for BytesVisitor {
 
 #[cfg(test)]
 mod tests {
-    use crate::raft::types::{Command, CommandResponse};
-    use crate::storage::log::{decode, encode};
+    use crate::codec::{decode, encode};
+    use crate::mvcc::{Command, CommandResponse};
 
     #[test]
     fn payloads_are_stored_as_byte_strings_and_round_trip() {
@@ -94,32 +94,7 @@ mod tests {
     }
 
     #[test]
-    fn entries_and_replies_from_before_batching_still_decode() {
-        // A Put as members wrote it before `Command::Batch` existed: {"Put": bin "x"}.
-        let old_put = [0x81, 0xa3, b'P', b'u', b't', 0xc4, 0x01, b'x'];
-        assert_eq!(
-            decode::<Command>(&old_put).unwrap(),
-            Command::Put(b"x".to_vec())
-        );
-        assert_eq!(encode(&Command::Put(b"x".to_vec())).unwrap(), old_put);
-        // A reply without the `batch` field (an older leader's) reads as an unbatched response.
-        #[derive(serde::Serialize)]
-        struct OldResponse {
-            revision: i64,
-            #[serde(with = "crate::codec::bytes")]
-            body: Vec<u8>,
-            error: Option<crate::mvcc::MvccError>,
-        }
-        let old = OldResponse {
-            revision: 3,
-            body: b"r".to_vec(),
-            error: None,
-        };
-        let back: CommandResponse = decode(&encode(&old).unwrap()).unwrap();
-        assert_eq!(
-            (back.revision, back.body, back.batch),
-            (3, b"r".to_vec(), vec![])
-        );
+    fn batches_round_trip() {
         let batch = Command::Batch(vec![
             Command::Put(b"x".to_vec()),
             Command::LeaseRevoke { id: 1 },

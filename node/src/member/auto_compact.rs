@@ -10,8 +10,8 @@ use etcd_client::proto::PbCompactionRequest;
 use prost::Message;
 
 use crate::member::{App, Inner};
+use crate::mvcc::Command;
 use crate::mvcc::{ByRevision, MvccError, Periodic, Retention, REVISION_CHECK};
-use crate::raft::types::Command;
 
 impl App {
     /// Start the loop for `retention` (nothing for [`Retention::Off`]); it ends with the member.

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bootstrap::static_cluster::StoredIdentity;
+use crate::codec::decode;
 use crate::config::{Config, ConfigError};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode};
 use crate::raft::wire::ClusterInfo;
-use crate::storage::log::decode;
+use crate::storage::log::StoredIdentity;
 
 /// How long to keep trying the listed members before giving up.
 const DISCOVER_FOR: Duration = Duration::from_secs(60);

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::mvcc::MvccError;
+use crate::mvcc::{Command, CommandResponse};
 use crate::raft::network::PeerChannels;
-use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, Raft};
+use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::state_machine::Shared;
 
 pub use start::Started;
@@ -205,6 +206,25 @@ impl App {
             + wal
             + file(member.join("snap").join("current.snap"))
             + values
+    }
+
+    /// The gauges of `/metrics` at this moment.
+    pub fn metrics(&self) -> crate::metrics::Snapshot {
+        let s = self.status();
+        let (keys, watchers) = self
+            .store()
+            .read()
+            .map(|st| (st.key_count(), st.watcher_count()))
+            .unwrap_or_default();
+        crate::metrics::Snapshot {
+            member_id: s.member_id,
+            leader: s.leader,
+            raft_index: s.raft_index,
+            applied_index: s.applied_index,
+            db_size: self.db_size(),
+            keys,
+            watchers,
+        }
     }
 
     /// This member's ID.

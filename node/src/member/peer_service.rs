@@ -1,17 +1,19 @@
-//! The peer server: receives openraft's RPCs and forwarded proposals / read-index requests from other
-//! members. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
+//! The peer server: receives openraft's RPCs and forwarded proposals / read-index requests / membership
+//! changes from other members, as frames (raft/frames.rs) and, for snapshots, joiners and leadership
+//! transfer, as gRPC. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use crate::raft::frames::Method;
+use crate::codec::{decode, encode};
+use crate::mvcc::Command;
+use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
-use crate::raft::types::{Command, NodeId, PeerNode, Raft};
+use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
-use crate::storage::log::{decode, encode};
 
 /// Serves this member's Raft to the other members.
 #[derive(Clone)]
@@ -38,8 +40,8 @@ impl PeerService {
     /// The tonic (gRPC) face of this service.
     pub fn server(&self) -> PeerServer<PeerService> {
         PeerServer::new(self.clone())
-            .max_decoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
-            .max_encoding_message_size(crate::raft::network::MAX_PEER_MESSAGE)
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
     }
 
     /// Refuse a caller from another cluster (etcd: "request cluster ID mismatch").
@@ -69,8 +71,7 @@ impl PeerService {
             .map_err(|e| Status::invalid_argument(format!("malformed peer message: {e}")))
     }
 
-    /// Answer one call of the frame protocol (raft/frames.rs); `Err` is the refusal, sent back as text.
-    pub async fn frame(
+    async fn answer(
         &self,
         method: Method,
         cluster_id: u64,
@@ -87,10 +88,16 @@ impl PeerService {
                     .await,
             ),
             Method::Vote => encode(&self.raft.vote(decode(payload).map_err(bad)?).await),
+            Method::InstallSnapshot => encode(
+                &self
+                    .raft
+                    .install_snapshot(decode(payload).map_err(bad)?)
+                    .await,
+            ),
             Method::Propose => encode(&self.propose(decode(payload).map_err(bad)?).await),
             Method::ReadIndex => encode(&self.read_index().await),
             Method::ChangeMembers => encode(
-                &crate::member::membership::change_on_leader(
+                &super::membership::change_on_leader(
                     &self.raft,
                     &self.shared,
                     decode(payload).map_err(bad)?,
@@ -157,47 +164,26 @@ fn forward_err<E: std::fmt::Display>(
     }
 }
 
+impl FrameHandler for PeerService {
+    fn frame<'a>(
+        &'a self,
+        method: Method,
+        cluster_id: u64,
+        payload: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'a>>
+    {
+        Box::pin(self.answer(method, cluster_id, payload))
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(
-        &self,
-        req: Request<PeerRequest>,
-    ) -> Result<Response<PeerReply>, Status> {
-        let rpc = self.open(req)?;
-        reply(&self.raft.append_entries(rpc).await)
-    }
-
-    async fn vote(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let rpc = self.open(req)?;
-        reply(&self.raft.vote(rpc).await)
-    }
-
     async fn install_snapshot(
         &self,
         req: Request<PeerRequest>,
     ) -> Result<Response<PeerReply>, Status> {
         let rpc = self.open(req)?;
         reply(&self.raft.install_snapshot(rpc).await)
-    }
-
-    async fn propose(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let cmd: Command = self.open(req)?;
-        reply(&PeerService::propose(self, cmd).await)
-    }
-
-    async fn read_index(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
-        let () = self.open(req)?;
-        reply(&PeerService::read_index(self).await)
-    }
-
-    async fn change_members(
-        &self,
-        req: Request<PeerRequest>,
-    ) -> Result<Response<PeerReply>, Status> {
-        let change = self.open(req)?;
-        let out =
-            crate::member::membership::change_on_leader(&self.raft, &self.shared, change).await;
-        reply(&out)
     }
 
     async fn members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {

@@ -23,7 +23,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::member::{App, Inner, ServeError};
-use crate::raft::types::{Command, CommandResponse};
+use crate::mvcc::{Command, CommandResponse};
 
 /// At most this many client commands in one Raft entry.
 pub const MAX_BATCH_COMMANDS: usize = 1024;

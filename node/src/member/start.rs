@@ -11,8 +11,9 @@ use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
 use crate::member::peer_service::PeerService;
 use crate::member::{App, Inner};
+use crate::mvcc::Command;
 use crate::raft::network::PeerChannels;
-use crate::raft::types::{Command, Raft};
+use crate::raft::types::Raft;
 use crate::storage::log::LogStore;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::state_machine::StateMachine;
@@ -59,13 +60,20 @@ fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config
         .context("--heartbeat-interval / --election-timeout / --snapshot-count")
 }
 
+impl Started {
+    /// The member's side of the peer frame protocol, for the peer listener.
+    pub fn frame_handler(&self) -> std::sync::Arc<dyn crate::raft::frames::FrameHandler> {
+        std::sync::Arc::new(self.peer_service.clone())
+    }
+}
+
 impl App {
     /// Open the data dir, bootstrap or restart Raft, and start publishing this member's attributes.
     /// Configuration refusals come back as [`crate::config::ConfigError`] inside the anyhow error.
     pub async fn start(
         cfg: &Config,
         peer_tls: Option<Arc<rustls::ClientConfig>>,
-        dns: Option<crate::bootstrap::srv::Dns>,
+        dns: Option<crate::dns::Dns>,
     ) -> anyhow::Result<Started> {
         let member_dir = cfg.data_dir.join("member");
         create_private_dir(&member_dir).with_context(|| {

@@ -6,6 +6,7 @@
 //! member that applies the same log holds the same state. The watch hub and the lease deadlines are
 //! member-local and never serialized.
 
+mod command;
 mod error;
 mod keyspace;
 mod lease;
@@ -18,6 +19,7 @@ mod values;
 mod watch;
 mod write;
 
+pub use command::{Command, CommandResponse};
 pub use error::MvccError;
 pub use keyspace::KeyRange;
 pub use lease::LeaseInfo;
@@ -33,7 +35,6 @@ use etcd_client::proto::{
 };
 use prost::Message;
 
-use crate::raft::types::{Command, CommandResponse};
 use keyspace::{Keyspace, Version};
 use lease::Lease;
 

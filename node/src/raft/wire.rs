@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::types::{CommandResponse, NodeId};
+use crate::mvcc::CommandResponse;
+use crate::raft::types::NodeId;
 
 /// Why the leader could not serve a forwarded request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

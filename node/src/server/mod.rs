@@ -60,11 +60,11 @@ impl Tls {
 
 /// With `--discovery-srv`, fill `--initial-cluster` from DNS (first start only, as etcd) and return the
 /// resolver used to dial peers by their SRV target names.
-async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::bootstrap::srv::Dns>> {
+async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::dns::Dns>> {
     let Some(domain) = cfg.discovery_srv.clone() else {
         return Ok(None);
     };
-    let dns = crate::bootstrap::srv::Dns::new(cfg.dns_server)?;
+    let dns = crate::dns::Dns::new(cfg.dns_server)?;
     let log = cfg.data_dir.join("member").join("raft.redb");
     if log.exists() {
         tracing::info!(
@@ -103,7 +103,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     peer_listeners.serve(
         &peer_server_tls,
         &peer_router(&started),
-        Some(&started.peer_service),
+        Some(&started.frame_handler()),
         &stop_rx,
     );
     client_listeners.serve(

@@ -13,9 +13,6 @@
 //! once per follower to replicate it and once more to apply it, and a follower once to apply it; these
 //! reads are served without a file read and MessagePack decode.
 //!
-//! A data dir written before the WAL existed keeps its entries in redb's `raft_log` table: the first
-//! start moves them into the WAL (durably) and then empties the table.
-//!
 //! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on,
 //! and `write_entry` appends one entry per client write, so the leader issues exactly one `append` per
 //! put and never has two in flight; group commit inside this store cannot merge anything. Batching
@@ -37,10 +34,10 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::{decode, encode};
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::storage::wal::{Wal, WalError};
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
@@ -48,18 +45,14 @@ const KEY_PURGED: &str = "last_purged";
 /// The member and cluster this data dir belongs to (written at first start; checked on every restart).
 const KEY_IDENTITY: &str = "identity";
 
+/// The identity recorded in the data dir at first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredIdentity {
+    pub cluster_id: u64,
+    pub member_id: NodeId,
+}
+
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
-
-/// Serialize with field names (MessagePack maps): openraft types use serde attributes that positional
-/// formats mishandle.
-pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    rmp_serde::to_vec_named(v)
-}
-
-/// Inverse of [`encode`].
-pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(b)
-}
 
 fn write_err(e: impl ToString) -> StorageError<NodeId> {
     StorageIOError::write_logs(AnyError::error(e.to_string())).into()
@@ -157,7 +150,7 @@ pub enum OpenError {
     /// The write-ahead log.
     #[error(transparent)]
     Wal(#[from] WalError),
-    /// Reading or moving what an older version kept in redb.
+    /// Reading the metadata (purge point) at open.
     #[error("{0}")]
     Storage(String),
 }
@@ -190,25 +183,6 @@ impl LogStore {
         if let Some(p) = purged {
             // A purge cut off by a crash after its point was recorded.
             wal.purge(p.index)?;
-        }
-        if wal.is_empty() {
-            let old = store
-                .read_range(Bound::Unbounded, Bound::Unbounded)
-                .map_err(storage)?;
-            if !old.is_empty() {
-                let committed: Option<LogId<NodeId>> = store
-                    .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)
-                    .map_err(storage)?
-                    .flatten();
-                wal.append(&old, committed)?;
-                clear_redb_log(&store.db).map_err(storage)?;
-                tracing::info!(
-                    "moved {} Raft log entries from {} into the write-ahead log in {}",
-                    old.len(),
-                    path.display(),
-                    wal_dir.display()
-                );
-            }
         }
         drop(wal);
         Ok(store)
@@ -250,37 +224,13 @@ impl LogStore {
     }
 
     /// The member/cluster identity recorded at first start.
-    pub fn identity(
-        &self,
-    ) -> StoreResult<Option<crate::bootstrap::static_cluster::StoredIdentity>> {
+    pub fn identity(&self) -> StoreResult<Option<StoredIdentity>> {
         self.get_meta(KEY_IDENTITY)
     }
 
     /// Record the identity (first start, or a joining member learning its cluster ID).
-    pub fn set_identity(
-        &self,
-        id: &crate::bootstrap::static_cluster::StoredIdentity,
-    ) -> StoreResult<()> {
+    pub fn set_identity(&self, id: &StoredIdentity) -> StoreResult<()> {
         self.put_meta(KEY_IDENTITY, id)
-    }
-
-    fn read_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
-        let tx = self.db.begin_read().map_err(read_err)?;
-        let table = match tx.open_table(LOG) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(read_err(e)),
-        };
-        let mut out = Vec::new();
-        for row in table.range::<u64>((start, end)).map_err(read_err)? {
-            let (_, v) = row.map_err(read_err)?;
-            out.push(decode(v.value()).map_err(read_err)?);
-        }
-        Ok(out)
     }
 
     /// Run blocking storage I/O off the async runtime's worker.
@@ -430,16 +380,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Empty the `raft_log` table an older version kept entries in (they are in the WAL now).
-fn clear_redb_log(db: &Database) -> StoreResult<()> {
-    let tx = db.begin_write().map_err(write_err)?;
-    {
-        let mut t = tx.open_table(LOG).map_err(write_err)?;
-        t.retain(|_, _| false).map_err(write_err)?;
-    }
-    tx.commit().map_err(write_err)
-}
-
 /// Write one metadata value in its own durable (fsynced) transaction.
 fn put_meta_in<T: Serialize>(db: &Database, key: &str, v: &T) -> StoreResult<()> {
     let bytes = encode(v).map_err(write_err)?;
@@ -489,35 +429,6 @@ mod tests {
         r.push(entry(20), 10);
         assert_eq!(indexes(r.get(6, None)), None);
         assert_eq!(indexes(r.get(20, None)), Some(vec![20]));
-    }
-
-    #[tokio::test]
-    async fn entries_an_older_version_kept_in_redb_move_to_the_wal() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("raft.redb");
-        {
-            let db = Database::create(&path).expect("db");
-            let tx = db.begin_write().expect("tx");
-            {
-                let mut t = tx.open_table(LOG).expect("table");
-                for i in 1..=3 {
-                    let b = encode(&entry(i)).expect("encode");
-                    t.insert(i, b.as_slice()).expect("insert");
-                }
-            }
-            tx.commit().expect("commit");
-        }
-        let mut store = LogStore::open(&path).expect("open");
-        let got = store.try_get_log_entries(1..4).await.expect("read");
-        assert_eq!(got, vec![entry(1), entry(2), entry(3)]);
-        assert!(store
-            .read_range(Bound::Unbounded, Bound::Unbounded)
-            .expect("redb")
-            .is_empty());
-        drop(store);
-        let mut store = LogStore::open(&path).expect("reopen");
-        let state = store.get_log_state().await.expect("state");
-        assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use openraft::SnapshotMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::codec::decode;
 use crate::raft::types::{NodeId, PeerNode};
-use crate::storage::log::decode;
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl SnapshotDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::log::encode;
+    use crate::codec::encode;
 
     #[test]
     fn saved_snapshot_loads_back() {

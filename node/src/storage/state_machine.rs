@@ -17,9 +17,10 @@ use openraft::{
     StoredMembership,
 };
 
+use crate::codec::decode;
+use crate::mvcc::{Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
-use crate::raft::types::{Command, CommandResponse, NodeId, PeerNode, TypeConfig};
-use crate::storage::log::decode;
+use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;

@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 
 use openraft::{Entry, LogId};
 
+use crate::codec::{decode, encode};
 use crate::raft::types::{NodeId, TypeConfig};
-use crate::storage::log::{decode, encode};
 
 /// Size each segment is preallocated to; a new segment starts when a write would pass it.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
@@ -453,7 +453,7 @@ impl Wal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::types::Command;
+    use crate::mvcc::Command;
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(term: u64, index: u64, bytes: usize) -> Entry<TypeConfig> {

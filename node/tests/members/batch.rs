@@ -8,8 +8,8 @@ use prost::Message;
 use tokio::net::TcpListener;
 
 use crate::{put, start, until, Member};
+use cairn_node::mvcc::Command;
 use cairn_node::mvcc::MvccError;
-use cairn_node::raft::types::Command;
 
 async fn cluster(n: usize, dir: &std::path::Path, extra: &[String]) -> Vec<Member> {
     let mut listeners = Vec::new();

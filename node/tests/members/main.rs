@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use cairn_node::config::Config;
 use cairn_node::member::App;
-use cairn_node::raft::types::Command;
+use cairn_node::mvcc::Command;
 use cairn_node::server::listen;
 
 struct Member {
@@ -42,19 +42,6 @@ async fn start(
     l: TcpListener,
     extra: &[String],
 ) -> Member {
-    start_with(name, cluster, peer, dir, l, extra, true).await
-}
-
-/// [`start`], with the peer listener serving the frame protocol or, like a cairn from before it, not.
-async fn start_with(
-    name: &str,
-    cluster: &str,
-    peer: &str,
-    dir: &std::path::Path,
-    l: TcpListener,
-    extra: &[String],
-    frames: bool,
-) -> Member {
     let mut args = vec![
         "cairn".to_string(),
         format!("--name={name}"),
@@ -75,7 +62,7 @@ async fn start_with(
         .expect("member starts");
     let (stop, rx) = watch::channel(false);
     let router = cairn_node::server::peer_router(&started);
-    let frames = frames.then(|| started.peer_service.clone());
+    let frames = Some(started.frame_handler());
     tokio::spawn(listen::serve(l, tls.peer_server_tls, router, frames, rx));
     Member {
         app: started.app,
@@ -117,14 +104,14 @@ async fn frame_vote(
         peer_urls: vec![url.to_string()],
     };
     let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
-    let payload = cairn_node::storage::log::encode(&vote).expect("encode");
+    let payload = cairn_node::codec::encode(&vote).expect("encode");
     let method = cairn_node::raft::frames::Method::Vote;
     let answer = peers
         .frame_call(id, &node, method, &payload, Duration::from_secs(5))
         .await?;
     Ok(answer.map(|bytes| {
         let resp: Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>> =
-            cairn_node::storage::log::decode(&bytes).expect("a vote response");
+            cairn_node::codec::decode(&bytes).expect("a vote response");
         resp.expect("vote handled").vote_granted
     }))
 }

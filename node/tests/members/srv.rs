@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::{put, until};
-use cairn_node::bootstrap::srv::{self, Dns};
+use cairn_node::bootstrap::srv;
 use cairn_node::config::Config;
+use cairn_node::dns::Dns;
 use cairn_node::member::App;
 use cairn_node::server::listen;
 
@@ -154,7 +155,7 @@ async fn members_bootstrap_from_srv_records() {
             l,
             None,
             cairn_node::server::peer_router(&started),
-            Some(started.peer_service.clone()),
+            Some(started.frame_handler()),
             rx,
         ));
         apps.push(started.app);

@@ -85,13 +85,12 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
         name: "t0".into(),
         peer_urls: vec![urls[0].clone()],
     };
-    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
 
-    // Right CA and certificate, wrong cluster ID: the member answers, and refuses.
+    // Right CA and certificate, wrong cluster ID: the member answers its gRPC calls, and refuses.
     let foreign = PeerChannels::new(0x0bad, client_of(&pki, &pki));
     let mut c = foreign.client(target, &node).expect("client");
     let err = c
-        .vote(foreign.request(&vote).expect("encode"))
+        .members(foreign.request(&()).expect("encode"))
         .await
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
@@ -105,7 +104,7 @@ async fn tls_members_refuse_other_cas_and_other_clusters() {
     let stranger = PeerChannels::new(ours, client_of(&other_pki, &pki));
     let mut c = stranger.client(target, &node).expect("client");
     let err = c
-        .vote(stranger.request(&vote).expect("encode"))
+        .members(stranger.request(&()).expect("encode"))
         .await
         .expect_err("handshake refused");
     // With TLS 1.3 the server rejects the client certificate after the client has sent its
