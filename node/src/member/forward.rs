@@ -1,12 +1,12 @@
 //! A follower's side of forwarding: proposals and read-index requests go to the leader's peer listener.
 
 use crate::codec::{decode, encode};
+use crate::member::wire::{ForwardError, ProposeReply, ReadIndexReply};
 use crate::member::{App, ServeError, REQUEST_TIMEOUT};
 use crate::mvcc::{Command, CommandResponse};
 use crate::raft::channels::FrameError;
 use crate::raft::frames::Method;
 use crate::raft::types::NodeId;
-use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::codec::decode;
 use crate::config::{Config, ConfigError};
+use crate::member::wire::ClusterInfo;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode};
-use crate::raft::wire::ClusterInfo;
 use crate::storage::log::StoredIdentity;
 
 /// How long to keep trying the listed members before giving up.

@@ -9,10 +9,10 @@ use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::ids;
+use crate::member::wire::ForwardError;
 use crate::member::{App, ServeError};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, Raft};
-use crate::raft::wire::ForwardError;
 use crate::storage::state_machine::Shared;
 
 /// One membership change request.

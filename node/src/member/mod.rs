@@ -10,6 +10,7 @@ pub mod peer_service;
 mod propose;
 mod read_index;
 mod start;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;

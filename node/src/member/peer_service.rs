@@ -8,12 +8,12 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
+use crate::member::wire::{ForwardError, ProposeReply, ReadIndexReply};
 use crate::mvcc::Command;
 use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::{NodeId, PeerNode, Raft};
-use crate::raft::wire::{ForwardError, ProposeReply, ReadIndexReply};
 
 /// Serves this member's Raft to the other members.
 #[derive(Clone)]
@@ -202,7 +202,7 @@ impl Peer for PeerService {
             .nodes()
             .map(|(id, n)| (*id, n.clone()))
             .collect();
-        reply(&crate::raft::wire::ClusterInfo {
+        reply(&crate::member::wire::ClusterInfo {
             cluster_id: self.cluster_id,
             members,
         })

@@ -3,7 +3,6 @@ pub mod channels;
 pub mod frames;
 pub mod network;
 pub mod types;
-pub mod wire;
 
 /// Generated from proto/peer.proto.
 #[allow(missing_docs, clippy::all)]
