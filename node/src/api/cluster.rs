@@ -8,7 +8,7 @@ use etcd_client::proto::{
 use tonic::{Request, Response, Status};
 
 use super::header::header;
-use super::status::to_status;
+use super::status::{to_status, ApiError};
 use crate::member::{App, MemberInfo};
 
 /// The Cluster service.
@@ -44,9 +44,7 @@ impl PbClusterService for ClusterService {
     ) -> Result<Response<PbMemberAddResponse>, Status> {
         let req = req.into_inner();
         if req.peer_ur_ls.is_empty() {
-            return Err(Status::invalid_argument(
-                "etcdserver: member peer URLs are not provided",
-            ));
+            return Err(to_status(ApiError::MemberBadUrls));
         }
         let id = self
             .app

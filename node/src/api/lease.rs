@@ -19,8 +19,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
-use super::status::{mvcc, to_status};
-use crate::member::App;
+use super::status::{to_status, ApiError};
+use crate::member::{App, MemberError};
 use crate::mvcc::Command;
 use forward::LeaseClient;
 
@@ -66,7 +66,7 @@ impl PbLeaseService for LeaseService {
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
         let req = req.into_inner();
         if req.ttl > MAX_LEASE_TTL {
-            return Err(Status::out_of_range("etcdserver: too large lease TTL"));
+            return Err(to_status(ApiError::LeaseTtlTooLarge));
         }
         let id = if req.id == 0 { new_lease_id() } else { req.id };
         let cmd = Command::LeaseGrant {
@@ -75,10 +75,10 @@ impl PbLeaseService for LeaseService {
         };
         let r = self.app.propose(cmd).await.map_err(to_status)?;
         if let Some(e) = r.error {
-            return Err(mvcc(e));
+            return Err(to_status(e));
         }
         let mut resp = PbLeaseGrantResponse::decode(r.body.as_slice())
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| to_status(MemberError::other(e)))?;
         resp.header = header(&self.app, r.revision);
         Ok(Response::new(resp))
     }
@@ -95,7 +95,7 @@ impl PbLeaseService for LeaseService {
             .await
             .map_err(to_status)?;
         if let Some(e) = r.error {
-            return Err(mvcc(e));
+            return Err(to_status(e));
         }
         Ok(Response::new(PbLeaseRevokeResponse {
             header: header(&self.app, r.revision),
@@ -123,9 +123,7 @@ impl PbLeaseService for LeaseService {
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
                 if !app.is_leader() {
-                    let _ = tx
-                        .send(Err(Status::failed_precondition("etcdserver: not leader")))
-                        .await;
+                    let _ = tx.send(Err(to_status(MemberError::NotLeader))).await;
                     break;
                 }
                 let ttl = app

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::header::{current, header};
-use super::status::{mvcc, to_status};
+use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
 use crate::member::App;
 
@@ -58,9 +58,9 @@ impl PbMaintenanceService for MaintenanceService {
         // cairn raises no alarms (no space quota, no corruption check yet): GET and DEACTIVATE answer
         // truthfully with none; ACTIVATE would claim an alarm cairn cannot act on.
         if req.into_inner().action == 1 {
-            return Err(Status::unimplemented(
-                "cairn: activating alarms is not supported; cairn raises no alarms",
-            ));
+            return Err(to_status(ApiError::Unimplemented(
+                "cairn: activating alarms is not supported; cairn raises no alarms".into(),
+            )));
         }
         Ok(Response::new(PbAlarmResponse {
             header: current(&self.app),
@@ -105,7 +105,10 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(Status::unimplemented("cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"))
+        Err(to_status(ApiError::Unimplemented(
+            "cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"
+                .into(),
+        )))
     }
 
     async fn hash_kv(
@@ -119,7 +122,7 @@ impl PbMaintenanceService for MaintenanceService {
                 .store()
                 .read()
                 .map_err(|_| Status::internal("store lock poisoned"))?;
-            let (h, c, r) = s.hash_kv(rev).map_err(mvcc)?;
+            let (h, c, r) = s.hash_kv(rev).map_err(to_status)?;
             (h, c, r, s.revision())
         };
         Ok(Response::new(PbHashKvResponse {
@@ -142,7 +145,7 @@ impl PbMaintenanceService for MaintenanceService {
                 .store()
                 .read()
                 .map_err(|_| Status::internal("store lock poisoned"))?;
-            (s.snapshot().map_err(mvcc)?, s.revision())
+            (s.snapshot().map_err(to_status)?, s.revision())
         };
         let file = snapshot_file(&data);
         let (body, sum) = file.split_at(file.len() - 32);
@@ -183,9 +186,9 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _: Request<PbDowngradeRequest>,
     ) -> Result<Response<PbDowngradeResponse>, Status> {
-        Err(Status::unimplemented(
-            "cairn: Downgrade is not implemented (an etcd 3.5 cluster-version feature)",
-        ))
+        Err(to_status(ApiError::Unimplemented(
+            "cairn: Downgrade is not implemented (an etcd 3.5 cluster-version feature)".into(),
+        )))
     }
 }
 

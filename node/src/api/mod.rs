@@ -19,7 +19,7 @@ use tonic::service::Routes;
 use crate::member::App;
 
 pub use header::header;
-pub use status::to_status;
+pub use status::{to_status, ApiError};
 
 /// Server version reported by Status and /version: etcd's API level, with ours as build metadata.
 pub const SERVER_VERSION: &str = concat!("3.4.0+cairn.", env!("CARGO_PKG_VERSION"));

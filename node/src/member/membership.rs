@@ -9,8 +9,7 @@ use openraft::ChangeMembers;
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::ids;
-use crate::member::wire::ForwardError;
-use crate::member::{App, ServeError};
+use crate::member::{App, MemberError};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::state_machine::Shared;
@@ -32,18 +31,12 @@ pub enum MemberChange {
 }
 
 /// Reply to a forwarded change: the new member's ID (for Add) and the log index of the change.
-pub type ChangeReply = Result<(Option<NodeId>, u64), ForwardError>;
+pub type ChangeReply = Result<(Option<NodeId>, u64), MemberError>;
 
-fn failed(msg: &str) -> ForwardError {
-    ForwardError::Failed(msg.to_string())
-}
-
-fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> ForwardError {
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> MemberError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            ForwardError::NotLeader(f.leader_id)
-        }
-        other => ForwardError::Failed(other.to_string()),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MemberError::NotLeader,
+        other => MemberError::raft(other),
     }
 }
 
@@ -51,7 +44,7 @@ fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> Forwar
 pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange) -> ChangeReply {
     let m = raft.metrics().borrow().clone();
     if m.current_leader != Some(m.id) {
-        return Err(ForwardError::NotLeader(m.current_leader));
+        return Err(MemberError::NotLeader);
     }
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -68,13 +61,13 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
                 .nodes()
                 .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)))
             {
-                return Err(failed("Peer URLs already exists"));
+                return Err(MemberError::PeerUrlExists);
             }
             // etcd (strict reconfig check, its default) refuses a voter unless every voter is up: a
             // voter added earlier that has not started yet would otherwise let the started members fall
             // short of the quorum one more addition needs.
             if !learner && started(&voters) < voters.len() {
-                return Err(failed("unhealthy cluster"));
+                return Err(MemberError::Unhealthy);
             }
             let nonce = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -97,7 +90,7 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
         }
         MemberChange::Promote { id } => {
             if !learners.contains(&id) {
-                return Err(failed("can only promote a learner member"));
+                return Err(MemberError::MemberNotLearner);
             }
             // etcd: a learner is ready when its match index is at least 90% of the leader's.
             let matched = m
@@ -106,9 +99,7 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
                 .and_then(|r| r.get(&id).cloned().flatten());
             let last = m.last_log_index.unwrap_or(0);
             if matched.map(|l| l.index * 10 < last * 9).unwrap_or(true) {
-                return Err(failed(
-                    "can only promote a learner member which is in sync with leader",
-                ));
+                return Err(MemberError::LearnerNotReady);
             }
             let ch = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
             let r = raft.change_membership(ch, false).await.map_err(write_err)?;
@@ -116,14 +107,12 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
         }
         MemberChange::Remove { id } => {
             if !voters.contains(&id) && !learners.contains(&id) {
-                return Err(failed("member not found"));
+                return Err(MemberError::MemberNotFound);
             }
             let ch = if voters.contains(&id) {
                 let rest: BTreeSet<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
                 if rest.is_empty() || started(&rest) < quorum(rest.len()) {
-                    return Err(failed(
-                        "re-configuration failed due to not enough started members",
-                    ));
+                    return Err(MemberError::NotEnoughStartedMembers);
                 }
                 ChangeMembers::RemoveVoters(BTreeSet::from([id]))
             } else {
@@ -134,7 +123,7 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
         }
         MemberChange::Update { id, peer_urls } => {
             let Some(node) = membership.get_node(&id) else {
-                return Err(failed("member not found"));
+                return Err(MemberError::MemberNotFound);
             };
             let node = PeerNode {
                 name: node.name.clone(),
@@ -154,22 +143,22 @@ impl App {
         &self,
         peer_urls: Vec<String>,
         learner: bool,
-    ) -> Result<NodeId, ServeError> {
+    ) -> Result<NodeId, MemberError> {
         let (id, _) = self
             .change_members(MemberChange::Add { peer_urls, learner })
             .await?;
-        id.ok_or_else(|| ServeError::Internal("member add returned no ID".into()))
+        id.ok_or_else(|| MemberError::Other("member add returned no ID".into()))
     }
 
     /// Promote a learner to voter (etcd MemberPromote).
-    pub async fn promote_member(&self, id: NodeId) -> Result<(), ServeError> {
+    pub async fn promote_member(&self, id: NodeId) -> Result<(), MemberError> {
         self.change_members(MemberChange::Promote { id })
             .await
             .map(|_| ())
     }
 
     /// Remove a member (etcd MemberRemove); removing the leader works, leadership moves after commit.
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), ServeError> {
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), MemberError> {
         self.change_members(MemberChange::Remove { id })
             .await
             .map(|_| ())
@@ -180,7 +169,7 @@ impl App {
         &self,
         id: NodeId,
         peer_urls: Vec<String>,
-    ) -> Result<(), ServeError> {
+    ) -> Result<(), MemberError> {
         self.change_members(MemberChange::Update { id, peer_urls })
             .await
             .map(|_| ())
@@ -191,7 +180,7 @@ impl App {
     async fn change_members(
         &self,
         change: MemberChange,
-    ) -> Result<(Option<NodeId>, u64), ServeError> {
+    ) -> Result<(Option<NodeId>, u64), MemberError> {
         let leader = self.wait_for_leader().await?;
         let reply: ChangeReply = if leader == self.inner.id {
             change_on_leader(&self.inner.raft, &self.inner.shared, change).await
@@ -200,8 +189,8 @@ impl App {
                 .await?
         };
         // "Not leader" here means leadership moved mid-change: report it as etcd does.
-        let (id, index) = reply.map_err(|e| match super::forward::from_forward(e) {
-            ServeError::NotLeader => ServeError::NoLeader,
+        let (id, index) = reply.map_err(|e| match e {
+            MemberError::NotLeader => MemberError::NoLeader,
             other => other,
         })?;
         self.wait_applied(Some(index)).await?;

@@ -2,6 +2,7 @@
 //! services use to propose, read and describe the cluster.
 
 mod auto_compact;
+mod error;
 mod forward;
 mod join;
 pub mod membership;
@@ -17,37 +18,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mvcc::MvccError;
 use crate::mvcc::{Command, CommandResponse};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::state_machine::Shared;
 
+pub use error::MemberError;
 pub use start::Started;
 
 /// How long a proposal or read barrier may take before the client gets "request timed out"
 /// (etcd: 5 s plus two election timeouts; ours is fixed and generous).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
-
-/// Why a proposal or read could not be served; `api` maps each to etcd's exact gRPC status and text.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ServeError {
-    /// No leader is known right now (etcd: Unavailable "etcdserver: no leader").
-    #[error("etcdserver: no leader")]
-    NoLeader,
-    /// The request did not commit in time (etcd: Unavailable "etcdserver: request timed out").
-    #[error("etcdserver: request timed out")]
-    Timeout,
-    /// This member is not the leader and the operation must run on the leader (etcd: "etcdserver: not leader").
-    #[error("etcdserver: not leader")]
-    NotLeader,
-    /// The state machine rejected the command deterministically.
-    #[error(transparent)]
-    Mvcc(#[from] MvccError),
-    /// Anything else (storage or network failure), with the cause.
-    #[error("etcdserver: {0}")]
-    Internal(String),
-}
 
 /// A snapshot of cluster-level facts used in response headers and Status.
 #[derive(Debug, Clone, Default)]
@@ -93,17 +74,17 @@ impl App {
     /// Commands arriving together share one Raft entry (see `propose`); on a follower they are
     /// forwarded to the leader over the peer channel. A deterministic rejection comes back as `Ok` with
     /// `CommandResponse::error` set (it was committed and applied).
-    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, MemberError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         // Retry only while the answer is "not leader": the command was then never appended, so a
         // retry cannot apply it twice. Elections right after bootstrap produce this briefly.
         loop {
             match tokio::time::timeout_at(deadline, self.submit(cmd.clone())).await {
-                Err(_) => return Err(ServeError::Timeout),
-                Ok(Err(ServeError::NotLeader)) if tokio::time::Instant::now() < deadline => {
+                Err(_) => return Err(MemberError::Timeout),
+                Ok(Err(MemberError::NotLeader)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
-                Ok(Err(ServeError::NotLeader)) => return Err(ServeError::NoLeader),
+                Ok(Err(MemberError::NotLeader)) => return Err(MemberError::NoLeader),
                 Ok(res) => return res,
             }
         }
@@ -112,24 +93,24 @@ impl App {
     /// Wait until this member's state machine reflects every write committed before the call
     /// (Raft read-index, one round shared by all reads waiting; on a follower the read index is
     /// obtained from the leader).
-    pub async fn read_barrier(&self) -> Result<(), ServeError> {
+    pub async fn read_barrier(&self) -> Result<(), MemberError> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, self.read_barrier_once()).await {
-                Err(_) => return Err(ServeError::Timeout),
+                Err(_) => return Err(MemberError::Timeout),
                 // Reads are idempotent: retry through leader changes and unreachable leaders.
-                Ok(Err(ServeError::NotLeader | ServeError::NoLeader))
+                Ok(Err(MemberError::NotLeader | MemberError::NoLeader))
                     if tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
-                Ok(Err(ServeError::NotLeader)) => return Err(ServeError::NoLeader),
+                Ok(Err(MemberError::NotLeader)) => return Err(MemberError::NoLeader),
                 Ok(res) => return res,
             }
         }
     }
 
-    async fn read_barrier_once(&self) -> Result<(), ServeError> {
+    async fn read_barrier_once(&self) -> Result<(), MemberError> {
         let index = self.read_index().await?;
         self.wait_applied(index).await
     }
@@ -185,13 +166,13 @@ impl App {
 
     /// A cached gRPC channel to the current leader's peer listener (mTLS with the peer certificate), on
     /// which the etcd Lease service is also served, so lease keep-alives can be forwarded to the leader.
-    pub async fn leader_channel(&self) -> Result<tonic::transport::Channel, ServeError> {
+    pub async fn leader_channel(&self) -> Result<tonic::transport::Channel, MemberError> {
         let leader = self.wait_for_leader().await?;
-        let node = self.node(leader).ok_or(ServeError::NoLeader)?;
+        let node = self.node(leader).ok_or(MemberError::NoLeader)?;
         self.inner
             .peers
             .channel(leader, &node)
-            .map_err(|e| ServeError::Internal(e.to_string()))
+            .map_err(MemberError::other)
     }
 
     /// Size in bytes of this member's data files (Status.dbSize, `etcd_mvcc_db_total_size_in_bytes`).
@@ -250,7 +231,7 @@ impl App {
     }
 
     /// The current leader, waiting up to an election's worth of time for one to emerge.
-    async fn wait_for_leader(&self) -> Result<NodeId, ServeError> {
+    async fn wait_for_leader(&self) -> Result<NodeId, MemberError> {
         if let Some(l) = self.inner.raft.metrics().borrow().current_leader {
             return Ok(l);
         }
@@ -262,12 +243,12 @@ impl App {
             .metrics(|m| m.current_leader.is_some(), "leader known")
             .await
         {
-            Ok(m) => m.current_leader.ok_or(ServeError::NoLeader),
-            Err(_) => Err(ServeError::NoLeader),
+            Ok(m) => m.current_leader.ok_or(MemberError::NoLeader),
+            Err(_) => Err(MemberError::NoLeader),
         }
     }
 
-    async fn wait_applied(&self, index: Option<u64>) -> Result<(), ServeError> {
+    async fn wait_applied(&self, index: Option<u64>) -> Result<(), MemberError> {
         let applied = self.inner.shared.applied_index.load(Ordering::Acquire);
         if index.is_none_or(|i| applied >= i) {
             return Ok(());
@@ -278,6 +259,6 @@ impl App {
             .applied_index_at_least(index, "read index applied")
             .await
             .map(|_| ())
-            .map_err(|_| ServeError::Timeout)
+            .map_err(|_| MemberError::Timeout)
     }
 }

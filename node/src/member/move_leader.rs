@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use crate::member::{App, ServeError};
+use crate::member::{App, MemberError};
 use crate::raft::types::NodeId;
 
 impl App {
     /// Hand leadership to voter `target` (etcd: "etcdserver: not leader" unless called on the leader).
-    pub async fn move_leader(&self, target: NodeId) -> Result<(), ServeError> {
+    pub async fn move_leader(&self, target: NodeId) -> Result<(), MemberError> {
         if !self.is_leader() {
-            return Err(ServeError::NotLeader);
+            return Err(MemberError::NotLeader);
         }
         if target == self.inner.id {
             return Ok(());
@@ -28,7 +28,7 @@ impl App {
             voter
         };
         let node = self.node(target).filter(|_| is_voter);
-        let node = node.ok_or_else(|| ServeError::Internal("bad leader transferee".into()))?;
+        let node = node.ok_or(MemberError::BadLeaderTransferee)?;
         // The target must hold every entry, or the other voters will not vote for it.
         let caught_up = raft
             .wait(Some(Duration::from_secs(2)))
@@ -44,7 +44,7 @@ impl App {
             )
             .await;
         if caught_up.is_err() {
-            return Err(ServeError::Timeout);
+            return Err(MemberError::Timeout);
         }
         let lease = raft.config().election_timeout_max + raft.config().heartbeat_interval;
         raft.runtime_config().heartbeat(false);
@@ -53,15 +53,15 @@ impl App {
                 .inner
                 .peers
                 .client(target, &node)
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
+                .map_err(MemberError::other)?;
             let req = self
                 .inner
                 .peers
                 .request(&lease)
-                .map_err(|e| ServeError::Internal(e.to_string()))?;
+                .map_err(MemberError::other)?;
             c.campaign(req)
                 .await
-                .map_err(|s| ServeError::Internal(s.message().to_string()))
+                .map_err(|s| MemberError::Other(s.message().to_string()))
         };
         let res = match asked.await {
             Ok(_) => raft
@@ -69,7 +69,7 @@ impl App {
                 .metrics(|m| m.current_leader == Some(target), "transferee elected")
                 .await
                 .map(|_| ())
-                .map_err(|_| ServeError::Timeout),
+                .map_err(|_| MemberError::Timeout),
             Err(e) => Err(e),
         };
         // Whatever happened, a member that is (still or again) leader must keep its followers.

@@ -8,12 +8,13 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
-use crate::member::wire::{ForwardError, ProposeReply, ReadIndexReply};
+use crate::member::wire::{ProposeReply, ReadIndexReply};
+use crate::member::MemberError;
 use crate::mvcc::Command;
 use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
-use crate::raft::types::{NodeId, PeerNode, Raft};
+use crate::raft::types::Raft;
 
 /// Serves this member's Raft to the other members.
 #[derive(Clone)]
@@ -114,23 +115,10 @@ impl PeerService {
     async fn propose(&self, cmd: Command) -> ProposeReply {
         match self.raft.client_write(cmd).await {
             Ok(r) => Ok((r.log_id.index, r.data)),
-            Err(e) => {
-                let leader = match &e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id,
-                    _ => None,
-                };
-                Err(match leader {
-                    Some(l) => ForwardError::NotLeader(Some(l)),
-                    None if matches!(
-                        e,
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_))
-                    ) =>
-                    {
-                        ForwardError::NotLeader(None)
-                    }
-                    None => forward_err(&e, None),
-                })
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(MemberError::NotLeader)
             }
+            Err(e) => Err(MemberError::raft(e)),
         }
     }
 
@@ -138,12 +126,10 @@ impl PeerService {
     async fn read_index(&self) -> ReadIndexReply {
         match self.raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(read.map(|l| l.index)),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ForwardError::NotLeader(f.leader_id))
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
+                Err(MemberError::NotLeader)
             }
-            Err(e) => Err(forward_err::<CheckIsLeaderError<NodeId, PeerNode>>(
-                &e, None,
-            )),
+            Err(e) => Err(MemberError::raft(e)),
         }
     }
 }
@@ -152,16 +138,6 @@ fn reply<T: Serialize>(v: &T) -> Result<Response<PeerReply>, Status> {
     let payload = encode(v).map_err(|e| Status::internal(e.to_string()))?;
     crate::metrics::PEER_SENT_BYTES.add(payload.len() as u64);
     Ok(Response::new(PeerReply { payload }))
-}
-
-fn forward_err<E: std::fmt::Display>(
-    e: &RaftError<NodeId, E>,
-    leader: Option<NodeId>,
-) -> ForwardError {
-    match leader {
-        Some(l) => ForwardError::NotLeader(Some(l)),
-        None => ForwardError::Failed(e.to_string()),
-    }
 }
 
 impl FrameHandler for PeerService {

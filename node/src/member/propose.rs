@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::member::{App, Inner, ServeError};
+use crate::member::{App, Inner, MemberError};
 use crate::mvcc::{Command, CommandResponse};
 
 /// At most this many client commands in one Raft entry.
@@ -45,7 +45,7 @@ pub(super) struct Pending {
 
 /// The command's response, plus the log index this member must have applied before answering (set when
 /// the batch was committed through another member, so a read here right after sees the write).
-type Outcome = Result<(Option<u64>, CommandResponse), ServeError>;
+type Outcome = Result<(Option<u64>, CommandResponse), MemberError>;
 
 /// Handle of a member's batcher: its queue and the in-flight slots shared with direct proposals.
 pub(super) struct Queue {
@@ -91,7 +91,7 @@ async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<Pending>, slots: Arc<Semap
 
 impl App {
     /// Queue `cmd` for the next batch and wait for its outcome.
-    pub(super) async fn submit(&self, cmd: Command) -> Result<CommandResponse, ServeError> {
+    pub(super) async fn submit(&self, cmd: Command) -> Result<CommandResponse, MemberError> {
         let queue = &self.inner.proposals;
         let idle = queue.tx.capacity() == queue.tx.max_capacity();
         let direct = idle
@@ -105,7 +105,7 @@ impl App {
             }
             None => {
                 let (reply, rx) = oneshot::channel();
-                let gone = || ServeError::Internal("member is shutting down".into());
+                let gone = || MemberError::Stopped;
                 queue
                     .tx
                     .send(Pending { cmd, reply })
@@ -147,7 +147,7 @@ impl App {
                 }
             }
             Ok((_, resp)) => {
-                let e = ServeError::Internal(format!(
+                let e = MemberError::Other(format!(
                     "a batch of {n} commands came back with {} responses",
                     resp.batch.len()
                 ));
@@ -165,7 +165,7 @@ impl App {
     async fn propose_here_or_forward(
         &self,
         cmd: Command,
-    ) -> Result<(Option<u64>, CommandResponse), ServeError> {
+    ) -> Result<(Option<u64>, CommandResponse), MemberError> {
         crate::metrics::PROPOSAL_BATCHES.add(1);
         let n = match &cmd {
             Command::Batch(cmds) => cmds.len(),
@@ -181,9 +181,9 @@ impl App {
         match self.inner.raft.client_write(cmd).await {
             Ok(r) => Ok((None, r.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ServeError::NotLeader)
+                Err(MemberError::NotLeader)
             }
-            Err(e) => Err(ServeError::Internal(e.to_string())),
+            Err(e) => Err(MemberError::raft(e)),
         }
     }
 }

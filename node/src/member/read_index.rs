@@ -11,10 +11,10 @@ use std::sync::Weak;
 use openraft::error::RaftError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::member::{App, Inner, ServeError, REQUEST_TIMEOUT};
+use crate::member::{App, Inner, MemberError, REQUEST_TIMEOUT};
 
 /// The read index (None: nothing committed yet), or why none could be obtained.
-type Outcome = Result<Option<u64>, ServeError>;
+type Outcome = Result<Option<u64>, MemberError>;
 
 /// Handle of a member's read-index queue.
 pub(super) type Queue = mpsc::Sender<oneshot::Sender<Outcome>>;
@@ -42,7 +42,7 @@ async fn run(app: Weak<Inner>, mut rx: mpsc::Receiver<oneshot::Sender<Outcome>>)
         let app = App { inner };
         let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, app.read_index_round()).await {
             Ok(r) => r,
-            Err(_) => Err(ServeError::Timeout),
+            Err(_) => Err(MemberError::Timeout),
         };
         for w in waiting.drain(..) {
             let _ = w.send(outcome.clone());
@@ -54,7 +54,7 @@ impl App {
     /// Join the next read-index round and return its index.
     pub(super) async fn read_index(&self) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        let gone = || ServeError::Internal("member is shutting down".into());
+        let gone = || MemberError::Stopped;
         self.inner.reads.send(tx).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
@@ -67,8 +67,8 @@ impl App {
         }
         match self.inner.raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(read.map(|l| l.index)),
-            Err(RaftError::APIError(_)) => Err(ServeError::NotLeader),
-            Err(e) => Err(ServeError::Internal(e.to_string())),
+            Err(RaftError::APIError(_)) => Err(MemberError::NotLeader),
+            Err(e) => Err(MemberError::raft(e)),
         }
     }
 }
