@@ -15,6 +15,6 @@ pub fn header(app: &App, revision: i64) -> Option<PbResponseHeader> {
 
 /// The header at the store's current revision.
 pub fn current(app: &App) -> Option<PbResponseHeader> {
-    let rev = app.store().read().map(|s| s.revision()).unwrap_or_default();
+    let rev = app.store().read().revision();
     header(app, rev)
 }

@@ -66,11 +66,7 @@ impl PbKvService for KvService {
             self.app.read_barrier().await.map_err(to_status)?;
         }
         let (mut resp, rev) = {
-            let store = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
+            let store = self.app.store().read();
             (store.range(&req).map_err(to_status)?, store.revision())
         };
         resp.header = header(&self.app, rev);

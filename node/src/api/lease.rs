@@ -5,7 +5,6 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::time::{Duration, Instant};
 
 use etcd_client::proto::{
     PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse,
@@ -51,10 +50,12 @@ impl LeaseService {
     }
 }
 
-/// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it.
+/// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it. The
+/// hasher's keys are random per process and change with every call; the clock adds time.
 fn new_lease_id() -> i64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map(|d| d.as_nanos()).unwrap_or_default());
     ((h.finish() >> 1) as i64).max(1)
 }
 
@@ -126,11 +127,7 @@ impl PbLeaseService for LeaseService {
                     let _ = tx.send(Err(to_status(MemberError::NotLeader))).await;
                     break;
                 }
-                let ttl = app
-                    .store()
-                    .write()
-                    .ok()
-                    .and_then(|mut s| s.lease_renew(r.id, Instant::now()));
+                let ttl = app.lease_renew(r.id);
                 let resp = PbLeaseKeepAliveResponse {
                     header: current(&app),
                     id: r.id,
@@ -152,12 +149,7 @@ impl PbLeaseService for LeaseService {
             return leader.lease_time_to_live(req.into_inner()).await;
         }
         let req = req.into_inner();
-        let info = self
-            .app
-            .store()
-            .read()
-            .ok()
-            .and_then(|s| s.lease_info(req.id, Instant::now()));
+        let info = self.app.lease_info(req.id);
         let resp = match info {
             // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
             None => PbLeaseTimeToLiveResponse {
@@ -182,45 +174,10 @@ impl PbLeaseService for LeaseService {
         _: Request<PbLeaseLeasesRequest>,
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
         self.app.read_barrier().await.map_err(to_status)?;
-        let ids = self
-            .app
-            .store()
-            .read()
-            .map(|s| s.lease_ids())
-            .unwrap_or_default();
+        let ids = self.app.store().read().lease_ids();
         Ok(Response::new(PbLeaseLeasesResponse {
             header: current(&self.app),
             leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),
         }))
-    }
-}
-
-/// On the leader, revoke leases whose deadline passed; elsewhere, keep no deadlines so that a member
-/// that becomes leader gives every lease a full TTL.
-pub async fn expiry_loop(app: App, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if !app.is_leader() {
-            if let Ok(mut s) = app.store().write() {
-                s.forget_deadlines();
-            }
-            continue;
-        }
-        let due = app
-            .store()
-            .write()
-            .map(|mut s| s.expired_leases(Instant::now()))
-            .unwrap_or_default();
-        for id in due {
-            match app.propose(Command::LeaseRevoke { id }).await {
-                Ok(_) => {
-                    tracing::info!(lease = format!("{id:016x}"), "lease expired, keys deleted")
-                }
-                Err(e) => {
-                    tracing::warn!(lease = format!("{id:016x}"), error = %e, "could not revoke expired lease")
-                }
-            }
-        }
     }
 }

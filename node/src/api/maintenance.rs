@@ -117,11 +117,7 @@ impl PbMaintenanceService for MaintenanceService {
     ) -> Result<Response<PbHashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let (hash, compact_revision, hash_revision, current) = {
-            let s = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
+            let s = self.app.store().read();
             let (h, c, r) = s.hash_kv(rev).map_err(to_status)?;
             (h, c, r, s.revision())
         };
@@ -140,11 +136,7 @@ impl PbMaintenanceService for MaintenanceService {
         _: Request<PbSnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (data, rev) = {
-            let s = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
+            let s = self.app.store().read();
             (s.snapshot().map_err(to_status)?, s.revision())
         };
         let file = snapshot_file(&data);

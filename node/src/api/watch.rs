@@ -131,9 +131,7 @@ fn next_free(next: &mut i64, live: &HashMap<i64, Live>) -> i64 {
 
 fn stop(app: &App, l: Live) {
     l.task.abort();
-    if let Ok(mut s) = app.store().write() {
-        s.unwatch(l.hub);
-    }
+    app.store().write().unwatch(l.hub);
 }
 
 /// Register the watcher (replaying history), answer `created`, and start forwarding its events.
@@ -147,7 +145,7 @@ async fn create(
     start: i64,
     progress: bool,
 ) -> Option<Live> {
-    let started = app.store().write().ok().map(|mut s| s.watch(spec, start));
+    let started = app.store().write().watch(spec, start);
     let created = PbWatchResponse {
         header: current(app),
         watch_id: id,
@@ -155,7 +153,7 @@ async fn create(
         ..Default::default()
     };
     out.send(Ok(created)).await.ok()?;
-    match started? {
+    match started {
         WatchStart::Compacted(rev) => {
             let _ = out.send(Ok(compacted(app, id, rev))).await;
             None
@@ -184,12 +182,11 @@ async fn create(
                             while let Ok(b) = feed.rx.try_recv() {
                                 resps.push(events(b));
                             }
-                            let caught = app.store().write().ok().map(|mut s| s.catch_up(hub));
+                            let caught = app.store().write().catch_up(hub);
                             match caught {
-                                Some(CatchUp::Batches(bs)) => resps.extend(bs.into_iter().map(events)),
-                                Some(CatchUp::Compacted(rev)) => resps.push(compacted(&app, id, rev)),
-                                Some(CatchUp::Failed(e)) => resps.push(failed(&app, id, &e)),
-                                None => break,
+                                CatchUp::Batches(bs) => resps.extend(bs.into_iter().map(events)),
+                                CatchUp::Compacted(rev) => resps.push(compacted(&app, id, rev)),
+                                CatchUp::Failed(e) => resps.push(failed(&app, id, &e)),
                             }
                             resps
                         }

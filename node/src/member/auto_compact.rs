@@ -31,7 +31,7 @@ impl App {
     }
 
     fn current_revision(&self) -> i64 {
-        self.store().read().map(|s| s.revision()).unwrap_or(0)
+        self.store().read().revision()
     }
 
     /// Propose a compaction to `rev`; true when it took effect or `rev` was already compacted.

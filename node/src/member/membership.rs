@@ -49,10 +49,7 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
     let membership = m.membership_config.membership().clone();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let learners: BTreeSet<NodeId> = membership.learner_ids().collect();
-    let published: BTreeSet<NodeId> = match shared.members.read() {
-        Ok(a) => a.keys().copied().collect(),
-        Err(_) => BTreeSet::new(),
-    };
+    let published: BTreeSet<NodeId> = shared.members.read().keys().copied().collect();
     let started = |set: &BTreeSet<NodeId>| set.iter().filter(|id| published.contains(id)).count();
     let quorum = |n: usize| n / 2 + 1;
     match change {

@@ -5,6 +5,7 @@ mod auto_compact;
 mod error;
 mod forward;
 mod join;
+mod lessor;
 pub mod membership;
 mod move_leader;
 pub mod peer_service;
@@ -67,6 +68,8 @@ struct Inner {
     proposals: propose::Queue,
     /// Linearizable reads waiting for the next read-index round (`read_index`).
     reads: read_index::Queue,
+    /// The leader's lease deadlines.
+    lessor: lessor::Lessor,
 }
 
 impl App {
@@ -145,10 +148,7 @@ impl App {
         let m = m.borrow();
         let membership = m.membership_config.membership();
         let learners: Vec<NodeId> = membership.learner_ids().collect();
-        let attrs = match self.inner.shared.members.read() {
-            Ok(a) => a.clone(),
-            Err(_) => Default::default(),
-        };
+        let attrs = self.inner.shared.members.read().clone();
         membership
             .nodes()
             .map(|(id, node)| {
@@ -183,7 +183,7 @@ impl App {
             .map(|d| d.flatten().map(|e| file(e.path())).sum())
             .unwrap_or(0);
         // The value file is unnamed (it is a cache), so only the store knows its size.
-        let values = self.store().read().map_or(0, |s| s.value_bytes());
+        let values = self.store().read().value_bytes();
         file(member.join("raft.redb"))
             + wal
             + file(member.join("snap").join("current.snap"))
@@ -193,11 +193,10 @@ impl App {
     /// The gauges of `/metrics` at this moment.
     pub fn metrics(&self) -> crate::metrics::Snapshot {
         let s = self.status();
-        let (keys, watchers) = self
-            .store()
-            .read()
-            .map(|st| (st.key_count(), st.watcher_count()))
-            .unwrap_or_default();
+        let (keys, watchers) = {
+            let st = self.store().read();
+            (st.key_count(), st.watcher_count())
+        };
         crate::metrics::Snapshot {
             member_id: s.member_id,
             leader: s.leader,

@@ -154,6 +154,7 @@ impl App {
                 data_dir: cfg.data_dir.clone(),
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
+                lessor: Default::default(),
             }),
         };
         app.spawn_leader_watch();

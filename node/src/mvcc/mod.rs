@@ -3,8 +3,8 @@
 //! ([`values`]), a cache that is rebuilt with the store.
 //!
 //! The replicated part ([`State`]) changes only through [`Store::apply`], deterministically, so every
-//! member that applies the same log holds the same state. The watch hub and the lease deadlines are
-//! member-local and never serialized.
+//! member that applies the same log holds the same state. The watch hub is member-local and never
+//! serialized; lease expiry deadlines are the member's lessor's.
 
 mod command;
 mod error;
@@ -27,7 +27,9 @@ pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
 pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use etcd_client::proto::{
     PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbEvent, PbPutRequest,
@@ -58,7 +60,6 @@ struct State {
 pub struct Store {
     state: State,
     hub: watch::Hub,
-    deadlines: lease::Deadlines,
 }
 
 /// The writes of one command: they share one main revision, ordered by sub-revision.
@@ -170,7 +171,6 @@ impl Store {
     /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay subscribed.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         snapshot::decode_into(&mut self.state, bytes)?;
-        self.deadlines = lease::Deadlines::default();
         Ok(())
     }
 

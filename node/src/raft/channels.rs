@@ -3,10 +3,11 @@
 //! when needed), then rustls with the peer certificate.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
@@ -177,11 +178,7 @@ impl PeerChannels {
     /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
     pub fn channel(&self, id: NodeId, node: &PeerNode) -> Result<Channel, DialError> {
         let url = peer_url(node);
-        let mut cache = self.cache.lock().map_err(|e| DialError {
-            id,
-            url: url.clone(),
-            msg: e.to_string(),
-        })?;
+        let mut cache = self.cache.lock();
         if let Some((u, ch)) = cache.get(&id) {
             if *u == url {
                 return Ok(ch.clone());
@@ -264,7 +261,7 @@ impl PeerChannels {
     }
 
     fn take_idle(&self, id: NodeId, url: &str) -> Option<Box<dyn Io>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle.lock();
         let (u, conns) = idle.get_mut(&id)?;
         if u != url {
             conns.clear();
@@ -279,9 +276,7 @@ impl PeerChannels {
     }
 
     fn put_idle(&self, id: NodeId, url: String, io: Box<dyn Io>) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
+        let mut idle = self.idle.lock();
         let (u, conns) = idle.entry(id).or_insert_with(|| (url.clone(), Vec::new()));
         if *u != url {
             *u = url;

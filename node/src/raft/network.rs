@@ -64,9 +64,7 @@ impl PeerConnection {
         let res = self.call_once(method, req, option, &mut why).await;
         let url = self.node.peer_urls.join(",");
         let peer = format!("{:x}", self.target);
-        let Ok(mut failing) = self.peers.failing.lock() else {
-            return res;
-        };
+        let mut failing = self.peers.failing.lock();
         match why {
             Some(msg) => {
                 let stale = match failing.get(&self.target) {

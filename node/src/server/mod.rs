@@ -118,7 +118,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         None,
         &stop_rx,
     );
-    crate::api::spawn_background(started.app.clone());
+    started.app.spawn_lease_expiry();
     notify::ready();
 
     tokio::select! {

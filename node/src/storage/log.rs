@@ -26,10 +26,11 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
+use parking_lot::{Mutex, MutexGuard};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -188,20 +189,16 @@ impl LogStore {
         Ok(store)
     }
 
-    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
-        // Every WAL mutation completes its in-memory update after its I/O succeeded; a panic cannot
-        // leave it half-done in a way a reader could see.
-        self.wal.lock().unwrap_or_else(|p| p.into_inner())
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock()
     }
 
-    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
-        // The window only caches what the WAL holds: a panic elsewhere cannot leave it wrong, so a
-        // poisoned lock is still usable.
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock()
     }
 
-    fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
-        self.committed.lock().unwrap_or_else(|p| p.into_inner())
+    fn committed(&self) -> MutexGuard<'_, Committed> {
+        self.committed.lock()
     }
 
     /// Read a metadata value.
@@ -250,7 +247,7 @@ impl LogStore {
         f: impl FnOnce(&mut Wal) -> Result<T, WalError> + Send + 'static,
     ) -> StoreResult<T> {
         let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || f(&mut wal.lock().unwrap_or_else(|p| p.into_inner())))
+        tokio::task::spawn_blocking(move || f(&mut wal.lock()))
             .await
             .map_err(write_err)?
             .map_err(write_err)

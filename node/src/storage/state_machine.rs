@@ -9,13 +9,14 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
+use parking_lot::RwLock;
 
 use crate::codec::decode;
 use crate::mvcc::{Command, CommandResponse};
@@ -90,10 +91,9 @@ impl StateMachine {
         self.shared
             .store
             .write()
-            .map_err(sm_err)?
             .restore(&d.store)
             .map_err(snap_err)?;
-        *self.shared.members.write().map_err(sm_err)? = d.members;
+        *self.shared.members.write() = d.members;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
             self.shared.applied_index.store(l.index, Ordering::Release);
@@ -114,11 +114,7 @@ impl StateMachine {
                     name: name.clone(),
                     client_urls: client_urls.clone(),
                 };
-                self.shared
-                    .members
-                    .write()
-                    .map_err(sm_err)?
-                    .insert(*id, attrs);
+                self.shared.members.write().insert(*id, attrs);
             }
             Command::Batch(cmds) => {
                 for c in cmds {
@@ -174,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries = entries.into_iter();
         let mut out = Vec::with_capacity(entries.size_hint().0);
         // One store lock for everything openraft hands over at once: readers wait at most one apply.
-        let mut store = self.shared.store.write().map_err(sm_err)?;
+        let mut store = self.shared.store.write();
         for e in entries {
             self.applied = Some(e.log_id);
             let resp = match &e.payload {
@@ -205,8 +201,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Builder {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let data = match (self.shared.store.read(), self.shared.members.read()) {
-            (Ok(s), Ok(m)) => s.snapshot().map_err(|e| e.to_string()).and_then(|store| {
+        let data = {
+            let (s, m) = (self.shared.store.read(), self.shared.members.read());
+            s.snapshot().map_err(|e| e.to_string()).and_then(|store| {
                 let data = SnapshotData {
                     store,
                     members: m.clone(),
@@ -216,8 +213,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 rmp_serde::encode::write_named(&mut out, &data)
                     .map(|()| out)
                     .map_err(|e| format!("encoding the snapshot: {e}"))
-            }),
-            _ => Err("state machine lock poisoned by a panic".to_string()),
+            })
         };
         let id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),

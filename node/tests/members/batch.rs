@@ -66,7 +66,7 @@ async fn concurrent_writes_share_entries_but_keep_their_own_revisions() {
     for t in tasks {
         let (key, rev, app) = t.await.expect("task");
         // Applied on the member that answered: its own read sees the write at that revision.
-        let store = app.store().read().expect("store");
+        let store = app.store().read();
         let got = store
             .range(&PbRangeRequest {
                 key: key.into_bytes(),
@@ -109,7 +109,7 @@ async fn periodic_auto_compaction_drops_old_history() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let compacted = loop {
         app.propose(put("busy")).await.expect("put commits");
-        let c = app.store().read().expect("store").compact_revision();
+        let c = app.store().read().compact_revision();
         if c > 1 {
             break c;
         }
@@ -119,7 +119,7 @@ async fn periodic_auto_compaction_drops_old_history() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let old = app.store().read().expect("store").range(&PbRangeRequest {
+    let old = app.store().read().range(&PbRangeRequest {
         key: b"busy".to_vec(),
         revision: compacted - 1,
         ..Default::default()

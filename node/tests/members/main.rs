@@ -128,7 +128,7 @@ async fn until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<
 }
 
 fn revision(app: &App) -> i64 {
-    app.store().read().map(|s| s.revision()).unwrap_or(-1)
+    app.store().read().revision()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

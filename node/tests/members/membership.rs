@@ -21,7 +21,7 @@ async fn until_published(m: &Member, n: usize) {
 }
 
 fn revision(m: &Member) -> i64 {
-    m.app.store().read().map(|s| s.revision()).unwrap_or(-1)
+    m.app.store().read().revision()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
