@@ -206,8 +206,6 @@ async fn create(
     }
 }
 
-/// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
-/// compact revision and no revision in the header.
 /// The watcher's history could not be read (the value file failed): it is canceled with the reason.
 fn failed(app: &App, id: i64, e: &crate::mvcc::MvccError) -> PbWatchResponse {
     PbWatchResponse {
@@ -219,6 +217,8 @@ fn failed(app: &App, id: i64, e: &crate::mvcc::MvccError) -> PbWatchResponse {
     }
 }
 
+/// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
+/// compact revision and no revision in the header.
 fn compacted(app: &App, id: i64, rev: i64) -> PbWatchResponse {
     PbWatchResponse {
         header: header(app, 0),

@@ -14,7 +14,6 @@ mod read_index;
 mod start;
 pub mod wire;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +21,7 @@ use std::time::Duration;
 use crate::mvcc::{Command, CommandResponse};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode, Raft};
+use crate::storage::data_dir::DataDir;
 use crate::storage::state_machine::Shared;
 
 pub use error::MemberError;
@@ -63,7 +63,7 @@ struct Inner {
     raft: Raft,
     shared: Arc<Shared>,
     peers: PeerChannels,
-    data_dir: PathBuf,
+    data_dir: DataDir,
     /// Client commands waiting to be batched into the next Raft entry (`propose`).
     proposals: propose::Queue,
     /// Linearizable reads waiting for the next read-index round (`read_index`).
@@ -177,17 +177,14 @@ impl App {
 
     /// Size in bytes of this member's data files (Status.dbSize, `etcd_mvcc_db_total_size_in_bytes`).
     pub fn db_size(&self) -> u64 {
-        let member = self.inner.data_dir.join("member");
-        let file = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let wal: u64 = std::fs::read_dir(member.join("wal"))
-            .map(|d| d.flatten().map(|e| file(e.path())).sum())
-            .unwrap_or(0);
         // The value file is unnamed (it is a cache), so only the store knows its size.
-        let values = self.store().read().value_bytes();
-        file(member.join("raft.redb"))
-            + wal
-            + file(member.join("snap").join("current.snap"))
-            + values
+        self.inner.data_dir.raft_bytes() + self.store().read().value_bytes()
+    }
+
+    /// The part of [`App::db_size`] in use (Status.dbSizeInUse): without the value file's garbage,
+    /// which a rewrite after compaction gives back (as etcd's defragment does for its free pages).
+    pub fn db_size_in_use(&self) -> u64 {
+        self.inner.data_dir.raft_bytes() + self.store().read().live_value_bytes()
     }
 
     /// The gauges of `/metrics` at this moment.

@@ -14,6 +14,7 @@ use crate::member::{App, Inner};
 use crate::mvcc::Command;
 use crate::raft::network::PeerChannels;
 use crate::raft::types::Raft;
+use crate::storage::data_dir::DataDir;
 use crate::storage::log::LogStore;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::state_machine::StateMachine;
@@ -75,7 +76,8 @@ impl App {
         peer_tls: Option<Arc<rustls::ClientConfig>>,
         dns: Option<crate::dns::Dns>,
     ) -> anyhow::Result<Started> {
-        let member_dir = cfg.data_dir.join("member");
+        let data_dir = DataDir::new(&cfg.data_dir);
+        let member_dir = data_dir.member();
         create_private_dir(&member_dir).with_context(|| {
             format!(
                 "--data-dir {}: cannot create {}",
@@ -83,8 +85,8 @@ impl App {
                 member_dir.display()
             )
         })?;
-        let log_path = member_dir.join("raft.redb");
-        let log = LogStore::open(&log_path)
+        let log_path = data_dir.log_db();
+        let log = LogStore::open(&data_dir)
             .with_context(|| format!("opening Raft log {}", log_path.display()))?;
         let stored = log
             .identity()
@@ -124,8 +126,8 @@ impl App {
             "member identity"
         );
 
-        let snaps = SnapshotDir::new(member_dir.join("snap"))?;
-        let sm = StateMachine::open(snaps, member_dir.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        let snaps = SnapshotDir::new(data_dir.snap())?;
+        let sm = StateMachine::open(snaps, data_dir.values()).map_err(|e| anyhow::anyhow!(e))?;
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
@@ -151,7 +153,7 @@ impl App {
                 raft,
                 shared,
                 peers,
-                data_dir: cfg.data_dir.clone(),
+                data_dir,
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
                 lessor: Default::default(),

@@ -92,6 +92,11 @@ impl Store {
         self.state.keys.value_bytes()
     }
 
+    /// Bytes in the value file that kept versions refer to (part of Status.dbSizeInUse).
+    pub fn live_value_bytes(&self) -> u64 {
+        self.state.keys.live_value_bytes()
+    }
+
     /// The first I/O error of the value file, if any. The state machine stops applying on it: a
     /// member that carried on without a value would diverge from the others.
     pub fn failure(&self) -> Option<&str> {

@@ -65,11 +65,11 @@ async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::dns::Dns>> {
         return Ok(None);
     };
     let dns = crate::dns::Dns::new(cfg.dns_server)?;
-    let log = cfg.data_dir.join("member").join("raft.redb");
-    if log.exists() {
+    let data_dir = crate::storage::data_dir::DataDir::new(&cfg.data_dir);
+    if data_dir.is_initialized() {
         tracing::info!(
             "discovery ignored since a cluster has already been initialized. Valid log found at {}",
-            log.display()
+            data_dir.log_db().display()
         );
         // Any list naming this member will do: the stored identity is used on restart.
         cfg.initial_cluster = Some(format!(

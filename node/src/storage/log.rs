@@ -25,7 +25,6 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -37,6 +36,7 @@ use serde::Serialize;
 
 use crate::codec::{decode, encode};
 use crate::raft::types::{NodeId, TypeConfig};
+use crate::storage::data_dir::DataDir;
 use crate::storage::wal::{Wal, WalError};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -166,10 +166,11 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Open (or create) the metadata database at `path` and the WAL in the `wal` directory beside it.
-    pub fn open(path: &Path) -> Result<Self, OpenError> {
+    /// Open (or create) the metadata database and the WAL of data dir `dir`.
+    pub fn open(dir: &DataDir) -> Result<Self, OpenError> {
+        let path = &dir.log_db();
         let db = Database::create(path)?;
-        let wal_dir = path.with_file_name("wal");
+        let wal_dir = dir.wal();
         let wal = Wal::open(&wal_dir)?;
         let store = LogStore {
             db: Arc::new(db),

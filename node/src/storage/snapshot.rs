@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::decode;
 use crate::raft::types::{NodeId, PeerNode};
+use crate::storage::data_dir::SNAPSHOT_FILE;
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +76,7 @@ impl SnapshotDir {
     }
 
     fn current(&self) -> PathBuf {
-        self.dir.join("current.snap")
+        self.dir.join(SNAPSHOT_FILE)
     }
 
     /// Durably replace the current snapshot: write a temp file, fsync, rename over, fsync the directory,
@@ -85,7 +86,7 @@ impl SnapshotDir {
         meta: &SnapshotMeta<NodeId, PeerNode>,
         data: &[u8],
     ) -> Result<(), SnapshotError> {
-        let tmp = self.dir.join("current.snap.tmp");
+        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }

@@ -4,6 +4,7 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 
 use crate::raft::types::{NodeId, TypeConfig};
+use crate::storage::data_dir::DataDir;
 use crate::storage::log::LogStore;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::state_machine::StateMachine;
@@ -15,11 +16,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-        let log = LogStore::open(&dir.path().join("raft.redb"))
+        let data_dir = DataDir::new(dir.path());
+        std::fs::create_dir_all(data_dir.member())
             .map_err(|e| openraft::StorageIOError::write(&e))?;
-        let snaps = SnapshotDir::new(dir.path().join("snap"))
-            .map_err(|e| openraft::StorageIOError::write(&e))?;
-        let sm = StateMachine::open(snaps, dir.path().to_path_buf())
+        let log = LogStore::open(&data_dir).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let snaps =
+            SnapshotDir::new(data_dir.snap()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let sm = StateMachine::open(snaps, data_dir.values())
             .map_err(|e| openraft::StorageIOError::write(openraft::AnyError::error(e)))?;
         Ok((dir, log, sm))
     }

@@ -439,15 +439,6 @@ impl Wal {
         }
         Ok(out)
     }
-
-    /// Total bytes of the segment files (for the reported database size).
-    pub fn size(&self) -> u64 {
-        self.segments
-            .values()
-            .filter_map(|s| s.file.metadata().ok())
-            .map(|m| m.len())
-            .sum()
-    }
 }
 
 #[cfg(test)]
