@@ -10,7 +10,7 @@ pub mod membership;
 mod move_leader;
 pub mod peer_service;
 mod propose;
-mod read_index;
+pub mod read_index;
 mod start;
 pub mod wire;
 
@@ -70,6 +70,8 @@ struct Inner {
     reads: read_index::Queue,
     /// The leader's lease deadlines.
     lessor: lessor::Lessor,
+    /// The least read index while leading the term resumed at start (`read_index`).
+    read_floor: read_index::ReadFloor,
 }
 
 impl App {

@@ -10,6 +10,7 @@ use openraft::SnapshotPolicy;
 use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
 use crate::member::peer_service::PeerService;
+use crate::member::read_index::ReadFloor;
 use crate::member::{App, Inner};
 use crate::mvcc::Command;
 use crate::raft::network::PeerChannels;
@@ -131,6 +132,9 @@ impl App {
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
+        let read_floor = ReadFloor::at_start(&log)
+            .await
+            .with_context(|| format!("reading the vote and log state of {}", log_path.display()))?;
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
             .context("starting Raft")?;
@@ -146,7 +150,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone());
+        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone(), read_floor);
         let app = App {
             inner: Arc::new_cyclic(|me| Inner {
                 id: identity.member_id,
@@ -157,6 +161,7 @@ impl App {
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
                 lessor: Default::default(),
+                read_floor,
             }),
         };
         app.spawn_leader_watch();

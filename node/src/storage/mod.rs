@@ -6,6 +6,7 @@ pub mod log;
 pub mod snapshot;
 pub mod state_machine;
 pub mod wal;
+mod wal_format;
 
 #[cfg(test)]
 mod suite_test;

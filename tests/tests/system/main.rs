@@ -10,4 +10,5 @@ mod hosts;
 mod membership;
 mod packaging;
 mod render;
+mod safety;
 mod vm;
