@@ -2,7 +2,7 @@
 //! changes from other members, as frames (raft/frames.rs) and, for snapshots, joiners and leadership
 //! transfer, as gRPC. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -131,9 +131,9 @@ impl PeerService {
     async fn read_index(&self) -> ReadIndexReply {
         match leader_read_index(&self.raft, self.read_floor).await {
             Ok(read) => Ok(read),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
-                Err(MemberError::NotLeader)
-            }
+            // Not leader, or no quorum confirmed leadership: the follower retries (as a local read
+            // does) until its deadline, then answers "no leader".
+            Err(RaftError::APIError(_)) => Err(MemberError::NotLeader),
             Err(e) => Err(MemberError::raft(e)),
         }
     }
