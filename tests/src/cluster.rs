@@ -92,6 +92,13 @@ impl Member {
         }
     }
 
+    /// How the process ended, once it has (`None` while it runs, or if it was never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// The process ID while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -1,0 +1,265 @@
+//! Watch guarantees (etcd's api/v3rpc watch contract): events arrive in revision order, none twice, none
+//! outside the watched range or before the start revision; no event of the range is skipped from the
+//! start revision on; a watcher that reconnects at its last revision + 1 misses nothing; and a watch
+//! from a revision below an acknowledged compaction is canceled with that compaction's revision instead
+//! of delivering events.
+
+use std::collections::HashSet;
+
+use super::log::EventLog;
+use crate::history::{History, Outcome, Req, WatchEnd, WatchSession};
+
+/// Checks every session; returns the anomalies.
+pub fn check(h: &History, log: &EventLog) -> Vec<String> {
+    let mut out = log.conflicts.clone();
+    for s in &h.watches {
+        check_session(h, log, s, &mut out);
+    }
+    out
+}
+
+fn who(s: &WatchSession) -> String {
+    format!(
+        "watcher {} (via member {}, {:?} from revision {}{})",
+        s.watcher,
+        s.member,
+        s.range,
+        s.start_rev,
+        if s.resumed { ", resumed" } else { "" }
+    )
+}
+
+fn check_session(h: &History, log: &EventLog, s: &WatchSession, out: &mut Vec<String>) {
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    let mut batch_of_last = None;
+    for e in &s.events {
+        if e.rev == last && batch_of_last.is_some_and(|b| b != e.batch) {
+            out.push(format!(
+                "{}: revision {} was split across responses (a response must carry whole revisions)",
+                who(s),
+                e.rev
+            ));
+        }
+        batch_of_last = Some(e.batch);
+        if e.rev < last {
+            out.push(format!(
+                "{}: revision {} arrived after {last}",
+                who(s),
+                e.rev
+            ));
+        }
+        if !seen.insert((e.rev, e.key.as_str())) {
+            out.push(format!(
+                "{}: key {} at revision {} arrived twice",
+                who(s),
+                e.key,
+                e.rev
+            ));
+        }
+        if e.rev < s.start_rev {
+            out.push(format!(
+                "{}: got revision {} from before its start",
+                who(s),
+                e.rev
+            ));
+        }
+        if !s.range.contains(&e.key) {
+            out.push(format!("{}: got key {} outside its range", who(s), e.key));
+        }
+        last = last.max(e.rev);
+    }
+
+    // A compaction acknowledged before the watch was requested, past its start revision.
+    let compacted_before = h
+        .ops
+        .iter()
+        .filter(|o| matches!(o.outcome, Outcome::Ok(_)) && o.complete < s.invoke)
+        .filter_map(|o| match o.req {
+            Req::Compact { rev } => Some(rev),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    match &s.end {
+        WatchEnd::Canceled { compact_rev, .. } if *compact_rev > 0 => {
+            let requested = h.ops.iter().any(|o| {
+                matches!(o.req, Req::Compact { rev } if rev == *compact_rev)
+                    && o.invoke < s.end_at
+                    && !matches!(o.outcome, Outcome::Fail(_))
+            });
+            if s.start_rev >= *compact_rev || !requested {
+                out.push(format!(
+                    "{}: canceled as compacted at revision {compact_rev}, which {}",
+                    who(s),
+                    if requested {
+                        "is not above its start revision"
+                    } else {
+                        "no compaction request reached"
+                    }
+                ));
+            }
+            if !s.events.is_empty() {
+                out.push(format!(
+                    "{}: delivered {} events and then was canceled as compacted",
+                    who(s),
+                    s.events.len()
+                ));
+            }
+            return;
+        }
+        _ => {}
+    }
+    if s.start_rev > 0 && s.start_rev < compacted_before && !s.events.is_empty() {
+        out.push(format!(
+            "{}: compaction to {compacted_before} was acknowledged before the watch was requested, yet it delivered events (first at revision {}) instead of being canceled",
+            who(s),
+            s.events[0].rev
+        ));
+        return;
+    }
+
+    // No gap: every change of the range that the log knows in [start, last delivered] arrived.
+    let (lo, hi) = (s.start_rev.max(1), last);
+    if hi < lo {
+        return;
+    }
+    let mut missed = Vec::new();
+    for (rev, changes) in log.by_rev.range(lo..=hi) {
+        if !log.covers(*rev, *rev) {
+            continue;
+        }
+        for key in changes.keys().filter(|k| s.range.contains(k)) {
+            if !seen.contains(&(*rev, key.as_str())) {
+                missed.push(format!("{key}@{rev}"));
+            }
+        }
+    }
+    if !missed.is_empty() {
+        let n = missed.len();
+        missed.truncate(5);
+        out.push(format!(
+            "{}: skipped {n} events it should have delivered (received up to revision {last}): {}",
+            who(s),
+            missed.join(", ")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check;
+    use crate::check::log::EventLog;
+    use crate::check::testkit::H;
+    use crate::history::{WatchEnd, WatchRange};
+
+    fn run(h: &H) -> Vec<String> {
+        check(&h.h, &EventLog::build(&h.h))
+    }
+
+    fn must_fail(h: &H, what: &str) {
+        let r = run(h);
+        assert!(
+            r.iter().any(|a| a.contains(what)),
+            "expected {what:?} in {r:?}"
+        );
+    }
+
+    const ALL: &[(i64, &str, Option<&str>)] = &[
+        (2, "x", Some("a")),
+        (3, "y", Some("b")),
+        (4, "x", Some("c")),
+        (5, "x", None),
+    ];
+
+    fn recorded() -> H {
+        let mut h = H::new();
+        h.watch(0, 1, ALL);
+        h
+    }
+
+    #[test]
+    fn complete_ordered_sessions_and_a_resume_at_last_plus_one_pass() {
+        let mut h = recorded();
+        h.watch(1, 1, &ALL[..2]).watch(1, 4, &ALL[2..]);
+        h.watch_session(
+            2,
+            WatchRange::Key("x".into()),
+            3,
+            &[(4, "x", Some("c")), (5, "x", None)],
+            0,
+            WatchEnd::Stopped,
+        );
+        assert_eq!(run(&h), Vec::<String>::new());
+    }
+
+    #[test]
+    fn out_of_order_and_duplicate_events_fail() {
+        let mut h = recorded();
+        h.watch(1, 1, &[ALL[0], ALL[2], ALL[1], ALL[2]]);
+        must_fail(&h, "arrived after");
+        must_fail(&h, "arrived twice");
+    }
+
+    #[test]
+    fn a_skipped_event_fails() {
+        let mut h = recorded();
+        h.watch(1, 1, &[ALL[0], ALL[2], ALL[3]]);
+        must_fail(&h, "skipped 1 events");
+        // Also when the first event after a resume is not the first one from the resume revision.
+        let mut h = recorded();
+        h.watch(1, 3, &[ALL[2], ALL[3]]);
+        must_fail(&h, "y@3");
+    }
+
+    #[test]
+    fn a_revision_split_across_responses_fails() {
+        let mut h = recorded();
+        h.watch(1, 1, &[ALL[0], (3, "y", Some("b")), (3, "z", None)]);
+        h.h.watches[1].events[2].batch = 99;
+        must_fail(&h, "split across responses");
+    }
+
+    #[test]
+    fn events_outside_the_range_or_before_the_start_fail() {
+        let mut h = recorded();
+        h.watch_session(
+            1,
+            WatchRange::Key("x".into()),
+            3,
+            &[(2, "x", Some("a")), (3, "y", Some("b"))],
+            0,
+            WatchEnd::Stopped,
+        );
+        must_fail(&h, "outside its range");
+        must_fail(&h, "from before its start");
+    }
+
+    #[test]
+    fn watchers_that_disagree_fail() {
+        let mut h = recorded();
+        h.watch(1, 1, &[(2, "x", Some("a")), (3, "y", Some("other"))]);
+        must_fail(&h, "watchers disagree");
+    }
+
+    #[test]
+    fn a_watch_from_a_compacted_revision_must_be_canceled_with_the_compaction() {
+        let canceled = WatchEnd::Canceled {
+            compact_rev: 4,
+            reason: "compacted".into(),
+        };
+        let mut h = recorded();
+        h.compact(4, (100, 200));
+        h.watch_session(1, WatchRange::All, 2, &[], 300, canceled.clone());
+        assert_eq!(run(&h), Vec::<String>::new());
+        // Delivering the history instead of canceling.
+        let mut h = recorded();
+        h.compact(4, (100, 200));
+        h.watch_session(1, WatchRange::All, 2, &ALL[..3], 300, WatchEnd::Stopped);
+        must_fail(&h, "instead of being canceled");
+        // Canceled as compacted with no compaction requested.
+        let mut h = recorded();
+        h.watch_session(1, WatchRange::All, 2, &[], 300, canceled);
+        must_fail(&h, "no compaction request reached");
+    }
+}

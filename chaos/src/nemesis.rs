@@ -1,0 +1,494 @@
+//! The nemesis: injects one fault at a time into the running cluster, heals it, and then acts as
+//! systemd would (`Restart=on-failure`): a member that exited on its own is started again, and one
+//! that keeps refusing to start is replaced (removed, wiped, added back) so the run can go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_tests::cluster::Cluster;
+use etcd_client::{Client, StatusResponse};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::{sleep, Instant};
+
+use crate::disk;
+use crate::history::{FaultRecord, Outcome, Req, HARNESS_CLIENT};
+use crate::net::Net;
+use crate::record::Recorder;
+use crate::schedule::{Fault, Target, Timing};
+
+/// What became of the cluster after a fault.
+pub enum After {
+    /// Healed; the run goes on.
+    Healed,
+    /// Too many members refused to start (detected corruption): no quorum is left to repair with.
+    QuorumLost,
+}
+
+/// The fault injector of one run.
+pub struct Nemesis<'a> {
+    /// The cluster (members are killed when it drops).
+    pub cluster: Cluster,
+    net: &'a Net,
+    rng: ChaCha8Rng,
+    rec: Arc<Recorder>,
+    timing: Timing,
+    clients: Vec<Client>,
+    /// Members that refused to start after injected corruption.
+    pub detected: Vec<String>,
+    /// Members that exited or refused to start with no corruption injected.
+    pub refusals: Vec<String>,
+    barrier_seq: u64,
+}
+
+/// The last non-empty line of a member's log (why it exited).
+fn last_line(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+fn signal(pid: Option<u32>, sig: libc::c_int) {
+    if let Some(pid) = pid {
+        // SAFETY: kill(2) on the PID of a child this process started and has not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis for `cluster`, with one client per member for status and membership calls.
+    pub fn new(
+        cluster: Cluster,
+        net: &'a Net,
+        rng: ChaCha8Rng,
+        rec: Arc<Recorder>,
+        timing: Timing,
+        clients: Vec<Client>,
+    ) -> Self {
+        Nemesis {
+            cluster,
+            net,
+            rng,
+            rec,
+            timing,
+            clients,
+            detected: Vec::new(),
+            refusals: Vec::new(),
+            barrier_seq: 0,
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.cluster.members.len()
+    }
+
+    fn name(&self, i: usize) -> String {
+        self.cluster.members[i].name.clone()
+    }
+
+    /// Every member's Status, asked in parallel (`None`: no answer within a second and a half).
+    async fn statuses(&self) -> Vec<Option<StatusResponse>> {
+        let asks = self.clients.iter().cloned().map(|mut c| async move {
+            tokio::time::timeout(Duration::from_millis(1500), c.status())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        });
+        futures::future::join_all(asks).await
+    }
+
+    /// The member that leads, by the members' own answers.
+    pub async fn leader(&self) -> Option<usize> {
+        let st = self.statuses().await;
+        st.iter().position(|s| {
+            s.as_ref().is_some_and(|s| {
+                s.header().map(|h| h.member_id()) == Some(s.leader()) && s.leader() != 0
+            })
+        })
+    }
+
+    async fn pick(&mut self, who: Target) -> usize {
+        let random = self.rng.random_range(0..self.n());
+        match who {
+            Target::Random => random,
+            Target::Leader => self.leader().await.unwrap_or(random),
+        }
+    }
+
+    /// Whether member `i` answers a linearizable read within `timeout`.
+    async fn ready(&mut self, i: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.cluster.members[i].is_running() {
+                return false;
+            }
+            let mut c = self.clients[i].clone();
+            let probe =
+                tokio::time::timeout(Duration::from_secs(2), c.get("chaos-ready-probe", None));
+            if matches!(probe.await, Ok(Ok(_))) {
+                return true;
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Waits (bounded) until every running member serves linearizable reads.
+    pub async fn settle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.n() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !self.ready(i, left).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Injects `fault`, heals it, restarts what exited, and returns its record.
+    pub async fn apply(&mut self, fault: &Fault) -> Result<(FaultRecord, After)> {
+        // Set again once the targets are known: finding the leader takes time that is not the fault's.
+        let mut start = self.rec.now();
+        let mut targets = Vec::new();
+        let mut note = String::new();
+        let mut after = After::Healed;
+        let e = self.timing.election_ms;
+        match fault {
+            Fault::Kill { who, restart_ms } => {
+                let i = self.pick(*who).await;
+                start = self.rec.now();
+                targets.push(i);
+                self.cluster.kill_member(i)?;
+                sleep(Duration::from_millis(*restart_ms)).await;
+                self.cluster.start_member(i)?;
+            }
+            Fault::KillAll { restart_ms } => {
+                targets.extend(0..self.n());
+                self.cluster.kill_all()?;
+                sleep(Duration::from_millis(*restart_ms)).await;
+                self.cluster.start_all()?;
+            }
+            Fault::Pause { who, ms } => {
+                let i = self.pick(*who).await;
+                start = self.rec.now();
+                targets.push(i);
+                let pid = self.cluster.members[i].pid();
+                signal(pid, libc::SIGSTOP);
+                sleep(Duration::from_millis(*ms)).await;
+                signal(pid, libc::SIGCONT);
+            }
+            Fault::IsolateLeader { ms } => {
+                let l = self.pick(Target::Leader).await;
+                start = self.rec.now();
+                targets.push(l);
+                for j in (0..self.n()).filter(|&j| j != l) {
+                    self.net.cut(l, j)?;
+                }
+                sleep(Duration::from_millis(*ms)).await;
+                self.net.heal()?;
+            }
+            Fault::Split { ms } => {
+                let mut all: Vec<usize> = (0..self.n()).collect();
+                all.shuffle(&mut self.rng);
+                let (minority, majority) = all.split_at((self.n() - 1) / 2);
+                targets.extend(minority);
+                for &a in minority {
+                    for &b in majority {
+                        self.net.cut(a, b)?;
+                    }
+                }
+                sleep(Duration::from_millis(*ms)).await;
+                self.net.heal()?;
+            }
+            Fault::OneWay { ms } => {
+                let a = self.rng.random_range(0..self.n());
+                let b = (a + self.rng.random_range(1..self.n())) % self.n();
+                targets.extend([a, b]);
+                self.net.drop_one_way(a, b)?;
+                note = format!("{} -> {} dropped", self.name(a), self.name(b));
+                sleep(Duration::from_millis(*ms)).await;
+                self.net.heal()?;
+            }
+            Fault::Replace { who } => {
+                let i = self.pick(*who).await;
+                start = self.rec.now();
+                targets.push(i);
+                self.replace(i, &mut note).await?;
+            }
+            Fault::DiskFull { who, ms } => {
+                let i = self.pick(*who).await;
+                start = self.rec.now();
+                targets.push(i);
+                let dir = self.cluster.members[i].data_dir.clone();
+                let filled = disk::fill(&dir)?;
+                note = format!("filled {} MiB", filled >> 20);
+                sleep(Duration::from_millis(*ms)).await;
+                disk::free(&dir)?;
+            }
+            Fault::Corrupt { members, damage } => {
+                let mut all: Vec<usize> = (0..self.n()).collect();
+                all.shuffle(&mut self.rng);
+                let hit: Vec<usize> = all[..(*members).min(self.n())].to_vec();
+                targets.extend(&hit);
+                after = self.corrupt(&hit, *damage, &mut note).await?;
+            }
+        }
+        if matches!(after, After::Healed) {
+            self.supervise(&mut note).await?;
+            if !self.settle(Duration::from_secs(8 * e / 1000 + 20)).await {
+                note.push_str("; not every member served reads within the settle time");
+            }
+        }
+        let record = FaultRecord {
+            kind: fault.name(),
+            targets: targets.iter().map(|&i| self.name(i)).collect(),
+            start,
+            end: self.rec.now(),
+            note: note.trim_start_matches("; ").to_string(),
+        };
+        Ok((record, after))
+    }
+
+    /// Starts every member that is not running, as systemd would; replaces one that keeps refusing.
+    pub async fn supervise(&mut self, note: &mut String) -> Result<()> {
+        for i in 0..self.n() {
+            if self.cluster.members[i].is_running() {
+                continue;
+            }
+            let mut why = match self.cluster.members[i].exit_status() {
+                Some(st) => format!(
+                    "{} exited ({st}): {}",
+                    self.name(i),
+                    last_line(&self.cluster.members[i].log)
+                ),
+                None => format!("{} was down", self.name(i)),
+            };
+            let mut up = false;
+            for _ in 0..3 {
+                self.cluster.kill_member(i)?;
+                sleep(Duration::from_secs(1)).await;
+                self.cluster.start_member(i)?;
+                sleep(Duration::from_secs(5)).await;
+                if self.cluster.members[i].is_running() {
+                    up = true;
+                    break;
+                }
+                why = format!(
+                    "{} refuses to start: {}",
+                    self.name(i),
+                    last_line(&self.cluster.members[i].log)
+                );
+            }
+            note.push_str(&format!("; {why}; restarted"));
+            if !up {
+                self.refusals.push(why);
+                self.replace(i, note).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills `hit`, damages their last WAL segment, restarts them, and sees whether they refuse.
+    async fn corrupt(
+        &mut self,
+        hit: &[usize],
+        damage: disk::Damage,
+        note: &mut String,
+    ) -> Result<After> {
+        for &i in hit {
+            self.cluster.kill_member(i)?;
+        }
+        // With one member down the others still form a quorum: a write through them puts every
+        // committed entry on both, so the damaged member can lose nothing the cluster acknowledged
+        // (damaging a majority's fsynced data is outside any consensus system's fault model).
+        if hit.len() == 1 && !self.barrier(hit[0]).await {
+            note.push_str("; no write went through the other members, so nothing was damaged");
+            self.cluster.start_member(hit[0])?;
+            return Ok(After::Healed);
+        }
+        for &i in hit {
+            let what = disk::corrupt(&self.cluster.members[i].data_dir, damage, &mut self.rng)?;
+            note.push_str(&format!("; {}: {what}", self.name(i)));
+            self.cluster.start_member(i)?;
+        }
+        // A member that refuses does so while reading its WAL, within seconds.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut refused: Vec<usize> = Vec::new();
+        while Instant::now() < deadline && refused.len() < hit.len() {
+            for &i in hit {
+                if !refused.contains(&i) && !self.cluster.members[i].is_running() {
+                    refused.push(i);
+                }
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+        for &i in &refused {
+            let why = format!(
+                "{} refused to start: {}",
+                self.name(i),
+                last_line(&self.cluster.members[i].log)
+            );
+            note.push_str(&format!("; {why}"));
+            self.detected.push(why);
+        }
+        for &i in hit.iter().filter(|i| !refused.contains(i)) {
+            note.push_str(&format!("; {} started on the damaged WAL", self.name(i)));
+        }
+        if self.n() - refused.len() <= self.n() / 2 {
+            note.push_str("; no quorum left to repair with: the run ends here");
+            return Ok(After::QuorumLost);
+        }
+        for i in refused {
+            self.cluster.kill_member(i)?;
+            self.replace(i, note).await?;
+        }
+        Ok(After::Healed)
+    }
+
+    /// Writes through the members other than `down` until one write succeeds (recorded like any
+    /// other write).
+    async fn barrier(&mut self, down: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            for i in (0..self.n()).filter(|&i| i != down) {
+                self.barrier_seq += 1;
+                let req = Req::Put {
+                    key: "barrier".into(),
+                    value: format!("barrier-{}", self.barrier_seq),
+                    lease: 0,
+                };
+                let mut c = self.clients[i].clone();
+                if matches!(
+                    self.rec.run(HARNESS_CLIENT, i, &mut c, req).await,
+                    Outcome::Ok(_)
+                ) {
+                    return true;
+                }
+            }
+            sleep(Duration::from_millis(300)).await;
+        }
+        false
+    }
+
+    /// Removes member `i` from the cluster, wipes its data and adds it back as a new member.
+    async fn replace(&mut self, i: usize, note: &mut String) -> Result<()> {
+        let peer = self.cluster.members[i].peer_url.clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Remove it (if it is still a member), through any other member that answers.
+        loop {
+            if Instant::now() > deadline {
+                bail!(
+                    "could not remove {} from the cluster within 60s",
+                    self.name(i)
+                );
+            }
+            match self
+                .member_call(
+                    i,
+                    |mut c, peer| async move {
+                        let list = c.member_list().await?;
+                        match list
+                            .members()
+                            .iter()
+                            .find(|m| m.peer_urls().contains(&peer))
+                        {
+                            Some(m) => c.member_remove(m.id()).await.map(|_| ()),
+                            None => Ok(()),
+                        }
+                    },
+                    &peer,
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(_) => sleep(Duration::from_millis(500)).await,
+            }
+        }
+        self.cluster.kill_member(i)?;
+        disk::wipe(&self.cluster.members[i].data_dir)?;
+        let members = loop {
+            if Instant::now() > deadline {
+                bail!("could not add {} back within 60s", self.name(i));
+            }
+            let added = self
+                .member_call(
+                    i,
+                    |mut c, peer| async move {
+                        let r = c.member_add([peer], None).await?;
+                        Ok(r.member_list()
+                            .iter()
+                            .map(|m| m.peer_urls().to_vec())
+                            .collect::<Vec<_>>())
+                    },
+                    &peer,
+                )
+                .await;
+            match added {
+                Ok(m) => break m,
+                Err(_) => sleep(Duration::from_millis(500)).await,
+            }
+        };
+        let initial: Vec<String> = self
+            .cluster
+            .members
+            .iter()
+            .filter(|m| members.iter().any(|urls| urls.contains(&m.peer_url)))
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        self.cluster
+            .start_member_with(i, &initial.join(","), "existing")
+            .with_context(|| format!("starting the re-added {}", self.name(i)))?;
+        let ok = self.ready(i, Duration::from_secs(60)).await;
+        note.push_str(&format!(
+            "; {} removed, wiped and added back{}",
+            self.name(i),
+            if ok {
+                ""
+            } else {
+                " (not serving reads after 60s)"
+            }
+        ));
+        Ok(())
+    }
+
+    /// Runs `call` against the members other than `not` in turn until one succeeds.
+    async fn member_call<T, F, Fut>(&mut self, not: usize, call: F, peer: &str) -> Result<T>
+    where
+        F: Fn(Client, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for j in (0..self.n()).filter(|&j| j != not) {
+            if !self.cluster.members[j].is_running() {
+                continue;
+            }
+            let c = self.clients[j].clone();
+            match tokio::time::timeout(Duration::from_secs(5), call(c, peer.to_string())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => last = Some("no answer within 5s".into()),
+            }
+        }
+        bail!("no member answered: {}", last.unwrap_or_default())
+    }
+
+    /// Heals everything the nemesis may have left: partitions, pauses, full disks, stopped members;
+    /// returns what it had to do.
+    pub async fn heal_all(&mut self) -> Result<String> {
+        self.net.heal()?;
+        for i in 0..self.n() {
+            signal(self.cluster.members[i].pid(), libc::SIGCONT);
+            disk::free(&self.cluster.members[i].data_dir)?;
+        }
+        let mut note = String::new();
+        self.supervise(&mut note).await?;
+        Ok(note)
+    }
+}
