@@ -69,6 +69,9 @@ struct RunArgs {
     /// Faults per run (long schedule).
     #[arg(long, default_value_t = 6)]
     faults: usize,
+    /// Only these fault kinds (names as printed, e.g. partition-isolate-leader,kill-all-restart-now).
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
     /// Cluster size.
     #[arg(long, default_value_t = 3)]
     members: usize,
@@ -184,6 +187,13 @@ async fn run_all(
         election_ms: a.election_timeout,
     };
     let runs = a.runs.unwrap_or(if a.short { 3 } else { 5 });
+    let known = schedule::names(timing);
+    if let Some(k) = a.kinds.iter().find(|k| !known.contains(k)) {
+        bail!(
+            "--kinds: unknown fault kind {k}; the kinds are {}",
+            known.join(", ")
+        );
+    }
     let short = a
         .short
         .then(|| schedule::covering(&mut ChaCha8Rng::seed_from_u64(seed), timing, runs));
@@ -218,7 +228,7 @@ async fn run_all(
         let mut rng = ChaCha8Rng::seed_from_u64(run_seed);
         let faults = match &short {
             Some(s) => s[k].clone(),
-            None => schedule::random(&mut rng, timing, a.faults, 0.15),
+            None => schedule::random(&mut rng, timing, a.faults, 0.15, &a.kinds),
         };
         let dir = out.join(&stamp).join(format!("run-{k}"));
         let _ = std::fs::remove_dir_all(&dir);
