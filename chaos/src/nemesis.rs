@@ -186,11 +186,10 @@ impl<'a> Nemesis<'a> {
             }
             Fault::IsolateLeader { ms } => {
                 let l = self.pick(Target::Leader).await;
-                start = self.rec.now();
                 targets.push(l);
-                for j in (0..self.n()).filter(|&j| j != l) {
-                    self.net.cut(l, j)?;
-                }
+                let others: Vec<usize> = (0..self.n()).filter(|&j| j != l).collect();
+                self.net.cut(&[l], &others)?;
+                start = self.rec.now();
                 sleep(Duration::from_millis(*ms)).await;
                 self.net.heal()?;
             }
@@ -199,11 +198,8 @@ impl<'a> Nemesis<'a> {
                 all.shuffle(&mut self.rng);
                 let (minority, majority) = all.split_at((self.n() - 1) / 2);
                 targets.extend(minority);
-                for &a in minority {
-                    for &b in majority {
-                        self.net.cut(a, b)?;
-                    }
-                }
+                self.net.cut(minority, majority)?;
+                start = self.rec.now();
                 sleep(Duration::from_millis(*ms)).await;
                 self.net.heal()?;
             }
@@ -212,6 +208,7 @@ impl<'a> Nemesis<'a> {
                 let b = (a + self.rng.random_range(1..self.n())) % self.n();
                 targets.extend([a, b]);
                 self.net.drop_one_way(a, b)?;
+                start = self.rec.now();
                 note = format!("{} -> {} dropped", self.name(a), self.name(b));
                 sleep(Duration::from_millis(*ms)).await;
                 self.net.heal()?;

@@ -101,15 +101,21 @@ impl Net {
         self.nft(from, &script)
     }
 
-    /// Cuts `a` off from `b` in both directions.
-    pub fn cut(&self, a: usize, b: usize) -> Result<()> {
-        let script = format!(
-            "{t}add rule inet {n} output ip daddr {b} drop\nadd rule inet {n} input ip saddr {b} drop\n",
-            t = self.table(),
-            n = self.tag,
-            b = self.addresses[b]
-        );
-        self.nft(a, &script)
+    /// Cuts each member of `group` off from every member of `rest`, in both directions (the rules of
+    /// one member go in with one nftables transaction, so the cut is in place all at once).
+    pub fn cut(&self, group: &[usize], rest: &[usize]) -> Result<()> {
+        for &a in group {
+            let mut script = self.table();
+            for &b in rest {
+                script.push_str(&format!(
+                    "add rule inet {n} output ip daddr {b} drop\nadd rule inet {n} input ip saddr {b} drop\n",
+                    n = self.tag,
+                    b = self.addresses[b]
+                ));
+            }
+            self.nft(a, &script)?;
+        }
+        Ok(())
     }
 
     /// Removes every partition rule.

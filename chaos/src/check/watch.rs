@@ -31,46 +31,71 @@ fn who(s: &WatchSession) -> String {
     )
 }
 
+/// One session's violations of one kind: how many, and the first few.
+#[derive(Default)]
+struct Tally(usize, Vec<String>);
+
+impl Tally {
+    fn add(&mut self, what: String) {
+        self.0 += 1;
+        if self.1.len() < 3 {
+            self.1.push(what);
+        }
+    }
+
+    fn report(self, s: &WatchSession, what: &str, out: &mut Vec<String>) {
+        if self.0 > 0 {
+            out.push(format!(
+                "{}: {} {what}: {}{}",
+                who(s),
+                self.0,
+                self.1.join(", "),
+                if self.0 > 3 { ", ..." } else { "" }
+            ));
+        }
+    }
+}
+
 fn check_session(h: &History, log: &EventLog, s: &WatchSession, out: &mut Vec<String>) {
     let mut seen = HashSet::new();
     let mut last = 0;
     let mut batch_of_last = None;
+    let (mut split, mut late, mut twice, mut early, mut outside) = (
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+    );
     for e in &s.events {
+        let at = format!("{}@{}", e.key, e.rev);
         if e.rev == last && batch_of_last.is_some_and(|b| b != e.batch) {
-            out.push(format!(
-                "{}: revision {} was split across responses (a response must carry whole revisions)",
-                who(s),
-                e.rev
-            ));
+            split.add(at.clone());
         }
         batch_of_last = Some(e.batch);
         if e.rev < last {
-            out.push(format!(
-                "{}: revision {} arrived after {last}",
-                who(s),
-                e.rev
-            ));
+            late.add(format!("{at} after {last}"));
         }
         if !seen.insert((e.rev, e.key.as_str())) {
-            out.push(format!(
-                "{}: key {} at revision {} arrived twice",
-                who(s),
-                e.key,
-                e.rev
-            ));
+            twice.add(at.clone());
         }
         if e.rev < s.start_rev {
-            out.push(format!(
-                "{}: got revision {} from before its start",
-                who(s),
-                e.rev
-            ));
+            early.add(at.clone());
         }
         if !s.range.contains(&e.key) {
-            out.push(format!("{}: got key {} outside its range", who(s), e.key));
+            outside.add(at);
         }
         last = last.max(e.rev);
     }
+    split.report(
+        s,
+        "revisions split across responses (a response must carry whole revisions)",
+        out,
+    );
+    late.report(s, "events arrived out of revision order", out);
+    twice.report(s, "events arrived twice", out);
+    early.report(s, "events from before its start revision", out);
+    outside.report(s, "events outside its range", out);
 
     match &s.end {
         WatchEnd::Canceled { compact_rev, .. } if *compact_rev > 0 => {
@@ -179,7 +204,7 @@ mod tests {
     fn out_of_order_and_duplicate_events_fail() {
         let mut h = recorded();
         h.watch(1, 1, &[ALL[0], ALL[2], ALL[1], ALL[2]]);
-        must_fail(&h, "arrived after");
+        must_fail(&h, "out of revision order");
         must_fail(&h, "arrived twice");
     }
 
@@ -214,7 +239,7 @@ mod tests {
             WatchEnd::Stopped,
         );
         must_fail(&h, "outside its range");
-        must_fail(&h, "from before its start");
+        must_fail(&h, "before its start revision");
     }
 
     #[test]
