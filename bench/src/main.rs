@@ -8,8 +8,8 @@ mod report;
 mod workload;
 
 use anyhow::{bail, Context, Result};
-use cairn_tests::client::connect;
 use cairn_tests::cluster::{Cluster, Flavor, PkiSource};
+use cairn_tests::grpc::connect;
 use clap::Parser;
 use etcd_client::Client;
 use report::{Row, SystemRun};
@@ -222,7 +222,7 @@ async fn bench_system(
         .collect::<Result<_>>()?;
     let mut pool = Vec::with_capacity(cli.conns);
     for i in 0..cli.conns {
-        pool.push(connect(&cluster.pki, &[&endpoints[i % endpoints.len()]]).await?);
+        pool.push(connect(&cluster.pki, &endpoints[i % endpoints.len()]).await?);
     }
     let hz = procstat::ticks_per_second();
     let ledger = Arc::new(ledger::Ledger::default());

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn_tests::client::connect;
 use cairn_tests::cluster::{Cluster, Flavor, PkiSource};
+use cairn_tests::grpc::connect;
 use etcd_client::{Client, GetOptions};
 use futures::future::join_all;
 use rand::{Rng, SeedableRng};
@@ -60,7 +60,7 @@ async fn clients(c: &Cluster) -> Result<Vec<Client>> {
     let conns = c
         .members
         .iter()
-        .map(|m| async move { connect(&c.pki, &[m.client_url.as_str()]).await });
+        .map(|m| async move { connect(&c.pki, &m.client_url).await });
     join_all(conns).await.into_iter().collect()
 }
 

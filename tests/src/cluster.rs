@@ -42,10 +42,14 @@ impl Flavor {
         }
     }
 
-    /// The binary to run.
+    /// The binary to run (`$CAIRN_BIN` overrides the workspace's cairn, e.g. to show that a regression
+    /// test fails on an older build).
     pub fn binary(self) -> Result<PathBuf> {
         match self {
-            Flavor::Cairn => workspace::binary("cairn"),
+            Flavor::Cairn => match std::env::var_os("CAIRN_BIN") {
+                Some(p) => Ok(PathBuf::from(p)),
+                None => workspace::binary("cairn"),
+            },
             Flavor::Etcd => {
                 let p = PathBuf::from(
                     std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()),

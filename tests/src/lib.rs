@@ -3,10 +3,11 @@
 
 pub mod apply;
 pub mod base64;
-pub mod client;
 pub mod cluster;
 pub mod docker;
 pub mod etcdctl;
+pub mod fixture;
+pub mod grpc;
 pub mod hosts;
 pub mod named;
 pub mod netns;

@@ -11,4 +11,5 @@ mod hosts;
 mod membership;
 mod packaging;
 mod render;
+mod safety;
 mod vm;

@@ -1,41 +1,57 @@
-//! The `etcd-client` side of the harness: connecting with the cluster's admin certificate, waiting until
-//! members serve linearizable reads, finding the leader. Used by the benchmark and the chaos harness.
+//! The `etcd-client` crate as a second real client beside etcdctl, for what etcdctl cannot do: send
+//! requests etcdctl would refuse before sending, half-close a stream, keep one stream open across a
+//! fault, or issue many linearizable reads per second; and the client of the benchmark and the chaos
+//! harness (readiness, the leader).
 
-use crate::cluster::Cluster;
-use crate::pki::Pki;
-use anyhow::{bail, Context, Result};
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// TLS options presenting the admin certificate and trusting the cluster CA. Server names are checked
-/// against `localhost`, which every member certificate carries whatever its address.
-pub fn tls(pki: &Pki) -> Result<TlsOptions> {
+use anyhow::{bail, Context, Result};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use crate::cluster::Cluster;
+use crate::pki::Pki;
+
+/// A runtime for one test's async client code (the system tests themselves are synchronous).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building a tokio runtime for the gRPC client")
+}
+
+/// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
+pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    Ok(TlsOptions::new()
-        .domain_name("localhost")
+    let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&pki.ca)?))
         .identity(Identity::from_pem(
             read(&pki.admin.crt)?,
             read(&pki.admin.key)?,
-        )))
+        ));
+    let opts = ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(15));
+    Client::connect([endpoint], Some(opts))
+        .await
+        .with_context(|| format!("connecting to {endpoint}"))
 }
 
-/// Opens one gRPC channel to `endpoints` (balanced when several) with the admin certificate. Connecting
-/// is lazy: a member that is down fails the first request, not this call.
-pub async fn connect(pki: &Pki, endpoints: &[&str]) -> Result<Client> {
-    let opts = ConnectOptions::new()
-        .with_tls(tls(pki)?)
-        .with_connect_timeout(Duration::from_secs(5));
-    Client::connect(endpoints, Some(opts))
-        .await
-        .with_context(|| format!("connecting to {}", endpoints.join(",")))
+/// The gRPC status code (its name, e.g. `InvalidArgument`) and message of a failed call; for a
+/// failure that is not a gRPC status, `not gRPC` and the error's text.
+pub fn status_of(e: &etcd_client::Error) -> (String, String) {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => (format!("{:?}", s.code()), s.message().to_string()),
+        other => ("not gRPC".to_string(), other.to_string()),
+    }
 }
 
 impl Cluster {
     /// A client of member `i` only.
     pub async fn client(&self, i: usize) -> Result<Client> {
-        connect(&self.pki, &[self.members[i].client_url.as_str()]).await
+        connect(&self.pki, &self.members[i].client_url).await
     }
 
     /// Waits until a linearizable read succeeds through every member, failing early if one exits or
