@@ -710,7 +710,7 @@ mod tests {
     /// inside its interval on a real register; some writes time out (applied or not). All must pass.
     #[test]
     fn random_linearizable_histories_pass() {
-        use crate::history::{Kv, Op, Outcome, Req};
+        use crate::history::{Kv, Outcome, Req};
         use rand::{Rng, SeedableRng};
         for seed in 0..20 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -767,16 +767,7 @@ mod tests {
                 } else {
                     Outcome::Ok(resp)
                 };
-                let id = h.h.ops.len() as u64;
-                h.h.ops.push(Op {
-                    id,
-                    client,
-                    member: 0,
-                    req,
-                    invoke,
-                    complete,
-                    outcome,
-                });
+                h.op(client, req, (invoke, complete), outcome);
             }
             h.h.ops.sort_by_key(|o| o.invoke);
             assert_eq!(verdict(&h), KeyVerdict::Linearizable, "seed {seed}");
