@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use cairn_tests::cluster::Cluster;
 use etcd_client::{Client, StatusResponse};
 use rand::seq::SliceRandom;
@@ -13,8 +13,11 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tokio::time::{sleep, Instant};
 
+mod corrupt;
+mod replace;
+
 use crate::disk;
-use crate::history::{FaultRecord, Outcome, Req, HARNESS_CLIENT};
+use crate::history::FaultRecord;
 use crate::net::Net;
 use crate::record::Recorder;
 use crate::schedule::{Fault, Target, Timing};
@@ -308,192 +311,6 @@ impl<'a> Nemesis<'a> {
             }
         }
         Ok(())
-    }
-
-    /// Kills `hit`, damages their last WAL segment, restarts them, and sees whether they refuse.
-    async fn corrupt(
-        &mut self,
-        hit: &[usize],
-        damage: disk::Damage,
-        note: &mut String,
-    ) -> Result<After> {
-        for &i in hit {
-            self.cluster.kill_member(i)?;
-        }
-        // With one member down the others still form a quorum: a write through them puts every
-        // committed entry on both, so the damaged member can lose nothing the cluster acknowledged
-        // (damaging a majority's fsynced data is outside any consensus system's fault model).
-        if hit.len() == 1 && !self.barrier(hit[0]).await {
-            note.push_str("; no write went through the other members, so nothing was damaged");
-            self.cluster.start_member(hit[0])?;
-            return Ok(After::Healed);
-        }
-        for &i in hit {
-            let what = disk::corrupt(&self.cluster.members[i].data_dir, damage, &mut self.rng)?;
-            note.push_str(&format!("; {}: {what}", self.name(i)));
-            self.cluster.start_member(i)?;
-        }
-        // A member that refuses does so while reading its WAL, within seconds.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut refused: Vec<usize> = Vec::new();
-        while Instant::now() < deadline && refused.len() < hit.len() {
-            for &i in hit {
-                if !refused.contains(&i) && !self.cluster.members[i].is_running() {
-                    refused.push(i);
-                }
-            }
-            sleep(Duration::from_millis(250)).await;
-        }
-        for &i in &refused {
-            let why = format!(
-                "{} refused to start: {}",
-                self.name(i),
-                last_line(&self.cluster.members[i].log)
-            );
-            note.push_str(&format!("; {why}"));
-            self.detected.push(why);
-        }
-        for &i in hit.iter().filter(|i| !refused.contains(i)) {
-            note.push_str(&format!("; {} started on the damaged WAL", self.name(i)));
-        }
-        if self.n() - refused.len() <= self.n() / 2 {
-            note.push_str("; no quorum left to repair with: the run ends here");
-            return Ok(After::QuorumLost);
-        }
-        for i in refused {
-            self.cluster.kill_member(i)?;
-            if let Err(e) = self.replace(i, note).await {
-                note.push_str(&format!("; {e:#}"));
-            }
-        }
-        Ok(After::Healed)
-    }
-
-    /// Writes through the members other than `down` until one write succeeds (recorded like any
-    /// other write).
-    async fn barrier(&mut self, down: usize) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            for i in (0..self.n()).filter(|&i| i != down) {
-                self.barrier_seq += 1;
-                let req = Req::Put {
-                    key: "barrier".into(),
-                    value: format!("barrier-{}", self.barrier_seq),
-                    lease: 0,
-                };
-                let mut c = self.clients[i].clone();
-                if matches!(
-                    self.rec.run(HARNESS_CLIENT, i, &mut c, req).await,
-                    Outcome::Ok(_)
-                ) {
-                    return true;
-                }
-            }
-            sleep(Duration::from_millis(300)).await;
-        }
-        false
-    }
-
-    /// Removes member `i` from the cluster, wipes its data and adds it back as a new member.
-    async fn replace(&mut self, i: usize, note: &mut String) -> Result<()> {
-        let peer = self.cluster.members[i].peer_url.clone();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Remove it (if it is still a member), through any other member that answers.
-        loop {
-            if Instant::now() > deadline {
-                bail!(
-                    "could not remove {} from the cluster within 60s",
-                    self.name(i)
-                );
-            }
-            match self
-                .member_call(
-                    i,
-                    |mut c, peer| async move {
-                        let list = c.member_list().await?;
-                        match list
-                            .members()
-                            .iter()
-                            .find(|m| m.peer_urls().contains(&peer))
-                        {
-                            Some(m) => c.member_remove(m.id()).await.map(|_| ()),
-                            None => Ok(()),
-                        }
-                    },
-                    &peer,
-                )
-                .await
-            {
-                Ok(()) => break,
-                Err(_) => sleep(Duration::from_millis(500)).await,
-            }
-        }
-        self.cluster.kill_member(i)?;
-        disk::wipe(&self.cluster.members[i].data_dir)?;
-        let members = loop {
-            if Instant::now() > deadline {
-                bail!("could not add {} back within 60s", self.name(i));
-            }
-            let added = self
-                .member_call(
-                    i,
-                    |mut c, peer| async move {
-                        let r = c.member_add([peer], None).await?;
-                        Ok(r.member_list()
-                            .iter()
-                            .map(|m| m.peer_urls().to_vec())
-                            .collect::<Vec<_>>())
-                    },
-                    &peer,
-                )
-                .await;
-            match added {
-                Ok(m) => break m,
-                Err(_) => sleep(Duration::from_millis(500)).await,
-            }
-        };
-        let initial: Vec<String> = self
-            .cluster
-            .members
-            .iter()
-            .filter(|m| members.iter().any(|urls| urls.contains(&m.peer_url)))
-            .map(|m| format!("{}={}", m.name, m.peer_url))
-            .collect();
-        self.cluster
-            .start_member_with(i, &initial.join(","), "existing")
-            .with_context(|| format!("starting the re-added {}", self.name(i)))?;
-        let ok = self.ready(i, Duration::from_secs(60)).await;
-        note.push_str(&format!(
-            "; {} removed, wiped and added back{}",
-            self.name(i),
-            if ok {
-                ""
-            } else {
-                " (not serving reads after 60s)"
-            }
-        ));
-        Ok(())
-    }
-
-    /// Runs `call` against the members other than `not` in turn until one succeeds.
-    async fn member_call<T, F, Fut>(&mut self, not: usize, call: F, peer: &str) -> Result<T>
-    where
-        F: Fn(Client, String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let mut last = None;
-        for j in (0..self.n()).filter(|&j| j != not) {
-            if !self.cluster.members[j].is_running() {
-                continue;
-            }
-            let c = self.clients[j].clone();
-            match tokio::time::timeout(Duration::from_secs(5), call(c, peer.to_string())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => last = Some("no answer within 5s".into()),
-            }
-        }
-        bail!("no member answered: {}", last.unwrap_or_default())
     }
 
     /// Heals everything the nemesis may have left: partitions, pauses, full disks, stopped members;
