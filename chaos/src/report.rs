@@ -192,3 +192,31 @@ pub fn totals(server: &str, runs: &[RunSummary]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+    use crate::check::testkit::H;
+    use crate::check::Verdict;
+    use crate::history::FaultRecord;
+
+    #[test]
+    fn unavailability_runs_from_the_fault_to_the_first_write_sent_after_it_that_succeeded() {
+        let mut h = H::new();
+        // In flight when the leader died (not counted), refused, then the first success.
+        h.put(0, "x", "a", (900_000, 3_000_000), 2)
+            .put_unknown(1, "x", "b", (1_100_000, 2_100_000))
+            .put(1, "x", "c", (2_200_000, 3_500_000), 3)
+            .put(0, "x", "d", (3_600_000, 3_700_000), 4);
+        h.h.faults.push(FaultRecord {
+            kind: "kill-leader-restart-now".into(),
+            targets: vec!["m0".into()],
+            start: 1_000_000,
+            end: 1_200_000,
+            note: String::new(),
+        });
+        let s = summarize(&h.h, Verdict::default());
+        assert_eq!(s.after_leader_kill, vec![2.5]);
+        assert!(s.after_partition.is_empty());
+    }
+}
