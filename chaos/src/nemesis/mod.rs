@@ -46,16 +46,30 @@ pub struct Nemesis<'a> {
     barrier_seq: u64,
 }
 
-/// The last non-empty line of a member's log (why it exited).
+/// Why a member exited, from its log: a Go panic's line, a Rust panic's message, a fatal log line
+/// or an error, else the last line.
 fn last_line(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let rust_panic = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at"))
+        .and_then(|i| lines.get(i + 1));
+    let line = lines
+        .iter()
         .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .chars()
-        .take(300)
-        .collect()
+        .find(|l| l.starts_with("panic: "))
+        .or(rust_panic)
+        .or_else(|| {
+            lines
+                .iter()
+                .rev()
+                .find(|l| l.contains(" C | ") || l.starts_with("cairn: ") || l.contains("ERROR"))
+        })
+        .or(lines.last())
+        .copied()
+        .unwrap_or("");
+    line.chars().take(300).collect()
 }
 
 fn signal(pid: Option<u32>, sig: libc::c_int) {
@@ -324,5 +338,22 @@ impl<'a> Nemesis<'a> {
         let mut note = String::new();
         self.supervise(&mut note, false).await?;
         Ok(note)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_reason_for_an_exit_is_the_panic_or_fatal_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("m0.log");
+        let rust = "starting\nthread 'x' panicked at src/a.rs:1:1:\nfollower log reversion\nstack backtrace:\n  0: f\ncairn: internal error\n";
+        std::fs::write(&log, rust).unwrap();
+        assert_eq!(super::last_line(&log), "follower log reversion");
+        let go = "x C | etcdmain: walpb: crc mismatch\npanic: tocommit(9) is out of range\n\tgo.etcd.io/etcd/raft/node.go:242\n";
+        std::fs::write(&log, go).unwrap();
+        assert_eq!(super::last_line(&log), "panic: tocommit(9) is out of range");
+        std::fs::write(&log, "a\nb\n").unwrap();
+        assert_eq!(super::last_line(&log), "b");
     }
 }
