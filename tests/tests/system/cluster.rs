@@ -512,6 +512,7 @@ fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused_at_
         "other-cluster",
         &[PkiMember {
             name: "x0".into(),
+            address: "127.0.0.1".into(),
             client_port: 1,
             peer_port: 2,
         }],
