@@ -2,14 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use provision::deploy;
-use provision::deploy::phase::render::{render_into, write_rendered, RenderOutError};
-use provision::{manifest, pki, render, spec};
+use provision::render::output::{self, Format};
+use provision::{manifest, pki, spec};
 
 /// Turn one cluster.yaml into certificates, env files, systemd units, logging, firewall, DNS and monitoring.
 #[derive(Parser)]
@@ -37,9 +36,6 @@ enum Command {
     Backup(BackupArgs),
     /// Stop and disable every member and delete what apply installed, data included (asks unless --yes).
     Reset(ResetArgs),
-    /// Time `render` of a cluster file (benchmark, not a test).
-    #[command(hide = true)]
-    BenchRender(BenchArgs),
 }
 
 #[derive(Args)]
@@ -138,15 +134,6 @@ struct ResetArgs {
     dry_run: bool,
 }
 
-#[derive(Args)]
-struct BenchArgs {
-    /// The cluster file.
-    cluster: PathBuf,
-    /// Renders to time (each into a fresh directory).
-    #[arg(long, default_value_t = 3)]
-    runs: u32,
-}
-
 /// A configuration problem (exit 2) as opposed to a runtime failure (exit 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -165,20 +152,23 @@ fn load(path: &Path) -> anyhow::Result<spec::Spec> {
     }
 }
 
-/// Render everything for `spec` into `out`; returns the (re)issued certificates.
+/// Render everything for `spec` into `out`.
 fn render_to(
     spec: &spec::Spec,
     out: &Path,
     templates: Option<&Path>,
     format: RenderFormat,
-) -> anyhow::Result<Vec<pki::Issued>> {
-    let result = match format {
-        RenderFormat::Files => render_into(spec, out, templates),
-        RenderFormat::Nix => write_rendered(spec, out, &render::nix::render(spec)),
+) -> anyhow::Result<output::Rendered> {
+    let format = match format {
+        RenderFormat::Files => Format::Files,
+        RenderFormat::Nix => Format::Nix,
     };
-    result.map_err(|e| match e {
-        RenderOutError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
-        RenderOutError::Other(e) => e,
+    output::render_dir(spec, out, templates, format).map_err(|e| {
+        if e.is_config() {
+            ConfigError(e.to_string()).into()
+        } else {
+            anyhow::Error::new(e)
+        }
     })
 }
 
@@ -263,11 +253,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Render(a) => {
             let s = load(&a.cluster)?;
-            let issued = render_to(&s, &a.out, a.templates.as_deref(), a.format)?;
-            for i in &issued {
+            let rendered = render_to(&s, &a.out, a.templates.as_deref(), a.format)?;
+            for i in &rendered.issued {
                 println!("issued {} ({})", i.path.display(), i.reason);
             }
-            if issued.is_empty() && s.tls.is_some() {
+            if rendered.issued.is_empty() && s.tls.is_some() {
                 println!("certificates: all kept (present, current, covering every address)");
             }
             println!("rendered {} into {}", a.cluster.display(), a.out.display());
@@ -304,28 +294,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             o.yes = a.yes;
             o.dry_run = a.dry_run;
             deploy::commands::reset(s, o)?;
-        }
-        Command::BenchRender(a) => {
-            let s = load(&a.cluster)?;
-            let mut times = Vec::new();
-            for _ in 0..a.runs.max(1) {
-                let dir =
-                    std::env::temp_dir().join(format!("provision-bench-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                let start = Instant::now();
-                render_to(&s, &dir, None, RenderFormat::Files)?;
-                times.push(start.elapsed());
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            times.sort();
-            println!(
-                "render {} ({} members, fresh certificates): min {:.1} ms, median {:.1} ms over {} runs",
-                a.cluster.display(),
-                s.nodes.len(),
-                times[0].as_secs_f64() * 1e3,
-                times[times.len() / 2].as_secs_f64() * 1e3,
-                times.len()
-            );
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ pub mod firewall;
 pub mod logging;
 pub mod monitoring;
 pub mod nix;
+pub mod output;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
