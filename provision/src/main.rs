@@ -172,6 +172,28 @@ fn render_to(
     })
 }
 
+/// `check`'s one-line verdict, in the spellings of cluster.yaml.
+fn summary(file: &Path, s: &spec::Spec) -> String {
+    let families = {
+        let mut f: Vec<&str> = Vec::new();
+        for a in s.nodes.iter().flat_map(|n| &n.addresses) {
+            let name = if a.is_ipv6() { "IPv6" } else { "IPv4" };
+            if !f.contains(&name) {
+                f.push(name);
+            }
+        }
+        f.join("+")
+    };
+    format!(
+        "{}: ok ({} members, {families}, bootstrap {}, tls {}, firewall {})",
+        file.display(),
+        s.nodes.len(),
+        s.bootstrap,
+        if s.tls.is_some() { "on" } else { "off" },
+        s.firewall.backend,
+    )
+}
+
 /// The cairn binary: `--binary`, else `cairn` next to this executable, else on PATH.
 fn cairn_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(b) = given {
@@ -243,13 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .into());
                 }
             }
-            println!(
-                "{}: ok ({} members, bootstrap {:?}, tls {})",
-                a.cluster.display(),
-                s.nodes.len(),
-                s.bootstrap,
-                if s.tls.is_some() { "on" } else { "off" }
-            );
+            println!("{}", summary(&a.cluster, &s));
         }
         Command::Render(a) => {
             let s = load(&a.cluster)?;

@@ -104,6 +104,15 @@ fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
     })
 }
 
+/// Whether `key_pem` is the private key of `cert` (the public key it derives is the certificate's).
+pub fn key_matches(cert: &CertInfo, key_pem: &str) -> Result<bool, PkiError> {
+    let key = KeyPair::from_pem(key_pem)
+        .map_err(|e| PkiError::Parse(format!("not a PEM private key: {e}")))?;
+    let (_, c) = x509_parser::parse_x509_certificate(&cert.der)
+        .map_err(|e| PkiError::Parse(format!("not an X.509 certificate: {e}")))?;
+    Ok(c.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+}
+
 /// Whether `leaf` is signed by `ca` (signature check with the CA's public key).
 pub fn signed_by(leaf: &CertInfo, ca: &CertInfo) -> bool {
     let (Ok((_, l)), Ok((_, c))) = (
@@ -353,7 +362,7 @@ fn ensure_leaf(tls: &Tls, org: &str, leaf: Leaf, issued: &mut Vec<Issued>) -> Re
 
 /// SANs every certificate of `node` must carry.
 pub fn node_sans(spec: &Spec, node: &crate::spec::Node) -> Vec<String> {
-    let mut sans = vec![node.address.to_string()];
+    let mut sans: Vec<String> = node.addresses.iter().map(|a| a.to_string()).collect();
     if let Some(h) = &node.hostname {
         sans.push(h.clone());
     }

@@ -20,6 +20,14 @@ pub fn srv_services(spec: &Spec) -> (String, String) {
     )
 }
 
+/// A/AAAA records for `addresses`.
+fn records(addresses: &[std::net::IpAddr]) -> Vec<serde_json::Value> {
+    addresses
+        .iter()
+        .map(|a| json!({ "rtype": if a.is_ipv6() { "AAAA" } else { "A" }, "address": a.to_string() }))
+        .collect()
+}
+
 /// Render the zone and the nsupdate script.
 pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let Some(dns) = &spec.dns else {
@@ -38,25 +46,42 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
         hosts.push(json!({
             "fqdn": format!("{h}."),
             "label": h.trim_end_matches(&format!(".{domain}")),
-            "rtype": if n.address.is_ipv6() { "AAAA" } else { "A" },
-            "address": n.address.to_string(),
+            "records": records(&n.addresses),
             "client_port": n.client_port,
             "peer_port": n.peer_port,
         }));
     }
-    // The zone needs an in-zone name server with an address; the first member serves as that target
-    // unless the operator's template says otherwise.
-    let ns = hosts
-        .first()
-        .and_then(|h| h["fqdn"].as_str().map(String::from))
-        .unwrap_or_else(|| format!("ns1.{domain}."));
+    // Without `name_servers` the first member's name serves as the zone's name server (it has address
+    // records in the zone); given ones are used in order, the first as the SOA's primary.
+    let name_servers: Vec<String> = if dns.name_servers.is_empty() {
+        vec![hosts
+            .first()
+            .and_then(|h| h["fqdn"].as_str().map(String::from))
+            .unwrap_or_else(|| format!("ns1.{domain}."))]
+    } else {
+        dns.name_servers
+            .iter()
+            .map(|n| format!("{}.", n.name))
+            .collect()
+    };
+    // In-zone name servers that are not members need their address in the zone (glue).
+    let glue: Vec<_> = dns
+        .name_servers
+        .iter()
+        .filter_map(|n| {
+            n.address
+                .map(|a| json!({ "fqdn": format!("{}.", n.name), "records": records(&[a]) }))
+        })
+        .collect();
     let serial = time::OffsetDateTime::now_utc().date();
     let ctx = json!({
         "cluster": { "name": spec.name },
         "dns": {
             "domain": domain,
             "origin": format!("{domain}."),
-            "ns": ns,
+            "ns": name_servers[0],
+            "name_servers": name_servers,
+            "glue": glue,
             "serial": format!("{:04}{:02}{:02}01", serial.year(), u8::from(serial.month()), serial.day()),
             "ttl": 300,
             "server_srv": format!("{server}._tcp.{domain}."),

@@ -69,8 +69,9 @@ pub fn node_path(node: &Node, rest: &str) -> PathBuf {
 pub fn node_vars(spec: &Spec, node: &Node) -> Value {
     json!({
         "name": node.name,
-        "address": node.address.to_string(),
-        "ipv6": node.address.is_ipv6(),
+        "address": node.addresses[0].to_string(),
+        "addresses": node.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "ipv6": node.addresses[0].is_ipv6(),
         "hostname": node.hostname.clone().unwrap_or_default(),
         "client_port": node.client_port,
         "peer_port": node.peer_port,

@@ -1,0 +1,1 @@
+//! Random and mutated cluster files (filled in below).
