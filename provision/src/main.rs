@@ -248,12 +248,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = &a.out {
                 let stale = pki::stale(&s, out)?;
                 for (path, why) in &stale {
-                    eprintln!(
-                        "error: {}: {why}\n    fix: run `provision render {} -o {}` to reissue it",
-                        path.display(),
-                        a.cluster.display(),
-                        out.display()
-                    );
+                    // A CA's reason carries its own fix (a rotation); a leaf is reissued by render.
+                    let fix = if path.ends_with("ca.crt") || path.ends_with("peer-ca.crt") {
+                        String::new()
+                    } else {
+                        format!(
+                            "\n    fix: run `provision render {} -o {}` to reissue it",
+                            a.cluster.display(),
+                            out.display()
+                        )
+                    };
+                    eprintln!("error: {}: {why}{fix}", path.display());
                 }
                 if !stale.is_empty() {
                     return Err(ConfigError(format!(

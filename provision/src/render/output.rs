@@ -44,7 +44,10 @@ impl From<RenderError> for OutputError {
 impl OutputError {
     /// True when the operator must change an input (exit 2), not retry or fix the machine (exit 1).
     pub fn is_config(&self) -> bool {
-        matches!(self, OutputError::Template(_))
+        matches!(
+            self,
+            OutputError::Template(_) | OutputError::Pki(PkiError::CaUnusable { .. })
+        )
     }
 }
 
