@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use provision::deploy;
 use provision::render::output::{self, Format};
-use provision::{manifest, pki, spec};
+use provision::{pki, spec};
 
 /// Turn one cluster.yaml into certificates, env files, systemd units, logging, firewall, DNS and monitoring.
 #[derive(Parser)]
@@ -51,9 +51,9 @@ struct CheckArgs {
 struct RenderArgs {
     /// The cluster file.
     cluster: PathBuf,
-    /// Output directory (see README for the layout).
-    #[arg(short, long, default_value = "out")]
-    out: PathBuf,
+    /// Output directory (see README for the layout); default out/<cluster name>.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// Directory whose files replace the built-in templates of the same name (e.g. systemd/cairn.service).
     #[arg(long)]
     templates: Option<PathBuf>,
@@ -74,9 +74,9 @@ enum RenderFormat {
 struct CertsArgs {
     /// The cluster file.
     cluster: PathBuf,
-    /// The rendered directory.
-    #[arg(short, long, default_value = "out")]
-    out: PathBuf,
+    /// The rendered directory; default out/<cluster name>.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// Make a new CA, keep the old one trusted (ca-bundle.crt) and reissue every leaf with the new CA.
     #[arg(long)]
     rotate_ca: bool,
@@ -163,13 +163,34 @@ fn render_to(
         RenderFormat::Files => Format::Files,
         RenderFormat::Nix => Format::Nix,
     };
-    output::render_dir(spec, out, templates, format).map_err(|e| {
-        if e.is_config() {
-            ConfigError(e.to_string()).into()
-        } else {
-            anyhow::Error::new(e)
-        }
-    })
+    output::render_dir(spec, out, templates, format).map_err(config_or_runtime)
+}
+
+/// A render error as exit 2 (the operator must change an input) or exit 1.
+fn config_or_runtime(e: output::OutputError) -> anyhow::Error {
+    if e.is_config() {
+        ConfigError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// The output directory: as given, else `out/<cluster name>` (the same default for every command).
+fn out_dir(s: &spec::Spec, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| Path::new("out").join(&s.name))
+}
+
+/// Print what a render did: certificates issued, files of an earlier render removed or moved.
+fn report(s: &spec::Spec, r: &output::Rendered) {
+    for i in &r.issued {
+        println!("issued {} ({})", i.path.display(), i.reason);
+    }
+    if r.issued.is_empty() && s.tls.is_some() {
+        println!("certificates: all kept (present, current, covering every address)");
+    }
+    for m in &r.removed {
+        println!("{m}");
+    }
 }
 
 /// `check`'s one-line verdict, in the spellings of cluster.yaml.
@@ -235,7 +256,7 @@ fn deploy_options(
         dry_run: false,
         yes: false,
         purge: false,
-        out: a.out.unwrap_or_else(|| Path::new("out").join(&s.name)),
+        out: out_dir(s, a.out),
         binary,
         templates: None,
     })
@@ -274,28 +295,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Render(a) => {
             let s = load(&a.cluster)?;
-            let rendered = render_to(&s, &a.out, a.templates.as_deref(), a.format)?;
-            for i in &rendered.issued {
-                println!("issued {} ({})", i.path.display(), i.reason);
-            }
-            if rendered.issued.is_empty() && s.tls.is_some() {
-                println!("certificates: all kept (present, current, covering every address)");
-            }
-            println!("rendered {} into {}", a.cluster.display(), a.out.display());
+            let out = out_dir(&s, a.out);
+            let rendered = render_to(&s, &out, a.templates.as_deref(), a.format)?;
+            report(&s, &rendered);
+            println!("rendered {} into {}", a.cluster.display(), out.display());
         }
         Command::Certs(a) => {
             let s = load(&a.cluster)?;
+            let out = out_dir(&s, a.out);
             if a.rotate_ca {
-                for i in pki::rotate_ca(&s, &a.out)? {
+                for i in pki::rotate_ca(&s, &out)? {
                     println!("issued {} ({})", i.path.display(), i.reason);
                 }
                 // Reissue every leaf with the new CA now; nodes trust both CAs through ca-bundle.crt.
-                for i in pki::ensure(&s, &a.out)? {
-                    println!("issued {} ({})", i.path.display(), i.reason);
-                }
-                manifest::write(&a.out)?;
+                let rendered = output::refresh_certs(&s, &out).map_err(config_or_runtime)?;
+                report(&s, &rendered);
             }
-            print!("{}", provision::pki::table(&a.out)?);
+            print!("{}", provision::pki::table(&out)?);
         }
         Command::Apply(a) => apply(a, false)?,
         Command::Plan(a) => apply(a, true)?,

@@ -36,13 +36,16 @@ pub fn reset_phases() -> Vec<Box<dyn Phase>> {
     ]
 }
 
-/// A context for `command`, logging to `OUT/apply/logs/<command>-<time>.log`.
+/// A context for `command`, logging to a new `OUT/apply/logs/<command>-<time>.log`; a dry run (plan)
+/// writes nothing under OUT, so it keeps no log.
 fn context(spec: Spec, opts: Options, command: &str) -> anyhow::Result<RunCtx> {
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let log = super::state::dir(&opts.out)
-        .join("logs")
-        .join(format!("{command}-{stamp}.log"));
-    let ui = Ui::new(opts.dry_run, Some(&log));
+    let log = if opts.dry_run {
+        None
+    } else {
+        let dir = super::state::dir(&opts.out).join("logs");
+        Some(crate::files::create_unique(&dir, command, "log")?)
+    };
+    let ui = Ui::new(opts.dry_run, log);
     RunCtx::new(spec, opts, ui)
 }
 

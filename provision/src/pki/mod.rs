@@ -524,6 +524,55 @@ pub fn ensure(spec: &Spec, out: &Path) -> Result<Vec<Issued>, PkiError> {
     Ok(issued)
 }
 
+/// Every certificate and key file the current spec keeps under `out` (relative paths): the CA(s), each
+/// member's trust and leaves, each client identity, and during a CA rotation (ca-bundle.crt present)
+/// the old CA and the old client certificates. Anything else a render left earlier is stale.
+pub fn current_files(spec: &Spec, out: &Path) -> Vec<PathBuf> {
+    let Some(tls) = &spec.tls else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = Vec::new();
+    let mut add = |p: String| v.push(PathBuf::from(p));
+    add("pki/ca.crt".into());
+    add("pki/ca.key".into());
+    if tls.ca == CaMode::Separate {
+        for f in [
+            "client-ca.crt",
+            "client-ca.key",
+            "peer-ca.crt",
+            "peer-ca.key",
+        ] {
+            add(format!("pki/{f}"));
+        }
+    }
+    let rotating = out.join("pki/ca-bundle.crt").is_file();
+    if rotating {
+        for f in ["ca-bundle.crt", "ca.prev.crt", "ca.prev.key"] {
+            add(format!("pki/{f}"));
+        }
+    }
+    for n in &spec.nodes {
+        let mut leaves = vec!["ca.crt", "server.crt", "server.key", "peer.crt", "peer.key"];
+        if tls.ca == CaMode::Separate {
+            leaves.push("peer-ca.crt");
+        }
+        for f in leaves {
+            add(format!("nodes/{}/pki/{f}", n.name));
+        }
+    }
+    for c in &tls.clients {
+        add(format!("pki/clients/{c}.crt"));
+        add(format!("pki/clients/{c}.key"));
+        if rotating {
+            add(format!("pki/clients/{c}.prev.crt"));
+            add(format!("pki/clients/{c}.prev.key"));
+        }
+    }
+    // Optional ones (the old CA's client key, say) count only when present.
+    v.retain(|p| out.join(p).is_file());
+    v
+}
+
 /// Start a CA rotation: keep the old CA as `ca.prev.*`, make a new `ca.*`, and write `ca-bundle.crt`
 /// (new + old) that nodes trust while leaves are reissued by the next render.
 pub fn rotate_ca(spec: &Spec, out: &Path) -> Result<Vec<Issued>, PkiError> {

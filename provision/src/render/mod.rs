@@ -96,8 +96,16 @@ pub fn node_context(spec: &Spec, node: &Node) -> Value {
     })
 }
 
-/// Every artifact for `spec`.
-pub fn render_all(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> {
+/// What an earlier render wrote at a path (relative to the output directory), if anything.
+pub type Previous<'a> = &'a dyn Fn(&Path) -> Option<String>;
+
+/// Every artifact for `spec`; `previous` gives the last render's files (the zone keeps its serial while
+/// its records stay the same).
+pub fn render_all(
+    spec: &Spec,
+    t: &Templates,
+    previous: Previous,
+) -> Result<Vec<Artifact>, RenderError> {
     let mut out = Vec::new();
     for node in &spec.nodes {
         out.extend(env::render(spec, node, t)?);
@@ -105,7 +113,7 @@ pub fn render_all(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderErr
         out.extend(logging::render(spec, node, t)?);
         out.extend(firewall::render(spec, node, t)?);
     }
-    out.extend(dns::render(spec, t)?);
+    out.extend(dns::render(spec, t, previous)?);
     out.extend(monitoring::render(spec, t)?);
     out.extend(ansible::render(spec, t)?);
     Ok(out)

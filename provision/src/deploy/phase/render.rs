@@ -54,6 +54,9 @@ impl Phase for Render {
             let what = format!("issue {} ({})", i.path.display(), i.reason);
             ctx.ui.gate("local", &what);
         }
+        for m in &rendered.removed {
+            ctx.ui.gate("local", &m.action());
+        }
         ctx.ui.info(&format!(
             "rendered {} into {}{}",
             ctx.spec.file,
