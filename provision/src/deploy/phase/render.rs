@@ -10,6 +10,25 @@ use super::Phase;
 use crate::deploy::ctx::RunCtx;
 use crate::deploy::desired::{self, Desired};
 use crate::render::output::{render_dir, Format};
+use crate::spec::TransportKind;
+
+/// `remote` (a path on this machine, relative to where provision runs) as it lies in the scratch copy
+/// `scratch` of `out`, when it is inside `out`; else unchanged.
+fn in_scratch(remote: &str, out: &Path, scratch: &Path) -> String {
+    let (Ok(abs), Ok(out)) = (std::path::absolute(remote), std::path::absolute(out)) else {
+        return remote.to_string();
+    };
+    // `absolute` keeps `./` and `..` as written; compare normalized components.
+    let norm = |p: &Path| -> std::path::PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
+    match norm(&abs).strip_prefix(norm(&out)) {
+        Ok(rel) => scratch.join(rel).display().to_string(),
+        Err(_) => remote.to_string(),
+    }
+}
 
 /// Render, then compare with the hosts.
 pub struct Render;
@@ -51,7 +70,12 @@ impl Phase for Render {
             Format::Files,
         )?;
         for i in &rendered.issued {
-            let what = format!("issue {} ({})", i.path.display(), i.reason);
+            // Relative to the render directory: a dry run's scratch copy and apply's output read alike.
+            let path = i
+                .path
+                .strip_prefix(&ctx.files.render_dir)
+                .unwrap_or(&i.path);
+            let what = format!("issue {} ({})", path.display(), i.reason);
             ctx.ui.gate("local", &what);
         }
         for m in &rendered.removed {
@@ -85,11 +109,27 @@ impl Phase for Render {
         let rotating = render_dir.join("pki/ca-bundle.crt").is_file();
         let changed = std::sync::Mutex::new(BTreeMap::new());
         let held_back = std::sync::Mutex::new(BTreeMap::new());
+        let scratch = ctx.files.scratch.as_ref().map(|s| s.path());
         ctx.fleet.each(&ctx.ui, ctx.fleet.members().collect(), |h, ui| {
             let mut files = wanted.get(h.name()).cloned().unwrap_or_default();
-            let paths: Vec<&str> = files.iter().map(|d| d.remote.as_str()).collect();
-            let have =
+            // A local member whose files live inside the output directory gets them from the render
+            // itself (apply renders in place); a dry run rendered into a scratch copy, so it reads
+            // that copy, or it would announce uploads apply then finds already done.
+            let seen: Vec<String> = files
+                .iter()
+                .map(|d| match (h.target.transport, scratch) {
+                    (TransportKind::Local, Some(s)) => in_scratch(&d.remote, &ctx.opts.out, s),
+                    _ => d.remote.clone(),
+                })
+                .collect();
+            let paths: Vec<&str> = seen.iter().map(String::as_str).collect();
+            let found =
                 desired::parse_hashes(&h.sh(ui, "hash files", &desired::hash_script(&paths))?);
+            let have: BTreeMap<String, String> = files
+                .iter()
+                .zip(&seen)
+                .filter_map(|(d, s)| Some((d.remote.clone(), found.get(s)?.clone())))
+                .collect();
             if rotating {
                 let held = desired::hold_back_new_leaves(&mut files, &have);
                 if !held.is_empty() {
