@@ -80,15 +80,11 @@ pub fn render(spec: &Spec, node: &Node, t: &Templates) -> Result<Vec<Artifact>, 
                 ),
             ]
         }
-        FirewallBackend::Firewalld => vec![
-            Artifact::file(
-                p("cairn-zone.xml"),
-                t.render("firewall/cairn-zone.xml", &ctx)?,
-            ),
-            Artifact::script(
-                p("cairn-firewalld.sh"),
-                t.render("firewall/cairn-firewalld.sh", &ctx)?,
-            ),
-        ],
+        // Rich rules in the zone the host's interface is in (a zone of our own would need interfaces or
+        // sources bound to it, and would then also decide the host's other traffic).
+        FirewallBackend::Firewalld => vec![Artifact::script(
+            p("cairn-firewalld.sh"),
+            t.render("firewall/cairn-firewalld.sh", &ctx)?,
+        )],
     })
 }
