@@ -46,6 +46,8 @@ pub enum Rule {
     BadNameServer,
     /// A name server inside the zone without an address.
     NameServerWithoutAddress,
+    /// A zone with no name server that has an address.
+    ZoneWithoutNameServer,
     /// A port below 1024.
     PrivilegedPort,
     /// An empty data_dir or config_dir.
@@ -152,6 +154,7 @@ impl Rule {
         Rule::DnsWithoutDomain,
         Rule::BadNameServer,
         Rule::NameServerWithoutAddress,
+        Rule::ZoneWithoutNameServer,
         Rule::PrivilegedPort,
         Rule::EmptyPath,
         Rule::RelativePathOverSsh,
@@ -215,6 +218,7 @@ impl Rule {
             BadSrvName => "`cluster.dns.srv_name`",
             DnsWithoutDomain => "`cluster.dns.domain`",
             BadNameServer | NameServerWithoutAddress => "`cluster.dns.name_servers[]`",
+            ZoneWithoutNameServer => "`cluster.dns`",
             PrivilegedPort => "`client_port`, `peer_port`",
             EmptyPath | RelativePathOverSsh | UnknownPlaceholder => "`data_dir`, `config_dir`",
             LogFileNotAbsolute => "`logging.file`",
@@ -264,6 +268,7 @@ impl Rule {
             DnsWithoutDomain => "`bootstrap: dns` without a domain",
             BadNameServer => "not a DNS name, or its address not an IP",
             NameServerWithoutAddress => "inside the zone, neither a member's hostname nor given an address",
+            ZoneWithoutNameServer => "no `name_servers` and no member hostname inside the domain",
             PrivilegedPort => "below 1024 (the unit runs without capabilities)",
             EmptyPath => "empty",
             RelativePathOverSsh => "relative on an `ssh` member",

@@ -644,6 +644,27 @@ fn check_dns(
         }
         name_servers.push(NameServer { name, address });
     }
+    // Without name_servers the zone names the first member inside it as its server; with none there, the
+    // zone would have an NS record without an address (named refuses to load it).
+    let member_inside = nodes.iter().any(|n| {
+        n.hostname
+            .as_deref()
+            .is_some_and(|h| h.ends_with(&format!(".{domain}")))
+    });
+    if name_servers.is_empty()
+        && !member_inside
+        && c.errors.iter().all(|p| !p.field.starts_with("cluster.dns"))
+    {
+        c.error(
+            Rule::ZoneWithoutNameServer,
+            "cluster.dns",
+            format!(
+                "the zone {domain} would have no name server with an address: no member's hostname is inside it \
+                 and name_servers is empty"
+            ),
+            &format!("give the members hostnames under {domain}, or list the zone's servers in `name_servers`"),
+        );
+    }
     Some(Dns {
         domain,
         srv_name,

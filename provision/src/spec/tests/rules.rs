@@ -112,6 +112,7 @@ fn example(rule: Rule) -> String {
         NameServerWithoutAddress => {
             cluster("  dns: { domain: example.com, name_servers: [ns1.example.com] }\n")
         }
+        ZoneWithoutNameServer => cluster("  dns: { domain: example.com }\n"),
         PrivilegedPort => cluster("  client_port: 443\n"),
         EmptyPath => cluster("  data_dir: \"\"\n"),
         RelativePathOverSsh => cluster("  data_dir: ./data/{name}\n"),
