@@ -2,6 +2,8 @@
 //! generator (the same seed gives the same files), biased towards the fields and values a cluster file
 //! has, valid and invalid, plus byte- and line-level mutations of real files.
 
+use provision::spec::{NODE_FIELDS, SECTIONS};
+
 /// xorshift64*: small, seeded, good enough to spread cases.
 pub struct Rng(u64);
 
@@ -44,58 +46,6 @@ enum Value {
     Seq(Vec<Value>),
     Map(Vec<(String, Value)>),
 }
-
-const SECTIONS: &[(&str, &[&str])] = &[
-    (
-        "cluster",
-        &[
-            "name",
-            "token",
-            "bootstrap",
-            "dns",
-            "client_port",
-            "peer_port",
-            "data_dir",
-            "config_dir",
-            "transport",
-        ],
-    ),
-    (
-        "tls",
-        &[
-            "enabled",
-            "key_algorithm",
-            "ca_validity_days",
-            "validity_days",
-            "renew_before_days",
-            "ca",
-            "import_ca",
-            "clients",
-        ],
-    ),
-    ("firewall", &["backend", "client_sources"]),
-    ("logging", &["file"]),
-    ("monitoring", &["prometheus", "kubernetes", "namespace"]),
-    (
-        "apply",
-        &[
-            "known_hosts",
-            "max_clock_skew_seconds",
-            "health_timeout_seconds",
-        ],
-    ),
-];
-
-const NODE_FIELDS: &[&str] = &[
-    "name",
-    "address",
-    "hostname",
-    "client_port",
-    "peer_port",
-    "data_dir",
-    "transport",
-    "ssh",
-];
 
 fn one_of(rng: &mut Rng, xs: &[&str]) -> Value {
     Value::Scalar(rng.pick(xs).to_string())

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{Pos, Problem, Rule, SpecError};
 pub use raw::{Bootstrap, CaMode, Choice, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind};
+pub use read::{NODE_FIELDS, SECTIONS};
 
 /// The checked cluster model every renderer works from.
 #[derive(Debug, Clone)]

@@ -8,6 +8,69 @@ use super::error::{Problem, Rule};
 use super::raw::*;
 use super::yaml::{Kind, Node, Pos};
 
+/// The sections of a cluster file with their fields, and the fields of a member (`nodes[]`): what the
+/// reader knows (the property test draws field names from here too).
+pub const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "cluster",
+        &[
+            "name",
+            "token",
+            "bootstrap",
+            "dns",
+            "client_port",
+            "peer_port",
+            "data_dir",
+            "config_dir",
+            "transport",
+        ],
+    ),
+    (
+        "tls",
+        &[
+            "enabled",
+            "key_algorithm",
+            "ca_validity_days",
+            "validity_days",
+            "renew_before_days",
+            "ca",
+            "import_ca",
+            "clients",
+        ],
+    ),
+    ("firewall", &["backend", "client_sources"]),
+    ("logging", &["file"]),
+    ("monitoring", &["prometheus", "kubernetes", "namespace"]),
+    (
+        "apply",
+        &[
+            "known_hosts",
+            "max_clock_skew_seconds",
+            "health_timeout_seconds",
+        ],
+    ),
+];
+
+/// The fields of one member.
+pub const NODE_FIELDS: &[&str] = &[
+    "name",
+    "address",
+    "hostname",
+    "client_port",
+    "peer_port",
+    "data_dir",
+    "transport",
+    "ssh",
+];
+
+fn fields_of(section: &str) -> &'static [&'static str] {
+    SECTIONS
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map(|(_, f)| *f)
+        .unwrap_or(&[])
+}
+
 /// Positions of the fields read, by field path (`nodes[1].address`).
 pub type Positions = BTreeMap<String, Pos>;
 
@@ -338,14 +401,14 @@ impl<'f> Reader<'f> {
         }
         raw.tls = top.get("tls").and_then(|n| self.tls(n));
         raw.firewall = top.get("firewall").and_then(|n| {
-            let f = self.mapping(n, "firewall", &["backend", "client_sources"], &[])?;
+            let f = self.mapping(n, "firewall", fields_of("firewall"), &[])?;
             Some(RawFirewall {
                 backend: self.field_choice(&f, "backend"),
                 client_sources: texts(self.field_texts(&f, "client_sources", false)),
             })
         });
         raw.logging = top.get("logging").and_then(|n| {
-            let f = self.mapping(n, "logging", &["file"], &[])?;
+            let f = self.mapping(n, "logging", fields_of("logging"), &[])?;
             Some(RawLogging {
                 file: self.field_text(&f, "file"),
             })
@@ -389,18 +452,7 @@ impl<'f> Reader<'f> {
     }
 
     fn cluster(&mut self, node: &Node) -> RawCluster {
-        let known = [
-            "name",
-            "token",
-            "bootstrap",
-            "dns",
-            "client_port",
-            "peer_port",
-            "data_dir",
-            "config_dir",
-            "transport",
-        ];
-        let Some(f) = self.mapping(node, "cluster", &known, &["name"]) else {
+        let Some(f) = self.mapping(node, "cluster", fields_of("cluster"), &["name"]) else {
             return RawCluster::default();
         };
         RawCluster {
@@ -450,17 +502,7 @@ impl<'f> Reader<'f> {
     }
 
     fn tls(&mut self, node: &Node) -> Option<RawTls> {
-        let known = [
-            "enabled",
-            "key_algorithm",
-            "ca_validity_days",
-            "validity_days",
-            "renew_before_days",
-            "ca",
-            "import_ca",
-            "clients",
-        ];
-        let f = self.mapping(node, "tls", &known, &[])?;
+        let f = self.mapping(node, "tls", fields_of("tls"), &[])?;
         let import_ca = f.get("import_ca").and_then(|n| {
             let i = self.mapping(n, "tls.import_ca", &["cert", "key"], &["cert", "key"])?;
             Some(RawImportCa {
@@ -483,17 +525,7 @@ impl<'f> Reader<'f> {
     }
 
     fn node(&mut self, node: &Node, path: &str) -> Option<RawNode> {
-        let known = [
-            "name",
-            "address",
-            "hostname",
-            "client_port",
-            "peer_port",
-            "data_dir",
-            "transport",
-            "ssh",
-        ];
-        let f = self.mapping(node, path, &known, &["name", "address"])?;
+        let f = self.mapping(node, path, NODE_FIELDS, &["name", "address"])?;
         let ssh = f.get("ssh").and_then(|n| {
             let s = self.mapping(n, &f.path("ssh"), &["user", "port", "key", "host"], &[])?;
             Some(RawSsh {

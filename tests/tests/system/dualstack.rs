@@ -4,12 +4,12 @@
 //! every member, each member started from its env file alone; the real etcdctl 3.4 sees a healthy
 //! three-member cluster.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use cairn_tests::etcdctl::Etcdctl;
-use cairn_tests::netns::Host;
+use cairn_tests::netns::Lan;
 use cairn_tests::tools::{require, run_ok};
 use cairn_tests::wait::wait_for;
 use cairn_tests::{provision, workspace};
@@ -33,59 +33,31 @@ impl Drop for Members {
     }
 }
 
-/// A hub namespace with a bridge, and one namespace per member plugged into it (names `cp-ds<pid>-…`);
-/// namespaces go on drop, members first (field order).
-struct Net {
-    members: Vec<Host>,
-    hub: Host,
-}
-
-impl Net {
-    fn create() -> Result<Net> {
-        let prefix = format!("cp-ds{}", std::process::id());
-        let hub = Host::create(&format!("{prefix}-hub"), "127.0.0.1")?;
-        hub.ip(&["link", "add", "br0", "type", "bridge"])?;
-        // The hub is a client: etcdctl runs there, from addresses inside client_sources.
-        hub.ip(&["addr", "add", "10.0.3.1/24", "dev", "br0"])?;
-        hub.ip(&["addr", "add", "fd00:3::1/64", "dev", "br0", "nodad"])?;
-        hub.ip(&["link", "set", "br0", "up"])?;
-        let mut net = Net {
-            members: Vec::new(),
-            hub,
-        };
-        for (i, (name, addrs)) in MEMBERS.iter().enumerate() {
-            let host = Host::create(&format!("{prefix}-{name}"), "127.0.0.1")?;
-            let hub_end = format!("v{i}");
-            run_ok(Command::new("ip").args([
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                &host.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &hub_end,
-                "netns",
-                &net.hub.name,
-            ]))?;
-            net.members.push(host);
-            let host = &net.members[i];
-            net.hub
-                .ip(&["link", "set", &hub_end, "master", "br0", "up"])?;
-            for a in addrs.iter() {
-                let mut args = vec!["addr", "add", a, "dev", "eth0"];
-                // No duplicate address detection: the address is usable at once (no one else has it).
-                if a.contains(':') {
-                    args.push("nodad");
-                }
-                host.ip(&args)?;
-            }
-            host.ip(&["link", "set", "eth0", "up"])?;
+/// A LAN of namespaces (`cp-ds<pid>-…`, tests/src/netns.rs): a hub with the clients' addresses and one
+/// namespace per member with exactly the addresses the example gives it; removed on drop.
+fn lan() -> Result<Lan> {
+    let mut lan = Lan::create(&format!("cp-ds{}", std::process::id()), "10.0.3.1")?;
+    // The hub is a client: etcdctl runs there, from addresses inside client_sources.
+    lan.hub
+        .ip(&["addr", "add", "fd00:3::1/64", "dev", "br0", "nodad"])?;
+    for (i, (name, addrs)) in MEMBERS.iter().enumerate() {
+        // Lan gives each host an IPv4 address on the /24: the member's own, or a placeholder for the
+        // IPv6-only one, removed below.
+        let v4 = addrs
+            .iter()
+            .find(|a| !a.contains(':'))
+            .map(|a| a.trim_end_matches("/24").to_string())
+            .unwrap_or_else(|| format!("10.0.3.{}", 200 + i));
+        let host = lan.add_host(name, &v4)?;
+        if !addrs.iter().any(|a| !a.contains(':')) {
+            host.ip(&["addr", "del", &format!("{v4}/24"), "dev", "eth0"])?;
         }
-        Ok(net)
+        for a in addrs.iter().filter(|a| a.contains(':')) {
+            // No duplicate address detection: the address is usable at once (no one else has it).
+            host.ip(&["addr", "add", a, "dev", "eth0", "nodad"])?;
+        }
     }
+    Ok(lan)
 }
 
 #[test]
@@ -111,22 +83,14 @@ fn dualstack_example_forms_a_healthy_cluster_where_one_member_has_only_ipv6() ->
     let out = dir.path().join("out");
     provision::render(&file, &out, &[])?;
 
-    let net = Net::create()?;
-    let m2_v4 = run_ok(Command::new("ip").args([
-        "-n",
-        &net.members[2].name,
-        "-4",
-        "addr",
-        "show",
-        "dev",
-        "eth0",
-    ]))?;
+    let net = lan()?;
+    let m2_v4 = net.hosts()[2].ip(&["-4", "addr", "show", "dev", "eth0"])?;
     ensure!(
         !m2_v4.contains("inet "),
         "m2 must have no IPv4 address:\n{m2_v4}"
     );
     let mut members = Members(Vec::new());
-    for ((name, _), host) in MEMBERS.iter().zip(&net.members) {
+    for ((name, _), host) in MEMBERS.iter().zip(net.hosts()) {
         let node = out.join("nodes").join(name);
         // The member's own firewall: peers are let in by the addresses the render put there.
         run_ok(

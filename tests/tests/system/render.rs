@@ -636,20 +636,8 @@ fn moved_member_check_reports_uncovered_san_and_render_reissues_only_its_certs()
 
 /// `provision ARGS` run in `cwd`; returns (exit code, stdout+stderr).
 fn provision_in(cwd: &Path, args: &[&str]) -> Result<(i32, String)> {
-    let bin = workspace::binary("provision")?;
-    let o = Command::new(&bin)
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", bin.display()))?;
-    Ok((
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    ))
+    let run = cairn_tests::apply::provision(cwd, args)?;
+    Ok((run.code.unwrap_or(-1), run.text))
 }
 
 /// Every file under `out` (relative), except what render does not list (manifest, attic/, apply/).

@@ -27,18 +27,8 @@ fn env_u64(name: &str, default: u64) -> Result<u64> {
 
 /// `provision ARGS` in `cwd`: exit code and output.
 fn provision(cwd: &Path, args: &[&str]) -> Result<(i32, String)> {
-    let o = Command::new(workspace::binary("provision")?)
-        .current_dir(cwd)
-        .args(args)
-        .output()?;
-    Ok((
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    ))
+    let run = cairn_tests::apply::provision(cwd, args)?;
+    Ok((run.code.unwrap_or(-1), run.text))
 }
 
 /// A file that made the reader panic (or broke a property), kept for the report.
