@@ -13,7 +13,7 @@ pub mod membership;
 mod membership_test;
 mod move_leader;
 mod propose;
-mod read_index;
+pub mod read_index;
 #[cfg(test)]
 mod srv_cluster_test;
 mod start;
@@ -93,6 +93,8 @@ struct Inner {
     proposals: propose::Queue,
     /// Linearizable reads waiting for the next read-index round (`read_index`).
     reads: read_index::Queue,
+    /// The least read index while leading the term resumed at start (`read_index`).
+    read_floor: read_index::ReadFloor,
 }
 
 impl App {

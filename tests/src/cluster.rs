@@ -32,10 +32,14 @@ impl Flavor {
         }
     }
 
-    /// The binary to run.
+    /// The binary to run (`$CAIRN_BIN` overrides the workspace's cairn, e.g. to show that a regression
+    /// test fails on an older build).
     pub fn binary(self) -> Result<PathBuf> {
         match self {
-            Flavor::Cairn => workspace::binary("cairn"),
+            Flavor::Cairn => match std::env::var_os("CAIRN_BIN") {
+                Some(p) => Ok(PathBuf::from(p)),
+                None => workspace::binary("cairn"),
+            },
             Flavor::Etcd => {
                 let p = PathBuf::from(
                     std::env::var("ETCD_BIN").unwrap_or_else(|_| "/usr/bin/etcd".into()),
@@ -76,6 +80,13 @@ impl Member {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// How the process ended, once it has (None while it runs or when it was never started).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The process ID while it runs.

@@ -5,6 +5,8 @@ pub mod base64;
 pub mod cluster;
 pub mod docker;
 pub mod etcdctl;
+pub mod fixture;
+pub mod grpc;
 pub mod hosts;
 pub mod named;
 pub mod netns;

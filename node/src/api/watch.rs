@@ -54,10 +54,27 @@ struct Live {
     task: JoinHandle<()>,
 }
 
+/// The next request of the stream, or None once the session is over. A client that closes its send
+/// side (grpcurl, Python's `iter([request])`, several SDKs) has only stopped sending: its watchers keep
+/// streaming until it cancels the call or the server ends it, as etcd's do.
+async fn next_request(
+    inbound: &mut Streaming<PbWatchRequest>,
+    out: &Out,
+) -> Option<PbWatchRequest> {
+    match inbound.message().await {
+        Ok(Some(req)) => Some(req),
+        Ok(None) => {
+            out.closed().await;
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 async fn session(app: App, mut inbound: Streaming<PbWatchRequest>, out: Out) {
     let mut live: HashMap<i64, Live> = HashMap::new();
     let mut next_id: i64 = 0;
-    while let Ok(Some(req)) = inbound.message().await {
+    while let Some(req) = next_request(&mut inbound, &out).await {
         let resp = match req.request_union {
             Some(PbWatchRequestUnion::CreateRequest(c)) => {
                 let id = if c.watch_id != 0 {

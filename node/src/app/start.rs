@@ -7,6 +7,7 @@ use anyhow::Context;
 use openraft::error::{InitializeError, RaftError};
 use openraft::SnapshotPolicy;
 
+use crate::app::read_index::ReadFloor;
 use crate::app::{App, Inner};
 use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
@@ -121,6 +122,9 @@ impl App {
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
+        let read_floor = ReadFloor::at_start(&log)
+            .await
+            .with_context(|| format!("reading the vote and log state of {}", log_path.display()))?;
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
             .context("starting Raft")?;
@@ -136,7 +140,7 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone());
+        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone(), read_floor);
         let app = App {
             inner: Arc::new_cyclic(|me| Inner {
                 id: identity.member_id,
@@ -146,6 +150,7 @@ impl App {
                 data_dir: cfg.data_dir.clone(),
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
+                read_floor,
             }),
         };
         app.spawn_leader_watch();

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::app::read_index::{leader_read_index, ReadFloor};
 use crate::raft::frames::Method;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
@@ -19,19 +20,23 @@ pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
     shared: std::sync::Arc<crate::store::state_machine::Shared>,
+    read_floor: ReadFloor,
 }
 
 impl PeerService {
-    /// Serves `raft` of cluster `cluster_id`.
+    /// Serves `raft` of cluster `cluster_id`; `read_floor` bounds the read indexes it answers (see
+    /// app/read_index.rs).
     pub fn new(
         raft: Raft,
         cluster_id: u64,
         shared: std::sync::Arc<crate::store::state_machine::Shared>,
+        read_floor: ReadFloor,
     ) -> PeerService {
         PeerService {
             raft,
             cluster_id,
             shared,
+            read_floor,
         }
     }
 
@@ -129,8 +134,8 @@ impl PeerService {
 
     /// The read index for a follower's linearizable read.
     async fn read_index(&self) -> ReadIndexReply {
-        match self.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(read.map(|l| l.index)),
+        match leader_read_index(&self.raft, self.read_floor).await {
+            Ok(read) => Ok(read),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 Err(ForwardError::NotLeader(f.leader_id))
             }

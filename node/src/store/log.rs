@@ -7,7 +7,8 @@
 //! with the next entries and does not sync for a commit-only change (raft `MustSync`), it is kept in
 //! memory and written with the next append. After a crash it may lag by the last advances, which
 //! openraft allows (`save_committed` is optional): the entries are in the log and are applied once
-//! the leader's commit index arrives.
+//! the leader's commit index arrives. Reads do not trust it: a leader that resumes its term after a
+//! restart holds its read index at the log's end (app/read_index.rs).
 //!
 //! The newest entries are also kept decoded in memory ([`Recent`]): the leader reads each entry back
 //! once per follower to replicate it and once more to apply it, and a follower once to apply it; these

@@ -5,6 +5,7 @@ pub mod log;
 pub mod snapshot;
 pub mod state_machine;
 pub mod wal;
+mod wal_format;
 
 #[cfg(test)]
 mod suite_test;

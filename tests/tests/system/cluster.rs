@@ -4,10 +4,11 @@
 //! run in parallel. `CAIRN_TEST_FLAVOR=etcd` runs the very same assertions against the real etcd 3.4,
 //! which is how each expectation here was checked against what etcd really prints.
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 use cairn_tests::base64::decode_str;
-use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
+use cairn_tests::cluster::START_TIMEOUT;
 use cairn_tests::etcdctl::Etcdctl;
+use cairn_tests::fixture::{must, three_members as cluster};
 use cairn_tests::pki::{Pki, PkiMember};
 use cairn_tests::tls_probe::handshake;
 use cairn_tests::wait::wait_for;
@@ -16,22 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn cluster() -> Cluster {
-    let flavor = Flavor::from_env().expect("CAIRN_TEST_FLAVOR");
-    match Cluster::start(flavor, 3) {
-        Ok(c) => c,
-        Err(e) => panic!("starting a 3-member {flavor:?} cluster: {e:#}"),
-    }
-}
-
-/// Unwraps with the whole error chain (etcdctl's outputs included) in the panic message.
-fn must<T>(r: Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e:#}"),
-    }
-}
 
 fn header_revision(v: &Value) -> i64 {
     v["header"]["revision"]

@@ -12,4 +12,5 @@ mod membership;
 mod packaging;
 mod render;
 mod render_fuzz;
+mod safety;
 mod vm;

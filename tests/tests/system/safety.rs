@@ -1,0 +1,381 @@
+//! Regression tests for the safety defects of issue 14: each reproduces a fault (kill -9, corrupted
+//! WAL, full disk, paused followers, …) against real processes and asserts what a client must see.
+//! `CAIRN_TEST_FLAVOR=etcd` runs them against etcd 3.4, which is how the expectations were checked.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
+use cairn_tests::fixture::{must, three_members as cluster};
+use cairn_tests::grpc;
+use cairn_tests::wait::wait_for;
+
+/// The index of the member that leads now (asking every member).
+fn leader_index(c: &Cluster) -> usize {
+    let all: Vec<usize> = (0..c.members.len()).collect();
+    must(wait_for(
+        "a leader",
+        START_TIMEOUT,
+        Duration::from_millis(100),
+        || c.leader(&all).map_err(|e| format!("{e:#}")),
+    ))
+    .1
+}
+
+/// Which members a stale-read try kills and restarts at once.
+#[derive(Debug, Clone, Copy)]
+enum Restart {
+    Leader,
+    All,
+}
+
+/// Linearizable reads of `key` through `endpoint` as fast as they go, from the moment the member is
+/// restarted until `want` of them succeeded; returns every read that saw a state older than the write
+/// acknowledged at `acked_rev` (value `acked_value`).
+async fn reads_after_restart(
+    pki: cairn_tests::pki::Pki,
+    endpoint: String,
+    key: &'static str,
+    acked_rev: i64,
+    acked_value: String,
+    want: usize,
+) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stale = Vec::new();
+    let mut ok = 0;
+    let mut last_err = String::new();
+    while ok < want {
+        if Instant::now() > deadline {
+            bail!("{endpoint}: only {ok} of {want} linearizable reads succeeded in 30 s; last error: {last_err}");
+        }
+        let mut client = match grpc::connect(&pki, &endpoint).await {
+            Ok(c) => c,
+            Err(e) => {
+                last_err = format!("{e:#}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+        };
+        while ok < want {
+            let r = match client.get(key, None).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    break;
+                }
+            };
+            ok += 1;
+            let header = r.header().map(|h| h.revision()).unwrap_or(0);
+            let (value, mod_rev) = r
+                .kvs()
+                .first()
+                .map(|kv| (kv.value_str().unwrap_or("?").to_string(), kv.mod_revision()))
+                .unwrap_or_default();
+            if header < acked_rev
+                || mod_rev < acked_rev
+                || (mod_rev == acked_rev && value != acked_value)
+            {
+                stale.push(format!(
+                    "{endpoint}: read {value:?} (mod_revision {mod_rev}, header revision {header}) after {acked_value:?} was acknowledged at revision {acked_rev}"
+                ));
+            }
+        }
+    }
+    Ok(stale)
+}
+
+/// Put `value` through any member until one acknowledges it; returns the revision it was acked at.
+async fn put_acked(c: &Cluster, key: &str, value: &str) -> Result<i64> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        for m in &c.members {
+            let Ok(mut client) = grpc::connect(&c.pki, &m.client_url).await else {
+                continue;
+            };
+            match client.put(key, value, None).await {
+                Ok(r) => {
+                    return r
+                        .header()
+                        .map(|h| h.revision())
+                        .context("put without a header")
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("no member acknowledged the put of {key}={value} within {START_TIMEOUT:?}: {last}")
+}
+
+/// kill -9 and restart at once, `tries` times, each right after an acknowledged put; the first reads
+/// on every member must all see that put.
+fn no_stale_read_after_restarts(restart: Restart, tries: usize) {
+    let mut c = cluster();
+    let rt = must(grpc::runtime());
+    let mut stale = Vec::new();
+    for i in 0..tries {
+        let value = format!("v{i}");
+        let acked_rev = must(rt.block_on(put_acked(&c, "k", &value)));
+        let doomed: Vec<usize> = match restart {
+            Restart::Leader => vec![leader_index(&c)],
+            Restart::All => (0..c.members.len()).collect(),
+        };
+        for &m in &doomed {
+            must(c.kill_member(m));
+        }
+        for &m in &doomed {
+            must(c.start_member(m));
+        }
+        // Several clients on each restarted member: the stale window is the moment it starts serving.
+        let readers: Vec<_> = (0..c.members.len())
+            .flat_map(|m| std::iter::repeat_n(m, if doomed.contains(&m) { 4 } else { 1 }))
+            .map(|m| {
+                rt.spawn(reads_after_restart(
+                    c.pki.clone(),
+                    c.members[m].client_url.clone(),
+                    "k",
+                    acked_rev,
+                    value.clone(),
+                    10,
+                ))
+            })
+            .collect();
+        for r in readers {
+            match rt.block_on(r) {
+                Ok(Ok(s)) => stale.extend(s),
+                Ok(Err(e)) => panic!("try {i}: {e:#}\n{}", c.logs()),
+                Err(e) => panic!("try {i}: reader task: {e}"),
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{:?}, {restart:?} restarted {tries} times: {} stale linearizable reads:\n{}",
+        c.flavor,
+        stale.len(),
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn a_leader_killed_and_restarted_at_once_never_serves_a_read_older_than_an_acked_write() {
+    no_stale_read_after_restarts(Restart::Leader, 30);
+}
+
+#[test]
+fn members_all_killed_and_restarted_never_serve_a_read_older_than_an_acked_write() {
+    no_stale_read_after_restarts(Restart::All, 20);
+}
+
+/// `n` puts of `PREFIX000001`… (value = key) through member `via`, one after the other; returns the
+/// keys acknowledged.
+async fn put_sequence(c: &Cluster, via: usize, prefix: &str, n: usize) -> Result<Vec<String>> {
+    let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+    let mut acked = Vec::with_capacity(n);
+    for i in 1..=n {
+        let key = format!("{prefix}{i:06}");
+        client
+            .put(key.as_str(), key.as_str(), None)
+            .await
+            .with_context(|| format!("put {key}"))?;
+        acked.push(key);
+    }
+    Ok(acked)
+}
+
+/// The acknowledged keys a linearizable read of `prefix` through the `which` members does not return.
+fn lost_writes(c: &Cluster, which: &[usize], prefix: &str, acked: &[String]) -> Vec<String> {
+    let urls: Vec<&str> = which
+        .iter()
+        .map(|&i| c.members[i].client_url.as_str())
+        .collect();
+    let ctl = c.etcdctl().with_endpoints(urls.join(","));
+    must(cairn_tests::writer::missing(&ctl, prefix, acked))
+}
+
+/// The member's WAL segment written last (cairn and etcd both keep them in `member/wal/*.wal`).
+fn last_wal_segment(c: &Cluster, i: usize) -> std::path::PathBuf {
+    let dir = c.members[i].data_dir.join("member").join("wal");
+    let mut segments: Vec<_> =
+        must(std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display())))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+    segments.sort();
+    segments
+        .pop()
+        .unwrap_or_else(|| panic!("no WAL segment in {}", dir.display()))
+}
+
+/// Flip 16 bytes in the middle of what `path` holds (its preallocated zeros not counted); returns the
+/// offset flipped.
+fn flip_16_bytes_mid_file(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut data = must(std::fs::read(path).with_context(|| format!("reading {}", path.display())));
+    let written = data.iter().rposition(|&b| b != 0).unwrap_or(0);
+    let mid = written / 2;
+    data[mid..mid + 16].iter_mut().for_each(|b| *b ^= 0xff);
+    let file = must(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display())),
+    );
+    must(
+        file.write_all_at(&data[mid..mid + 16], mid as u64)
+            .and_then(|()| file.sync_all())
+            .context("writing the flipped bytes"),
+    );
+    mid as u64
+}
+
+#[test]
+fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_write_is_lost() {
+    let mut c = cluster();
+    let rt = must(grpc::runtime());
+    let li = leader_index(&c);
+    let acked = must(rt.block_on(put_sequence(&c, li, "wal/", 600)));
+    must(c.kill_all());
+    let segment = last_wal_segment(&c, li);
+    let at = flip_16_bytes_mid_file(&segment);
+    eprintln!("flipped 16 bytes at offset {at} of {}", segment.display());
+    must(c.start_all());
+
+    let status = must(wait_for(
+        "the member with the corrupt WAL to exit",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            c.members[li]
+                .exit_status()
+                .ok_or("still running".to_string())
+        },
+    ));
+    assert!(
+        !status.success(),
+        "{:?} exited with {status} on a corrupt WAL",
+        c.flavor
+    );
+    if c.flavor == Flavor::Cairn {
+        let log = must(std::fs::read_to_string(&c.members[li].log).context("reading the log"));
+        let said = format!("{}: corrupt WAL record at offset", segment.display());
+        assert!(
+            log.contains(&said) && log.contains("remove the member and add it back"),
+            "the log must name the file, the offset and the recovery:\n{}",
+            c.logs()
+        );
+        assert_eq!(status.code(), Some(1), "{}", c.logs());
+    }
+
+    let others: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    must(c.wait_members_healthy(&others, START_TIMEOUT));
+    let lost = lost_writes(&c, &others, "wal/", &acked);
+    assert!(
+        lost.is_empty(),
+        "{:?}: {} of {} acknowledged writes lost: {:?}",
+        c.flavor,
+        lost.len(),
+        acked.len(),
+        lost
+    );
+    assert!(
+        !c.members[li].is_running(),
+        "the member with the corrupt WAL must stay down"
+    );
+}
+
+/// A watch of `prefix` whose client sends its one create request and then closes its send side, as
+/// grpcurl and Python's `iter([request])` do; returns the events it received for `n` puts made
+/// afterwards through another connection.
+async fn events_after_half_close(c: &Cluster, prefix: &str, n: usize) -> Result<usize> {
+    let mut watcher = grpc::connect(&c.pki, &c.members[0].client_url).await?;
+    let opts = etcd_client::WatchOptions::new().with_prefix();
+    let (sender, mut events) = watcher.watch(prefix, Some(opts)).await?.split();
+    drop(sender);
+    let created = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .context("no created response within 10 s")??
+        .context("the watch stream ended before the created response")?;
+    if !created.created() {
+        bail!("the first response is not `created`: {created:?}");
+    }
+    put_sequence(c, 1, prefix, n).await?;
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(10), events.message()).await {
+            Ok(Ok(Some(r))) => got += r.events().len(),
+            Ok(Ok(None)) => bail!("the watch stream ended (OK) after {got} of {n} events"),
+            Ok(Err(e)) => bail!("the watch stream failed after {got} of {n} events: {e}"),
+            Err(_) => bail!("no event for 10 s after {got} of {n}"),
+        }
+    }
+    Ok(got)
+}
+
+#[test]
+fn a_watch_stream_keeps_streaming_after_the_client_half_closes_its_send_side() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let got = must(rt.block_on(events_after_half_close(&c, "half/", 500)));
+    assert_eq!(got, 500);
+}
+
+/// What MemberAdd answers for these peer URLs (as a voter): the gRPC code and message of its refusal.
+async fn member_add_refusal(c: &Cluster, urls: &[&str]) -> Result<(String, String)> {
+    let mut client = grpc::connect(&c.pki, &c.members[0].client_url).await?;
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    match client.member_add(urls.clone(), None).await {
+        Ok(r) => bail!("MemberAdd {urls:?} was accepted: {:?}", r.member()),
+        Err(e) => Ok(grpc::status_of(&e)),
+    }
+}
+
+#[test]
+fn member_add_and_update_refuse_peer_urls_that_are_not_urls() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let invalid = (
+        "InvalidArgument".to_string(),
+        "etcdserver: given member URLs are invalid".to_string(),
+    );
+    for urls in [
+        vec!["not a url"],
+        vec![],
+        vec!["https://127.0.0.1"],
+        vec!["ftp://127.0.0.1:2380"],
+        vec!["https://127.0.0.1:2380/peer"],
+        vec!["https://127.0.0.1:23801", "not a url"],
+    ] {
+        let got = must(rt.block_on(member_add_refusal(&c, &urls)));
+        assert_eq!(got, invalid, "{:?}: MemberAdd {urls:?}", c.flavor);
+    }
+    let members = must(rt.block_on(async {
+        let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+        anyhow::Ok(client.member_list().await?.members().to_vec())
+    }));
+    assert_eq!(members.len(), 3, "nothing was added: {members:?}");
+
+    // etcd 3.4 stores any MemberUpdate URLs (the member then becomes unreachable); cairn refuses them
+    // like MemberAdd's.
+    if c.flavor == Flavor::Cairn {
+        let id = members[0].id();
+        let got = must(rt.block_on(async {
+            let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+            match client
+                .member_update(id, vec!["not a url".to_string()])
+                .await
+            {
+                Ok(_) => bail!("MemberUpdate to \"not a url\" was accepted"),
+                Err(e) => Ok(grpc::status_of(&e)),
+            }
+        }));
+        assert_eq!(got, invalid, "MemberUpdate");
+        let after = must(rt.block_on(async {
+            let mut client = grpc::connect(&c.pki, &c.members[1].client_url).await?;
+            anyhow::Ok(client.member_list().await?.members().to_vec())
+        }));
+        assert_eq!(after[0].peer_urls(), members[0].peer_urls());
+    }
+}
