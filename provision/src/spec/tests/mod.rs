@@ -1,6 +1,5 @@
 //! Every validation message: where it points (line:column and field) and the fix it gives.
 
-mod fuzz;
 mod rules;
 
 use std::path::Path;

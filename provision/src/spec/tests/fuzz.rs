@@ -1,1 +1,0 @@
-//! Random and mutated cluster files (filled in below).
