@@ -15,6 +15,7 @@ pub mod pki;
 pub mod ports;
 pub mod provision;
 pub mod release;
+pub mod spec_fuzz;
 pub mod srv_cluster;
 pub mod srv_etcdctl;
 pub mod tls_probe;

@@ -81,8 +81,8 @@ impl Pki {
         let provision = workspace::binary("provision")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut yaml = format!(
-            "cluster:\n  name: {cluster}\n  token: {cluster}\n  bootstrap: static\n  data_dir: {data}\n  \
-             config_dir: {dir}\ntls:\n  enabled: true\n  key_algorithm: ecdsa-p256\n  clients: [admin]\n\
+            "cluster:\n  name: {cluster}\n  token: {cluster}\n  bootstrap: static\n  transport: local\n  \
+             data_dir: {data}\n  config_dir: {dir}\ntls:\n  enabled: true\n  key_algorithm: ecdsa-p256\n  clients: [admin]\n\
              firewall:\n  backend: none\nnodes:\n",
             data = dir.join("data").display(),
             dir = dir.display(),

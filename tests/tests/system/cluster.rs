@@ -510,11 +510,12 @@ fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused_at_
     let other = must(Pki::create(
         &other_dir,
         "other-cluster",
+        // Never started: the ports only have to be ones provision accepts (1024 and up).
         &[PkiMember {
             name: "x0".into(),
             address: "127.0.0.1".into(),
-            client_port: 1,
-            peer_port: 2,
+            client_port: 10001,
+            peer_port: 10002,
         }],
     ));
     let foreign = Etcdctl {
