@@ -159,9 +159,9 @@ pub struct Config {
 
 impl Config {
     /// The history the leader keeps, from `--auto-compaction-mode` and `--auto-compaction-retention`.
-    pub fn auto_compaction(&self) -> Result<crate::mvcc::Retention, ConfigError> {
+    pub fn auto_compaction(&self) -> Result<Retention, ConfigError> {
         let revision = self.auto_compaction_mode == CompactionMode::Revision;
-        crate::mvcc::Retention::parse(revision, &self.auto_compaction_retention).map_err(|why| {
+        Retention::parse(revision, &self.auto_compaction_retention).map_err(|why| {
             ConfigError(format!(
                 "--auto-compaction-retention: {why} (--auto-compaction-mode {})",
                 if revision { "revision" } else { "periodic" }
@@ -234,9 +234,11 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
 }
 
 pub mod discovery;
+mod retention;
 mod validate;
 
 pub use discovery::DiscoveryFlags;
+pub use retention::Retention;
 
 #[cfg(test)]
 mod tests;

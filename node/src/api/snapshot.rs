@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::app::App;
 use crate::etcd_db::export::{self, ClusterRecord};
 use crate::etcd_db::MemberRecord;
+use crate::member::App;
 
 /// Snapshot stream chunk size (etcd sends 32 KiB; larger chunks mean fewer messages).
 const CHUNK: usize = 64 * 1024;
@@ -39,10 +39,7 @@ pub fn write_database(app: &App) -> Result<(File, i64), Status> {
         applied_index: raft.applied_index,
         term: raft.term,
     };
-    let store = app
-        .store()
-        .read()
-        .map_err(|_| Status::internal("store lock poisoned"))?;
+    let store = app.store().read();
     let revision = store.revision();
     let out = export::write(&store, &cluster, BufWriter::new(tmp))
         .map_err(|e| Status::internal(format!("snapshot: {e}")))?;

@@ -49,7 +49,7 @@ fn an_exported_store_loads_back_with_every_version_lease_and_revision() {
     assert_eq!(loaded.compact_revision, 20);
     assert_eq!(loaded.leases, 1);
     assert_eq!(back.hash_kv(0).unwrap(), s.hash_kv(0).unwrap());
-    let info = back.lease_info(0x1234, std::time::Instant::now()).unwrap();
+    let info = back.lease_info(0x1234).unwrap();
     assert_eq!(info.keys, vec![b"leased".to_vec()]);
     let names = db.buckets().unwrap();
     assert_eq!(names.len(), BUCKETS.len());

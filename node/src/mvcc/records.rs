@@ -51,15 +51,6 @@ impl Store {
         Ok(())
     }
 
-    /// Every lease as (ID, granted TTL in seconds), ascending by ID.
-    pub fn lease_ttls(&self) -> Vec<(i64, i64)> {
-        self.state
-            .leases
-            .iter()
-            .map(|(id, l)| (*id, l.ttl))
-            .collect()
-    }
-
     /// Compact history at `rev` outside the log (finishing a compaction an etcd snapshot had
     /// scheduled but not done).
     pub fn compact_to(&mut self, rev: i64) -> Result<(), MvccError> {
@@ -134,7 +125,6 @@ impl Importer<'_> {
         st.leases = table;
         st.compact_revision = compact_revision.max(0);
         st.revision = self.last.main.max(st.compact_revision).max(1);
-        self.store.deadlines = Default::default();
     }
 }
 
@@ -142,7 +132,7 @@ impl Importer<'_> {
 #[cfg(test)]
 pub mod test_writes {
     use super::*;
-    use crate::raft::types::Command;
+    use crate::mvcc::Command;
     use etcd_client::proto::{PbCompactionRequest, PbDeleteRequest, PbPutRequest};
     use prost::Message;
 
@@ -234,7 +224,7 @@ mod tests {
         assert_eq!(back.revision(), s.revision());
         assert_eq!(back.compact_revision(), 3);
         assert_eq!(back.hash_kv(0).unwrap(), s.hash_kv(0).unwrap());
-        let info = back.lease_info(7, std::time::Instant::now()).unwrap();
+        let info = back.lease_info(7).unwrap();
         assert_eq!((info.granted_ttl, info.keys), (60, vec![b"c".to_vec()]));
     }
 

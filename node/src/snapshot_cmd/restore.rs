@@ -15,13 +15,14 @@ use clap::{Args, Parser as _};
 use openraft::{CommittedLeaderId, LogId, Membership, SnapshotMeta, StoredMembership};
 
 use super::SnapshotFile;
-use crate::bootstrap::static_cluster::{self, StoredIdentity};
+use crate::bootstrap::static_cluster;
 use crate::config::{Config, ConfigError};
 use crate::etcd_db::import;
 use crate::mvcc::Store;
 use crate::raft::types::{NodeId, PeerNode};
-use crate::store::log::{encode, LogStore};
-use crate::store::snapshot::{MemberAttrs, SnapshotData, SnapshotDir};
+use crate::storage::data_dir::DataDir;
+use crate::storage::log::{LogStore, StoredIdentity};
+use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir};
 
 /// Arguments of `cairn snapshot restore` (etcdctl's names and defaults).
 #[derive(Debug, Clone, Args)]
@@ -109,7 +110,7 @@ pub fn restore_data_dir(args: &RestoreArgs) -> anyhow::Result<Restored> {
     drop(store);
     crate::bootstrap::restored::record(&member_dir, &args.initial_cluster_token)
         .with_context(|| format!("writing {}", member_dir.display()))?;
-    write_member(&member_dir, identity, &members, store_bytes)?;
+    write_member(&DataDir::new(&staging), identity, &members, store_bytes)?;
     if data_dir.exists() {
         // Empty (checked above): replaced by the restored one.
         std::fs::remove_dir(&data_dir)
@@ -142,7 +143,7 @@ fn member_config(args: &RestoreArgs, data_dir: &Path) -> Result<Config, ConfigEr
 
 /// Snapshot file, then identity last: a data dir with an identity is one a member restarts from.
 fn write_member(
-    member_dir: &Path,
+    data_dir: &DataDir,
     identity: StoredIdentity,
     members: &BTreeMap<NodeId, PeerNode>,
     store: Vec<u8>,
@@ -166,15 +167,15 @@ fn write_member(
             (*id, a)
         })
         .collect();
-    let data = encode(&SnapshotData {
+    let data = crate::codec::encode(&SnapshotData {
         store,
         members: attrs,
     })
     .context("encoding the snapshot")?;
-    SnapshotDir::new(member_dir.join("snap"))?.save(&meta, &data)?;
-    let log_path = member_dir.join("raft.redb");
+    SnapshotDir::new(data_dir.snap())?.save(&meta, &data)?;
+    let log_path = data_dir.log_db();
     let log =
-        LogStore::open(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        LogStore::open(data_dir).with_context(|| format!("creating {}", log_path.display()))?;
     log.set_identity(&identity).map_err(|e| {
         anyhow::anyhow!(
             "recording the member identity in {}: {e}",
@@ -255,7 +256,7 @@ mod tests {
         assert_eq!(r.loaded.revision, 3);
         // etcd's well-known ID of a default single member.
         assert_eq!(format!("{:x}", r.identity.member_id), "8e9e05c52164694d");
-        let log = LogStore::open(&dir.join("member/raft.redb")).unwrap();
+        let log = LogStore::open(&DataDir::new(&dir)).unwrap();
         assert_eq!(log.identity().unwrap(), Some(r.identity));
         let snap = SnapshotDir::new(dir.join("member/snap"))
             .unwrap()

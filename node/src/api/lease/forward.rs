@@ -11,6 +11,12 @@ use tonic::transport::Channel;
 use tonic::{Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
+/// The leader's peer port could not be reached: to the client, as etcd answers then, there is no leader.
+fn unreachable(e: tonic::transport::Error) -> Status {
+    tracing::warn!("forwarding a lease call to the leader: {e}");
+    crate::api::to_status(crate::member::MemberError::NoLeader)
+}
+
 /// Lease calls on the leader.
 pub struct LeaseClient {
     grpc: tonic::client::Grpc<Channel>,
@@ -27,10 +33,7 @@ impl LeaseClient {
         &mut self,
         req: PbLeaseTimeToLiveRequest,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(unreachable)?;
         let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseTimeToLive");
         self.grpc
             .unary(tonic::Request::new(req), path, ProstCodec::default())
@@ -41,10 +44,7 @@ impl LeaseClient {
         &mut self,
         reqs: impl Stream<Item = PbLeaseKeepAliveRequest> + Send + 'static,
     ) -> Result<Response<Streaming<PbLeaseKeepAliveResponse>>, Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(unreachable)?;
         let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
         self.grpc
             .streaming(tonic::Request::new(reqs), path, ProstCodec::default())

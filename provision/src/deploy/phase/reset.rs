@@ -16,7 +16,7 @@ impl Phase for Reset {
     }
 
     fn prepare(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        let names: Vec<&str> = ctx.hosts.iter().map(|h| h.name()).collect();
+        let names: Vec<&str> = ctx.fleet.all().map(|h| h.name()).collect();
         let question = format!(
             "This stops cluster {} and DELETES the data of {} ({}).",
             ctx.spec.name,
@@ -27,7 +27,7 @@ impl Phase for Reset {
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        ctx.each(ctx.hosts.iter().collect(), |h, ui| {
+        ctx.fleet.each(&ctx.ui, ctx.fleet.all().collect(), |h, ui| {
             let what = match h.target.mode {
                 ServiceMode::Systemd => format!(
                     "stop and disable cairn, remove its unit, config {}, rsyslog/logrotate/firewall drop-ins, \

@@ -95,7 +95,7 @@ impl Phase for CheckSnapshot {
             st.total_size,
             st.hash
         );
-        let names: Vec<&str> = ctx.members().map(|h| h.name()).collect();
+        let names: Vec<&str> = ctx.fleet.members().map(|h| h.name()).collect();
         let question = format!(
             "This stops cluster {} ({}), moves every data dir aside (kept as DATA_DIR.before-restore-{}) \
              and restores all members from {} as a new cluster.",
@@ -111,7 +111,7 @@ impl Phase for CheckSnapshot {
         ctx.ui.info(&format!(
             "restoring {} into {} members with --initial-cluster-token {}",
             self.0.file.display(),
-            ctx.members().count(),
+            ctx.fleet.members().count(),
             self.0.token
         ));
         Ok(())
@@ -127,12 +127,13 @@ impl Phase for StopMembers {
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        ctx.each(ctx.members().collect(), |h, ui| {
-            if ui.gate(h.name(), "stop cairn") {
-                h.sh(ui, "stop cairn", &service::stop_script(&h.target))?;
-            }
-            Ok(())
-        })
+        ctx.fleet
+            .each(&ctx.ui, ctx.fleet.members().collect(), |h, ui| {
+                if ui.gate(h.name(), "stop cairn") {
+                    h.sh(ui, "stop cairn", &service::stop_script(&h.target))?;
+                }
+                Ok(())
+            })
     }
 }
 
@@ -153,7 +154,7 @@ impl Phase for RestoreMembers {
         };
         let initial_cluster = ctx.spec.initial_cluster();
         let plan = &self.0;
-        ctx.each(ctx.members().collect(), |h, ui| {
+        ctx.fleet.each(&ctx.ui, ctx.fleet.members().collect(), |h, ui| {
             let t = &h.target;
             let aside = format!("{}.before-restore-{}", t.data_dir, plan.stamp);
             let what = format!(
@@ -205,21 +206,27 @@ impl Phase for StartMembers {
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        ctx.each(ctx.members().collect(), |h, ui| {
-            if !ui.gate(h.name(), "start cairn") {
-                return Ok(());
-            }
-            h.sh(ui, "start cairn", &service::start_script(&h.target, false))?;
-            if ctx.changed.get(h.name()).is_some_and(|c| c.is_empty()) {
-                let record = format!(
-                    "printf '%s\\n' {} > {}",
-                    quote(&ctx.fingerprint(h.name())),
-                    quote(&h.target.stamp_file())
-                );
-                h.sh(ui, "record the start fingerprint", &record)?;
-            }
-            Ok(())
-        })
+        ctx.fleet
+            .each(&ctx.ui, ctx.fleet.members().collect(), |h, ui| {
+                if !ui.gate(h.name(), "start cairn") {
+                    return Ok(());
+                }
+                h.sh(ui, "start cairn", &service::start_script(&h.target, false))?;
+                if ctx
+                    .files
+                    .changed
+                    .get(h.name())
+                    .is_some_and(|c| c.is_empty())
+                {
+                    let record = format!(
+                        "printf '%s\\n' {} > {}",
+                        quote(&ctx.files.fingerprint(h.name())),
+                        quote(&h.target.stamp_file())
+                    );
+                    h.sh(ui, "record the start fingerprint", &record)?;
+                }
+                Ok(())
+            })
     }
 }
 
@@ -238,13 +245,14 @@ impl Phase for VerifyRestore {
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let want = snapshot_status(&ctx.opts.binary, &self.0.file)?.revision;
         let eps: Vec<(String, String)> = ctx
+            .fleet
             .members()
             .map(|h| (h.name().to_string(), h.target.client_endpoint.clone()))
             .collect();
-        let seen = ctx.rt.block_on(async {
+        let seen = ctx.session.block_on(async {
             let mut seen = Vec::new();
             for (name, ep) in &eps {
-                let mut c = ctx.api.connect(ep).await?;
+                let mut c = ctx.session.api().connect(ep).await?;
                 let r = c
                     .hash_kv(0)
                     .await
