@@ -17,6 +17,7 @@ pub mod release;
 pub mod srv_cluster;
 pub mod srv_etcdctl;
 pub mod tls_probe;
+pub mod tmpfs;
 pub mod tools;
 pub mod wait;
 pub mod workspace;

@@ -214,6 +214,22 @@ impl App {
         });
     }
 
+    /// Resolves, with the reason, once Raft has stopped on an error: a storage failure (a full disk,
+    /// an I/O error on the log, the vote or the value file) or a bug. openraft cannot resume after
+    /// that; the member must exit so that its supervisor starts it again from its data dir once the
+    /// fault is cleared (the unit has Restart=on-failure; etcd exits on such errors too).
+    pub async fn raft_stopped(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Err(fatal) = &rx.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "the Raft core ended".into();
+            }
+        }
+    }
+
     /// Stop Raft (graceful shutdown).
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
