@@ -6,7 +6,7 @@ PKGS=(
   etcd-client etcd-server
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
-  iproute2 netcat-openbsd
+  iproute2 netcat-openbsd curl
   systemd python3
   nix-bin ansible-core
   debootstrap openssh-client

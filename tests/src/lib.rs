@@ -8,6 +8,7 @@ pub mod etcdctl;
 pub mod fixture;
 pub mod grpc;
 pub mod hosts;
+pub mod https;
 pub mod named;
 pub mod netns;
 pub mod pki;

@@ -151,6 +151,8 @@ impl App {
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
                 read_floor,
+                quorum: Default::default(),
+                election_timeout: Duration::from_millis(cfg.election_timeout),
             }),
         };
         app.spawn_leader_watch();
@@ -182,18 +184,26 @@ impl App {
     }
 
     /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and count them
-    /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known).
+    /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known). It also
+    /// feeds check-quorum every metrics update as it arrives (openraft sends one per tick at least).
     fn spawn_leader_watch(&self) {
         let mut rx = self.inner.raft.metrics();
         let me = self.inner.id;
+        let app = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut last: Option<u64> = None;
             let mut last_known: Option<u64> = None;
             loop {
-                let (leader, term) = {
-                    let m = rx.borrow_and_update();
-                    (m.current_leader, m.current_term)
+                let Some(inner) = app.upgrade() else {
+                    return;
                 };
+                let app = App { inner };
+                let (reported, leader, term) = {
+                    let m = rx.borrow_and_update();
+                    app.inner.quorum.observe(me, &m);
+                    (m.current_leader, app.leader_of(&m), m.current_term)
+                };
+                drop(app);
                 if leader != last {
                     match leader {
                         Some(l) => {
@@ -203,6 +213,11 @@ impl App {
                                 last_known = Some(l);
                             }
                         }
+                        None if reported == Some(me) => tracing::warn!(
+                            "raft.node: {me:x} lost leader at term {term}: no quorum acknowledged \
+                             this leader within the election timeout; it serves no request until \
+                             one does (check-quorum)"
+                        ),
                         None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
                     }
                     last = leader;

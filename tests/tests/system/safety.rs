@@ -9,7 +9,7 @@ use cairn_tests::base64::decode_str;
 use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::fixture::{must, three_members as cluster};
 use cairn_tests::wait::wait_for;
-use cairn_tests::{grpc, tmpfs};
+use cairn_tests::{grpc, https, tmpfs};
 
 /// The index of the member that leads now (asking every member).
 fn leader_index(c: &Cluster) -> usize {
@@ -494,4 +494,108 @@ fn a_leader_whose_disk_fills_exits_non_zero_and_after_space_is_freed_restarts_wi
         );
     }
     drop(c);
+}
+
+/// What member `i` tells clients and probes about the leader: Status's leader (0: none), /health's
+/// HTTP status and `etcd_server_has_leader` from /metrics.
+fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
+    let status = c
+        .etcdctl_for(i)
+        .json(&["endpoint", "status", "-w", "json"])?;
+    let leader = status[0]["Status"]["leader"].as_u64().unwrap_or(0);
+    let url = &c.members[i].client_url;
+    let (health, _) = https::get(&c.pki, &format!("{url}/health"))?;
+    let (_, metrics) = https::get(&c.pki, &format!("{url}/metrics"))?;
+    let has_leader = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_server_has_leader "))
+        .unwrap_or("missing")
+        .to_string();
+    Ok((leader, health, has_leader))
+}
+
+/// Processes stopped with SIGSTOP; continued (SIGCONT) when dropped, also when a test fails.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn stop(pids: Vec<u32>) -> Paused {
+        for &p in &pids {
+            must(signal("STOP", p));
+        }
+        Paused(pids)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = signal("CONT", p);
+        }
+    }
+}
+
+fn signal(sig: &str, pid: u32) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid}: {status}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_steps_down_in_status_health_and_metrics_and_recovers() {
+    let c = cluster();
+    let li = leader_index(&c);
+    let followers: Vec<u32> = (0..3)
+        .filter(|&i| i != li)
+        .map(|i| c.members[i].pid().expect("running"))
+        .collect();
+    let paused = Paused::stop(followers);
+    let stopped = Instant::now();
+    must(wait_for(
+        "the cut-off leader to report no leader",
+        Duration::from_secs(8),
+        Duration::from_millis(100),
+        || match leader_view(&c, li).map_err(|e| format!("{e:#}"))? {
+            (0, 503, h) if h == "0" => Ok(()),
+            other => Err(format!("Status leader, /health, has_leader: {other:?}")),
+        },
+    ));
+    let stepped_down = stopped.elapsed();
+    // etcd leaves the put unanswered until the client gives up; cairn answers with etcd's text.
+    let out = must(
+        c.etcdctl_for(li)
+            .run(&["--command-timeout=10s", "put", "cut-off", "x"]),
+    );
+    assert!(!out.success(), "a put through the cut-off leader: {out:?}");
+    if c.flavor == Flavor::Cairn {
+        assert!(
+            out.stderr.contains("etcdserver: no leader")
+                || out.stderr.contains("etcdserver: request timed out"),
+            "{out:?}"
+        );
+    }
+
+    drop(paused);
+    let resumed = Instant::now();
+    must(wait_for(
+        "a leader again once the followers run",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || match leader_view(&c, li).map_err(|e| format!("{e:#}"))? {
+            (l, 200, h) if l != 0 && h == "1" => Ok(()),
+            other => Err(format!("Status leader, /health, has_leader: {other:?}")),
+        },
+    ));
+    eprintln!(
+        "{:?}: followers stopped: the leader reported no leader after {stepped_down:?}; \
+         continued: a leader again after {:?}",
+        c.flavor,
+        resumed.elapsed()
+    );
+    must(c.etcdctl_for(li).ok(&["put", "after", "x"]));
 }
