@@ -35,7 +35,7 @@ pub use start::Started;
 
 /// How long a proposal or read barrier may take before the client gets "request timed out"
 /// (etcd: 5 s plus two election timeouts; ours is fixed and generous).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Why a proposal or read could not be served; `api` maps each to etcd's exact gRPC status and text.
 #[derive(Debug, Clone, thiserror::Error)]

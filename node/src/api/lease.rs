@@ -12,7 +12,7 @@ use etcd_client::proto::{
     PbLeaseLeasesRequest, PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse,
     PbLeaseService, PbLeaseStatus, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
-use crate::app::App;
+use crate::app::{App, ServeError, REQUEST_TIMEOUT};
 use crate::raft::types::Command;
 use forward::LeaseClient;
 
@@ -41,14 +41,113 @@ impl LeaseService {
     pub fn new(app: App, forward: bool) -> Self {
         LeaseService { app, forward }
     }
+}
 
-    async fn leader(&self) -> Result<Option<LeaseClient>, Status> {
-        if self.app.is_leader() || !self.forward {
-            return Ok(None);
+/// Run `here` if this member leads, else `there` on the leader's peer port, retrying through leader
+/// changes and unreachable leaders for up to a request timeout, as etcd's LeaseRenew forwards; then
+/// etcd's "etcdserver: no leader" or "etcdserver: request timed out" (never a transport error: a
+/// killed leader's port refuses connections until a new leader is known). On the peer port
+/// (`forward` false) a member that does not lead says so at once, and the forwarder tries again.
+async fn on_leader<T, Fut>(
+    app: &App,
+    forward: bool,
+    here: impl Fn() -> T,
+    there: impl Fn(LeaseClient) -> Fut,
+) -> Result<T, Status>
+where
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut why = ServeError::Timeout;
+    loop {
+        if app.is_leader() {
+            return Ok(here());
         }
-        let ch = self.app.leader_channel().await.map_err(to_status)?;
-        Ok(Some(LeaseClient::new(ch)))
+        if !forward {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        let attempt = async {
+            let ch = app.leader_channel().await.map_err(|e| match e {
+                ServeError::NoLeader => e,
+                other => {
+                    tracing::debug!("a channel to the leader for a lease request: {other}");
+                    ServeError::Timeout
+                }
+            })?;
+            there(LeaseClient::new(ch)).await.map_err(|s| {
+                tracing::debug!("forwarding a lease request to the leader: {s}");
+                ServeError::Timeout
+            })
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => why = e,
+            Err(_) => return Err(to_status(why)),
+        }
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(RETRY_EVERY))
+            .await
+            .is_err()
+        {
+            return Err(to_status(why));
+        }
     }
+}
+
+/// Pause between attempts to reach the leader (etcd's LeaseRenew throttles the same way).
+const RETRY_EVERY: Duration = Duration::from_millis(50);
+
+/// Renew lease `id` on this member, the leader (TTL 0: no such lease).
+fn renew_here(app: &App, id: i64) -> PbLeaseKeepAliveResponse {
+    let ttl = app
+        .store()
+        .write()
+        .ok()
+        .and_then(|mut s| s.lease_renew(id, Instant::now()));
+    PbLeaseKeepAliveResponse {
+        header: current(app),
+        id,
+        ttl: ttl.unwrap_or(0),
+    }
+}
+
+/// TimeToLive answered by this member, the leader.
+fn time_to_live_here(app: &App, req: &PbLeaseTimeToLiveRequest) -> PbLeaseTimeToLiveResponse {
+    let info = app
+        .store()
+        .read()
+        .ok()
+        .and_then(|s| s.lease_info(req.id, Instant::now()));
+    match info {
+        // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
+        None => PbLeaseTimeToLiveResponse {
+            header: current(app),
+            id: req.id,
+            ttl: -1,
+            ..Default::default()
+        },
+        Some(i) => PbLeaseTimeToLiveResponse {
+            header: current(app),
+            id: req.id,
+            ttl: i.remaining.unwrap_or(i.granted_ttl),
+            granted_ttl: i.granted_ttl,
+            keys: if req.keys { i.keys } else { Vec::new() },
+        },
+    }
+}
+
+/// One keep-alive through the leader's own stream: send `req`, take its answer.
+async fn renew_on(
+    mut leader: LeaseClient,
+    req: PbLeaseKeepAliveRequest,
+) -> Result<PbLeaseKeepAliveResponse, Status> {
+    let mut answers = leader
+        .lease_keep_alive(futures::stream::once(async move { req }))
+        .await?
+        .into_inner();
+    answers
+        .message()
+        .await?
+        .ok_or_else(|| Status::unavailable("the leader ended the keep-alive stream"))
 }
 
 /// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it.
@@ -110,35 +209,21 @@ impl PbLeaseService for LeaseService {
         req: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut inbound = req.into_inner();
-        if let Some(mut leader) = self.leader().await? {
-            // Relay the whole stream to the leader; if leadership moves, the stream ends and the
-            // client reconnects (as with etcd's own forwarding).
-            let upstream = leader
-                .lease_keep_alive(inbound.filter_map(|r| async { r.ok() }))
-                .await?;
-            return Ok(Response::new(Box::pin(upstream.into_inner())));
-        }
         let (tx, rx) = mpsc::channel(16);
-        let app = self.app.clone();
+        let (app, forward) = (self.app.clone(), self.forward);
+        // Each keep-alive on its own, here or on the leader of the moment, so a leader change costs
+        // the client a slower answer, not its stream (etcd's LeaseKeepAlive does the same).
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                if !app.is_leader() {
-                    let _ = tx
-                        .send(Err(Status::failed_precondition("etcdserver: not leader")))
-                        .await;
-                    break;
-                }
-                let ttl = app
-                    .store()
-                    .write()
-                    .ok()
-                    .and_then(|mut s| s.lease_renew(r.id, Instant::now()));
-                let resp = PbLeaseKeepAliveResponse {
-                    header: current(&app),
-                    id: r.id,
-                    ttl: ttl.unwrap_or(0),
-                };
-                if tx.send(Ok(resp)).await.is_err() {
+                let resp = on_leader(
+                    &app,
+                    forward,
+                    || renew_here(&app, r.id),
+                    |leader| renew_on(leader, r),
+                )
+                .await;
+                let failed = resp.is_err();
+                if tx.send(resp).await.is_err() || failed {
                     break;
                 }
             }
@@ -150,32 +235,19 @@ impl PbLeaseService for LeaseService {
         &self,
         req: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
-        if let Some(mut leader) = self.leader().await? {
-            return leader.lease_time_to_live(req.into_inner()).await;
-        }
         let req = req.into_inner();
-        let info = self
-            .app
-            .store()
-            .read()
-            .ok()
-            .and_then(|s| s.lease_info(req.id, Instant::now()));
-        let resp = match info {
-            // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
-            None => PbLeaseTimeToLiveResponse {
-                header: current(&self.app),
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
+        let resp = on_leader(
+            &self.app,
+            self.forward,
+            || time_to_live_here(&self.app, &req),
+            |mut leader| async move {
+                leader
+                    .lease_time_to_live(req)
+                    .await
+                    .map(Response::into_inner)
             },
-            Some(i) => PbLeaseTimeToLiveResponse {
-                header: current(&self.app),
-                id: req.id,
-                ttl: i.remaining.unwrap_or(i.granted_ttl),
-                granted_ttl: i.granted_ttl,
-                keys: if req.keys { i.keys } else { Vec::new() },
-            },
-        };
+        )
+        .await?;
         Ok(Response::new(resp))
     }
 

@@ -502,6 +502,7 @@ fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
     let status = c
         .etcdctl_for(i)
         .json(&["endpoint", "status", "-w", "json"])?;
+    // etcdctl's JSON leaves a zero leader out.
     let leader = status[0]["Status"]["leader"].as_u64().unwrap_or(0);
     let url = &c.members[i].client_url;
     let (health, _) = https::get(&c.pki, &format!("{url}/health"))?;
@@ -598,4 +599,91 @@ fn a_leader_cut_off_from_its_quorum_steps_down_in_status_health_and_metrics_and_
         resumed.elapsed()
     );
     must(c.etcdctl_for(li).ok(&["put", "after", "x"]));
+}
+
+/// The answer to one keep-alive: renewed (TTL > 0), or the gRPC code and message it failed with.
+type KeepAlive = std::result::Result<(), (String, String)>;
+
+/// The next answer on an open keep-alive stream.
+async fn next_answer(stream: &mut etcd_client::LeaseKeepAliveStream) -> KeepAlive {
+    match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+        Err(_) => Err(("none".into(), "no answer within 30 s".into())),
+        Ok(Ok(Some(r))) if r.ttl() > 0 => Ok(()),
+        Ok(Ok(Some(r))) => Err(("OK".into(), format!("TTL {}", r.ttl()))),
+        Ok(Ok(None)) => Err(("OK".into(), "the stream ended without an answer".into())),
+        Ok(Err(e)) => Err(grpc::status_of(&e)),
+    }
+}
+
+/// Opens a keep-alive stream for lease `id` on member `via`; etcd-client sends the first keep-alive
+/// with it and checks its answer.
+async fn fresh_keep_alive(c: &Cluster, via: usize, id: i64) -> Result<KeepAlive> {
+    let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+    let opened = tokio::time::timeout(Duration::from_secs(30), client.lease_keep_alive(id)).await;
+    Ok(match opened {
+        Err(_) => Err(("none".into(), "no answer within 30 s".into())),
+        Ok(Err(e)) => Err(grpc::status_of(&e)),
+        Ok(Ok(_)) => Ok(()),
+    })
+}
+
+/// Whether a keep-alive answer is one etcd gives: renewed, or Unavailable with "no leader" or
+/// "request timed out".
+fn etcd_answer(a: &KeepAlive) -> bool {
+    match a {
+        Ok(()) => true,
+        Err((code, msg)) => {
+            code == "Unavailable"
+                && (msg == "etcdserver: no leader" || msg == "etcdserver: request timed out")
+        }
+    }
+}
+
+#[test]
+fn keep_alives_through_a_follower_while_the_leader_is_down_get_etcds_answers() {
+    let mut c = cluster();
+    let rt = must(grpc::runtime());
+    let li = leader_index(&c);
+    let (f, o) = match li {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let id = must(rt.block_on(async {
+        let mut client = grpc::connect(&c.pki, &c.members[f].client_url).await?;
+        anyhow::Ok(client.lease_grant(60, None).await?.id())
+    }));
+    // The client lives as long as its stream: dropping it would close the connection.
+    let mut client = must(rt.block_on(grpc::connect(&c.pki, &c.members[f].client_url)));
+    let (mut keeper, mut stream) =
+        must(rt.block_on(async { anyhow::Ok(client.lease_keep_alive(id).await?) }));
+
+    must(c.kill_member(li));
+    let on_open_stream = rt.block_on(async {
+        // A stream the server has ended refuses the send; its end status is read below.
+        let _ = keeper.keep_alive().await;
+        next_answer(&mut stream).await
+    });
+    let on_new_stream = must(rt.block_on(fresh_keep_alive(&c, f, id)));
+    eprintln!(
+        "{:?}: leader killed: keep-alive on the open stream {on_open_stream:?}, on a new one {on_new_stream:?}",
+        c.flavor
+    );
+    assert!(etcd_answer(&on_open_stream), "{on_open_stream:?}");
+    assert!(etcd_answer(&on_new_stream), "{on_new_stream:?}");
+
+    // With the other follower gone too no leader can be elected: only etcd's errors remain.
+    must(c.kill_member(o));
+    must(wait_for(
+        "the last member to know it has no leader",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || match leader_view(&c, f).map_err(|e| format!("{e:#}"))? {
+            (0, ..) => Ok(()),
+            (l, ..) => Err(format!("leader {l:x}")),
+        },
+    ));
+    let alone = must(rt.block_on(fresh_keep_alive(&c, f, id)));
+    eprintln!("{:?}: no quorum: keep-alive {alone:?}", c.flavor);
+    assert!(alone.is_err() && etcd_answer(&alone), "{alone:?}");
 }
