@@ -20,9 +20,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
 use super::status::{mvcc, to_status};
-use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::app::App;
 use crate::raft::types::Command;
-use forward::LeaseClient;
+use forward::{on_leader, renew_on};
 
 mod forward;
 
@@ -42,59 +42,6 @@ impl LeaseService {
         LeaseService { app, forward }
     }
 }
-
-/// Run `here` if this member leads, else `there` on the leader's peer port, retrying through leader
-/// changes and unreachable leaders for up to a request timeout, as etcd's LeaseRenew forwards; then
-/// etcd's "etcdserver: no leader" or "etcdserver: request timed out" (never a transport error: a
-/// killed leader's port refuses connections until a new leader is known). On the peer port
-/// (`forward` false) a member that does not lead says so at once, and the forwarder tries again.
-async fn on_leader<T, Fut>(
-    app: &App,
-    forward: bool,
-    here: impl Fn() -> T,
-    there: impl Fn(LeaseClient) -> Fut,
-) -> Result<T, Status>
-where
-    Fut: std::future::Future<Output = Result<T, Status>>,
-{
-    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut why = ServeError::Timeout;
-    loop {
-        if app.is_leader() {
-            return Ok(here());
-        }
-        if !forward {
-            return Err(Status::failed_precondition("etcdserver: not leader"));
-        }
-        let attempt = async {
-            let ch = app.leader_channel().await.map_err(|e| match e {
-                ServeError::NoLeader => e,
-                other => {
-                    tracing::debug!("a channel to the leader for a lease request: {other}");
-                    ServeError::Timeout
-                }
-            })?;
-            there(LeaseClient::new(ch)).await.map_err(|s| {
-                tracing::debug!("forwarding a lease request to the leader: {s}");
-                ServeError::Timeout
-            })
-        };
-        match tokio::time::timeout_at(deadline, attempt).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => why = e,
-            Err(_) => return Err(to_status(why)),
-        }
-        if tokio::time::timeout_at(deadline, tokio::time::sleep(RETRY_EVERY))
-            .await
-            .is_err()
-        {
-            return Err(to_status(why));
-        }
-    }
-}
-
-/// Pause between attempts to reach the leader (etcd's LeaseRenew throttles the same way).
-const RETRY_EVERY: Duration = Duration::from_millis(50);
 
 /// Renew lease `id` on this member, the leader (TTL 0: no such lease).
 fn renew_here(app: &App, id: i64) -> PbLeaseKeepAliveResponse {
@@ -133,21 +80,6 @@ fn time_to_live_here(app: &App, req: &PbLeaseTimeToLiveRequest) -> PbLeaseTimeTo
             keys: if req.keys { i.keys } else { Vec::new() },
         },
     }
-}
-
-/// One keep-alive through the leader's own stream: send `req`, take its answer.
-async fn renew_on(
-    mut leader: LeaseClient,
-    req: PbLeaseKeepAliveRequest,
-) -> Result<PbLeaseKeepAliveResponse, Status> {
-    let mut answers = leader
-        .lease_keep_alive(futures::stream::once(async move { req }))
-        .await?
-        .into_inner();
-    answers
-        .message()
-        .await?
-        .ok_or_else(|| Status::unavailable("the leader ended the keep-alive stream"))
 }
 
 /// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it.
