@@ -122,7 +122,7 @@ impl App {
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
-        let read_floor = ReadFloor::at_start(&log)
+        let read_floor = ReadFloor::at_start(&log, identity.member_id)
             .await
             .with_context(|| format!("reading the vote and log state of {}", log_path.display()))?;
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
