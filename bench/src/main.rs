@@ -1,8 +1,6 @@
 //! cairn-bench: drives a cairn and an etcd 3.4 cluster with the same etcd v3 workloads and prints a
 //! Markdown comparison (see docs/benchmark.md).
 
-mod certs;
-mod cluster;
 mod fsync_floor;
 mod ledger;
 mod procstat;
@@ -10,8 +8,9 @@ mod report;
 mod workload;
 
 use anyhow::{bail, Context, Result};
+use cairn_tests::cluster::{Cluster, Flavor, PkiSource};
+use cairn_tests::grpc::connect;
 use clap::Parser;
-use cluster::{Cluster, Flavor};
 use etcd_client::Client;
 use report::{Row, SystemRun};
 use std::path::PathBuf;
@@ -138,7 +137,6 @@ async fn run(cli: Cli) -> Result<bool> {
         .work_dir
         .canonicalize()
         .context("resolving --work-dir")?;
-    let pki = certs::generate(&work.join("certs"), 3)?;
     eprintln!("==> fsync floor in {}", work.display());
     let mut fsync_us = fsync_floor::measure(&work, 300)?;
     fsync_us.sort_unstable();
@@ -153,7 +151,7 @@ async fn run(cli: Cli) -> Result<bool> {
             check_perf: Vec::new(),
             failure: None,
         };
-        if let Err(e) = bench_system(&cli, flavor, &bin, &work, &pki, &mut run).await {
+        if let Err(e) = bench_system(&cli, flavor, &bin, &work, &mut run).await {
             eprintln!("{}: {e:#}", flavor.name());
             run.failure = Some(format!("{e:#}"));
         }
@@ -198,13 +196,23 @@ async fn bench_system(
     flavor: Flavor,
     bin: &std::path::Path,
     work: &std::path::Path,
-    pki: &certs::Pki,
     run: &mut SystemRun,
 ) -> Result<()> {
     let name = flavor.name();
     eprintln!("==> {name}: starting 3 members");
-    let mut cluster = Cluster::start(flavor, bin, &work.join(name), pki)?;
+    let mut cluster = Cluster::builder(flavor, 3)
+        .binary(bin)
+        .dir(work.join(name))
+        .token(format!("bench-{name}"))
+        .pki(PkiSource::Rcgen)
+        .create()?;
+    cluster.start_all()?;
     cluster.wait_ready(Duration::from_secs(30)).await?;
+    let endpoints: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| m.client_url.clone())
+        .collect();
     // Let elections and connection set-up settle before taking the idle memory figure.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pids = cluster.pids();
@@ -214,11 +222,7 @@ async fn bench_system(
         .collect::<Result<_>>()?;
     let mut pool = Vec::with_capacity(cli.conns);
     for i in 0..cli.conns {
-        pool.push(
-            cluster
-                .connect(&cluster.endpoints[i % cluster.endpoints.len()])
-                .await?,
-        );
+        pool.push(connect(&cluster.pki, &endpoints[i % endpoints.len()]).await?);
     }
     let hz = procstat::ticks_per_second();
     let ledger = Arc::new(ledger::Ledger::default());
@@ -247,10 +251,10 @@ async fn bench_system(
         if c == 1 {
             // Which member leads is chance, and a lone client's latency depends on it (a follower
             // forwards): measure both ways so runs compare like with like.
-            let lead = cluster.leader().await?;
-            let n = cluster.endpoints.len();
+            let lead = cluster.leader_index().await?;
+            let n = endpoints.len();
             for (how, at) in [("via the leader", lead), ("via a follower", (lead + 1) % n)] {
-                let one = [cluster.connect(&cluster.endpoints[at]).await?];
+                let one = [cluster.client(at).await?];
                 measure!(
                     format!("put, 1 client {how}"),
                     workload::put(&one, 1, d, cli.keyspace, ledger.clone()).await
@@ -301,7 +305,7 @@ async fn bench_system(
     for load in loads {
         eprintln!("==> {name}: etcdctl check perf --load={load} (about a minute)");
         run.check_perf
-            .push((load.clone(), check_perf(cli, &cluster, pki, load)));
+            .push((load.clone(), check_perf(cli, &cluster, load)));
     }
     run.rss_kib = pids
         .iter()
@@ -314,7 +318,7 @@ async fn bench_system(
     drop(pool);
     cluster.restart_all()?;
     cluster.wait_ready(Duration::from_secs(60)).await?;
-    let mut client: Client = cluster.connect(&cluster.endpoints[0]).await?;
+    let mut client: Client = cluster.client(0).await?;
     run.verdicts.push((
         "after kill -9 of all members and restart".into(),
         ledger.verify(&mut client).await?,
@@ -322,13 +326,14 @@ async fn bench_system(
     Ok(())
 }
 
-fn check_perf(cli: &Cli, cluster: &Cluster, pki: &certs::Pki, load: &str) -> String {
+fn check_perf(cli: &Cli, cluster: &Cluster, load: &str) -> String {
+    let pki = &cluster.pki;
     let out = std::process::Command::new(&cli.etcdctl)
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", cluster.endpoints.join(",")))
+        .arg(format!("--endpoints={}", cluster.endpoints()))
         .arg(format!("--cacert={}", pki.ca.display()))
-        .arg(format!("--cert={}", pki.client.cert.display()))
-        .arg(format!("--key={}", pki.client.key.display()))
+        .arg(format!("--cert={}", pki.admin.crt.display()))
+        .arg(format!("--key={}", pki.admin.key.display()))
         .args(["check", "perf", &format!("--load={load}")])
         .output();
     match out {

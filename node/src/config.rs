@@ -156,9 +156,9 @@ pub struct Config {
 
 impl Config {
     /// The history the leader keeps, from `--auto-compaction-mode` and `--auto-compaction-retention`.
-    pub fn auto_compaction(&self) -> Result<crate::mvcc::Retention, ConfigError> {
+    pub fn auto_compaction(&self) -> Result<Retention, ConfigError> {
         let revision = self.auto_compaction_mode == CompactionMode::Revision;
-        crate::mvcc::Retention::parse(revision, &self.auto_compaction_retention).map_err(|why| {
+        Retention::parse(revision, &self.auto_compaction_retention).map_err(|why| {
             ConfigError(format!(
                 "--auto-compaction-retention: {why} (--auto-compaction-mode {})",
                 if revision { "revision" } else { "periodic" }
@@ -230,7 +230,10 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
     Ok(out)
 }
 
+mod retention;
 mod validate;
+
+pub use retention::Retention;
 
 #[cfg(test)]
 mod tests;

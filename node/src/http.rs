@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::App;
+use crate::member::App;
 
 /// How long /health waits for a linearizable read (etcd: 1 s).
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -76,6 +76,6 @@ async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl I
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&app),
+        crate::metrics::render(&app.metrics()),
     )
 }

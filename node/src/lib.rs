@@ -1,13 +1,15 @@
 //! Cairn node: an etcd-v3-compatible key-value server replicated with openraft and stored in redb.
 
 pub mod api;
-pub mod app;
 pub mod bootstrap;
+pub mod codec;
 pub mod config;
+pub mod dns;
 pub mod http;
+pub mod member;
 pub mod metrics;
 pub mod mvcc;
 pub mod raft;
 pub mod server;
-pub mod store;
+pub mod storage;
 pub mod tls;

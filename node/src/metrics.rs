@@ -7,8 +7,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::app::App;
-
 /// A monotonically increasing count.
 pub struct Counter(AtomicU64);
 
@@ -119,14 +117,20 @@ fn gauge(out: &mut String, name: &str, help: &str, kind: &str, v: impl std::fmt:
     );
 }
 
+/// The member's state at one moment, for the gauges (the counters above are kept here).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub member_id: u64,
+    pub leader: Option<u64>,
+    pub raft_index: u64,
+    pub applied_index: u64,
+    pub db_size: u64,
+    pub keys: usize,
+    pub watchers: usize,
+}
+
 /// The whole exposition, in Prometheus text format 0.0.4.
-pub fn render(app: &App) -> String {
-    let s = app.status();
-    let (keys, watchers) = app
-        .store()
-        .read()
-        .map(|st| (st.key_count(), st.watcher_count()))
-        .unwrap_or_default();
+pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let o = &mut out;
     gauge(
@@ -198,21 +202,21 @@ pub fn render(app: &App) -> String {
         "etcd_mvcc_db_total_size_in_bytes",
         "Total size of the underlying database physically allocated in bytes.",
         "gauge",
-        app.db_size(),
+        s.db_size,
     );
     gauge(
         o,
         "etcd_debugging_mvcc_keys_total",
         "Total number of keys.",
         "gauge",
-        keys,
+        s.keys,
     );
     gauge(
         o,
         "etcd_debugging_mvcc_watcher_total",
         "Total number of watchers.",
         "gauge",
-        watchers,
+        s.watchers,
     );
     gauge(
         o,

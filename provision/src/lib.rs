@@ -8,3 +8,4 @@ pub mod pki;
 pub mod render;
 pub mod spec;
 pub mod templates;
+pub mod x509;

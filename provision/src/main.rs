@@ -2,14 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use provision::deploy;
-use provision::deploy::phase::render::{render_into, write_rendered, RenderOutError};
-use provision::{manifest, pki, render, spec};
+use provision::render::output::{self, Format};
+use provision::{pki, spec};
 
 /// Turn one cluster.yaml into certificates, env files, systemd units, logging, firewall, DNS and monitoring.
 #[derive(Parser)]
@@ -37,9 +36,6 @@ enum Command {
     Backup(BackupArgs),
     /// Stop and disable every member and delete what apply installed, data included (asks unless --yes).
     Reset(ResetArgs),
-    /// Time `render` of a cluster file (benchmark, not a test).
-    #[command(hide = true)]
-    BenchRender(BenchArgs),
 }
 
 #[derive(Args)]
@@ -55,9 +51,9 @@ struct CheckArgs {
 struct RenderArgs {
     /// The cluster file.
     cluster: PathBuf,
-    /// Output directory (see README for the layout).
-    #[arg(short, long, default_value = "out")]
-    out: PathBuf,
+    /// Output directory (see README for the layout); default out/<cluster name>.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// Directory whose files replace the built-in templates of the same name (e.g. systemd/cairn.service).
     #[arg(long)]
     templates: Option<PathBuf>,
@@ -78,9 +74,9 @@ enum RenderFormat {
 struct CertsArgs {
     /// The cluster file.
     cluster: PathBuf,
-    /// The rendered directory.
-    #[arg(short, long, default_value = "out")]
-    out: PathBuf,
+    /// The rendered directory; default out/<cluster name>.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
     /// Make a new CA, keep the old one trusted (ca-bundle.crt) and reissue every leaf with the new CA.
     #[arg(long)]
     rotate_ca: bool,
@@ -138,15 +134,6 @@ struct ResetArgs {
     dry_run: bool,
 }
 
-#[derive(Args)]
-struct BenchArgs {
-    /// The cluster file.
-    cluster: PathBuf,
-    /// Renders to time (each into a fresh directory).
-    #[arg(long, default_value_t = 3)]
-    runs: u32,
-}
-
 /// A configuration problem (exit 2) as opposed to a runtime failure (exit 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -165,21 +152,67 @@ fn load(path: &Path) -> anyhow::Result<spec::Spec> {
     }
 }
 
-/// Render everything for `spec` into `out`; returns the (re)issued certificates.
+/// Render everything for `spec` into `out`.
 fn render_to(
     spec: &spec::Spec,
     out: &Path,
     templates: Option<&Path>,
     format: RenderFormat,
-) -> anyhow::Result<Vec<pki::Issued>> {
-    let result = match format {
-        RenderFormat::Files => render_into(spec, out, templates),
-        RenderFormat::Nix => write_rendered(spec, out, &render::nix::render(spec)),
+) -> anyhow::Result<output::Rendered> {
+    let format = match format {
+        RenderFormat::Files => Format::Files,
+        RenderFormat::Nix => Format::Nix,
     };
-    result.map_err(|e| match e {
-        RenderOutError::Template(t) => anyhow::Error::new(ConfigError(t.to_string())),
-        RenderOutError::Other(e) => e,
-    })
+    output::render_dir(spec, out, templates, format).map_err(config_or_runtime)
+}
+
+/// A render error as exit 2 (the operator must change an input) or exit 1.
+fn config_or_runtime(e: output::OutputError) -> anyhow::Error {
+    if e.is_config() {
+        ConfigError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// The output directory: as given, else `out/<cluster name>` (the same default for every command).
+fn out_dir(s: &spec::Spec, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| Path::new("out").join(&s.name))
+}
+
+/// Print what a render did: certificates issued, files of an earlier render removed or moved.
+fn report(s: &spec::Spec, r: &output::Rendered) {
+    for i in &r.issued {
+        println!("issued {} ({})", i.path.display(), i.reason);
+    }
+    if r.issued.is_empty() && s.tls.is_some() {
+        println!("certificates: all kept (present, current, covering every address)");
+    }
+    for m in &r.removed {
+        println!("{m}");
+    }
+}
+
+/// `check`'s one-line verdict, in the spellings of cluster.yaml.
+fn summary(file: &Path, s: &spec::Spec) -> String {
+    let families = {
+        let mut f: Vec<&str> = Vec::new();
+        for a in s.nodes.iter().flat_map(|n| &n.addresses) {
+            let name = if a.is_ipv6() { "IPv6" } else { "IPv4" };
+            if !f.contains(&name) {
+                f.push(name);
+            }
+        }
+        f.join("+")
+    };
+    format!(
+        "{}: ok ({} members, {families}, bootstrap {}, tls {}, firewall {})",
+        file.display(),
+        s.nodes.len(),
+        s.bootstrap,
+        if s.tls.is_some() { "on" } else { "off" },
+        s.firewall.backend,
+    )
 }
 
 /// The cairn binary: `--binary`, else `cairn` next to this executable, else on PATH.
@@ -223,7 +256,7 @@ fn deploy_options(
         dry_run: false,
         yes: false,
         purge: false,
-        out: a.out.unwrap_or_else(|| Path::new("out").join(&s.name)),
+        out: out_dir(s, a.out),
         binary,
         templates: None,
     })
@@ -236,12 +269,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = &a.out {
                 let stale = pki::stale(&s, out)?;
                 for (path, why) in &stale {
-                    eprintln!(
-                        "error: {}: {why}\n    fix: run `provision render {} -o {}` to reissue it",
-                        path.display(),
-                        a.cluster.display(),
-                        out.display()
-                    );
+                    // A CA's reason carries its own fix (a rotation); a leaf is reissued by render.
+                    let fix = if path.ends_with("ca.crt") || path.ends_with("peer-ca.crt") {
+                        String::new()
+                    } else {
+                        format!(
+                            "\n    fix: run `provision render {} -o {}` to reissue it",
+                            a.cluster.display(),
+                            out.display()
+                        )
+                    };
+                    eprintln!("error: {}: {why}{fix}", path.display());
                 }
                 if !stale.is_empty() {
                     return Err(ConfigError(format!(
@@ -253,38 +291,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .into());
                 }
             }
-            println!(
-                "{}: ok ({} members, bootstrap {:?}, tls {})",
-                a.cluster.display(),
-                s.nodes.len(),
-                s.bootstrap,
-                if s.tls.is_some() { "on" } else { "off" }
-            );
+            println!("{}", summary(&a.cluster, &s));
         }
         Command::Render(a) => {
             let s = load(&a.cluster)?;
-            let issued = render_to(&s, &a.out, a.templates.as_deref(), a.format)?;
-            for i in &issued {
-                println!("issued {} ({})", i.path.display(), i.reason);
-            }
-            if issued.is_empty() && s.tls.is_some() {
-                println!("certificates: all kept (present, current, covering every address)");
-            }
-            println!("rendered {} into {}", a.cluster.display(), a.out.display());
+            let out = out_dir(&s, a.out);
+            let rendered = render_to(&s, &out, a.templates.as_deref(), a.format)?;
+            report(&s, &rendered);
+            println!("rendered {} into {}", a.cluster.display(), out.display());
         }
         Command::Certs(a) => {
             let s = load(&a.cluster)?;
+            let out = out_dir(&s, a.out);
             if a.rotate_ca {
-                for i in pki::rotate_ca(&s, &a.out)? {
+                for i in pki::rotate_ca(&s, &out)? {
                     println!("issued {} ({})", i.path.display(), i.reason);
                 }
                 // Reissue every leaf with the new CA now; nodes trust both CAs through ca-bundle.crt.
-                for i in pki::ensure(&s, &a.out)? {
-                    println!("issued {} ({})", i.path.display(), i.reason);
-                }
-                manifest::write(&a.out)?;
+                let rendered = output::refresh_certs(&s, &out).map_err(config_or_runtime)?;
+                report(&s, &rendered);
             }
-            print!("{}", provision::pki::table(&a.out)?);
+            print!("{}", provision::pki::table(&out)?);
         }
         Command::Apply(a) => apply(a, false)?,
         Command::Plan(a) => apply(a, true)?,
@@ -304,28 +331,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             o.yes = a.yes;
             o.dry_run = a.dry_run;
             deploy::commands::reset(s, o)?;
-        }
-        Command::BenchRender(a) => {
-            let s = load(&a.cluster)?;
-            let mut times = Vec::new();
-            for _ in 0..a.runs.max(1) {
-                let dir =
-                    std::env::temp_dir().join(format!("provision-bench-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&dir);
-                let start = Instant::now();
-                render_to(&s, &dir, None, RenderFormat::Files)?;
-                times.push(start.elapsed());
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            times.sort();
-            println!(
-                "render {} ({} members, fresh certificates): min {:.1} ms, median {:.1} ms over {} runs",
-                a.cluster.display(),
-                s.nodes.len(),
-                times[0].as_secs_f64() * 1e3,
-                times[times.len() / 2].as_secs_f64() * 1e3,
-                times.len()
-            );
         }
     }
     Ok(())

@@ -33,10 +33,6 @@ const BUILTIN: &[(&str, &str)] = &[
         "firewall/cairn-firewalld.sh",
         include_str!("../../templates/firewall/cairn-firewalld.sh"),
     ),
-    (
-        "firewall/cairn-zone.xml",
-        include_str!("../../templates/firewall/cairn-zone.xml"),
-    ),
     ("dns/zone", include_str!("../../templates/dns/zone")),
     (
         "dns/nsupdate.txt",

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Cairn member {{ node.name }}: install the cairn zone's rich rules into the zone of the host's
-# interface (ZONE, default public), replacing any earlier cairn rules. Ports not listed stay closed.
+# Cairn member {{ node.name }} (cluster {{ cluster.name }}), firewalld: adds rich rules to the firewalld zone
+# $ZONE (default public: the zone of the host's network interface) that accept the peer port
+# {{ node.peer_port }} from the other members and the client port {{ node.client_port }} from client_sources and
+# the members; the zone's own target refuses everyone else on these ports. Rules an earlier run added (any
+# rich rule on these two ports) are removed first, so running it again converges. Permanent, then reloaded.
 set -eu
 ZONE="${ZONE:-public}"
 fw() { firewall-cmd --permanent --zone="$ZONE" "$@"; }
-# Remove rules from an earlier render (they are tagged by port) so re-running converges.
 firewall-cmd --permanent --zone="$ZONE" --list-rich-rules | while read -r rule; do
     case "$rule" in
         *'port="{{ node.peer_port }}"'*|*'port="{{ node.client_port }}"'*) fw --remove-rich-rule="$rule" ;;

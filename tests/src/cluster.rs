@@ -1,5 +1,7 @@
 //! A cluster of N members as separate processes (cairn or the real etcd, same flags), each with its own
-//! loopback ports, data dir, certificates and log file; killed by PID when dropped.
+//! address and ports (loopback by default, or a network namespace of its own), data dir, certificates and
+//! log file; killed by PID when dropped. The one launcher of the system tests, the benchmark and the chaos
+//! harness: [`Cluster::builder`] says where members run and which binary, PKI and directory they use.
 
 use crate::etcdctl::Etcdctl;
 use crate::pki::{Pki, PkiMember};
@@ -29,6 +31,14 @@ impl Flavor {
             "" | "cairn" => Ok(Flavor::Cairn),
             "etcd" => Ok(Flavor::Etcd),
             other => bail!("CAIRN_TEST_FLAVOR={other:?} is not one of cairn, etcd"),
+        }
+    }
+
+    /// Lower-case name, as in `CAIRN_TEST_FLAVOR`, tables and directories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Cairn => "cairn",
+            Flavor::Etcd => "etcd",
         }
     }
 
@@ -69,6 +79,10 @@ pub struct Member {
     pub data_dir: PathBuf,
     /// Where stdout+stderr of every start are appended.
     pub log: PathBuf,
+    /// The IP address its URLs carry.
+    pub address: String,
+    /// The network namespace it runs in (`ip netns exec`), or `None` for this one.
+    pub netns: Option<String>,
     child: Option<Child>,
     starts: u32,
 }
@@ -82,7 +96,7 @@ impl Member {
         }
     }
 
-    /// How the process ended, once it has (None while it runs or when it was never started).
+    /// How the process ended, once it has (`None` while it runs, or if it was never started).
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
@@ -92,6 +106,199 @@ impl Member {
     /// The process ID while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// Where one member runs: the address its URLs carry, its ports there, and its network namespace.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// IP address to listen on and advertise.
+    pub address: String,
+    /// Client port.
+    pub client_port: u16,
+    /// Peer port.
+    pub peer_port: u16,
+    /// Network namespace to start the member in (`ip netns exec NAME`), or `None` for this one.
+    pub netns: Option<String>,
+}
+
+/// Which PKI a cluster gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PkiSource {
+    /// `provision render`, unless `CAIRN_TEST_PKI=rcgen` (see [`Pki::create`]).
+    FromEnv,
+    /// rcgen only: for programs that run without a debug build of `provision` (benchmark, chaos).
+    Rcgen,
+}
+
+/// Options of a cluster before it exists; [`Builder::create`] makes the files, [`Builder::start`] also
+/// starts every member and waits until all are healthy.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    flavor: Flavor,
+    n: usize,
+    binary: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    token: Option<String>,
+    pki: PkiSource,
+    placements: Option<Vec<Placement>>,
+    extra_args: Vec<String>,
+}
+
+impl Builder {
+    /// Runs this binary instead of the flavour's default (e.g. a release build).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// Keeps data, logs and certificates in `dir` (created if missing, kept after drop) instead of a
+    /// temp dir that is removed.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// `--initial-cluster-token` (default: unique per test cluster).
+    pub fn token(mut self, token: impl Into<String>) -> Builder {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Which PKI to make.
+    pub fn pki(mut self, source: PkiSource) -> Builder {
+        self.pki = source;
+        self
+    }
+
+    /// Where each member runs (default: 127.0.0.1 with ports from [`ports::unused_ports`]).
+    pub fn placements(mut self, placements: Vec<Placement>) -> Builder {
+        self.placements = Some(placements);
+        self
+    }
+
+    /// Flags added to every member's command line.
+    pub fn extra_args(mut self, args: impl IntoIterator<Item = impl Into<String>>) -> Builder {
+        self.extra_args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Makes ports, dirs and certificates without starting anything.
+    pub fn create(self) -> Result<Cluster> {
+        let binary = match self.binary {
+            Some(b) => b,
+            None => self.flavor.binary()?,
+        };
+        let dir = match self.dir {
+            Some(d) => {
+                std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+                ClusterDir::Kept(d)
+            }
+            None => ClusterDir::Temp(
+                tempfile::Builder::new()
+                    .prefix("cairn-cluster-")
+                    .tempdir()
+                    .context("creating the cluster temp dir")?,
+            ),
+        };
+        let root = dir.path().to_path_buf();
+        let placements = match self.placements {
+            Some(p) if p.len() != self.n => {
+                bail!("{} placements for {} members", p.len(), self.n)
+            }
+            Some(p) => p,
+            None => {
+                // Members may start long after this (member add, restarts): ports no outgoing
+                // connection takes.
+                let ports = ports::unused_ports(2 * self.n)?;
+                (0..self.n)
+                    .map(|i| Placement {
+                        address: "127.0.0.1".into(),
+                        client_port: ports[2 * i],
+                        peer_port: ports[2 * i + 1],
+                        netns: None,
+                    })
+                    .collect()
+            }
+        };
+        // Token unique per cluster so that two test clusters can never join each other.
+        let token = self.token.unwrap_or_else(|| {
+            format!(
+                "test-{}-{}",
+                std::process::id(),
+                root.file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or("x")
+                    .replace(['.', '_'], "-")
+            )
+            .to_lowercase()
+        });
+        let specs: Vec<PkiMember> = placements
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PkiMember {
+                name: format!("m{i}"),
+                address: p.address.clone(),
+                client_port: p.client_port,
+                peer_port: p.peer_port,
+            })
+            .collect();
+        let certs = root.join("certs");
+        let pki = match self.pki {
+            PkiSource::FromEnv => Pki::create(&certs, &token, &specs)?,
+            PkiSource::Rcgen => Pki::generate(&certs, &specs)?,
+        };
+        let members = specs
+            .iter()
+            .zip(placements)
+            .map(|(s, p)| Member {
+                name: s.name.clone(),
+                client_url: format!("https://{}:{}", p.address, p.client_port),
+                peer_url: format!("https://{}:{}", p.address, p.peer_port),
+                data_dir: root.join("data").join(&s.name),
+                log: root.join("logs").join(format!("{}.log", s.name)),
+                address: p.address,
+                netns: p.netns,
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        for sub in ["logs", "data"] {
+            let d = root.join(sub);
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        Ok(Cluster {
+            flavor: self.flavor,
+            members,
+            pki,
+            token,
+            extra_args: self.extra_args,
+            binary,
+            dir,
+        })
+    }
+
+    /// Creates the cluster, starts every member and waits until `etcdctl endpoint health` passes on each.
+    pub fn start(self) -> Result<Cluster> {
+        let mut c = self.create()?;
+        c.start_all()?;
+        c.wait_healthy(START_TIMEOUT)?;
+        Ok(c)
+    }
+}
+
+/// The directory of a cluster: removed on drop, or the caller's.
+enum ClusterDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl ClusterDir {
+    fn path(&self) -> &Path {
+        match self {
+            ClusterDir::Temp(t) => t.path(),
+            ClusterDir::Kept(p) => p,
+        }
     }
 }
 
@@ -108,78 +315,46 @@ pub struct Cluster {
     /// Flags added to every member's command line (e.g. `--snapshot-count=20`).
     pub extra_args: Vec<String>,
     binary: PathBuf,
-    dir: tempfile::TempDir,
+    dir: ClusterDir,
 }
 
 /// How long a (re)started cluster may take to report healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Cluster {
+    /// Options for an `n`-member cluster of `flavor`: loopback, temp dir, PKI from the environment.
+    pub fn builder(flavor: Flavor, n: usize) -> Builder {
+        Builder {
+            flavor,
+            n,
+            binary: None,
+            dir: None,
+            token: None,
+            pki: PkiSource::FromEnv,
+            placements: None,
+            extra_args: Vec::new(),
+        }
+    }
+
     /// Starts an `n`-member TLS cluster with client-cert-auth on both listeners and waits until
     /// `etcdctl endpoint health` passes on every member.
     pub fn start(flavor: Flavor, n: usize) -> Result<Cluster> {
-        let mut c = Cluster::create(flavor, n)?;
-        c.start_all()?;
-        c.wait_healthy(START_TIMEOUT)?;
-        Ok(c)
+        Cluster::builder(flavor, n).start()
     }
 
     /// Prepares ports, dirs and certificates without starting anything.
     pub fn create(flavor: Flavor, n: usize) -> Result<Cluster> {
-        let binary = flavor.binary()?;
-        let dir = tempfile::Builder::new()
-            .prefix("cairn-cluster-")
-            .tempdir()
-            .context("creating the cluster temp dir")?;
-        // Members may start long after this (member add, restarts): ports no outgoing connection takes.
-        let ports = ports::unused_ports(2 * n)?;
-        // Token unique per cluster so that two test clusters can never join each other.
-        let token = format!(
-            "test-{}-{}",
-            std::process::id(),
-            dir.path()
-                .file_name()
-                .and_then(|f| f.to_str())
-                .unwrap_or("x")
-                .replace(['.', '_'], "-")
-        )
-        .to_lowercase();
-        let specs: Vec<PkiMember> = (0..n)
-            .map(|i| PkiMember {
-                name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
-            })
-            .collect();
-        let pki = Pki::create(&dir.path().join("certs"), &token, &specs)?;
-        let members = specs
-            .iter()
-            .map(|s| Member {
-                name: s.name.clone(),
-                client_url: format!("https://127.0.0.1:{}", s.client_port),
-                peer_url: format!("https://127.0.0.1:{}", s.peer_port),
-                data_dir: dir.path().join("data").join(&s.name),
-                log: dir.path().join("logs").join(format!("{}.log", s.name)),
-                child: None,
-                starts: 0,
-            })
-            .collect();
-        std::fs::create_dir_all(dir.path().join("logs"))?;
-        std::fs::create_dir_all(dir.path().join("data"))?;
-        Ok(Cluster {
-            flavor,
-            members,
-            pki,
-            token,
-            extra_args: Vec::new(),
-            binary,
-            dir,
-        })
+        Cluster::builder(flavor, n).create()
     }
 
-    /// The temp dir holding data, logs and certificates.
+    /// The directory holding data, logs and certificates.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Process IDs of the running members, in member order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(Member::pid).collect()
     }
 
     /// `name=peer_url,...` for `--initial-cluster`.
@@ -238,7 +413,16 @@ impl Cluster {
         use std::io::Write;
         writeln!(log, "===== start #{} of {} =====", m.starts, m.name)?;
         let err = log.try_clone()?;
-        let mut cmd = Command::new(&self.binary);
+        // `ip netns exec` execs the binary in place, so the child's PID is the member's own (signals
+        // such as SIGSTOP reach it, not a wrapper).
+        let mut cmd = match &m.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         cmd.arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", m.data_dir.display()))
             .arg(format!("--listen-client-urls={}", m.client_url))
@@ -284,6 +468,12 @@ impl Cluster {
             self.kill_member(i)?;
         }
         Ok(())
+    }
+
+    /// kill -9 every member and start them all again with the same flags (their data dirs hold state).
+    pub fn restart_all(&mut self) -> Result<()> {
+        self.kill_all()?;
+        self.start_all()
     }
 
     /// An etcdctl that talks to every member with the admin client certificate.
@@ -428,15 +618,13 @@ impl Drop for Cluster {
                 self.logs()
             );
             if std::env::var_os("CAIRN_TEST_KEEP").is_some() {
-                let path = std::mem::replace(
-                    &mut self.dir,
-                    match tempfile::tempdir() {
-                        Ok(d) => d,
-                        Err(_) => return,
-                    },
-                )
-                .keep();
-                eprintln!("kept {}", path.display());
+                if let ClusterDir::Temp(t) = &mut self.dir {
+                    let Ok(spare) = tempfile::tempdir() else {
+                        return;
+                    };
+                    let path = std::mem::replace(t, spare).keep();
+                    eprintln!("kept {}", path.display());
+                }
             }
         }
     }

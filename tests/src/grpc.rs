@@ -1,13 +1,15 @@
 //! The `etcd-client` crate as a second real client beside etcdctl, for what etcdctl cannot do: send
 //! requests etcdctl would refuse before sending, half-close a stream, keep one stream open across a
-//! fault, or issue many linearizable reads per second.
+//! fault, or issue many linearizable reads per second; and the client of the benchmark and the chaos
+//! harness (readiness, the leader).
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
+use crate::cluster::Cluster;
 use crate::pki::Pki;
 
 /// A runtime for one test's async client code (the system tests themselves are synchronous).
@@ -43,5 +45,65 @@ pub fn status_of(e: &etcd_client::Error) -> (String, String) {
     match e {
         etcd_client::Error::GRpcStatus(s) => (format!("{:?}", s.code()), s.message().to_string()),
         other => ("not gRPC".to_string(), other.to_string()),
+    }
+}
+
+impl Cluster {
+    /// A client of member `i` only.
+    pub async fn client(&self, i: usize) -> Result<Client> {
+        connect(&self.pki, &self.members[i].client_url).await
+    }
+
+    /// Waits until a linearizable read succeeds through every member, failing early if one exits or
+    /// after `timeout`.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.members.len() {
+            loop {
+                if !self.members[i].is_running() {
+                    bail!(
+                        "member {} exited; see {}",
+                        self.members[i].name,
+                        self.members[i].log.display()
+                    );
+                }
+                let probe = async {
+                    Ok::<_, anyhow::Error>(
+                        self.client(i)
+                            .await?
+                            .get("harness-ready-probe", None)
+                            .await?,
+                    )
+                };
+                match tokio::time::timeout(Duration::from_secs(2), probe).await {
+                    Ok(Ok(_)) => break,
+                    _ if Instant::now() > deadline => bail!(
+                        "member {} at {} not ready after {timeout:?}; see {}",
+                        self.members[i].name,
+                        self.members[i].client_url,
+                        self.members[i].log.display()
+                    ),
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the member that leads now, from each running member's own Status answer.
+    pub async fn leader_index(&self) -> Result<usize> {
+        for i in 0..self.members.len() {
+            let Ok(mut c) = self.client(i).await else {
+                continue;
+            };
+            let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), c.status()).await
+            else {
+                continue;
+            };
+            if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                return Ok(i);
+            }
+        }
+        bail!("no member says it leads: the cluster has no leader right now")
     }
 }

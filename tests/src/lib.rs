@@ -1,4 +1,5 @@
-//! Helpers shared by the system tests: ports, processes, certificates, etcdctl.
+//! The harness shared by the system tests, the benchmark and the chaos harness: one cluster launcher,
+//! one PKI, free ports, etcdctl and etcd-client access, and the system tests' other tools.
 
 pub mod apply;
 pub mod base64;
@@ -15,6 +16,7 @@ pub mod pki;
 pub mod ports;
 pub mod provision;
 pub mod release;
+pub mod spec_fuzz;
 pub mod srv_cluster;
 pub mod srv_etcdctl;
 pub mod tls_probe;

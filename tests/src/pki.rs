@@ -1,5 +1,6 @@
 //! Certificates for a test cluster: rendered by the real `provision render` (the default), or made here
-//! with rcgen in the same layout on request (CA, per-member server/peer certs, an `admin` client cert).
+//! with rcgen in the same layout (CA, per-member server/peer certs, an `admin` client cert): on request
+//! for the tests, always for the benchmark and the chaos harness, which run without a debug `provision`.
 
 use crate::workspace;
 use anyhow::{bail, Context, Result};
@@ -53,6 +54,8 @@ pub struct Pki {
 pub struct PkiMember {
     /// Member name.
     pub name: String,
+    /// The IP address its URLs carry (a SAN of its certificates).
+    pub address: String,
     /// Client port.
     pub client_port: u16,
     /// Peer port.
@@ -60,7 +63,7 @@ pub struct PkiMember {
 }
 
 impl Pki {
-    /// Makes the PKI under `dir` for a cluster named `cluster` with these members (all on 127.0.0.1).
+    /// Makes the PKI under `dir` for a cluster named `cluster` with these members.
     ///
     /// Uses the real `provision render` (an error if it is not built or fails); `CAIRN_TEST_PKI=rcgen`
     /// makes the same layout with rcgen instead, for working on the harness while provision is broken.
@@ -78,8 +81,8 @@ impl Pki {
         let provision = workspace::binary("provision")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut yaml = format!(
-            "cluster:\n  name: {cluster}\n  token: {cluster}\n  bootstrap: static\n  data_dir: {data}\n  \
-             config_dir: {dir}\ntls:\n  enabled: true\n  key_algorithm: ecdsa-p256\n  clients: [admin]\n\
+            "cluster:\n  name: {cluster}\n  token: {cluster}\n  bootstrap: static\n  transport: local\n  \
+             data_dir: {data}\n  config_dir: {dir}\ntls:\n  enabled: true\n  key_algorithm: ecdsa-p256\n  clients: [admin]\n\
              firewall:\n  backend: none\nnodes:\n",
             data = dir.join("data").display(),
             dir = dir.display(),
@@ -87,8 +90,8 @@ impl Pki {
         for m in members {
             let _ = writeln!(
                 yaml,
-                "  - name: {}\n    address: 127.0.0.1\n    client_port: {}\n    peer_port: {}",
-                m.name, m.client_port, m.peer_port
+                "  - name: {}\n    address: {}\n    client_port: {}\n    peer_port: {}",
+                m.name, m.address, m.client_port, m.peer_port
             );
         }
         let spec = dir.join("cluster.yaml");
@@ -135,8 +138,8 @@ impl Pki {
         Ok(pki)
     }
 
-    /// Makes the same layout with rcgen: one ECDSA P-256 CA, node certs with SANs 127.0.0.1, ::1,
-    /// localhost and both EKUs, and an `admin` client certificate.
+    /// Makes the same layout with rcgen: one ECDSA P-256 CA, node certs with SANs of the member's
+    /// address, 127.0.0.1, ::1, localhost and both EKUs, and an `admin` client certificate.
     pub fn generate(dir: &Path, members: &[PkiMember]) -> Result<Pki> {
         let pki_dir = dir.join("pki");
         std::fs::create_dir_all(&pki_dir)
@@ -172,20 +175,25 @@ impl Pki {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let sans = || {
-            vec![
+        let sans = |m: &PkiMember| {
+            let mut v = vec![
                 "127.0.0.1".to_string(),
                 "::1".to_string(),
                 "localhost".to_string(),
-            ]
+            ];
+            if !v.contains(&m.address) {
+                v.push(m.address.clone());
+            }
+            v
         };
         let mut certs = Vec::new();
         for m in members {
             let node_dir = pki_dir.join(&m.name);
             std::fs::create_dir_all(&node_dir)?;
             let (server_crt, server_key) =
-                leaf(&m.name, sans(), both.clone(), &node_dir.join("server"))?;
-            let (peer_crt, peer_key) = leaf(&m.name, sans(), both.clone(), &node_dir.join("peer"))?;
+                leaf(&m.name, sans(m), both.clone(), &node_dir.join("server"))?;
+            let (peer_crt, peer_key) =
+                leaf(&m.name, sans(m), both.clone(), &node_dir.join("peer"))?;
             certs.push(MemberCerts {
                 server_crt,
                 server_key,

@@ -13,14 +13,13 @@ use std::time::Duration;
 /// The HTTP/2 connection preface; a gRPC server answers it with a SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
-/// Connects to `addr` (host:port, 127.0.0.1), trusting `ca`, presenting `client` if given, and talks
-/// HTTP/2 until the server answers. `Ok(Ok(()))` means the server accepted us; `Ok(Err(reason))` means the
-/// TLS session failed (reason holds rustls's error, e.g. the alert received); `Err` is a local problem.
-pub fn handshake(
+/// A TLS session to `addr` (host:port, 127.0.0.1) offering HTTP/2, trusting `ca` and presenting `client`
+/// if given; the handshake completes on the first write or read.
+pub fn connect(
     addr: &str,
     ca: &Path,
     client: Option<(&Path, &Path)>,
-) -> Result<Result<(), String>> {
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in
         CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
@@ -45,10 +44,21 @@ pub fn handshake(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let name = ServerName::try_from("127.0.0.1")?;
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)?;
-    let mut sock = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let sock = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     sock.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// Connects to `addr` (host:port, 127.0.0.1), trusting `ca`, presenting `client` if given, and talks
+/// HTTP/2 until the server answers. `Ok(Ok(()))` means the server accepted us; `Ok(Err(reason))` means the
+/// TLS session failed (reason holds rustls's error, e.g. the alert received); `Err` is a local problem.
+pub fn handshake(
+    addr: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Result<(), String>> {
+    let mut tls = connect(addr, ca, client)?;
     // With TLS 1.3 the client finishes its side before the server has checked the client certificate;
     // the server's verdict arrives as an alert on the first read.
     if let Err(e) = tls.write_all(H2_PREFACE).and_then(|_| tls.flush()) {

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::server::NamedService;
-use tonic::Status;
 
 /// Answers every `etcdserverpb.Auth/*` call with Unimplemented.
 #[derive(Clone, Debug, Default)]
@@ -36,10 +35,10 @@ impl tower::Service<http::Request<Body>> for AuthService {
             .next()
             .unwrap_or_default()
             .to_string();
-        let status = Status::unimplemented(format!(
+        let status = super::to_status(super::status::ApiError::Unimplemented(format!(
             "cairn: Auth.{method} is not implemented: cairn has no users or roles; clients authenticate \
              with TLS client certificates (--client-cert-auth --trusted-ca-file)"
-        ));
+        )));
         ready(Ok(status.into_http()))
     }
 }

@@ -8,8 +8,8 @@ use etcd_client::proto::{
 use tonic::{Request, Response, Status};
 
 use super::header::header;
-use super::status::to_status;
-use crate::app::{App, MemberInfo};
+use super::status::{to_status, ApiError};
+use crate::member::{App, MemberInfo};
 
 /// The Cluster service.
 pub struct ClusterService {
@@ -136,9 +136,7 @@ fn check_peer_urls(urls: &[String]) -> Result<(), Status> {
             && crate::config::parse_url("peer-urls", u).is_ok_and(|p| !p.host.is_empty())
     };
     if urls.is_empty() || !urls.iter().all(valid) {
-        return Err(Status::invalid_argument(
-            "etcdserver: given member URLs are invalid",
-        ));
+        return Err(to_status(ApiError::MemberBadUrls));
     }
     Ok(())
 }

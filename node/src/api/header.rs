@@ -1,6 +1,6 @@
 use etcd_client::proto::PbResponseHeader;
 
-use crate::app::App;
+use crate::member::App;
 
 /// etcd's ResponseHeader for a response at store revision `revision`.
 pub fn header(app: &App, revision: i64) -> Option<PbResponseHeader> {
@@ -15,6 +15,6 @@ pub fn header(app: &App, revision: i64) -> Option<PbResponseHeader> {
 
 /// The header at the store's current revision.
 pub fn current(app: &App) -> Option<PbResponseHeader> {
-    let rev = app.store().read().map(|s| s.revision()).unwrap_or_default();
+    let rev = app.store().read().revision();
     header(app, rev)
 }

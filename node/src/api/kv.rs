@@ -9,11 +9,11 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::header::header;
-use super::status::{invalid, mvcc, to_status};
-use crate::app::App;
+use super::status::{to_status, ApiError};
+use crate::member::{App, MemberError};
 use crate::metrics;
+use crate::mvcc::Command;
 use crate::mvcc::KeyRange;
-use crate::raft::types::Command;
 
 /// etcd's limit on operations per txn branch (`--max-txn-ops` default).
 const MAX_TXN_OPS: usize = 128;
@@ -39,15 +39,15 @@ impl KvService {
         size: usize,
     ) -> Result<(M, i64), Status> {
         if size > self.max_request_bytes {
-            return Err(invalid("etcdserver: request is too large"));
+            return Err(to_status(ApiError::RequestTooLarge));
         }
         let r = metrics::track_proposal(self.app.propose(cmd))
             .await
             .map_err(to_status)?;
         if let Some(e) = r.error {
-            return Err(mvcc(e));
+            return Err(to_status(e));
         }
-        let m = M::decode(r.body.as_slice()).map_err(|e| Status::internal(e.to_string()))?;
+        let m = M::decode(r.body.as_slice()).map_err(|e| to_status(MemberError::other(e)))?;
         Ok((m, r.revision))
     }
 }
@@ -60,18 +60,14 @@ impl PbKvService for KvService {
     ) -> Result<Response<PbRangeResponse>, Status> {
         let req = req.into_inner();
         if req.key.is_empty() {
-            return Err(invalid("etcdserver: key is not provided"));
+            return Err(to_status(ApiError::EmptyKey));
         }
         if !req.serializable {
             self.app.read_barrier().await.map_err(to_status)?;
         }
         let (mut resp, rev) = {
-            let store = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
-            (store.range(&req).map_err(mvcc)?, store.revision())
+            let store = self.app.store().read();
+            (store.range(&req).map_err(to_status)?, store.revision())
         };
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
@@ -88,7 +84,10 @@ impl PbKvService for KvService {
         &self,
         _: Request<PbRangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
-        Err(Status::unimplemented("cairn: RangeStream (an API newer than etcd 3.4) is not implemented; use Range with limit"))
+        Err(to_status(ApiError::Unimplemented(
+            "cairn: RangeStream (an API newer than etcd 3.4) is not implemented; use Range with limit"
+                .into(),
+        )))
     }
 
     async fn put(&self, req: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
@@ -107,7 +106,7 @@ impl PbKvService for KvService {
     ) -> Result<Response<PbDeleteResponse>, Status> {
         let req = req.into_inner();
         if req.key.is_empty() {
-            return Err(invalid("etcdserver: key is not provided"));
+            return Err(to_status(ApiError::EmptyKey));
         }
         let size = req.encoded_len();
         let (mut resp, rev): (PbDeleteResponse, _) = self
@@ -144,13 +143,13 @@ impl PbKvService for KvService {
 /// etcd's request checks for Put (before anything is proposed).
 fn check_put(req: &PbPutRequest) -> Result<(), Status> {
     if req.key.is_empty() {
-        return Err(invalid("etcdserver: key is not provided"));
+        return Err(to_status(ApiError::EmptyKey));
     }
     if req.ignore_value && !req.value.is_empty() {
-        return Err(invalid("etcdserver: value is provided"));
+        return Err(to_status(ApiError::ValueProvided));
     }
     if req.ignore_lease && req.lease != 0 {
-        return Err(invalid("etcdserver: lease is provided"));
+        return Err(to_status(ApiError::LeaseProvided));
     }
     Ok(())
 }
@@ -161,11 +160,11 @@ fn check_txn(t: &PbTxnRequest) -> Result<(), Status> {
         || t.success.len() > MAX_TXN_OPS
         || t.failure.len() > MAX_TXN_OPS
     {
-        return Err(invalid("etcdserver: too many operations in txn request"));
+        return Err(to_status(ApiError::TooManyOps));
     }
     for c in &t.compare {
         if c.key.is_empty() {
-            return Err(invalid("etcdserver: key is not provided"));
+            return Err(to_status(ApiError::EmptyKey));
         }
     }
     for branch in [&t.success, &t.failure] {
@@ -176,25 +175,25 @@ fn check_txn(t: &PbTxnRequest) -> Result<(), Status> {
                 Some(PbTxnOpRequest::RequestPut(p)) => {
                     check_put(p)?;
                     if puts.contains(&p.key.as_slice()) {
-                        return Err(invalid("etcdserver: duplicate key given in txn request"));
+                        return Err(to_status(ApiError::DuplicateKey));
                     }
                     puts.push(&p.key);
                 }
                 Some(PbTxnOpRequest::RequestDeleteRange(d)) => {
                     if d.key.is_empty() {
-                        return Err(invalid("etcdserver: key is not provided"));
+                        return Err(to_status(ApiError::EmptyKey));
                     }
                     dels.push(KeyRange::new(&d.key, &d.range_end));
                 }
                 Some(PbTxnOpRequest::RequestRange(r)) if r.key.is_empty() => {
-                    return Err(invalid("etcdserver: key is not provided"));
+                    return Err(to_status(ApiError::EmptyKey));
                 }
                 Some(PbTxnOpRequest::RequestTxn(n)) => check_txn(n)?,
                 _ => {}
             }
         }
         if puts.iter().any(|k| dels.iter().any(|d| d.contains(k))) {
-            return Err(invalid("etcdserver: duplicate key given in txn request"));
+            return Err(to_status(ApiError::DuplicateKey));
         }
     }
     Ok(())

@@ -5,7 +5,6 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::time::{Duration, Instant};
 
 use etcd_client::proto::{
     PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse,
@@ -19,9 +18,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
-use super::status::{mvcc, to_status};
-use crate::app::App;
-use crate::raft::types::Command;
+use super::status::{to_status, ApiError};
+use crate::member::{App, MemberError};
+use crate::mvcc::Command;
 use forward::{on_leader, renew_on};
 
 mod forward;
@@ -45,26 +44,16 @@ impl LeaseService {
 
 /// Renew lease `id` on this member, the leader (TTL 0: no such lease).
 fn renew_here(app: &App, id: i64) -> PbLeaseKeepAliveResponse {
-    let ttl = app
-        .store()
-        .write()
-        .ok()
-        .and_then(|mut s| s.lease_renew(id, Instant::now()));
     PbLeaseKeepAliveResponse {
         header: current(app),
         id,
-        ttl: ttl.unwrap_or(0),
+        ttl: app.lease_renew(id).unwrap_or(0),
     }
 }
 
 /// TimeToLive answered by this member, the leader.
 fn time_to_live_here(app: &App, req: &PbLeaseTimeToLiveRequest) -> PbLeaseTimeToLiveResponse {
-    let info = app
-        .store()
-        .read()
-        .ok()
-        .and_then(|s| s.lease_info(req.id, Instant::now()));
-    match info {
+    match app.lease_info(req.id) {
         // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
         None => PbLeaseTimeToLiveResponse {
             header: current(app),
@@ -82,10 +71,12 @@ fn time_to_live_here(app: &App, req: &PbLeaseTimeToLiveRequest) -> PbLeaseTimeTo
     }
 }
 
-/// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it.
+/// A fresh lease ID: positive and non-zero, chosen by the proposer so every member agrees on it. The
+/// hasher's keys are random per process and change with every call; the clock adds time.
 fn new_lease_id() -> i64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map(|d| d.as_nanos()).unwrap_or_default());
     ((h.finish() >> 1) as i64).max(1)
 }
 
@@ -97,7 +88,7 @@ impl PbLeaseService for LeaseService {
     ) -> Result<Response<PbLeaseGrantResponse>, Status> {
         let req = req.into_inner();
         if req.ttl > MAX_LEASE_TTL {
-            return Err(Status::out_of_range("etcdserver: too large lease TTL"));
+            return Err(to_status(ApiError::LeaseTtlTooLarge));
         }
         let id = if req.id == 0 { new_lease_id() } else { req.id };
         let cmd = Command::LeaseGrant {
@@ -106,10 +97,10 @@ impl PbLeaseService for LeaseService {
         };
         let r = self.app.propose(cmd).await.map_err(to_status)?;
         if let Some(e) = r.error {
-            return Err(mvcc(e));
+            return Err(to_status(e));
         }
         let mut resp = PbLeaseGrantResponse::decode(r.body.as_slice())
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| to_status(MemberError::other(e)))?;
         resp.header = header(&self.app, r.revision);
         Ok(Response::new(resp))
     }
@@ -126,7 +117,7 @@ impl PbLeaseService for LeaseService {
             .await
             .map_err(to_status)?;
         if let Some(e) = r.error {
-            return Err(mvcc(e));
+            return Err(to_status(e));
         }
         Ok(Response::new(PbLeaseRevokeResponse {
             header: header(&self.app, r.revision),
@@ -188,45 +179,10 @@ impl PbLeaseService for LeaseService {
         _: Request<PbLeaseLeasesRequest>,
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
         self.app.read_barrier().await.map_err(to_status)?;
-        let ids = self
-            .app
-            .store()
-            .read()
-            .map(|s| s.lease_ids())
-            .unwrap_or_default();
+        let ids = self.app.store().read().lease_ids();
         Ok(Response::new(PbLeaseLeasesResponse {
             header: current(&self.app),
             leases: ids.into_iter().map(|id| PbLeaseStatus { id }).collect(),
         }))
-    }
-}
-
-/// On the leader, revoke leases whose deadline passed; elsewhere, keep no deadlines so that a member
-/// that becomes leader gives every lease a full TTL.
-pub async fn expiry_loop(app: App, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if !app.is_leader() {
-            if let Ok(mut s) = app.store().write() {
-                s.forget_deadlines();
-            }
-            continue;
-        }
-        let due = app
-            .store()
-            .write()
-            .map(|mut s| s.expired_leases(Instant::now()))
-            .unwrap_or_default();
-        for id in due {
-            match app.propose(Command::LeaseRevoke { id }).await {
-                Ok(_) => {
-                    tracing::info!(lease = format!("{id:016x}"), "lease expired, keys deleted")
-                }
-                Err(e) => {
-                    tracing::warn!(lease = format!("{id:016x}"), error = %e, "could not revoke expired lease")
-                }
-            }
-        }
     }
 }

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::header::{current, header};
-use super::status::{mvcc, to_status};
+use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
-use crate::app::App;
+use crate::member::App;
 
 /// Snapshot stream chunk size.
 const CHUNK: usize = 64 * 1024;
@@ -58,9 +58,9 @@ impl PbMaintenanceService for MaintenanceService {
         // cairn raises no alarms (no space quota, no corruption check yet): GET and DEACTIVATE answer
         // truthfully with none; ACTIVATE would claim an alarm cairn cannot act on.
         if req.into_inner().action == 1 {
-            return Err(Status::unimplemented(
-                "cairn: activating alarms is not supported; cairn raises no alarms",
-            ));
+            return Err(to_status(ApiError::Unimplemented(
+                "cairn: activating alarms is not supported; cairn raises no alarms".into(),
+            )));
         }
         Ok(Response::new(PbAlarmResponse {
             header: current(&self.app),
@@ -88,7 +88,7 @@ impl PbMaintenanceService for MaintenanceService {
             raft_term: s.term,
             raft_applied_index: s.applied_index,
             errors: Vec::new(),
-            db_size_in_use: db,
+            db_size_in_use: i64::try_from(self.app.db_size_in_use()).unwrap_or(i64::MAX),
             is_learner,
             ..Default::default()
         }))
@@ -98,14 +98,18 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
-        // redb reuses freed pages itself; there is nothing to rewrite, and saying "done" is true.
+        // Space is given back without it: a compaction that leaves the value file mostly garbage
+        // rewrites it, and the Raft log is purged behind each snapshot. Saying "done" is true.
         Ok(Response::new(PbDefragmentResponse {
             header: current(&self.app),
         }))
     }
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(Status::unimplemented("cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"))
+        Err(to_status(ApiError::Unimplemented(
+            "cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"
+                .into(),
+        )))
     }
 
     async fn hash_kv(
@@ -114,12 +118,8 @@ impl PbMaintenanceService for MaintenanceService {
     ) -> Result<Response<PbHashKvResponse>, Status> {
         let rev = req.into_inner().revision;
         let (hash, compact_revision, hash_revision, current) = {
-            let s = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
-            let (h, c, r) = s.hash_kv(rev).map_err(mvcc)?;
+            let s = self.app.store().read();
+            let (h, c, r) = s.hash_kv(rev).map_err(to_status)?;
             (h, c, r, s.revision())
         };
         Ok(Response::new(PbHashKvResponse {
@@ -137,12 +137,8 @@ impl PbMaintenanceService for MaintenanceService {
         _: Request<PbSnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let (data, rev) = {
-            let s = self
-                .app
-                .store()
-                .read()
-                .map_err(|_| Status::internal("store lock poisoned"))?;
-            (s.snapshot().map_err(mvcc)?, s.revision())
+            let s = self.app.store().read();
+            (s.snapshot().map_err(to_status)?, s.revision())
         };
         let file = snapshot_file(&data);
         let (body, sum) = file.split_at(file.len() - 32);
@@ -183,9 +179,9 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         _: Request<PbDowngradeRequest>,
     ) -> Result<Response<PbDowngradeResponse>, Status> {
-        Err(Status::unimplemented(
-            "cairn: Downgrade is not implemented (an etcd 3.5 cluster-version feature)",
-        ))
+        Err(to_status(ApiError::Unimplemented(
+            "cairn: Downgrade is not implemented (an etcd 3.5 cluster-version feature)".into(),
+        )))
     }
 }
 

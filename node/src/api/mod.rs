@@ -9,17 +9,15 @@ mod maintenance;
 mod status;
 mod watch;
 
-use std::time::Duration;
-
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 use tonic::service::Routes;
 
-use crate::app::App;
+use crate::member::App;
 
 pub use header::header;
-pub use status::to_status;
+pub use status::{to_status, ApiError};
 
 /// Server version reported by Status and /version: etcd's API level, with ours as build metadata.
 pub const SERVER_VERSION: &str = concat!("3.4.0+cairn.", env!("CARGO_PKG_VERSION"));
@@ -56,9 +54,4 @@ pub fn services(app: App, max_request_bytes: usize) -> Routes {
 /// It never forwards again, so a stale view of the leader cannot make requests bounce between members.
 pub fn lease_service(app: App) -> PbLeaseServer<lease::LeaseService> {
     PbLeaseServer::new(lease::LeaseService::new(app, false))
-}
-
-/// Background work of the API side: the leader's lease expiry loop.
-pub fn spawn_background(app: App) {
-    tokio::spawn(lease::expiry_loop(app, Duration::from_millis(500)));
 }

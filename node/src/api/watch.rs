@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
-use crate::app::App;
+use crate::member::App;
 use crate::mvcc::{CatchUp, WatchBatch, WatchId, WatchSpec, WatchStart};
 
 /// etcd's default `--experimental-watch-progress-notify-interval`.
@@ -148,9 +148,7 @@ fn next_free(next: &mut i64, live: &HashMap<i64, Live>) -> i64 {
 
 fn stop(app: &App, l: Live) {
     l.task.abort();
-    if let Ok(mut s) = app.store().write() {
-        s.unwatch(l.hub);
-    }
+    app.store().write().unwatch(l.hub);
 }
 
 /// Register the watcher (replaying history), answer `created`, and start forwarding its events.
@@ -164,7 +162,7 @@ async fn create(
     start: i64,
     progress: bool,
 ) -> Option<Live> {
-    let started = app.store().write().ok().map(|mut s| s.watch(spec, start));
+    let started = app.store().write().watch(spec, start);
     let created = PbWatchResponse {
         header: current(app),
         watch_id: id,
@@ -172,7 +170,7 @@ async fn create(
         ..Default::default()
     };
     out.send(Ok(created)).await.ok()?;
-    match started? {
+    match started {
         WatchStart::Compacted(rev) => {
             let _ = out.send(Ok(compacted(app, id, rev))).await;
             None
@@ -201,12 +199,11 @@ async fn create(
                             while let Ok(b) = feed.rx.try_recv() {
                                 resps.push(events(b));
                             }
-                            let caught = app.store().write().ok().map(|mut s| s.catch_up(hub));
+                            let caught = app.store().write().catch_up(hub);
                             match caught {
-                                Some(CatchUp::Batches(bs)) => resps.extend(bs.into_iter().map(events)),
-                                Some(CatchUp::Compacted(rev)) => resps.push(compacted(&app, id, rev)),
-                                Some(CatchUp::Failed(e)) => resps.push(failed(&app, id, &e)),
-                                None => break,
+                                CatchUp::Batches(bs) => resps.extend(bs.into_iter().map(events)),
+                                CatchUp::Compacted(rev) => resps.push(compacted(&app, id, rev)),
+                                CatchUp::Failed(e) => resps.push(failed(&app, id, &e)),
                             }
                             resps
                         }
@@ -226,8 +223,6 @@ async fn create(
     }
 }
 
-/// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
-/// compact revision and no revision in the header.
 /// The watcher's history could not be read (the value file failed): it is canceled with the reason.
 fn failed(app: &App, id: i64, e: &crate::mvcc::MvccError) -> PbWatchResponse {
     PbWatchResponse {
@@ -239,6 +234,8 @@ fn failed(app: &App, id: i64, e: &crate::mvcc::MvccError) -> PbWatchResponse {
     }
 }
 
+/// etcd's answer to a watcher whose start (or catch-up) revision was compacted: canceled, with the
+/// compact revision and no revision in the header.
 fn compacted(app: &App, id: i64, rev: i64) -> PbWatchResponse {
     PbWatchResponse {
         header: header(app, 0),

@@ -3,18 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bootstrap::ids;
 use crate::config::{ClusterState, Config, ConfigError};
 use crate::raft::types::{NodeId, PeerNode};
-
-/// The identity recorded in the data dir at first start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredIdentity {
-    pub cluster_id: u64,
-    pub member_id: NodeId,
-}
+use crate::storage::log::StoredIdentity;
 
 /// What this start does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +19,7 @@ pub enum Plan {
     /// The data dir already holds this member's state.
     Restart { identity: StoredIdentity },
     /// Added with `member add`: start empty and wait for the leader to replicate to us. The identity
-    /// from the flags is provisional: the real one is learned from the members (see `app::start`).
+    /// from the flags is provisional: the real one is learned from the members (see `member::start`).
     Join {
         identity: StoredIdentity,
         members: BTreeMap<NodeId, PeerNode>,

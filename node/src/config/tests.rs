@@ -151,5 +151,5 @@ fn auto_compaction_retention_is_read_per_mode() {
     assert!(check(&["--auto-compaction-retention=1d"]).is_err());
     assert!(check(&["--auto-compaction-mode=hourly"]).is_err());
     let c = Config::try_parse_from(base()).unwrap();
-    assert_eq!(c.auto_compaction(), Ok(crate::mvcc::Retention::Off));
+    assert_eq!(c.auto_compaction(), Ok(Retention::Off));
 }

@@ -123,6 +123,11 @@ impl Keyspace {
         self.values.bytes()
     }
 
+    /// Bytes in the value file that kept versions refer to.
+    pub fn live_value_bytes(&self) -> u64 {
+        self.values.live_bytes()
+    }
+
     /// The first I/O error of the value file: the member must stop applying.
     pub fn failure(&self) -> Option<&str> {
         self.values.failure()

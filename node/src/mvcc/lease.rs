@@ -1,7 +1,6 @@
-//! Leases: the replicated table (TTL and attached keys) and the leader-local expiry deadlines.
+//! Leases: the replicated table (TTL and attached keys). Expiry deadlines are the member's lessor's.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,17 +26,9 @@ impl Lease {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {
     pub granted_ttl: i64,
-    /// Seconds left, when this member tracks the lease's deadline (the leader does).
+    /// Seconds left, when this member tracks the lease's deadline (the leader's lessor does).
     pub remaining: Option<i64>,
     pub keys: Vec<Vec<u8>>,
-}
-
-/// Expiry deadlines, kept only by the leader. A lease the leader has not seen yet (granted before it
-/// became leader, or through another member) gets a full TTL from the moment it is first seen, as etcd
-/// does on leader change.
-#[derive(Debug, Default)]
-pub struct Deadlines {
-    at: HashMap<i64, Instant>,
 }
 
 impl State {
@@ -54,53 +45,27 @@ impl Store {
         self.state.leases.keys().copied().collect()
     }
 
-    /// Granted TTL, remaining TTL and keys of a lease, if it exists.
-    pub fn lease_info(&self, id: i64, now: Instant) -> Option<LeaseInfo> {
+    /// Granted TTL of a lease, if it exists.
+    pub fn lease_ttl(&self, id: i64) -> Option<i64> {
+        self.state.leases.get(&id).map(|l| l.ttl)
+    }
+
+    /// Every lease with its granted TTL, ascending by ID.
+    pub fn lease_ttls(&self) -> Vec<(i64, i64)> {
+        self.state
+            .leases
+            .iter()
+            .map(|(id, l)| (*id, l.ttl))
+            .collect()
+    }
+
+    /// Granted TTL and keys of a lease, if it exists (the remaining TTL is the lessor's to fill in).
+    pub fn lease_info(&self, id: i64) -> Option<LeaseInfo> {
         let l = self.state.leases.get(&id)?;
-        let remaining = self.deadlines.at.get(&id).map(|d| {
-            let left = d.saturating_duration_since(now);
-            // etcd rounds the remaining time up to whole seconds.
-            left.as_secs() as i64 + i64::from(left.subsec_nanos() > 0)
-        });
         Some(LeaseInfo {
             granted_ttl: l.ttl,
-            remaining,
+            remaining: None,
             keys: l.keys.iter().cloned().collect(),
         })
     }
-
-    /// Renew a lease for its full TTL (leader only); returns the TTL, or None if the lease is gone.
-    pub fn lease_renew(&mut self, id: i64, now: Instant) -> Option<i64> {
-        let ttl = self.state.leases.get(&id)?.ttl;
-        self.deadlines.at.insert(id, now + secs(ttl));
-        Some(ttl)
-    }
-
-    /// Leader bookkeeping: start tracking leases not yet tracked, forget revoked ones, and return the
-    /// IDs whose deadline has passed (to be revoked through Raft).
-    pub fn expired_leases(&mut self, now: Instant) -> Vec<i64> {
-        let leases = &self.state.leases;
-        self.deadlines.at.retain(|id, _| leases.contains_key(id));
-        for (id, l) in leases {
-            self.deadlines.at.entry(*id).or_insert(now + secs(l.ttl));
-        }
-        let mut due: Vec<i64> = self
-            .deadlines
-            .at
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        due.sort_unstable();
-        due
-    }
-
-    /// Drop every deadline (this member lost leadership; a future leader term restarts them).
-    pub fn forget_deadlines(&mut self) {
-        self.deadlines.at.clear();
-    }
-}
-
-fn secs(ttl: i64) -> Duration {
-    Duration::from_secs(u64::try_from(ttl).unwrap_or(0))
 }

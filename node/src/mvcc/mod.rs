@@ -3,9 +3,10 @@
 //! ([`values`]), a cache that is rebuilt with the store.
 //!
 //! The replicated part ([`State`]) changes only through [`Store::apply`], deterministically, so every
-//! member that applies the same log holds the same state. The watch hub and the lease deadlines are
-//! member-local and never serialized.
+//! member that applies the same log holds the same state. The watch hub is member-local and never
+//! serialized; lease expiry deadlines are the member's lessor's.
 
+mod command;
 mod error;
 mod keyspace;
 mod lease;
@@ -18,6 +19,7 @@ mod values;
 mod watch;
 mod write;
 
+pub use command::{Command, CommandResponse};
 pub use error::MvccError;
 pub use keyspace::KeyRange;
 pub use lease::LeaseInfo;
@@ -25,7 +27,9 @@ pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
 pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use etcd_client::proto::{
     PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbEvent, PbPutRequest,
@@ -33,7 +37,6 @@ use etcd_client::proto::{
 };
 use prost::Message;
 
-use crate::raft::types::{Command, CommandResponse};
 use keyspace::{Keyspace, Version};
 use lease::Lease;
 
@@ -57,7 +60,6 @@ struct State {
 pub struct Store {
     state: State,
     hub: watch::Hub,
-    deadlines: lease::Deadlines,
 }
 
 /// The writes of one command: they share one main revision, ordered by sub-revision.
@@ -88,6 +90,11 @@ impl Store {
     /// Bytes in the value file, garbage included (part of Status.dbSize).
     pub fn value_bytes(&self) -> u64 {
         self.state.keys.value_bytes()
+    }
+
+    /// Bytes in the value file that kept versions refer to (part of Status.dbSizeInUse).
+    pub fn live_value_bytes(&self) -> u64 {
+        self.state.keys.live_value_bytes()
     }
 
     /// The first I/O error of the value file, if any. The state machine stops applying on it: a
@@ -169,7 +176,6 @@ impl Store {
     /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay subscribed.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         snapshot::decode_into(&mut self.state, bytes)?;
-        self.deadlines = lease::Deadlines::default();
         Ok(())
     }
 

@@ -1,83 +1,16 @@
-//! Automatic history compaction (etcd's `--auto-compaction-mode` / `--auto-compaction-retention`): which
-//! revision to compact to, and when. Pure schedule logic fed with times and revisions; the member's
-//! loop (app/auto_compact.rs) samples the store and proposes the compaction through Raft on the leader.
+//! Automatic history compaction (etcd's `--auto-compaction-mode` / `--auto-compaction-retention`, read
+//! into [`Retention`] by config): which revision to compact to, and when. Pure schedule logic fed with times and revisions; the member's
+//! loop (member/auto_compact.rs) samples the store and proposes the compaction through Raft on the leader.
 //!
 //! Without it every version of every key stays in memory forever: RSS grows with history.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How much history the leader keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retention {
-    /// No automatic compaction (retention "0", etcd's default).
-    Off,
-    /// Keep about this much time of history (`periodic` mode).
-    Period(Duration),
-    /// Keep the last N revisions (`revision` mode).
-    Revisions(i64),
-}
+pub use crate::config::Retention;
 
 /// etcd's revision compactor looks every five minutes.
 pub const REVISION_CHECK: Duration = Duration::from_secs(5 * 60);
-
-impl Retention {
-    /// Read `--auto-compaction-retention` as etcd does: in periodic mode a whole number means hours and
-    /// anything else is a Go duration ("30m", "1h30m", "1.5h"); in revision mode a whole number of
-    /// revisions. "0" turns compaction off. The error text says what is accepted.
-    pub fn parse(revision_mode: bool, text: &str) -> Result<Retention, String> {
-        let text = text.trim();
-        if let Ok(n) = text.parse::<i64>() {
-            return match n {
-                0 => Ok(Retention::Off),
-                n if n < 0 => Err(format!("{text:?} is negative")),
-                n if revision_mode => Ok(Retention::Revisions(n)),
-                n => Ok(Retention::Period(Duration::from_secs(n as u64 * 3600))),
-            };
-        }
-        if revision_mode {
-            return Err(format!(
-                "{text:?} is not a whole number of revisions (revision mode keeps the last N revisions)"
-            ));
-        }
-        match parse_go_duration(text) {
-            Some(d) if d.is_zero() => Ok(Retention::Off),
-            Some(d) => Ok(Retention::Period(d)),
-            None => Err(format!(
-                "{text:?} is neither a number of hours nor a duration such as 30m, 1h30m or 1.5h"
-            )),
-        }
-    }
-}
-
-/// A Go `time.ParseDuration` string: one or more decimal numbers each with a unit (ns, us, µs, ms, s, m, h).
-fn parse_go_duration(s: &str) -> Option<Duration> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * scale;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).ok()
-}
 
 /// etcd's periodic compactor: sample the revision every tick (a tenth of the period, at most 6 min),
 /// compact to the revision sampled one period ago, first after one period, then every
@@ -171,41 +104,6 @@ impl ByRevision {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retention_is_read_like_etcd() {
-        let h = |n: u64| Retention::Period(Duration::from_secs(n * 3600));
-        assert_eq!(Retention::parse(false, "0"), Ok(Retention::Off));
-        assert_eq!(Retention::parse(false, "1"), Ok(h(1)));
-        assert_eq!(Retention::parse(false, "72"), Ok(h(72)));
-        assert_eq!(
-            Retention::parse(false, "30m"),
-            Ok(Retention::Period(Duration::from_secs(1800)))
-        );
-        assert_eq!(
-            Retention::parse(false, "1h30m"),
-            Ok(Retention::Period(Duration::from_secs(5400)))
-        );
-        assert_eq!(
-            Retention::parse(false, "1.5h"),
-            Ok(Retention::Period(Duration::from_secs(5400)))
-        );
-        assert_eq!(
-            Retention::parse(false, "500ms"),
-            Ok(Retention::Period(Duration::from_millis(500)))
-        );
-        assert_eq!(Retention::parse(false, "0s"), Ok(Retention::Off));
-        assert_eq!(
-            Retention::parse(true, "1000"),
-            Ok(Retention::Revisions(1000))
-        );
-        assert_eq!(Retention::parse(true, "0"), Ok(Retention::Off));
-        for bad in ["1d", "abc", "", "h", "1h3", "-1"] {
-            assert!(Retention::parse(false, bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(Retention::parse(true, "1h").is_err());
-        assert!(Retention::parse(true, "-5").is_err());
-    }
 
     #[test]
     fn periodic_compacts_to_the_revision_of_one_period_ago() {

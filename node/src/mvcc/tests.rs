@@ -6,7 +6,6 @@ use etcd_client::proto::{
     PbTxnResponse,
 };
 use prost::Message;
-use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -388,7 +387,7 @@ fn revoking_a_lease_deletes_its_keys_in_one_revision() {
         );
         assert_eq!(s.apply(&c).error, None);
     }
-    let info = s.lease_info(7, Instant::now()).expect("lease");
+    let info = s.lease_info(7).expect("lease");
     assert_eq!((info.granted_ttl, info.keys.len()), (10, 2));
     let r = s.apply(&Command::LeaseRevoke { id: 7 });
     assert_eq!((r.error, r.revision), (None, 4));
@@ -396,25 +395,6 @@ fn revoking_a_lease_deletes_its_keys_in_one_revision() {
     assert_eq!(
         s.apply(&Command::LeaseRevoke { id: 7 }).error,
         Some(MvccError::LeaseNotFound)
-    );
-}
-
-#[test]
-fn leases_expire_only_after_their_ttl_from_first_sight() {
-    let mut s = Store::new();
-    s.apply(&Command::LeaseGrant { id: 1, ttl: 5 });
-    let t0 = Instant::now();
-    assert!(s.expired_leases(t0).is_empty());
-    assert_eq!(s.lease_renew(1, t0 + Duration::from_secs(4)), Some(5));
-    assert!(
-        s.expired_leases(t0 + Duration::from_secs(8)).is_empty(),
-        "renewal pushed the deadline"
-    );
-    assert_eq!(s.expired_leases(t0 + Duration::from_secs(10)), vec![1]);
-    assert_eq!(
-        s.lease_info(1, t0 + Duration::from_secs(6))
-            .and_then(|i| i.remaining),
-        Some(3)
     );
 }
 

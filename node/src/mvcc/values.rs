@@ -128,6 +128,11 @@ impl ValueLog {
         self.written + self.tail.len() as u64
     }
 
+    /// Bytes of values some kept version still refers to.
+    pub fn live_bytes(&self) -> u64 {
+        self.live
+    }
+
     /// Whether a compaction has left the file mostly garbage, so that [`ValueLog::rewrite`] pays.
     pub fn wants_rewrite(&self) -> bool {
         let total = self.bytes();

@@ -3,34 +3,29 @@
 //! when needed), then rustls with the peer certificate.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::codec::encode;
 use crate::config::parse_url;
-use crate::raft::frames::{self, Method};
+use crate::raft::frames::{self, Method, MAX_PEER_MESSAGE};
 use crate::raft::pb::peer_client::PeerClient;
 use crate::raft::pb::PeerRequest;
 use crate::raft::types::{NodeId, PeerNode};
-use crate::store::log::encode;
-
-/// Messages larger than gRPC's 4 MiB default travel between members (snapshot chunks, entry batches).
-pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Idle frame connections kept per member (more are opened while calls overlap, then closed).
 const MAX_IDLE_FRAME_CONNS: usize = 4;
 
 /// Idle frame connections to one member and the URL they were dialled for.
 type IdleConns = (String, Vec<Box<dyn Io>>);
-
-/// How long a member that answered the frame preface as HTTP is called over gRPC before asking again.
-const GRPC_ONLY_RECHECK: Duration = Duration::from_secs(60);
 
 /// What went wrong in a gRPC call, for the operator: tonic's message plus its cause chain (TLS refusals
 /// such as a missing SAN hide several levels down in a "transport error").
@@ -47,20 +42,6 @@ pub(crate) fn describe(status: &tonic::Status) -> String {
     out
 }
 
-/// True when the member refused the connection: the request never left this member.
-fn refused(s: &tonic::Status) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
-    false
-}
-
 /// A dialled peer connection, TLS or plain.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
@@ -71,12 +52,10 @@ pub struct PeerChannels {
     cluster_id: u64,
     tls: Option<Arc<ClientConfig>>,
     /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
-    dns: Option<crate::bootstrap::srv::Dns>,
+    dns: Option<crate::dns::Dns>,
     cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     /// Idle frame connections (raft/frames.rs) per member, with the URL they were dialled for.
     idle: Arc<Mutex<HashMap<NodeId, IdleConns>>>,
-    /// Members that answered the frame preface as HTTP (older cairn), and when.
-    grpc_only: Arc<Mutex<HashMap<NodeId, std::time::Instant>>>,
     /// Per peer: the last failure logged and when, so an unreachable peer is reported once (and every
     /// 30 s), not per heartbeat.
     pub(crate) failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
@@ -94,7 +73,7 @@ struct Target {
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
     name: ServerName<'static>,
-    dns: Option<crate::bootstrap::srv::Dns>,
+    dns: Option<crate::dns::Dns>,
 }
 
 impl Target {
@@ -151,13 +130,12 @@ impl PeerChannels {
             dns: None,
             cache: Arc::default(),
             idle: Arc::default(),
-            grpc_only: Arc::default(),
             failing: Arc::default(),
         }
     }
 
     /// Resolve host names in peer URLs with `dns` instead of the system resolver.
-    pub fn with_dns(mut self, dns: Option<crate::bootstrap::srv::Dns>) -> Self {
+    pub fn with_dns(mut self, dns: Option<crate::dns::Dns>) -> Self {
         self.dns = dns;
         self
     }
@@ -200,11 +178,7 @@ impl PeerChannels {
     /// The cached channel to member `id` (made lazily; it reconnects by itself after failures).
     pub fn channel(&self, id: NodeId, node: &PeerNode) -> Result<Channel, DialError> {
         let url = peer_url(node);
-        let mut cache = self.cache.lock().map_err(|e| DialError {
-            id,
-            url: url.clone(),
-            msg: e.to_string(),
-        })?;
+        let mut cache = self.cache.lock();
         if let Some((u, ch)) = cache.get(&id) {
             if *u == url {
                 return Ok(ch.clone());
@@ -247,9 +221,6 @@ impl PeerChannels {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, String>, FrameError> {
-        if self.speaks_grpc_only(id) {
-            return self.grpc_call(id, node, (method, payload, timeout)).await;
-        }
         let url = peer_url(node);
         let work = async {
             let mut io = match self.take_idle(id, &url) {
@@ -263,17 +234,6 @@ impl PeerChannels {
         };
         match tokio::time::timeout(timeout, work).await {
             Err(_) => Err(FrameError::Timeout),
-            Ok(Err(FrameError::Io(e))) if e.kind() == std::io::ErrorKind::Unsupported => {
-                tracing::info!(
-                    peer = format!("{id:x}"),
-                    %url,
-                    "peer does not speak the frame protocol (an older cairn): using gRPC with it"
-                );
-                if let Ok(mut old) = self.grpc_only.lock() {
-                    old.insert(id, std::time::Instant::now());
-                }
-                self.grpc_call(id, node, (method, payload, timeout)).await
-            }
             Ok(Err(e)) => Err(e),
             Ok(Ok((io, out))) => {
                 self.put_idle(id, url, io);
@@ -300,68 +260,8 @@ impl PeerChannels {
         dial.await.map_err(FrameError::Io)
     }
 
-    /// True while member `id` is known not to speak the frame protocol (asked again after a minute:
-    /// a rolling upgrade replaces it).
-    fn speaks_grpc_only(&self, id: NodeId) -> bool {
-        let Ok(mut old) = self.grpc_only.lock() else {
-            return false;
-        };
-        match old.get(&id) {
-            Some(at) if at.elapsed() < GRPC_ONLY_RECHECK => true,
-            Some(_) => {
-                old.remove(&id);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// The same call as gRPC to member `id`, for members from before the frame protocol.
-    async fn grpc_call(
-        &self,
-        id: NodeId,
-        node: &PeerNode,
-        (method, payload, timeout): (Method, &[u8], Duration),
-    ) -> Result<Result<Vec<u8>, String>, FrameError> {
-        let mut c = self.client(id, node).map_err(FrameError::Dial)?;
-        let req = PeerRequest {
-            cluster_id: self.cluster_id,
-            payload: payload.to_vec(),
-        };
-        let call = async {
-            match method {
-                Method::Append => c.append_entries(req).await,
-                Method::Vote => c.vote(req).await,
-                Method::Propose => c.propose(req).await,
-                Method::ReadIndex => c.read_index(req).await,
-                Method::ChangeMembers => c.change_members(req).await,
-            }
-        };
-        match tokio::time::timeout(timeout, call).await {
-            Err(_) => Err(FrameError::Timeout),
-            Ok(Ok(reply)) => Ok(Ok(reply.into_inner().payload)),
-            // What the frame protocol sends back as a refusal.
-            Ok(Err(s))
-                if matches!(
-                    s.code(),
-                    tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument
-                ) =>
-            {
-                Ok(Err(s.message().to_string()))
-            }
-            Ok(Err(s)) => {
-                let kind = if refused(&s) {
-                    std::io::ErrorKind::ConnectionRefused
-                } else {
-                    std::io::ErrorKind::Other
-                };
-                Err(FrameError::Io(std::io::Error::new(kind, describe(&s))))
-            }
-        }
-    }
-
     fn take_idle(&self, id: NodeId, url: &str) -> Option<Box<dyn Io>> {
-        let mut idle = self.idle.lock().ok()?;
+        let mut idle = self.idle.lock();
         let (u, conns) = idle.get_mut(&id)?;
         if u != url {
             conns.clear();
@@ -376,9 +276,7 @@ impl PeerChannels {
     }
 
     fn put_idle(&self, id: NodeId, url: String, io: Box<dyn Io>) {
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
+        let mut idle = self.idle.lock();
         let (u, conns) = idle.entry(id).or_insert_with(|| (url.clone(), Vec::new()));
         if *u != url {
             *u = url;

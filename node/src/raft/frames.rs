@@ -9,25 +9,34 @@
 //! own reply: one write and one read per call, no task hand-off. Snapshots, the joiner's `Members`
 //! and leadership transfer stay on gRPC.
 //!
-//! A connection opens with [`PREFACE`], which the peer listener tells apart from HTTP/2 and HTTP/1.1
-//! on the same port. Request: `len u32 | method u8 | cluster id u64 | payload`; reply:
+//! A connection opens with [`PREFACE`] (a magic and the protocol version), which the peer listener
+//! tells apart from HTTP/2 and HTTP/1.1 on the same port; a member speaking another version is refused
+//! with a reply that says so (no compatibility before 1.0: docs/compatibility.md). Request: `len u32 | method u8 | cluster id u64 | payload`; reply:
 //! `len u32 | status u8 | payload` (status 0: the MessagePack answer; 1: the refusal, as text).
 //! Lengths are big-endian and count the bytes after themselves.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Context;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
-use crate::raft::channels::MAX_PEER_MESSAGE;
-use crate::raft::peer_service::PeerService;
+/// Messages larger than gRPC's 4 MiB default travel between members (snapshot chunks, entry batches).
+pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// First bytes a frame connection sends (never the start of an HTTP/1.1 or HTTP/2 request).
-pub const PREFACE: &[u8; 8] = b"CAIRNRF1";
+/// The version of this protocol; the last byte of [`PREFACE`]. Bumped on any change to the frame layout
+/// or to what a method's payload holds.
+pub const VERSION: u8 = 1;
 
-/// The calls the frame protocol carries.
+/// First bytes a frame connection sends (never the start of an HTTP/1.1 or HTTP/2 request): a magic,
+/// then [`VERSION`].
+pub const PREFACE: &[u8; 8] = &[b'C', b'A', b'I', b'R', b'N', b'R', b'F', VERSION];
+
+/// The calls between members. All but `InstallSnapshot` travel as frames; snapshot chunks go over
+/// gRPC (large and rare), as do the joiner's `Members` and leadership transfer's `Campaign`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Append = 1,
@@ -35,6 +44,33 @@ pub enum Method {
     Propose = 3,
     ReadIndex = 4,
     ChangeMembers = 5,
+    InstallSnapshot = 6,
+}
+
+/// The member side of the frame protocol: answers one call; `Err` is the refusal, sent back as text.
+pub trait FrameHandler: Send + Sync + 'static {
+    /// Answer `method` from a member of cluster `cluster_id`.
+    fn frame<'a>(
+        &'a self,
+        method: Method,
+        cluster_id: u64,
+        payload: &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+}
+
+/// Whether `preface` (the first bytes of a connection) opens a frame connection: `None` when it does
+/// not, `Some(Err(text))` when it is ours but of another version.
+pub fn preface_version(preface: &[u8; 8]) -> Option<Result<(), String>> {
+    if preface[..7] != PREFACE[..7] {
+        return None;
+    }
+    Some(match preface[7] {
+        VERSION => Ok(()),
+        other => Err(format!(
+            "peer frame protocol version {other} refused: this member speaks version {VERSION} \
+             (run the same cairn release on every member; see docs/compatibility.md)"
+        )),
+    })
 }
 
 impl Method {
@@ -45,6 +81,7 @@ impl Method {
             3 => Method::Propose,
             4 => Method::ReadIndex,
             5 => Method::ChangeMembers,
+            6 => Method::InstallSnapshot,
             _ => return None,
         })
     }
@@ -87,16 +124,7 @@ pub async fn call<I: AsyncRead + AsyncWrite + Unpin>(
     out.extend_from_slice(payload);
     io.write_all(&out).await?;
     io.flush().await?;
-    let mut head = [0u8; 4];
-    io.read_exact(&mut head).await?;
-    if &head == b"HTTP" {
-        // A member from before this protocol: its HTTP/1.1 server answered our preface with an error.
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the peer does not speak the frame protocol",
-        ));
-    }
-    let len = u32::from_be_bytes(head) as usize;
+    let len = io.read_u32().await? as usize;
     let mut body = read_frame(io, len).await?;
     let status = body.remove(0);
     match status {
@@ -115,11 +143,27 @@ pub fn is_closed<I: AsyncRead + Unpin>(io: &mut I) -> bool {
     Pin::new(io).poll_read(&mut cx, &mut buf).is_ready()
 }
 
+/// Answer the first call on `io` with `text` as the refusal and close: for a caller whose preface names
+/// another protocol version (it reads the refusal as the answer to its first call).
+pub async fn refuse<I: AsyncRead + AsyncWrite + Unpin>(mut io: I, text: &str) -> io::Result<()> {
+    tracing::warn!("{text}");
+    reply(&mut io, 1, text.as_bytes()).await
+}
+
+async fn reply<I: AsyncWrite + Unpin>(io: &mut I, status: u8, payload: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.extend_from_slice(&((1 + payload.len()) as u32).to_be_bytes());
+    out.push(status);
+    out.extend_from_slice(payload);
+    io.write_all(&out).await?;
+    io.flush().await
+}
+
 /// Serve frame calls on `io` (after its preface) one at a time until the caller closes it or `stop`
 /// turns true between calls.
 pub async fn serve<I: AsyncRead + AsyncWrite + Unpin>(
     mut io: I,
-    svc: PeerService,
+    svc: Arc<dyn FrameHandler>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     loop {
@@ -147,16 +191,10 @@ pub async fn serve<I: AsyncRead + AsyncWrite + Unpin>(
                 body[0]
             )),
         };
-        let (status, payload) = match answer {
-            Ok(p) => (0u8, p),
-            Err(text) => (1u8, text.into_bytes()),
-        };
-        let mut out = Vec::with_capacity(5 + payload.len());
-        out.extend_from_slice(&((1 + payload.len()) as u32).to_be_bytes());
-        out.push(status);
-        out.extend_from_slice(&payload);
-        io.write_all(&out).await?;
-        io.flush().await?;
+        match answer {
+            Ok(p) => reply(&mut io, 0, &p).await?,
+            Err(text) => reply(&mut io, 1, text.as_bytes()).await?,
+        }
     }
 }
 
@@ -205,5 +243,19 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(err.to_string().contains("over the"), "{err}");
+    }
+
+    #[test]
+    fn a_preface_of_another_version_is_refused_with_both_versions_named() {
+        assert_eq!(preface_version(PREFACE), Some(Ok(())));
+        assert_eq!(preface_version(b"PRI * HT"), None);
+        let mut other = *PREFACE;
+        other[7] = VERSION + 1;
+        let text = preface_version(&other).expect("ours").expect_err("refused");
+        assert!(
+            text.contains(&format!("version {}", VERSION + 1))
+                && text.contains(&format!("version {VERSION}")),
+            "{text}"
+        );
     }
 }

@@ -1,11 +1,8 @@
 //! Raft plumbing: type config, the peer wire protocol, peer client and peer server.
-pub mod bytes;
 pub mod channels;
 pub mod frames;
 pub mod network;
-pub mod peer_service;
 pub mod types;
-pub mod wire;
 
 /// Generated from proto/peer.proto.
 #[allow(missing_docs, clippy::all)]

@@ -15,11 +15,11 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::{decode, encode};
+pub use crate::raft::channels::PeerChannels;
 use crate::raft::channels::{describe, FrameError};
-pub use crate::raft::channels::{PeerChannels, MAX_PEER_MESSAGE};
-use crate::raft::frames;
+use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
-use crate::store::log::{decode, encode};
 
 impl RaftNetworkFactory<TypeConfig> for PeerChannels {
     type Network = PeerConnection;
@@ -64,9 +64,7 @@ impl PeerConnection {
         let res = self.call_once(method, req, option, &mut why).await;
         let url = self.node.peer_urls.join(",");
         let peer = format!("{:x}", self.target);
-        let Ok(mut failing) = self.peers.failing.lock() else {
-            return res;
-        };
+        let mut failing = self.peers.failing.lock();
         match why {
             Some(msg) => {
                 let stale = match failing.get(&self.target) {
@@ -104,17 +102,12 @@ impl PeerConnection {
             *why = Some(msg.0.clone());
             RPCError::Unreachable(Unreachable::new(&msg))
         };
-        let frame = match method {
-            Method::Append => Some(frames::Method::Append),
-            Method::Vote => Some(frames::Method::Vote),
-            Method::Snapshot => None,
-        };
-        let (sent, payload) = if let Some(m) = frame {
+        let (sent, payload) = if method != Method::InstallSnapshot {
             let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             let sent = payload.len();
             let answer = self
                 .peers
-                .frame_call(self.target, &self.node, m, &payload, option.hard_ttl())
+                .frame_call(self.target, &self.node, method, &payload, option.hard_ttl())
                 .await;
             match answer {
                 Ok(Ok(reply)) => (sent, reply),
@@ -179,12 +172,6 @@ impl PeerConnection {
     }
 }
 
-enum Method {
-    Append,
-    Vote,
-    Snapshot,
-}
-
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
@@ -199,7 +186,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Method::Snapshot, &rpc, &option).await
+        self.call(Method::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(

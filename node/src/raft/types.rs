@@ -1,11 +1,10 @@
-//! The openraft type configuration and the replicated command set.
-//!
-//! Everything that changes the replicated state goes through [`Command`]. etcd's own requests travel
-//! protobuf-encoded (prost) inside it, so the log holds exactly what the client asked for and the
-//! etcd wire types need no serde.
+//! The openraft type configuration: what the log carries ([`Command`], owned by mvcc) and how members
+//! are named and dialled.
 
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
+
+use crate::mvcc::{Command, CommandResponse};
 
 /// A member's Raft node ID (etcd's member ID).
 pub type NodeId = u64;
@@ -23,62 +22,6 @@ impl std::fmt::Display for PeerNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}={}", self.name, self.peer_urls.join(","))
     }
-}
-
-/// A replicated state change. Applied in log order by every member's state machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// etcd `PutRequest`, prost-encoded.
-    Put(#[serde(with = "crate::raft::bytes")] Vec<u8>),
-    /// etcd `DeleteRangeRequest`, prost-encoded.
-    DeleteRange(#[serde(with = "crate::raft::bytes")] Vec<u8>),
-    /// etcd `TxnRequest`, prost-encoded.
-    Txn(#[serde(with = "crate::raft::bytes")] Vec<u8>),
-    /// etcd `CompactionRequest`, prost-encoded.
-    Compact(#[serde(with = "crate::raft::bytes")] Vec<u8>),
-    /// Grant a lease. The proposer has already chosen a non-zero ID, so every member agrees on it.
-    LeaseGrant { id: i64, ttl: i64 },
-    /// Revoke a lease and delete its keys (client revoke, or expiry detected by the leader).
-    LeaseRevoke { id: i64 },
-    /// A member publishes its name and client URLs after it starts (etcd does the same through Raft).
-    PublishMember {
-        id: NodeId,
-        name: String,
-        client_urls: Vec<String>,
-    },
-    /// Several commands proposed together as one Raft entry (proposal batching). Applied in order, each
-    /// exactly as if it were an entry of its own: its own revision, its own response or error.
-    /// Added after the other variants so entries written before batching existed still decode; a
-    /// member older than this variant cannot read such entries, so upgrade every member before load.
-    Batch(Vec<Command>),
-}
-
-impl Command {
-    /// Rough payload size in bytes (batch and cache bounds; not the encoded size).
-    pub fn approx_size(&self) -> usize {
-        match self {
-            Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
-                b.len()
-            }
-            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
-            _ => 64,
-        }
-    }
-}
-
-/// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResponse {
-    /// Store revision after the command was applied.
-    pub revision: i64,
-    /// The etcd response message matching the command (e.g. `PutResponse`), prost-encoded, without header.
-    #[serde(with = "crate::raft::bytes")]
-    pub body: Vec<u8>,
-    /// Set when the command was rejected deterministically (e.g. compacted revision, lease not found).
-    pub error: Option<crate::mvcc::MvccError>,
-    /// For [`Command::Batch`]: one response per command, in order (empty otherwise).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub batch: Vec<CommandResponse>,
 }
 
 openraft::declare_raft_types!(

@@ -12,6 +12,11 @@
 //! server's table holds what we sent. Our values are never longer than a byte, so the server's table
 //! (sized by what it received) evicts no later than the client's, and indices keep meaning the same
 //! entries. Anything that is not HTTP/2 with prior knowledge (HTTP/1.1 for /health) passes untouched.
+//!
+//! The wrapper holds at most one frame of at most [`MAX_FRAME`] bytes and one header block of at most
+//! [`MAX_HELD_BLOCK`] bytes. A larger frame or header block (no etcd client sends one) is handed on as
+//! it comes, and so is the rest of the connection, for the HTTP/2 server's own limits to refuse: a
+//! flood of CONTINUATION frames costs this wrapper no memory.
 
 use std::io;
 use std::pin::Pin;
@@ -29,6 +34,8 @@ const PRIORITY: u8 = 0x20;
 const MAX_FRAME: usize = 16_384;
 /// The value every `:authority` becomes.
 const NEUTRAL: u8 = b'x';
+/// The largest header block reassembled to be rewritten (etcd clients send a few hundred bytes).
+const MAX_HELD_BLOCK: usize = 64 * 1024;
 
 enum Mode {
     Sniff,
@@ -100,6 +107,11 @@ impl<S> AuthorityFix<S> {
                     let len = usize::from(self.input[0]) << 16
                         | usize::from(self.input[1]) << 8
                         | usize::from(self.input[2]);
+                    if len > MAX_FRAME {
+                        // Over what the server allows: let it see this at once and refuse it.
+                        self.give_up();
+                        continue;
+                    }
                     if self.input.len() < 9 + len {
                         return;
                     }
@@ -149,6 +161,14 @@ impl<S> AuthorityFix<S> {
                 }
             }
             CONTINUATION if self.pending.as_ref().is_some_and(|p| p.stream == stream) => {
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.block.len() + payload.len() > MAX_HELD_BLOCK)
+                {
+                    self.give_up();
+                    return self.out.extend_from_slice(f);
+                }
                 if let Some(mut p) = self.pending.take() {
                     p.block.extend_from_slice(payload);
                     if flags & END_HEADERS != 0 {
@@ -162,23 +182,48 @@ impl<S> AuthorityFix<S> {
         }
     }
 
+    /// Stop rewriting: hand on the header block held so far unchanged (its end is still to come) and
+    /// pass the rest of the connection through.
+    fn give_up(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.write_block(p.stream, p.flags, p.priority, &p.block, false);
+        }
+        self.mode = Mode::Passthrough;
+    }
+
     /// Write the rewritten block as HEADERS (+ CONTINUATION frames if it no longer fits one frame).
     fn emit(&mut self, p: Pending) {
         let block = rewrite(&p.block).unwrap_or(p.block);
-        let first = (MAX_FRAME - p.priority.len()).min(block.len());
+        self.write_block(p.stream, p.flags, p.priority, &block, true);
+    }
+
+    /// `block` as HEADERS (+ CONTINUATION) frames; `end` sets END_HEADERS on the last one.
+    fn write_block(
+        &mut self,
+        stream: [u8; 4],
+        flags: u8,
+        priority: Vec<u8>,
+        block: &[u8],
+        end: bool,
+    ) {
+        let first = (MAX_FRAME - priority.len()).min(block.len());
         let (head, mut rest) = block.split_at(first);
-        let mut flags = p.flags & !END_HEADERS;
-        if rest.is_empty() {
+        let mut flags = flags & !END_HEADERS;
+        if rest.is_empty() && end {
             flags |= END_HEADERS;
         }
-        let mut payload = p.priority;
+        let mut payload = priority;
         payload.extend_from_slice(head);
-        self.write_frame(HEADERS, flags, p.stream, &payload);
+        self.write_frame(HEADERS, flags, stream, &payload);
         while !rest.is_empty() {
             let n = rest.len().min(MAX_FRAME);
             let (chunk, tail) = rest.split_at(n);
-            let f = if tail.is_empty() { END_HEADERS } else { 0 };
-            self.write_frame(CONTINUATION, f, p.stream, chunk);
+            let f = if tail.is_empty() && end {
+                END_HEADERS
+            } else {
+                0
+            };
+            self.write_frame(CONTINUATION, f, stream, chunk);
             rest = tail;
         }
     }
@@ -382,5 +427,31 @@ mod tests {
                 .expect("read");
             assert_eq!(&got, output);
         }
+    }
+
+    #[test]
+    fn a_header_block_over_the_bound_and_an_oversized_frame_pass_through_unheld() {
+        let frame = |kind: u8| {
+            let mut f = vec![0x00, 0x40, 0x00, kind, 0, 0, 0, 0, 1];
+            f.extend(std::iter::repeat_n(0x82, MAX_FRAME));
+            f
+        };
+        let mut wire = PREFACE.to_vec();
+        wire.extend(frame(HEADERS));
+        for _ in 0..MAX_HELD_BLOCK / MAX_FRAME + 2 {
+            wire.extend(frame(CONTINUATION));
+        }
+        let mut fix = AuthorityFix::new(&[0u8; 0][..]);
+        fix.input = wire.clone();
+        fix.process();
+        assert!(matches!(fix.mode, Mode::Passthrough) && fix.pending.is_none());
+        assert_eq!(fix.out, wire, "handed on unchanged, nothing held back");
+
+        let mut wire = PREFACE.to_vec();
+        wire.extend_from_slice(&[0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1, 7]);
+        let mut fix = AuthorityFix::new(&[0u8; 0][..]);
+        fix.input = wire.clone();
+        fix.process();
+        assert_eq!(fix.out, wire, "a frame over the limit is not waited for");
     }
 }

@@ -16,8 +16,7 @@ use tokio::sync::watch;
 
 use super::authority::AuthorityFix;
 use crate::config::parse_url;
-use crate::raft::frames;
-use crate::raft::peer_service::PeerService;
+use crate::raft::frames::{self, FrameHandler};
 
 /// Bind the address of a listen URL (`localhost` means 127.0.0.1, like etcd).
 pub async fn bind(flag: &str, url: &str) -> anyhow::Result<TcpListener> {
@@ -58,7 +57,7 @@ impl Bound {
         self,
         tls: &Option<Arc<rustls::ServerConfig>>,
         router: &axum::Router,
-        frames: Option<&PeerService>,
+        frames: Option<&Arc<dyn FrameHandler>>,
         stop: &watch::Receiver<bool>,
     ) {
         for (https, l) in self.listeners {
@@ -78,7 +77,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
-    frames: Option<PeerService>,
+    frames: Option<Arc<dyn FrameHandler>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -105,7 +104,7 @@ async fn serve_conn(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
-    (router, frames): (axum::Router, Option<PeerService>),
+    (router, frames): (axum::Router, Option<Arc<dyn FrameHandler>>),
     stop: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
@@ -134,7 +133,7 @@ type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 async fn dispatch<S>(
     mut io: S,
     router: axum::Router,
-    frames: Option<PeerService>,
+    frames: Option<Arc<dyn FrameHandler>>,
     stop: watch::Receiver<bool>,
 ) -> ConnResult
 where
@@ -151,8 +150,10 @@ where
         Ok(Err(e)) => return Err(e.into()),
         Err(_) => return Err("no request within 10s".into()),
     }
-    if &head == frames::PREFACE {
-        return Ok(frames::serve(io, svc, stop).await?);
+    match frames::preface_version(&head) {
+        Some(Ok(())) => return Ok(frames::serve(io, svc, stop).await?),
+        Some(Err(refusal)) => return Ok(frames::refuse(io, &refusal).await?),
+        None => {}
     }
     let io = AuthorityFix::with_prefix(io, head.to_vec());
     drive(TokioIo::new(io), router, stop).await

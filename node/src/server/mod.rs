@@ -8,8 +8,8 @@ pub mod notify;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::app::App;
 use crate::config::Config;
+use crate::member::App;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
@@ -20,7 +20,7 @@ pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
-pub(crate) fn peer_router(started: &crate::app::Started) -> axum::Router {
+pub fn peer_router(started: &crate::member::Started) -> axum::Router {
     tonic::service::Routes::new(started.peer_service.server())
         .add_service(crate::api::lease_service(started.app.clone()))
         .into_axum_router()
@@ -60,16 +60,16 @@ impl Tls {
 
 /// With `--discovery-srv`, fill `--initial-cluster` from DNS (first start only, as etcd) and return the
 /// resolver used to dial peers by their SRV target names.
-async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::bootstrap::srv::Dns>> {
+async fn discover(cfg: &mut Config) -> anyhow::Result<Option<crate::dns::Dns>> {
     let Some(domain) = cfg.discovery_srv.clone() else {
         return Ok(None);
     };
-    let dns = crate::bootstrap::srv::Dns::new(cfg.dns_server)?;
-    let log = cfg.data_dir.join("member").join("raft.redb");
-    if log.exists() {
+    let dns = crate::dns::Dns::new(cfg.dns_server)?;
+    let data_dir = crate::storage::data_dir::DataDir::new(&cfg.data_dir);
+    if data_dir.is_initialized() {
         tracing::info!(
             "discovery ignored since a cluster has already been initialized. Valid log found at {}",
-            log.display()
+            data_dir.log_db().display()
         );
         // Any list naming this member will do: the stored identity is used on restart.
         cfg.initial_cluster = Some(format!(
@@ -103,7 +103,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     peer_listeners.serve(
         &peer_server_tls,
         &peer_router(&started),
-        Some(&started.peer_service),
+        Some(&started.frame_handler()),
         &stop_rx,
     );
     client_listeners.serve(
@@ -118,7 +118,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         None,
         &stop_rx,
     );
-    crate::api::spawn_background(started.app.clone());
+    started.app.spawn_lease_expiry();
     notify::ready();
 
     tokio::select! {

@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use super::ctx::{Options, RunCtx};
 use super::phase::{self, Phase};
+use super::ui::Ui;
 use crate::spec::Spec;
 
 /// `apply` (and, with `opts.dry_run`, `plan`): connect → facts → check → render → plan → snapshot →
@@ -33,6 +34,19 @@ pub fn reset_phases() -> Vec<Box<dyn Phase>> {
         Box::new(phase::facts::GatherFacts),
         Box::new(phase::reset::Reset),
     ]
+}
+
+/// A context for `command`, logging to a new `OUT/apply/logs/<command>-<time>.log`; a dry run (plan)
+/// writes nothing under OUT, so it keeps no log.
+fn context(spec: Spec, opts: Options, command: &str) -> anyhow::Result<RunCtx> {
+    let log = if opts.dry_run {
+        None
+    } else {
+        let dir = super::state::dir(&opts.out).join("logs");
+        Some(crate::files::create_unique(&dir, command, "log")?)
+    };
+    let ui = Ui::new(opts.dry_run, log);
+    RunCtx::new(spec, opts, ui)
 }
 
 fn finish(ctx: &RunCtx, result: anyhow::Result<()>, done: &str) -> anyhow::Result<()> {
@@ -66,9 +80,9 @@ fn finish(ctx: &RunCtx, result: anyhow::Result<()>, done: &str) -> anyhow::Resul
 /// Run `apply` (or its dry run).
 pub fn apply(spec: Spec, opts: Options) -> anyhow::Result<()> {
     let name = if opts.dry_run { "plan" } else { "apply" };
-    let mut ctx = RunCtx::new(spec.clone(), opts.clone(), name)?;
+    let mut ctx = context(spec.clone(), opts.clone(), name)?;
     let r = phase::run_all(&mut ctx, apply_phases());
-    let again = r.is_ok() && ctx.second_pass;
+    let again = r.is_ok() && ctx.files.second_pass;
     finish(&ctx, r, "applied")?;
     if !again {
         return Ok(());
@@ -78,23 +92,22 @@ pub fn apply(spec: Spec, opts: Options) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("==> CA rotation, second pass: every member trusts both CAs now; rolling the new certificates");
-    let mut ctx = RunCtx::new(spec, opts, name)?;
+    let mut ctx = context(spec, opts, name)?;
     let r = phase::run_all(&mut ctx, apply_phases());
     finish(&ctx, r, "applied")
 }
 
 /// Run `reset`.
 pub fn reset(spec: Spec, opts: Options) -> anyhow::Result<()> {
-    let mut ctx = RunCtx::new(spec, opts, "reset")?;
+    let mut ctx = context(spec, opts, "reset")?;
     let r = phase::run_all(&mut ctx, reset_phases());
     finish(&ctx, r, "reset")
 }
 
 /// `status`: the members table plus each member's certificate expiry (from the rendered files).
 pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
-    let mut ctx = RunCtx::new(spec, opts, "status")?;
-    phase::connect::Connect { installs: false }.prepare(&mut ctx)?;
-    let observed = phase::observe::observe(&ctx);
+    let ctx = context(spec, opts, "status")?;
+    let observed = ctx.observe();
     match &observed.members {
         Some(ms) => println!(
             "cluster {}: {} members, leader {}",
@@ -107,8 +120,12 @@ pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
         ),
         None => println!("cluster {}: no member answers", ctx.spec.name),
     }
-    println!("{}", phase::health::table(&ctx));
-    let listed: Vec<&str> = ctx.members().map(|h| h.target.peer_url.as_str()).collect();
+    println!("{}", ctx.session.table(&ctx.member_endpoints()));
+    let listed: Vec<&str> = ctx
+        .fleet
+        .members()
+        .map(|h| h.target.peer_url.as_str())
+        .collect();
     for m in observed.members.iter().flatten() {
         if !m.peer_urls.iter().any(|u| listed.contains(&u.as_str())) {
             println!(
@@ -144,10 +161,10 @@ pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
         }
     }
     if ctx
-        .rt
+        .session
         .block_on(async {
-            for h in ctx.members() {
-                ctx.api.healthy(&h.target.client_endpoint).await?;
+            for h in ctx.fleet.members() {
+                ctx.session.api().healthy(&h.target.client_endpoint).await?;
             }
             anyhow::Ok(())
         })
@@ -160,12 +177,11 @@ pub fn status(spec: Spec, opts: Options) -> anyhow::Result<()> {
 
 /// `backup`: a verified snapshot into `file`.
 pub fn backup(spec: Spec, opts: Options, file: &Path) -> anyhow::Result<()> {
-    let mut ctx = RunCtx::new(spec, opts, "backup")?;
-    phase::connect::Connect { installs: false }.prepare(&mut ctx)?;
-    let eps = ctx.endpoints();
+    let ctx = context(spec, opts, "backup")?;
+    let eps = ctx.fleet.endpoints();
     let (size, sum) = ctx
-        .rt
-        .block_on(ctx.api.snapshot(&eps, file))
+        .session
+        .block_on(ctx.session.api().snapshot(&eps, file))
         .with_context(|| format!("snapshot to {}", file.display()))?;
     println!(
         "snapshot {} verified: {size} bytes, sha256 {sum}",

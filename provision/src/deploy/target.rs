@@ -23,7 +23,7 @@ pub enum ServiceMode {
 pub struct Target {
     /// Member name.
     pub name: String,
-    /// Member IP.
+    /// Member IP this machine reaches it at (its first address).
     pub address: String,
     /// Client port.
     pub client_port: u16,
@@ -68,14 +68,14 @@ impl Target {
         };
         Target {
             name: node.name.clone(),
-            address: node.address.to_string(),
+            address: node.addresses[0].to_string(),
             client_port: node.client_port,
             peer_port: node.peer_port,
             peer_url: spec.peer_url(node),
             client_endpoint: format!(
                 "{}://{}:{}",
                 spec.scheme(),
-                url_host(node.address),
+                url_host(node.addresses[0]),
                 node.client_port
             ),
             transport: node.transport,

@@ -16,18 +16,16 @@ pub struct Ui {
 }
 
 impl Ui {
-    /// Printing to stdout and, when `log_path` is given, to that file.
-    pub fn new(dry_run: bool, log_path: Option<&Path>) -> Ui {
-        let file = log_path.and_then(|p| {
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d).ok()?;
-            }
-            File::create(p).ok()
-        });
+    /// Printing to stdout and, when `log` is given, to that file (its path printed at the end).
+    pub fn new(dry_run: bool, log: Option<(PathBuf, File)>) -> Ui {
+        let (log_path, file) = match log {
+            Some((p, f)) => (Some(p), Some(f)),
+            None => (None, None),
+        };
         Ui {
             dry_run,
             changes: AtomicUsize::new(0),
-            log_path: file.as_ref().and(log_path.map(Path::to_path_buf)),
+            log_path,
             log: Mutex::new(file),
         }
     }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{node_vars, Artifact, RenderError};
-use crate::spec::Spec;
+use crate::spec::{url_host, Spec};
 use crate::templates::Templates;
 
 /// Render the inventory.
@@ -18,11 +18,29 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
                 host.insert("ssh_user".into(), json!(ssh.user.unwrap_or_default()));
                 host.insert("ssh_port".into(), json!(ssh.port.unwrap_or(0)));
                 host.insert("ssh_key".into(), json!(ssh.key.unwrap_or_default()));
+                // Bracketed for IPv6, with the cluster's scheme: the role polls it from this machine.
+                host.insert(
+                    "health_url".into(),
+                    json!(format!(
+                        "{}://{}:{}/health",
+                        spec.scheme(),
+                        url_host(n.addresses[0]),
+                        n.client_port
+                    )),
+                );
             }
             vars
         })
         .collect();
-    let ctx = json!({ "cluster": { "name": spec.name, "token": spec.token }, "hosts": hosts });
+    let ctx = json!({
+        "cluster": {
+            "name": spec.name,
+            "token": spec.token,
+            "firewall": spec.firewall.backend.to_string(),
+            "tls": spec.tls.is_some(),
+        },
+        "hosts": hosts,
+    });
     Ok(vec![Artifact::file(
         "ansible/inventory.yml",
         t.render("ansible/inventory.yml", &ctx)?,

@@ -9,25 +9,26 @@ use crate::templates::Templates;
 /// The (name, value) pairs of a node's env file, in etcd's flag order.
 pub fn vars(spec: &Spec, node: &Node) -> Vec<(String, String)> {
     let scheme = spec.scheme();
-    let mut listen_client = vec![format!(
-        "{scheme}://{}:{}",
-        url_host(node.address),
-        node.client_port
-    )];
+    let on_each = |port: u16| -> Vec<String> {
+        node.addresses
+            .iter()
+            .map(|a| format!("{scheme}://{}:{port}", url_host(*a)))
+            .collect()
+    };
+    let mut listen_client = on_each(node.client_port);
     // etcd's guide: also listen on loopback so local tools reach the member without the host IP.
-    if !node.address.is_loopback() {
+    if !node.addresses.iter().any(|a| a.is_loopback()) {
         listen_client.push(format!("{scheme}://127.0.0.1:{}", node.client_port));
     }
     let mut v: Vec<(&str, String)> = vec![
         ("NAME", node.name.clone()),
         ("DATA_DIR", spec.data_dir(node)),
-        (
-            "LISTEN_PEER_URLS",
-            format!("{scheme}://{}:{}", url_host(node.address), node.peer_port),
-        ),
+        // A dual-stack member listens on every address (the firewall admits peers on each); peers dial
+        // the one peer URL it advertises, in the family every member has.
+        ("LISTEN_PEER_URLS", on_each(node.peer_port).join(",")),
         ("LISTEN_CLIENT_URLS", listen_client.join(",")),
         ("INITIAL_ADVERTISE_PEER_URLS", spec.peer_url(node)),
-        ("ADVERTISE_CLIENT_URLS", spec.client_url(node)),
+        ("ADVERTISE_CLIENT_URLS", spec.client_urls(node).join(",")),
         ("INITIAL_CLUSTER_TOKEN", spec.token.clone()),
         ("INITIAL_CLUSTER_STATE", "new".into()),
     ];

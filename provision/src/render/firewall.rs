@@ -32,25 +32,23 @@ fn push(v4: &mut Vec<String>, v6: &mut Vec<String>, is_v6: bool, s: String) {
 /// Allowed sources for `node`'s ports.
 pub fn sources(spec: &Spec, node: &Node) -> Sources {
     let mut s = Sources::default();
+    // Every address of every other member: a dual-stack member may dial from either family.
     for m in &spec.nodes {
         if m.name == node.name && spec.nodes.len() > 1 {
             continue;
         }
-        let v6 = matches!(m.address, IpAddr::V6(_));
-        push(&mut s.peers_v4, &mut s.peers_v6, v6, m.address.to_string());
+        for a in &m.addresses {
+            let v6 = matches!(a, IpAddr::V6(_));
+            push(&mut s.peers_v4, &mut s.peers_v6, v6, a.to_string());
+        }
     }
     for net in &spec.firewall.client_sources {
         let v6 = matches!(net, ipnet::IpNet::V6(_));
         push(&mut s.clients_v4, &mut s.clients_v6, v6, net.to_string());
     }
-    for m in &spec.nodes {
-        let v6 = matches!(m.address, IpAddr::V6(_));
-        push(
-            &mut s.clients_v4,
-            &mut s.clients_v6,
-            v6,
-            m.address.to_string(),
-        );
+    for a in spec.nodes.iter().flat_map(|m| &m.addresses) {
+        let v6 = matches!(a, IpAddr::V6(_));
+        push(&mut s.clients_v4, &mut s.clients_v6, v6, a.to_string());
     }
     s
 }
@@ -82,15 +80,11 @@ pub fn render(spec: &Spec, node: &Node, t: &Templates) -> Result<Vec<Artifact>, 
                 ),
             ]
         }
-        FirewallBackend::Firewalld => vec![
-            Artifact::file(
-                p("cairn-zone.xml"),
-                t.render("firewall/cairn-zone.xml", &ctx)?,
-            ),
-            Artifact::script(
-                p("cairn-firewalld.sh"),
-                t.render("firewall/cairn-firewalld.sh", &ctx)?,
-            ),
-        ],
+        // Rich rules in the zone the host's interface is in (a zone of our own would need interfaces or
+        // sources bound to it, and would then also decide the host's other traffic).
+        FirewallBackend::Firewalld => vec![Artifact::script(
+            p("cairn-firewalld.sh"),
+            t.render("firewall/cairn-firewalld.sh", &ctx)?,
+        )],
     })
 }

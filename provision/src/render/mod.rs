@@ -8,6 +8,7 @@ pub mod firewall;
 pub mod logging;
 pub mod monitoring;
 pub mod nix;
+pub mod output;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -68,8 +69,9 @@ pub fn node_path(node: &Node, rest: &str) -> PathBuf {
 pub fn node_vars(spec: &Spec, node: &Node) -> Value {
     json!({
         "name": node.name,
-        "address": node.address.to_string(),
-        "ipv6": node.address.is_ipv6(),
+        "address": node.addresses[0].to_string(),
+        "addresses": node.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "ipv6": node.addresses[0].is_ipv6(),
         "hostname": node.hostname.clone().unwrap_or_default(),
         "client_port": node.client_port,
         "peer_port": node.peer_port,
@@ -94,8 +96,16 @@ pub fn node_context(spec: &Spec, node: &Node) -> Value {
     })
 }
 
-/// Every artifact for `spec`.
-pub fn render_all(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> {
+/// What an earlier render wrote at a path (relative to the output directory), if anything.
+pub type Previous<'a> = &'a dyn Fn(&Path) -> Option<String>;
+
+/// Every artifact for `spec`; `previous` gives the last render's files (the zone keeps its serial while
+/// its records stay the same).
+pub fn render_all(
+    spec: &Spec,
+    t: &Templates,
+    previous: Previous,
+) -> Result<Vec<Artifact>, RenderError> {
     let mut out = Vec::new();
     for node in &spec.nodes {
         out.extend(env::render(spec, node, t)?);
@@ -103,7 +113,7 @@ pub fn render_all(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderErr
         out.extend(logging::render(spec, node, t)?);
         out.extend(firewall::render(spec, node, t)?);
     }
-    out.extend(dns::render(spec, t)?);
+    out.extend(dns::render(spec, t, previous)?);
     out.extend(monitoring::render(spec, t)?);
     out.extend(ansible::render(spec, t)?);
     Ok(out)

@@ -19,8 +19,8 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
         .map(|n| {
             json!({
                 "name": n.name,
-                "address": n.address.to_string(),
-                "target": format!("{}:{}", crate::spec::url_host(n.address), n.client_port),
+                "address": n.addresses[0].to_string(),
+                "target": format!("{}:{}", crate::spec::url_host(n.addresses[0]), n.client_port),
                 "port": n.client_port,
             })
         })

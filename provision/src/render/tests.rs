@@ -42,7 +42,7 @@ fn env_file_has_every_etcd_flag_for_a_static_tls_member() {
 fn every_artifact_of_the_layout_is_rendered() {
     let s = static3();
     let t = Templates::load(None).expect("built-in templates parse");
-    let paths: Vec<String> = render_all(&s, &t)
+    let paths: Vec<String> = render_all(&s, &t, &|_| None)
         .expect("renders")
         .into_iter()
         .map(|a| a.path.display().to_string())

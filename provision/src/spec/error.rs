@@ -1,14 +1,21 @@
-//! Errors and warnings about a cluster file: each names the file, where (line:column or field path), and the fix.
+//! Errors and warnings about a cluster file: each names the file, line:column, the field, and the fix.
 
 use std::fmt;
+
+pub use super::rules::Rule;
+pub use super::yaml::Pos;
 
 /// One problem found in cluster.yaml.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// The cluster file as given on the command line.
     pub file: String,
-    /// `line:column` for YAML errors, otherwise the field path (`nodes[1].address`).
-    pub at: String,
+    /// Line and column of the value (or of the mapping a missing field belongs in).
+    pub pos: Pos,
+    /// The field path (`nodes[1].address`); empty when the problem is about the whole file.
+    pub field: String,
+    /// Which rule of the refusal table.
+    pub rule: Rule,
     /// What is wrong.
     pub message: String,
     /// How to fix it.
@@ -17,7 +24,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.at, self.message)?;
+        write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        write!(f, "{}", self.message)?;
         if !self.fix.is_empty() {
             write!(f, "\n    fix: {}", self.fix)?;
         }

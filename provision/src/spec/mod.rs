@@ -1,14 +1,19 @@
-//! cluster.yaml: raw serde types (`raw`), problems (`error`), and the checked model built by `load`.
+//! cluster.yaml: a located YAML tree (`yaml`), read field by field into raw types (`read`, `raw`), checked
+//! into the model every renderer works from (`validate`); every refusal is a rule of `rules`.
 
 pub mod error;
 pub mod raw;
+mod read;
+pub mod rules;
 mod validate;
+pub mod yaml;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub use error::{Problem, SpecError};
-pub use raw::{Bootstrap, CaMode, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind};
+pub use error::{Pos, Problem, Rule, SpecError};
+pub use raw::{Bootstrap, CaMode, Choice, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind};
+pub use read::{NODE_FIELDS, SECTIONS};
 
 /// The checked cluster model every renderer works from.
 #[derive(Debug, Clone)]
@@ -50,6 +55,17 @@ pub struct Dns {
     pub domain: String,
     /// `--discovery-srv-name` suffix ("" for none).
     pub srv_name: String,
+    /// The zone's NS records (the first is the SOA's primary); empty: the first member serves.
+    pub name_servers: Vec<NameServer>,
+}
+
+/// One name server of the rendered zone.
+#[derive(Debug, Clone)]
+pub struct NameServer {
+    /// Its host name.
+    pub name: String,
+    /// Its address, for a name inside the zone that is not a member's hostname (glue).
+    pub address: Option<IpAddr>,
 }
 
 /// Checked TLS settings.
@@ -105,8 +121,11 @@ pub struct Monitoring {
 pub struct Node {
     /// `--name`.
     pub name: String,
-    /// Bind and advertise IP.
+    /// The IP in its peer URL: its first address of a family every member has.
     pub address: IpAddr,
+    /// Every address, in file order (one per family for dual stack); the first is how this machine
+    /// reaches the member (ssh, the client API, monitoring).
+    pub addresses: Vec<IpAddr>,
     /// Optional FQDN (SAN, SRV target).
     pub hostname: Option<String>,
     /// Client port.
@@ -160,14 +179,16 @@ impl Spec {
         )
     }
 
-    /// `--advertise-client-urls` of a node.
-    pub fn client_url(&self, node: &Node) -> String {
-        format!(
-            "{}://{}:{}",
-            self.scheme(),
-            self.advertise_host(node),
-            node.client_port
-        )
+    /// `--advertise-client-urls` of a node: one per address (in DNS mode the hostname).
+    pub fn client_urls(&self, node: &Node) -> Vec<String> {
+        let hosts = match (&self.bootstrap, &node.hostname) {
+            (Bootstrap::Dns, Some(h)) => vec![h.clone()],
+            _ => node.addresses.iter().map(|a| url_host(*a)).collect(),
+        };
+        hosts
+            .into_iter()
+            .map(|h| format!("{}://{h}:{}", self.scheme(), node.client_port))
+            .collect()
     }
 
     /// `--initial-cluster` value (static bootstrap).
@@ -216,60 +237,33 @@ pub fn load(path: &Path) -> Result<Spec, SpecError> {
 
 /// Parse and validate cluster-file text (`file` is only used in messages).
 pub fn parse(file: &str, base_dir: &Path, text: &str) -> Result<Spec, SpecError> {
-    let raw: raw::RawSpec =
-        serde_yaml::from_str(text).map_err(|e| SpecError::Invalid(vec![yaml_problem(file, &e)]))?;
-    validate::validate(file, base_dir, raw)
-}
-
-/// Turn a serde_yaml error into a problem at line:column, with "did you mean" for unknown fields.
-fn yaml_problem(file: &str, e: &serde_yaml::Error) -> Problem {
-    let at = e
-        .location()
-        .map(|l| format!("{}:{}", l.line(), l.column()))
-        .unwrap_or_else(|| "?".into());
-    let full = e.to_string();
-    // serde_yaml appends " at line L column C"; the location is already in `at`.
-    let message = match full.find(" at line ") {
-        Some(i) => full[..i].to_string(),
-        None => full.clone(),
-    };
-    let fix = did_you_mean(&message).unwrap_or_else(|| {
-        "see the cluster.yaml reference in README.md (examples/ has complete files)".into()
-    });
-    Problem {
+    let problem = |rule: Rule, pos: Pos, message: String, fix: String| Problem {
         file: file.into(),
-        at,
+        pos,
+        field: String::new(),
+        rule,
         message,
         fix,
-    }
-}
-
-/// For "unknown field `x`, expected one of `a`, `b`" (or unknown variant), suggest the closest name.
-fn did_you_mean(message: &str) -> Option<String> {
-    let kind = if message.contains("unknown field") {
-        "field"
-    } else if message.contains("unknown variant") {
-        "value"
-    } else {
-        return None;
     };
-    let mut ticks = message.split('`').skip(1).step_by(2);
-    let given = ticks.next()?;
-    let expected: Vec<&str> = ticks.collect();
-    let best = expected
-        .iter()
-        .map(|c| (strsim::jaro_winkler(given, c), *c))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((score, cand)) if score >= 0.8 => Some(format!(
-            "did you mean `{cand}`? (allowed {kind}s: {})",
-            expected.join(", ")
-        )),
-        _ => Some(format!(
-            "remove `{given}`; allowed {kind}s here: {}",
-            expected.join(", ")
-        )),
-    }
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Err(SpecError::Invalid(vec![problem(
+                Rule::EmptyFile,
+                Pos { line: 1, column: 1 },
+                "the file is empty (or only comments): there is no cluster in it".into(),
+                "start from one of examples/*.yaml (static3.yaml shows every section)".into(),
+            )]))
+        }
+        Err(e) => {
+            return Err(SpecError::Invalid(vec![problem(
+                e.rule, e.pos, e.message, e.fix,
+            )]))
+        }
+    };
+    let mut reader = read::Reader::new(file);
+    let raw = reader.spec(&root);
+    validate::validate(file, base_dir, raw, reader.problems, &reader.positions)
 }
 
 #[cfg(test)]

@@ -1,31 +1,50 @@
-//! cluster.yaml exactly as written: serde types that refuse unknown fields.
-//! Everything here is unchecked; `spec::validate` turns it into the checked model.
+//! cluster.yaml as written, field by field (`spec::read` fills it from the YAML tree). Everything here is
+//! unchecked; `spec::validate` turns it into the checked model. A field that is missing or was refused
+//! while reading is `None`, so validation goes on with the rest of the file.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// A field whose value is one of a fixed set of words.
+pub trait Choice: Sized + Copy + PartialEq + 'static {
+    /// Every value with its spelling in cluster.yaml.
+    const ALL: &'static [(&'static str, Self)];
+
+    /// The spelling in cluster.yaml (also how messages name the value).
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+macro_rules! choice_display {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )*};
+}
 
 /// The whole cluster file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawSpec {
     pub cluster: RawCluster,
-    #[serde(default)]
     pub tls: Option<RawTls>,
-    #[serde(default)]
     pub firewall: Option<RawFirewall>,
-    #[serde(default)]
     pub logging: Option<RawLogging>,
-    #[serde(default)]
     pub monitoring: Option<RawMonitoring>,
-    #[serde(default)]
     pub apply: Option<RawApply>,
     pub nodes: Vec<RawNode>,
 }
 
 /// `cluster:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawCluster {
-    pub name: String,
+    pub name: Option<String>,
     pub token: Option<String>,
     pub bootstrap: Option<Bootstrap>,
     pub dns: Option<RawDns>,
@@ -37,8 +56,7 @@ pub struct RawCluster {
 }
 
 /// How members find each other at first start.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bootstrap {
     /// Every member gets the full `--initial-cluster`.
     Static,
@@ -46,18 +64,27 @@ pub enum Bootstrap {
     Dns,
 }
 
+impl Choice for Bootstrap {
+    const ALL: &'static [(&'static str, Self)] = &[("static", Self::Static), ("dns", Self::Dns)];
+}
+
 /// `cluster.dns:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawDns {
     pub domain: Option<String>,
-    #[serde(default)]
-    pub srv_name: String,
+    pub srv_name: Option<String>,
+    pub name_servers: Vec<RawNameServer>,
+}
+
+/// One entry of `cluster.dns.name_servers`: a name, and an address when the name is inside the zone.
+#[derive(Debug, Default)]
+pub struct RawNameServer {
+    pub name: Option<String>,
+    pub address: Option<String>,
 }
 
 /// `tls:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawTls {
     pub enabled: Option<bool>,
     pub key_algorithm: Option<KeyAlgorithm>,
@@ -70,25 +97,29 @@ pub struct RawTls {
 }
 
 /// Key type for every generated key.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum KeyAlgorithm {
     /// ECDSA on P-256 with SHA-256 (default).
     EcdsaP256,
     /// RSA 2048.
-    #[serde(rename = "rsa-2048")]
     Rsa2048,
     /// RSA 3072.
-    #[serde(rename = "rsa-3072")]
     Rsa3072,
     /// RSA 4096.
-    #[serde(rename = "rsa-4096")]
     Rsa4096,
 }
 
+impl Choice for KeyAlgorithm {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("ecdsa-p256", Self::EcdsaP256),
+        ("rsa-2048", Self::Rsa2048),
+        ("rsa-3072", Self::Rsa3072),
+        ("rsa-4096", Self::Rsa4096),
+    ];
+}
+
 /// One CA for everything, or a peer CA and a client CA.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaMode {
     /// One CA signs peer, server and client certificates.
     Shared,
@@ -96,29 +127,32 @@ pub enum CaMode {
     Separate,
 }
 
+impl Choice for CaMode {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("shared", Self::Shared), ("separate", Self::Separate)];
+}
+
 /// `tls.import_ca:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawImportCa {
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `firewall:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawFirewall {
     pub backend: Option<FirewallBackend>,
-    pub client_sources: Option<Vec<String>>,
+    pub client_sources: Vec<String>,
 }
 
 /// Which firewall the hosts use.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallBackend {
     /// Our own `table inet cairn`.
     Nftables,
-    /// A firewalld zone.
+    /// Rich rules in the host's firewalld zone.
     Firewalld,
     /// An iptables-restore file with our own chain.
     Iptables,
@@ -126,16 +160,23 @@ pub enum FirewallBackend {
     None,
 }
 
+impl Choice for FirewallBackend {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("nftables", Self::Nftables),
+        ("firewalld", Self::Firewalld),
+        ("iptables", Self::Iptables),
+        ("none", Self::None),
+    ];
+}
+
 /// `logging:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawLogging {
     pub file: Option<String>,
 }
 
 /// `monitoring:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawMonitoring {
     pub prometheus: Option<bool>,
     pub kubernetes: Option<bool>,
@@ -143,11 +184,11 @@ pub struct RawMonitoring {
 }
 
 /// One entry of `nodes:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawNode {
-    pub name: String,
-    pub address: String,
+    pub name: Option<String>,
+    /// `address:` as one value or a list (dual stack), each with its field path; empty when missing.
+    pub addresses: Vec<(String, String)>,
     pub hostname: Option<String>,
     pub client_port: Option<u16>,
     pub peer_port: Option<u16>,
@@ -157,8 +198,7 @@ pub struct RawNode {
 }
 
 /// `nodes[].ssh:` (used by `provision apply`).
-#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RawSsh {
     /// Login user (root, or a user with passwordless sudo); default: ~/.ssh/config, else the local user.
     pub user: Option<String>,
@@ -166,12 +206,12 @@ pub struct RawSsh {
     pub port: Option<u16>,
     /// Private key file; default: ~/.ssh/config and the agent.
     pub key: Option<String>,
-    /// Host name or address to connect to; default: the member's `address`.
+    /// Host name or address to connect to; default: the member's first address.
     pub host: Option<String>,
 }
 
 /// How `provision apply` reaches a member's machine.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
     /// The system `ssh` client; the member runs as a systemd service.
@@ -180,9 +220,20 @@ pub enum TransportKind {
     Local,
 }
 
+impl Choice for TransportKind {
+    const ALL: &'static [(&'static str, Self)] = &[("ssh", Self::Ssh), ("local", Self::Local)];
+}
+
+choice_display!(
+    Bootstrap,
+    KeyAlgorithm,
+    CaMode,
+    FirewallBackend,
+    TransportKind
+);
+
 /// `apply:` section (options of `provision apply`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawApply {
     pub known_hosts: Option<String>,
     pub max_clock_skew_seconds: Option<u32>,

@@ -12,7 +12,7 @@ use cairn_tests::etcdctl::Etcdctl;
 use cairn_tests::hosts::{HostSet, OPERATOR};
 use cairn_tests::tools::{output, require};
 use cairn_tests::writer::{missing, SeqWriter};
-use cairn_tests::{provision, release, workspace};
+use cairn_tests::{provision, release, tools, workspace};
 
 const MEMBERS: [&str; 3] = ["infra0", "infra1", "infra2"];
 
@@ -217,6 +217,84 @@ fn ansible_role_installs_a_healthy_cluster_over_ssh_idempotently_and_rolls_chang
     eprintln!(
         "rolling restart: {} writes acknowledged during it, none lost",
         acked.len()
+    );
+    Ok(())
+}
+
+/// `ansible-playbook --check --tags firewall` of the role against this machine (local connection, check
+/// mode: nothing is changed), as every host of the rendered inventory `out`, limited to `host`.
+fn firewall_check(out: &Path, host: &str) -> Result<String> {
+    let tool = require("ansible-playbook", "ansible-core")?;
+    let o = output(
+        Command::new(tool)
+            .arg("--check")
+            .args(["--tags", "firewall", "--limit", host])
+            .arg("-i")
+            .arg(out.join("ansible/inventory.yml"))
+            .arg(workspace::root().join("ansible/playbook.yml"))
+            .arg("-e")
+            .arg(format!("cairn_render_dir={}", out.display()))
+            .args(["-e", "cairn_binary=/bin/true"])
+            .args([
+                "-e",
+                "ansible_connection=local",
+                "-e",
+                "ansible_become=false",
+            ])
+            .args(["-e", "ansible_python_interpreter=/usr/bin/python3"])
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_LOCALHOST_WARNING", "false"),
+    )?;
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    ensure!(
+        o.status.success(),
+        "ansible-playbook --check failed ({}):\n{text}",
+        o.status
+    );
+    Ok(text)
+}
+
+/// Issue 19, item 8: the inventory carries the firewall backend and the role installs that backend's files
+/// (a firewalld render used to fail on a missing cairn.nft); an IPv6 member's health URL is bracketed.
+#[test]
+fn ansible_role_installs_the_rendered_firewall_backend_and_polls_ipv6_members_in_brackets(
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let static3 = std::fs::read_to_string(provision::example("static3"))?;
+    for (backend, task) in [
+        ("firewalld", "Install the firewalld script"),
+        ("iptables", "Install the iptables and ip6tables rules"),
+        ("nftables", "Install the nftables rules"),
+    ] {
+        let file = dir.path().join(format!("{backend}.yaml"));
+        std::fs::write(
+            &file,
+            static3.replace("backend: nftables", &format!("backend: {backend}")),
+        )?;
+        let out = dir.path().join(backend);
+        provision::render(&file, &out, &[])?;
+        let inv = tools::ansible_inventory(&out.join("ansible/inventory.yml"))?;
+        ensure!(
+            inv["_meta"]["hostvars"]["infra0"]["cairn_firewall"] == backend,
+            "{backend}: the inventory does not carry the backend: {inv}"
+        );
+        let text = firewall_check(&out, "infra0")?;
+        let ran = text
+            .split("TASK [")
+            .find(|t| t.starts_with(&format!("cairn : {task}")))
+            .with_context(|| format!("{backend}: task {task:?} did not run:\n{text}"))?;
+        ensure!(
+            ran.contains("changed: [infra0]"),
+            "{backend}: {task:?}:\n{ran}"
+        );
+    }
+    let out = dir.path().join("dualstack");
+    provision::render(&provision::example("dualstack"), &out, &[])?;
+    let inv = tools::ansible_inventory(&out.join("ansible/inventory.yml"))?;
+    let url = &inv["_meta"]["hostvars"]["m2"]["cairn_health_url"];
+    ensure!(
+        url == "https://[fd00:3::12]:2379/health",
+        "m2's health URL: {url}"
     );
     Ok(())
 }

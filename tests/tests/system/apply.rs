@@ -27,6 +27,42 @@ fn local_spec(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// The changes a run announced through its gate (`[host] would X` in a dry run, `[host] X` otherwise),
+/// as `[host] X`, sorted (hosts run in parallel).
+fn gated(text: &str, dry_run: bool) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (host, rest) = l.strip_prefix('[')?.split_once("] ")?;
+            let what = if dry_run {
+                rest.strip_prefix("would ")?
+            } else {
+                rest
+            };
+            // Apply's own progress lines are not changes.
+            let change = [
+                "issue ",
+                "start ",
+                "upload ",
+                "move ",
+                "remove ",
+                "member ",
+                "restart ",
+                "stop ",
+                "create ",
+                "save ",
+                "systemctl ",
+                "load ",
+            ]
+            .iter()
+            .any(|p| what.starts_with(p));
+            change.then(|| format!("[{host}] {what}"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Pids of the members a local apply started (from their pid files).
 fn member_pids(dir: &Path) -> Vec<u32> {
     ["infra0", "infra1", "infra2"]
@@ -63,7 +99,30 @@ fn local_apply_gives_a_healthy_cluster_a_second_apply_changes_nothing_and_reset_
     let spec = local_spec(dir.path())?;
     let spec = spec.to_str().context("utf-8 path")?;
 
+    // Issue 19, item 11: plan on a fresh directory predicts apply's changes exactly, one for one, and
+    // writes nothing under the output directory (not even a log).
+    let plan = provision(dir.path(), &["plan", spec])?.ok()?;
+    assert!(
+        !dir.path().join("out").exists(),
+        "plan wrote into the output directory"
+    );
     let first = provision(dir.path(), &["apply", spec])?.ok()?;
+    let (predicted, made) = (gated(&plan.text, true), gated(&first.text, false));
+    assert_eq!(
+        predicted, made,
+        "plan:\n{}\napply:\n{}",
+        plan.text, first.text
+    );
+    assert!(
+        plan.text
+            .contains(&format!("{} change(s) would be made", predicted.len()))
+            && first
+                .text
+                .contains(&format!("applied: {} change(s)", made.len())),
+        "plan:\n{}\napply:\n{}",
+        plan.text,
+        first.text
+    );
     assert!(first.text.contains("healthy 3/3"), "{}", first.text);
     assert!(
         first.text.contains("bootstrap a new cluster of 3"),

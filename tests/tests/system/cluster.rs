@@ -10,10 +10,11 @@ use cairn_tests::cluster::START_TIMEOUT;
 use cairn_tests::etcdctl::Etcdctl;
 use cairn_tests::fixture::{must, three_members as cluster};
 use cairn_tests::pki::{Pki, PkiMember};
-use cairn_tests::tls_probe::handshake;
+use cairn_tests::tls_probe::{connect, handshake};
 use cairn_tests::wait::wait_for;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::{ErrorKind, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -509,10 +510,12 @@ fn clients_without_a_certificate_or_with_another_cas_certificate_are_refused_at_
     let other = must(Pki::create(
         &other_dir,
         "other-cluster",
+        // Never started: the ports only have to be ones provision accepts (1024 and up).
         &[PkiMember {
             name: "x0".into(),
-            client_port: 1,
-            peer_port: 2,
+            address: "127.0.0.1".into(),
+            client_port: 10001,
+            peer_port: 10002,
         }],
     ));
     let foreign = Etcdctl {
@@ -775,4 +778,124 @@ fn wait_for_writes(ctl: &Etcdctl, what: &str, n: i64) {
             }
         },
     ));
+}
+
+/// Resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// One HTTP/2 frame on stream 1 with a payload of `len` bytes of 0x82 (HPACK ":method: GET").
+fn h2_frame(kind: u8, len: usize) -> Vec<u8> {
+    let mut f = vec![
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        kind,
+        0,
+        0,
+        0,
+        0,
+        1,
+    ];
+    f.resize(9 + len, 0x82);
+    f
+}
+
+/// True when the server's frames in `got` (read from the start of the connection) hold a GOAWAY.
+fn goaway_in(got: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(head) = got.get(at..at + 9) {
+        if head[3] == 0x7 {
+            return true;
+        }
+        at += 9 + (usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]));
+    }
+    false
+}
+
+#[test]
+fn a_header_block_without_end_is_refused_and_the_member_does_not_grow() {
+    let c = cluster();
+    let pid = c.members[0].pid().expect("member 0 runs");
+    let addr = c.members[0]
+        .client_url
+        .trim_start_matches("https://")
+        .to_string();
+    let admin = (c.pki.admin.crt.as_path(), c.pki.admin.key.as_path());
+    let mut tls = must(connect(&addr, &c.pki.ca, Some(admin)));
+    must(
+        tls.sock
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .context("timeout"),
+    );
+    let before = rss(pid);
+    // The preface and an empty SETTINGS, then a HEADERS frame that never ends: 64 MiB of CONTINUATION.
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    start.extend(h2_frame(0x1, 16_384));
+    let continuation = h2_frame(0x9, 16_384);
+    let mut refused = tls.write_all(&start).err();
+    let mut sent = 0usize;
+    while refused.is_none() && sent < 64 << 20 {
+        match tls.write_all(&continuation) {
+            Ok(()) => sent += continuation.len(),
+            Err(e) => refused = Some(e),
+        }
+    }
+    // Writes into a closing connection can still succeed (socket buffers): then the server's GOAWAY
+    // or the end of the stream is what is read.
+    let answered = refused.is_some() || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tls.read(&mut buf) {
+                // No answer within the read timeout: the server is still waiting for more.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break false
+                }
+                Ok(0) | Err(_) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if goaway_in(&got) {
+                break true;
+            }
+        }
+    };
+    let after = rss(pid);
+    assert!(
+        answered,
+        "the server kept reading a header block of {sent} bytes"
+    );
+    assert!(
+        sent < 32 << 20,
+        "{sent} bytes of one header block were accepted before the refusal"
+    );
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 16 << 20,
+        "member RSS grew by {} MiB ({} -> {} MiB) after {} MiB of CONTINUATION",
+        grown >> 20,
+        before >> 20,
+        after >> 20,
+        sent >> 20
+    );
+    eprintln!(
+        "{:?}: refused after {} KiB of one header block; member RSS {} -> {} MiB",
+        c.flavor,
+        sent >> 10,
+        before >> 20,
+        after >> 20
+    );
+    // The member still serves.
+    assert_eq!(
+        must(c.etcdctl_for(0).ok(&["put", "after-flood", "v"])),
+        "OK\n"
+    );
 }

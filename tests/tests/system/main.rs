@@ -3,12 +3,15 @@
 mod ansible;
 mod apply;
 mod apply_ssh;
+mod chaos;
 mod cluster;
 mod container;
 mod discovery;
+mod dualstack;
 mod hosts;
 mod membership;
 mod packaging;
 mod render;
+mod render_fuzz;
 mod safety;
 mod vm;

@@ -386,3 +386,87 @@ fn a_voter_is_refused_while_a_previously_added_one_has_not_started() {
     must(member_add(&c, &live, 4, false));
     assert_eq!(ok_retrying(&ctl, &["put", "still", "writable"]), "OK\n");
 }
+
+/// The gRPC status code (a number) that `method` answers to the protobuf `body`, sent to member `i` by
+/// curl, a real HTTP/2 client: etcdctl 3.4 prints only the text, and clients retry on the code.
+fn grpc_code(c: &Cluster, i: usize, method: &str, body: &[u8]) -> String {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(body);
+    let file = c.dir().join("grpc-request.bin");
+    must(std::fs::write(&file, framed).context("writing the request"));
+    let url = format!("{}/{method}", c.members[i].client_url);
+    let out = must(
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-v",
+                "--http2",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "10",
+            ])
+            .arg("--cacert")
+            .arg(&c.pki.ca)
+            .arg("--cert")
+            .arg(&c.pki.admin.crt)
+            .arg("--key")
+            .arg(&c.pki.admin.key)
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(&url)
+            .output()
+            .context("running curl"),
+    );
+    let verbose = String::from_utf8_lossy(&out.stderr);
+    verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("< grpc-status: "))
+        .map(|code| code.trim().to_string())
+        .unwrap_or_else(|| panic!("no grpc-status from {url}: {verbose}"))
+}
+
+/// Protobuf of a message whose field 1 is the uint64 `v` (MemberPromoteRequest, MoveLeaderRequest).
+fn field_1(mut v: u64) -> Vec<u8> {
+    let mut out = vec![0x08];
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
+}
+
+#[test]
+fn promoting_a_lagging_learner_and_moving_leadership_to_it_fail_with_etcds_precondition_errors() {
+    let c = partly_started(4, 3, &[]);
+    let live = [0, 1, 2];
+    let ctl = ctl_for(&c, &live);
+    // m3 is added as a learner and never started, so it never catches up.
+    let (learner, _) = must(member_add(&c, &live, 3, true));
+    let out = must(ctl.run(&["member", "promote", &learner]));
+    let why = "etcdserver: can only promote a learner member which is in sync with leader";
+    assert!(!out.success() && out.stderr.contains(why), "{out:?}");
+    // A learner is no voter, so it cannot take leadership.
+    let out = must(ctl.run(&["move-leader", &learner]));
+    let why = "etcdserver: bad leader transferee";
+    assert!(!out.success() && out.stderr.contains(why), "{out:?}");
+    // Both are FailedPrecondition (9), as etcd answers: clients must not retry them as Unavailable.
+    let id = must(u64::from_str_radix(&learner, 16).context("learner ID"));
+    let (_, leader) = must(c.leader(&live));
+    let promote = grpc_code(
+        &c,
+        leader,
+        "etcdserverpb.Cluster/MemberPromote",
+        &field_1(id),
+    );
+    let transfer = grpc_code(
+        &c,
+        leader,
+        "etcdserverpb.Maintenance/MoveLeader",
+        &field_1(id),
+    );
+    assert_eq!((promote.as_str(), transfer.as_str()), ("9", "9"));
+}

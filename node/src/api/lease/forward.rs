@@ -14,8 +14,14 @@ use tonic::transport::Channel;
 use tonic::{Response, Status, Streaming};
 use tonic_prost::ProstCodec;
 
-use crate::api::status::to_status;
-use crate::app::{App, ServeError, REQUEST_TIMEOUT};
+use crate::api::to_status;
+use crate::member::{App, MemberError, REQUEST_TIMEOUT};
+
+/// The leader's peer port could not be reached: to the client, as etcd answers then, there is no leader.
+fn unreachable(e: tonic::transport::Error) -> Status {
+    tracing::debug!("forwarding a lease call to the leader: {e}");
+    to_status(MemberError::NoLeader)
+}
 
 /// Lease calls on the leader.
 pub struct LeaseClient {
@@ -33,10 +39,7 @@ impl LeaseClient {
         &mut self,
         req: PbLeaseTimeToLiveRequest,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(unreachable)?;
         let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseTimeToLive");
         self.grpc
             .unary(tonic::Request::new(req), path, ProstCodec::default())
@@ -47,10 +50,7 @@ impl LeaseClient {
         &mut self,
         reqs: impl Stream<Item = PbLeaseKeepAliveRequest> + Send + 'static,
     ) -> Result<Response<Streaming<PbLeaseKeepAliveResponse>>, Status> {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.grpc.ready().await.map_err(unreachable)?;
         let path = PathAndQuery::from_static("/etcdserverpb.Lease/LeaseKeepAlive");
         self.grpc
             .streaming(tonic::Request::new(reqs), path, ProstCodec::default())
@@ -73,25 +73,25 @@ where
     Fut: std::future::Future<Output = Result<T, Status>>,
 {
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut why = ServeError::Timeout;
+    let mut why = MemberError::Timeout;
     loop {
         if app.is_leader() {
             return Ok(here());
         }
         if !forward {
-            return Err(Status::failed_precondition("etcdserver: not leader"));
+            return Err(to_status(MemberError::NotLeader));
         }
         let attempt = async {
             let ch = app.leader_channel().await.map_err(|e| match e {
-                ServeError::NoLeader => e,
+                MemberError::NoLeader => e,
                 other => {
                     tracing::debug!("a channel to the leader for a lease request: {other}");
-                    ServeError::Timeout
+                    MemberError::Timeout
                 }
             })?;
             there(LeaseClient::new(ch)).await.map_err(|s| {
                 tracing::debug!("forwarding a lease request to the leader: {s}");
-                ServeError::Timeout
+                MemberError::Timeout
             })
         };
         match tokio::time::timeout_at(deadline, attempt).await {

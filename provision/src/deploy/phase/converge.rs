@@ -4,7 +4,6 @@
 
 use anyhow::{anyhow, Context};
 
-use super::observe::{observe, wanted};
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
 use crate::deploy::host::Host;
@@ -18,7 +17,7 @@ pub struct Converge;
 
 /// Start `h` (state `existing` when `join`) and record what it was started with.
 fn start(ctx: &RunCtx, h: &Host, ui: &Ui, join: bool) -> anyhow::Result<()> {
-    let fp = ctx.fingerprint(h.name());
+    let fp = ctx.files.fingerprint(h.name());
     h.sh(ui, "start cairn", &service::start_script(&h.target, join))?;
     h.sh(
         ui,
@@ -58,10 +57,10 @@ impl Converge {
     /// MemberRemove, retried: an answer lost while leadership changes does not mean the removal failed, so
     /// the membership is read again before trying once more.
     fn remove_member(&self, ctx: &RunCtx, name: &str, id: u64) -> anyhow::Result<()> {
-        let eps = ctx.endpoints();
+        let eps = ctx.fleet.endpoints();
         let mut last = None;
         for _ in 0..5 {
-            match ctx.rt.block_on(ctx.api.remove(&eps, id)) {
+            match ctx.session.block_on(ctx.session.api().remove(&eps, id)) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     ctx.ui.log(&format!("[{name}] member remove: {e:#}"));
@@ -69,7 +68,7 @@ impl Converge {
                 }
             }
             std::thread::sleep(std::time::Duration::from_secs(1));
-            let now = observe(ctx);
+            let now = ctx.observe();
             if now
                 .members
                 .as_ref()
@@ -84,7 +83,7 @@ impl Converge {
     }
 
     fn add(&self, ctx: &RunCtx, name: &str, existing_id: Option<u64>) -> anyhow::Result<()> {
-        let h = ctx.host(name)?;
+        let h = ctx.fleet.host(name)?;
         let id = match existing_id {
             Some(id) => id,
             None => {
@@ -98,8 +97,12 @@ impl Converge {
                     return Ok(());
                 }
                 let id = ctx
-                    .rt
-                    .block_on(ctx.api.add_learner(&ctx.endpoints(), &h.target.peer_url))
+                    .session
+                    .block_on(
+                        ctx.session
+                            .api()
+                            .add_learner(&ctx.fleet.endpoints(), &h.target.peer_url),
+                    )
                     .with_context(|| format!("member add {name}"))?;
                 ctx.ui.host(name, &format!("added as learner {id:x}"));
                 id
@@ -116,7 +119,8 @@ impl Converge {
         ctx.wait_member(name, mark, true)?;
         ctx.ui
             .host(name, &format!("caught up (applied ≥ {mark}); promoting"));
-        ctx.promote(name, id)?;
+        ctx.session
+            .promote(&ctx.ui, name, &ctx.fleet.endpoints(), id)?;
         ctx.wait_member(name, 0, false)?;
         ctx.ui.host(name, "voting member, healthy");
         Ok(())
@@ -124,7 +128,7 @@ impl Converge {
 
     fn remove(&self, ctx: &RunCtx, name: &str, id: u64) -> anyhow::Result<()> {
         // A leader removing itself steps down mid-change; hand leadership to a remaining member first.
-        let now = observe(ctx);
+        let now = ctx.observe();
         if now.leader == Some(id) {
             let next = now
                 .members
@@ -137,9 +141,9 @@ impl Converge {
                     name,
                     &format!("move leadership to {to_name} before removing the leader"),
                 ) {
-                    let all: Vec<String> = ctx.endpoints_by_name().into_values().collect();
-                    ctx.rt
-                        .block_on(ctx.api.move_leader(&all, to))
+                    let all: Vec<String> = ctx.fleet.endpoints_by_name().into_values().collect();
+                    ctx.session
+                        .block_on(ctx.session.api().move_leader(&all, to))
                         .with_context(|| format!("move-leader {name} → {to_name}"))?;
                 }
             }
@@ -148,7 +152,7 @@ impl Converge {
             return Ok(());
         }
         self.remove_member(ctx, name, id)?;
-        if let Ok(h) = ctx.host(name) {
+        if let Ok(h) = ctx.fleet.host(name) {
             let what = if ctx.opts.purge {
                 format!("stop and disable cairn, delete {}", h.target.data_dir)
             } else {
@@ -171,7 +175,7 @@ impl Converge {
     }
 
     fn restart(&self, ctx: &RunCtx, name: &str) -> anyhow::Result<()> {
-        let h = ctx.host(name)?;
+        let h = ctx.fleet.host(name)?;
         if !ctx
             .ui
             .gate(name, "restart cairn, then wait until healthy and caught up")
@@ -189,10 +193,11 @@ impl Converge {
 
     fn start_all(&self, ctx: &RunCtx, names: &[String], what: &str) -> anyhow::Result<()> {
         let hosts: Vec<&Host> = ctx
+            .fleet
             .members()
             .filter(|h| names.iter().any(|n| n == h.name()))
             .collect();
-        ctx.each(hosts, |h, ui| {
+        ctx.fleet.each(&ctx.ui, hosts, |h, ui| {
             if ui.gate(h.name(), what) {
                 start(ctx, h, ui, false)?;
             }
@@ -207,11 +212,12 @@ impl Phase for Converge {
     }
 
     fn should_run(&self, ctx: &RunCtx) -> bool {
-        !ctx.steps.is_empty()
+        !ctx.membership.steps.is_empty()
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let starts: Vec<String> = ctx
+            .membership
             .steps
             .iter()
             .filter_map(|s| match s {
@@ -219,7 +225,7 @@ impl Phase for Converge {
                 _ => None,
             })
             .collect();
-        if let Some(Step::Bootstrap(names)) = ctx.steps.first() {
+        if let Some(Step::Bootstrap(names)) = ctx.membership.steps.first() {
             let names = names.clone();
             self.start_all(ctx, &names, "start with --initial-cluster-state new")?;
             return Ok(());
@@ -231,22 +237,25 @@ impl Phase for Converge {
                     .info("(dry run: the rest of the plan is decided once these members run)");
                 return Ok(());
             }
-            ctx.wait_all_started(&starts)?;
+            // Started members answer status once up (a quorum of them elects a leader).
+            for n in &starts {
+                ctx.wait_member(n, 0, true)?;
+            }
             // Facts changed (they run now): observe again and plan what is left.
             for n in &starts {
-                let fp = ctx.fingerprint(n);
+                let fp = ctx.files.fingerprint(n);
                 if let Some(f) = ctx.facts.get_mut(n) {
                     f.pid = Some(0);
                     f.stamp = Some(fp);
                 }
             }
-            ctx.observed = observe(ctx);
-            ctx.steps = plan::plan(&wanted(ctx), &ctx.observed)?;
-            for s in &ctx.steps {
+            ctx.membership.observed = ctx.observe();
+            ctx.membership.steps = plan::plan(&ctx.wanted(), &ctx.membership.observed)?;
+            for s in &ctx.membership.steps {
                 ctx.ui.info(&format!("step: {s}"));
             }
         }
-        let steps = ctx.steps.clone();
+        let steps = ctx.membership.steps.clone();
         for step in &steps {
             match step {
                 Step::Bootstrap(_) => {
@@ -255,13 +264,14 @@ impl Phase for Converge {
                 Step::Start(n) => return Err(anyhow!("{n} still not running after its start")),
                 Step::Add { name, stale_data } => {
                     if *stale_data {
-                        move_data_aside(ctx.host(name)?, &ctx.ui)?;
+                        move_data_aside(ctx.fleet.host(name)?, &ctx.ui)?;
                     }
                     self.add(ctx, name, None)?;
                 }
                 Step::Join(name) => {
-                    let peer = &ctx.host(name)?.target.peer_url;
+                    let peer = &ctx.fleet.host(name)?.target.peer_url;
                     let id = ctx
+                        .membership
                         .observed
                         .members
                         .iter()
@@ -276,11 +286,11 @@ impl Phase for Converge {
                         name,
                         &format!("member remove {id:x} (its data dir is gone)"),
                     ) {
-                        let h = ctx.host(name)?;
+                        let h = ctx.fleet.host(name)?;
                         h.sh(&ctx.ui, "stop cairn", &service::stop_script(&h.target))?;
                         self.remove_member(ctx, name, *id)?;
                     }
-                    move_data_aside(ctx.host(name)?, &ctx.ui)?;
+                    move_data_aside(ctx.fleet.host(name)?, &ctx.ui)?;
                     self.add(ctx, name, None)?;
                 }
                 Step::Remove { name, id } => self.remove(ctx, name, *id)?,

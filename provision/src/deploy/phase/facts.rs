@@ -30,40 +30,41 @@ impl Phase for GatherFacts {
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let found = std::sync::Mutex::new(BTreeMap::new());
-        ctx.each(ctx.hosts.iter().collect(), |h, ui| {
-            let before = now();
-            let clock = h.sh(ui, "read the clock", "date +%s.%N")?;
-            let after = now();
-            let mut f = facts::parse(&h.sh(ui, "gather facts", &facts::script(&h.target))?);
-            // The host's clock minus ours, taken at the midpoint of a round trip that does nothing else.
-            f.clock = clock.trim().parse::<f64>().unwrap_or(0.0) - (before + after) / 2.0;
-            let running = match (f.pid, &f.version) {
-                (Some(pid), Some(v)) => format!("{v} running (pid {pid})"),
-                (Some(pid), None) => format!("cairn running (pid {pid})"),
-                (None, Some(v)) => format!("{v} installed, not running"),
-                (None, None) => "no cairn".into(),
-            };
-            ui.host(
-                h.name(),
-                &format!(
-                    "{} {}{}, {}; {running}; data dir {}; clock {:+.2} s",
-                    f.os,
-                    f.arch,
-                    f.container
-                        .as_deref()
-                        .map(|c| format!(" ({c} container)"))
-                        .unwrap_or_default(),
-                    if f.systemd { "systemd" } else { "no systemd" },
-                    if f.has_data { "initialized" } else { "empty" },
-                    f.clock
-                ),
-            );
-            found
-                .lock()
-                .map_err(|_| anyhow!("facts lock poisoned"))?
-                .insert(h.name().to_string(), f);
-            Ok(())
-        })?;
+        ctx.fleet
+            .each(&ctx.ui, ctx.fleet.all().collect(), |h, ui| {
+                let before = now();
+                let clock = h.sh(ui, "read the clock", "date +%s.%N")?;
+                let after = now();
+                let mut f = facts::parse(&h.sh(ui, "gather facts", &facts::script(&h.target))?);
+                // The host's clock minus ours, taken at the midpoint of a round trip that does nothing else.
+                f.clock = clock.trim().parse::<f64>().unwrap_or(0.0) - (before + after) / 2.0;
+                let running = match (f.pid, &f.version) {
+                    (Some(pid), Some(v)) => format!("{v} running (pid {pid})"),
+                    (Some(pid), None) => format!("cairn running (pid {pid})"),
+                    (None, Some(v)) => format!("{v} installed, not running"),
+                    (None, None) => "no cairn".into(),
+                };
+                ui.host(
+                    h.name(),
+                    &format!(
+                        "{} {}{}, {}; {running}; data dir {}; clock {:+.2} s",
+                        f.os,
+                        f.arch,
+                        f.container
+                            .as_deref()
+                            .map(|c| format!(" ({c} container)"))
+                            .unwrap_or_default(),
+                        if f.systemd { "systemd" } else { "no systemd" },
+                        if f.has_data { "initialized" } else { "empty" },
+                        f.clock
+                    ),
+                );
+                found
+                    .lock()
+                    .map_err(|_| anyhow!("facts lock poisoned"))?
+                    .insert(h.name().to_string(), f);
+                Ok(())
+            })?;
         ctx.facts = found
             .into_inner()
             .map_err(|_| anyhow!("facts lock poisoned"))?;
@@ -84,7 +85,7 @@ impl Phase for Check {
         let max = f64::from(ctx.spec.apply.max_clock_skew_seconds);
         let local_arch = std::env::consts::ARCH;
         let mut ssh_hosts: BTreeMap<String, String> = BTreeMap::new();
-        for h in ctx.members() {
+        for h in ctx.fleet.members() {
             let Some(f) = ctx.facts.get(h.name()) else {
                 continue;
             };

@@ -15,7 +15,8 @@ use crate::spec::FirewallBackend;
 pub struct Install;
 
 fn effects(ctx: &RunCtx, h: &Host) -> BTreeSet<Effect> {
-    ctx.changed
+    ctx.files
+        .changed
         .get(h.name())
         .map(|c| c.iter().map(|d| d.effect).collect())
         .unwrap_or_default()
@@ -49,7 +50,7 @@ impl Phase for Install {
     }
 
     fn should_run(&self, ctx: &RunCtx) -> bool {
-        ctx.members().any(|h| {
+        ctx.fleet.members().any(|h| {
             h.target.mode == ServiceMode::Systemd
                 && effects(ctx, h)
                     .iter()
@@ -59,10 +60,11 @@ impl Phase for Install {
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let hosts: Vec<&Host> = ctx
+            .fleet
             .members()
             .filter(|h| h.target.mode == ServiceMode::Systemd)
             .collect();
-        ctx.each(hosts, |h, ui| {
+        ctx.fleet.each(&ctx.ui, hosts, |h, ui| {
             let e = effects(ctx, h);
             if e.contains(&Effect::Unit)
                 && ui.gate(h.name(), "systemctl daemon-reload (unit changed)")

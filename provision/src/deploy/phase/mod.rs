@@ -1,7 +1,6 @@
 //! The phase machinery (k0sctl's shape): a phase has a title and `run`, plus optional hooks. Each command's
 //! ordered list of phases is written once, in `deploy::commands`.
 
-pub mod cluster_ops;
 pub mod connect;
 pub mod converge;
 pub mod facts;

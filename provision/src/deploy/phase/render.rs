@@ -1,4 +1,4 @@
-//! Render: the same library calls as `provision render` (idempotent: certificates are kept unless they
+//! Render: the same render-to-dir as `provision render` (idempotent: certificates are kept unless they
 //! must be reissued), then which files each host lacks or has with other content.
 
 use std::collections::BTreeMap;
@@ -9,43 +9,25 @@ use anyhow::{anyhow, Context};
 use super::Phase;
 use crate::deploy::ctx::RunCtx;
 use crate::deploy::desired::{self, Desired};
-use crate::{manifest, pki, render, spec::Spec, templates::Templates};
+use crate::render::output::{render_dir, Format};
+use crate::spec::TransportKind;
 
-/// Rendering failed: a template (configuration, exit 2) or anything else (exit 1).
-#[derive(Debug, thiserror::Error)]
-pub enum RenderOutError {
-    /// A template could not be loaded or rendered.
-    #[error(transparent)]
-    Template(#[from] crate::templates::TemplateError),
-    /// Certificates or files.
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-/// Render everything for `spec` into `out`; returns the (re)issued certificates.
-pub fn render_into(
-    spec: &Spec,
-    out: &Path,
-    templates: Option<&Path>,
-) -> Result<Vec<pki::Issued>, RenderOutError> {
-    let t = Templates::load(templates)?;
-    let artifacts = render::render_all(spec, &t).map_err(|e| match e {
-        render::RenderError::Template(t) => RenderOutError::Template(t),
-        other => RenderOutError::Other(other.into()),
-    })?;
-    write_rendered(spec, out, &artifacts)
-}
-
-/// Issue or keep certificates, write `artifacts` and the manifest into `out`.
-pub fn write_rendered(
-    spec: &Spec,
-    out: &Path,
-    artifacts: &[render::Artifact],
-) -> Result<Vec<pki::Issued>, RenderOutError> {
-    let issued = pki::ensure(spec, out).context("certificates")?;
-    render::write_all(out, artifacts).context("writing artifacts")?;
-    manifest::write(out).context("writing manifest.json")?;
-    Ok(issued)
+/// `remote` (a path on this machine, relative to where provision runs) as it lies in the scratch copy
+/// `scratch` of `out`, when it is inside `out`; else unchanged.
+fn in_scratch(remote: &str, out: &Path, scratch: &Path) -> String {
+    let (Ok(abs), Ok(out)) = (std::path::absolute(remote), std::path::absolute(out)) else {
+        return remote.to_string();
+    };
+    // `absolute` keeps `./` and `..` as written; compare normalized components.
+    let norm = |p: &Path| -> std::path::PathBuf {
+        p.components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
+    };
+    match norm(&abs).strip_prefix(norm(&out)) {
+        Ok(rel) => scratch.join(rel).display().to_string(),
+        Err(_) => remote.to_string(),
+    }
 }
 
 /// Render, then compare with the hosts.
@@ -78,14 +60,26 @@ impl Phase for Render {
             if ctx.opts.out.is_dir() {
                 copy_tree(&ctx.opts.out, scratch.path())?;
             }
-            ctx.render_dir = scratch.path().to_path_buf();
-            ctx.scratch = Some(scratch);
+            ctx.files.render_dir = scratch.path().to_path_buf();
+            ctx.files.scratch = Some(scratch);
         }
-        let issued = render_into(&ctx.spec, &ctx.render_dir, ctx.opts.templates.as_deref())
-            .map_err(|e| anyhow!("{e:#}"))?;
-        for i in &issued {
-            let what = format!("issue {} ({})", i.path.display(), i.reason);
+        let rendered = render_dir(
+            &ctx.spec,
+            &ctx.files.render_dir,
+            ctx.opts.templates.as_deref(),
+            Format::Files,
+        )?;
+        for i in &rendered.issued {
+            // Relative to the render directory: a dry run's scratch copy and apply's output read alike.
+            let path = i
+                .path
+                .strip_prefix(&ctx.files.render_dir)
+                .unwrap_or(&i.path);
+            let what = format!("issue {} ({})", path.display(), i.reason);
             ctx.ui.gate("local", &what);
+        }
+        for m in &rendered.removed {
+            ctx.ui.gate("local", &m.action());
         }
         ctx.ui.info(&format!(
             "rendered {} into {}{}",
@@ -97,28 +91,45 @@ impl Phase for Render {
                 ""
             }
         ));
-        let manifest = desired::read_manifest(&ctx.render_dir)?;
+        let render_dir = &ctx.files.render_dir;
+        let manifest = desired::read_manifest(render_dir)?;
         let mut wanted: BTreeMap<String, Vec<Desired>> = BTreeMap::new();
-        for h in ctx.members() {
+        for h in ctx.fleet.members() {
             wanted.insert(
                 h.name().to_string(),
                 desired::for_target(
                     &h.target,
-                    &ctx.render_dir,
+                    render_dir,
                     &manifest,
-                    (ctx.opts.binary.as_path(), ctx.binary_sha.as_str()),
+                    (ctx.opts.binary.as_path(), ctx.files.binary_sha.as_str()),
                     ctx.facts.get(h.name()).and_then(|f| f.container.as_deref()),
                 ),
             );
         }
-        let rotating = ctx.render_dir.join("pki/ca-bundle.crt").is_file();
+        let rotating = render_dir.join("pki/ca-bundle.crt").is_file();
         let changed = std::sync::Mutex::new(BTreeMap::new());
         let held_back = std::sync::Mutex::new(BTreeMap::new());
-        ctx.each(ctx.members().collect(), |h, ui| {
+        let scratch = ctx.files.scratch.as_ref().map(|s| s.path());
+        ctx.fleet.each(&ctx.ui, ctx.fleet.members().collect(), |h, ui| {
             let mut files = wanted.get(h.name()).cloned().unwrap_or_default();
-            let paths: Vec<&str> = files.iter().map(|d| d.remote.as_str()).collect();
-            let have =
+            // A local member whose files live inside the output directory gets them from the render
+            // itself (apply renders in place); a dry run rendered into a scratch copy, so it reads
+            // that copy, or it would announce uploads apply then finds already done.
+            let seen: Vec<String> = files
+                .iter()
+                .map(|d| match (h.target.transport, scratch) {
+                    (TransportKind::Local, Some(s)) => in_scratch(&d.remote, &ctx.opts.out, s),
+                    _ => d.remote.clone(),
+                })
+                .collect();
+            let paths: Vec<&str> = seen.iter().map(String::as_str).collect();
+            let found =
                 desired::parse_hashes(&h.sh(ui, "hash files", &desired::hash_script(&paths))?);
+            let have: BTreeMap<String, String> = files
+                .iter()
+                .zip(&seen)
+                .filter_map(|(d, s)| Some((d.remote.clone(), found.get(s)?.clone())))
+                .collect();
             if rotating {
                 let held = desired::hold_back_new_leaves(&mut files, &have);
                 if !held.is_empty() {
@@ -176,10 +187,10 @@ impl Phase for Render {
         let held_back = held_back
             .into_inner()
             .map_err(|_| anyhow!("lock poisoned"))?;
-        ctx.second_pass = !held_back.is_empty();
+        ctx.files.second_pass = !held_back.is_empty();
         wanted.extend(held_back);
-        ctx.desired = wanted;
-        ctx.changed = changed.into_inner().map_err(|_| anyhow!("lock poisoned"))?;
+        ctx.files.desired = wanted;
+        ctx.files.changed = changed.into_inner().map_err(|_| anyhow!("lock poisoned"))?;
         Ok(())
     }
 }

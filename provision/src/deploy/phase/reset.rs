@@ -23,7 +23,7 @@ impl Phase for Reset {
         if ctx.opts.yes || ctx.ui.dry_run() {
             return Ok(());
         }
-        let names: Vec<&str> = ctx.hosts.iter().map(|h| h.name()).collect();
+        let names: Vec<&str> = ctx.fleet.all().map(|h| h.name()).collect();
         print!(
             "This stops cluster {} and DELETES the data of {} ({}). Type the cluster name to go on: ",
             ctx.spec.name,
@@ -43,7 +43,7 @@ impl Phase for Reset {
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        ctx.each(ctx.hosts.iter().collect(), |h, ui| {
+        ctx.fleet.each(&ctx.ui, ctx.fleet.all().collect(), |h, ui| {
             let what = match h.target.mode {
                 ServiceMode::Systemd => format!(
                     "stop and disable cairn, remove its unit, config {}, rsyslog/logrotate/firewall drop-ins, \

@@ -14,11 +14,11 @@ impl Phase for Snapshot {
     }
 
     fn should_run(&self, ctx: &RunCtx) -> bool {
-        let running_changes = ctx.members().any(|h| {
-            ctx.facts.get(h.name()).is_some_and(|f| f.pid.is_some())
-                && ctx.changed.get(h.name()).is_some_and(|c| !c.is_empty())
+        let running_changes = ctx.fleet.members().any(|h| {
+            ctx.facts.get(h.name()).is_some_and(|f| f.pid.is_some()) && ctx.files.changes(h.name())
         });
-        ctx.observed.members.is_some() && (!ctx.steps.is_empty() || running_changes)
+        ctx.membership.observed.members.is_some()
+            && (!ctx.membership.steps.is_empty() || running_changes)
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
@@ -32,14 +32,16 @@ impl Phase for Snapshot {
         {
             return Ok(());
         }
-        let eps = ctx.endpoints();
-        let (size, sum) = ctx.rt.block_on(ctx.api.snapshot(&eps, &path))?;
+        let eps = ctx.fleet.endpoints();
+        let (size, sum) = ctx
+            .session
+            .block_on(ctx.session.api().snapshot(&eps, &path))?;
         ctx.ui.info(&format!(
             "snapshot {} verified: {size} bytes, sha256 {}",
             path.display(),
             &sum[..16]
         ));
-        ctx.snapshot = Some(path);
+        ctx.membership.snapshot = Some(path);
         Ok(())
     }
 }

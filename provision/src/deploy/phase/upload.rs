@@ -74,17 +74,24 @@ impl Phase for Upload {
     }
 
     fn should_run(&self, ctx: &RunCtx) -> bool {
-        ctx.changed.values().any(|c| !c.is_empty())
+        ctx.files.changed.values().any(|c| !c.is_empty())
     }
 
     fn run(&mut self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let hosts: Vec<&Host> = ctx
+            .fleet
             .members()
-            .filter(|h| ctx.changed.get(h.name()).is_some_and(|c| !c.is_empty()))
+            .filter(|h| ctx.files.changes(h.name()))
             .collect();
-        ctx.each(hosts, |h, ui| {
+        ctx.fleet.each(&ctx.ui, hosts, |h, ui| {
             prepare(h, ui)?;
-            for d in ctx.changed.get(h.name()).map(Vec::as_slice).unwrap_or(&[]) {
+            for d in ctx
+                .files
+                .changed
+                .get(h.name())
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+            {
                 let what = format!(
                     "upload {} (mode {:o}{})",
                     d.remote,

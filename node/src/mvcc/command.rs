@@ -1,0 +1,61 @@
+//! The replicated command set. Everything that changes the replicated state goes through [`Command`];
+//! etcd's own requests travel protobuf-encoded (prost) inside it, so the log holds exactly what the
+//! client asked for and the etcd wire types need no serde.
+
+use serde::{Deserialize, Serialize};
+
+use super::MvccError;
+
+/// A replicated state change. Applied in log order by every member's state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// etcd `PutRequest`, prost-encoded.
+    Put(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// etcd `DeleteRangeRequest`, prost-encoded.
+    DeleteRange(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// etcd `TxnRequest`, prost-encoded.
+    Txn(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// etcd `CompactionRequest`, prost-encoded.
+    Compact(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// Grant a lease. The proposer has already chosen a non-zero ID, so every member agrees on it.
+    LeaseGrant { id: i64, ttl: i64 },
+    /// Revoke a lease and delete its keys (client revoke, or expiry detected by the leader).
+    LeaseRevoke { id: i64 },
+    /// A member publishes its name and client URLs after it starts (etcd does the same through Raft).
+    PublishMember {
+        id: u64,
+        name: String,
+        client_urls: Vec<String>,
+    },
+    /// Several commands proposed together as one Raft entry (proposal batching). Applied in order, each
+    /// exactly as if it were an entry of its own: its own revision, its own response or error.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Rough payload size in bytes (batch and cache bounds; not the encoded size).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Put(b) | Command::DeleteRange(b) | Command::Txn(b) | Command::Compact(b) => {
+                b.len()
+            }
+            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+            _ => 64,
+        }
+    }
+}
+
+/// The result of applying a [`Command`]: the etcd response protobuf-encoded, or an etcd error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResponse {
+    /// Store revision after the command was applied.
+    pub revision: i64,
+    /// The etcd response message matching the command (e.g. `PutResponse`), prost-encoded, without header.
+    #[serde(with = "crate::codec::bytes")]
+    pub body: Vec<u8>,
+    /// Set when the command was rejected deterministically (e.g. compacted revision, lease not found).
+    pub error: Option<MvccError>,
+    /// For [`Command::Batch`]: one response per command, in order (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<CommandResponse>,
+}

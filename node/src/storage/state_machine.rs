@@ -1,0 +1,271 @@
+//! The Raft state machine: applies committed commands to the shared mvcc store in log order, keeps the
+//! last-applied log id and membership with it, and builds / installs snapshots. The state lives in
+//! memory and in the store's value file, a cache; durability comes from the Raft log plus the snapshot
+//! file (a restart loads the snapshot and openraft re-applies the committed log after it).
+
+// openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use parking_lot::RwLock;
+
+use crate::codec::decode;
+use crate::mvcc::{Command, CommandResponse};
+use crate::mvcc::{SharedStore, Store};
+use crate::raft::types::{NodeId, PeerNode, TypeConfig};
+use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
+
+type StoreResult<T> = Result<T, StorageError<NodeId>>;
+
+fn sm_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn snap_err(e: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
+}
+
+/// State the API side reads while the state machine writes it.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The replicated key-value store.
+    pub store: SharedStore,
+    /// Names and client URLs members published (`Command::PublishMember`).
+    pub members: RwLock<BTreeMap<NodeId, MemberAttrs>>,
+    /// The index of the last log entry applied (a lock-free check for reads waiting on a read index;
+    /// openraft's metrics channel is the slow path).
+    pub applied_index: AtomicU64,
+}
+
+/// openraft's state machine over the mvcc store.
+pub struct StateMachine {
+    shared: Arc<Shared>,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, PeerNode>,
+    dir: SnapshotDir,
+    current: Option<SnapshotFile>,
+    counter: Arc<AtomicU64>,
+}
+
+impl StateMachine {
+    /// Open the state machine, loading the latest snapshot from `dir` if there is one; the store's
+    /// value file is made in `values_dir`.
+    pub fn open(dir: SnapshotDir, values_dir: std::path::PathBuf) -> Result<Self, String> {
+        let shared = Arc::new(Shared {
+            store: Arc::new(RwLock::new(Store::in_dir(values_dir))),
+            members: RwLock::default(),
+            applied_index: AtomicU64::new(0),
+        });
+        let mut sm = StateMachine {
+            shared,
+            applied: None,
+            membership: StoredMembership::default(),
+            dir,
+            current: None,
+            counter: Arc::new(AtomicU64::new(0)),
+        };
+        if let Some(file) = sm.dir.load().map_err(|e| e.to_string())? {
+            sm.restore(&file.meta, &file.data)
+                .map_err(|e| e.to_string())?;
+            sm.current = Some(file);
+        }
+        Ok(sm)
+    }
+
+    /// The state shared with the API.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn restore(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: &[u8]) -> StoreResult<()> {
+        let d: SnapshotData = decode(data).map_err(snap_err)?;
+        self.shared
+            .store
+            .write()
+            .restore(&d.store)
+            .map_err(snap_err)?;
+        *self.shared.members.write() = d.members;
+        self.applied = meta.last_log_id;
+        if let Some(l) = meta.last_log_id {
+            self.shared.applied_index.store(l.index, Ordering::Release);
+        }
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    /// Record what `PublishMember` commands (possibly inside a batch) announce.
+    fn publish_members(&self, cmd: &Command) -> StoreResult<()> {
+        match cmd {
+            Command::PublishMember {
+                id,
+                name,
+                client_urls,
+            } => {
+                let attrs = MemberAttrs {
+                    name: name.clone(),
+                    client_urls: client_urls.clone(),
+                };
+                self.shared.members.write().insert(*id, attrs);
+            }
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    self.publish_members(c)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Builds a snapshot from state captured when the builder was made (applies may continue meanwhile).
+pub struct Builder {
+    meta: SnapshotMeta<NodeId, PeerNode>,
+    /// The captured state, or why it could not be captured (reported by `build_snapshot`, never
+    /// replaced by an empty snapshot).
+    data: Result<Vec<u8>, String>,
+    dir: SnapshotDir,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Builder {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        // Taken, not cloned: a builder builds once, and every copy of a snapshot adds to peak RSS.
+        let data = std::mem::replace(&mut self.data, Err("snapshot already built".into()))
+            .map_err(snap_err)?;
+        let (dir, meta) = (self.dir.clone(), self.meta.clone());
+        let data = tokio::task::spawn_blocking(move || dir.save(&meta, &data).map(|()| data))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Builder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, PeerNode>)> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<CommandResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries = entries.into_iter();
+        let mut out = Vec::with_capacity(entries.size_hint().0);
+        // One store lock for everything openraft hands over at once: readers wait at most one apply.
+        let mut store = self.shared.store.write();
+        for e in entries {
+            self.applied = Some(e.log_id);
+            let resp = match &e.payload {
+                EntryPayload::Normal(cmd) => {
+                    if matches!(cmd, Command::PublishMember { .. } | Command::Batch(_)) {
+                        self.publish_members(cmd)?;
+                    }
+                    store.apply(cmd)
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    CommandResponse::default()
+                }
+                EntryPayload::Blank => CommandResponse::default(),
+            };
+            out.push(resp);
+        }
+        if let Some(f) = store.failure() {
+            // Stops this member (openraft treats a state machine error as fatal) before any reply.
+            return Err(sm_err(format!("the value file failed: {f}")));
+        }
+        drop(store);
+        if let Some(l) = self.applied {
+            self.shared.applied_index.store(l.index, Ordering::Release);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Builder {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let data = {
+            let (s, m) = (self.shared.store.read(), self.shared.members.read());
+            s.snapshot().map_err(|e| e.to_string()).and_then(|store| {
+                let data = SnapshotData {
+                    store,
+                    members: m.clone(),
+                };
+                // Sized once: growing by doubling would briefly hold up to three times the store.
+                let mut out = Vec::with_capacity(data.store.len() + 4096);
+                rmp_serde::encode::write_named(&mut out, &data)
+                    .map(|()| out)
+                    .map_err(|e| format!("encoding the snapshot: {e}"))
+            })
+        };
+        let id = match self.applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),
+            None => format!("0-0-{n}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: id,
+        };
+        Builder {
+            meta,
+            data,
+            dir: self.dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StoreResult<()> {
+        let data = snapshot.into_inner();
+        self.restore(meta, &data)?;
+        let (dir, m) = (self.dir.clone(), meta.clone());
+        let data = tokio::task::spawn_blocking(move || dir.save(&m, &data).map(|()| data))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        // etcd's line, so an operator (and the system test) sees that a member caught up by snapshot.
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
+        tracing::info!("finished applying incoming snapshot at index {index}");
+        self.current = Some(SnapshotFile {
+            meta: meta.clone(),
+            data,
+        });
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+        // A snapshot built since the last install is on disk; read the newest from there.
+        let latest = self.dir.load().map_err(snap_err)?;
+        if let Some(f) = latest {
+            self.current = Some(f);
+        }
+        Ok(self.current.as_ref().map(|f| Snapshot {
+            meta: f.meta.clone(),
+            snapshot: Box::new(Cursor::new(f.data.clone())),
+        }))
+    }
+}
