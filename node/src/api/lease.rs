@@ -11,7 +11,7 @@ use etcd_client::proto::{
     PbLeaseLeasesRequest, PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse,
     PbLeaseService, PbLeaseStatus, PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +21,7 @@ use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use crate::member::{App, MemberError};
 use crate::mvcc::Command;
-use forward::LeaseClient;
+use forward::{on_leader, renew_on};
 
 mod forward;
 
@@ -40,13 +40,34 @@ impl LeaseService {
     pub fn new(app: App, forward: bool) -> Self {
         LeaseService { app, forward }
     }
+}
 
-    async fn leader(&self) -> Result<Option<LeaseClient>, Status> {
-        if self.app.is_leader() || !self.forward {
-            return Ok(None);
-        }
-        let ch = self.app.leader_channel().await.map_err(to_status)?;
-        Ok(Some(LeaseClient::new(ch)))
+/// Renew lease `id` on this member, the leader (TTL 0: no such lease).
+fn renew_here(app: &App, id: i64) -> PbLeaseKeepAliveResponse {
+    PbLeaseKeepAliveResponse {
+        header: current(app),
+        id,
+        ttl: app.lease_renew(id).unwrap_or(0),
+    }
+}
+
+/// TimeToLive answered by this member, the leader.
+fn time_to_live_here(app: &App, req: &PbLeaseTimeToLiveRequest) -> PbLeaseTimeToLiveResponse {
+    match app.lease_info(req.id) {
+        // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
+        None => PbLeaseTimeToLiveResponse {
+            header: current(app),
+            id: req.id,
+            ttl: -1,
+            ..Default::default()
+        },
+        Some(i) => PbLeaseTimeToLiveResponse {
+            header: current(app),
+            id: req.id,
+            ttl: i.remaining.unwrap_or(i.granted_ttl),
+            granted_ttl: i.granted_ttl,
+            keys: if req.keys { i.keys } else { Vec::new() },
+        },
     }
 }
 
@@ -111,29 +132,21 @@ impl PbLeaseService for LeaseService {
         req: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let mut inbound = req.into_inner();
-        if let Some(mut leader) = self.leader().await? {
-            // Relay the whole stream to the leader; if leadership moves, the stream ends and the
-            // client reconnects (as with etcd's own forwarding).
-            let upstream = leader
-                .lease_keep_alive(inbound.filter_map(|r| async { r.ok() }))
-                .await?;
-            return Ok(Response::new(Box::pin(upstream.into_inner())));
-        }
         let (tx, rx) = mpsc::channel(16);
-        let app = self.app.clone();
+        let (app, forward) = (self.app.clone(), self.forward);
+        // Each keep-alive on its own, here or on the leader of the moment, so a leader change costs
+        // the client a slower answer, not its stream (etcd's LeaseKeepAlive does the same).
         tokio::spawn(async move {
             while let Ok(Some(r)) = inbound.message().await {
-                if !app.is_leader() {
-                    let _ = tx.send(Err(to_status(MemberError::NotLeader))).await;
-                    break;
-                }
-                let ttl = app.lease_renew(r.id);
-                let resp = PbLeaseKeepAliveResponse {
-                    header: current(&app),
-                    id: r.id,
-                    ttl: ttl.unwrap_or(0),
-                };
-                if tx.send(Ok(resp)).await.is_err() {
+                let resp = on_leader(
+                    &app,
+                    forward,
+                    || renew_here(&app, r.id),
+                    |leader| renew_on(leader, r),
+                )
+                .await;
+                let failed = resp.is_err();
+                if tx.send(resp).await.is_err() || failed {
                     break;
                 }
             }
@@ -145,27 +158,19 @@ impl PbLeaseService for LeaseService {
         &self,
         req: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
-        if let Some(mut leader) = self.leader().await? {
-            return leader.lease_time_to_live(req.into_inner()).await;
-        }
         let req = req.into_inner();
-        let info = self.app.lease_info(req.id);
-        let resp = match info {
-            // etcd answers a missing lease with TTL -1, which etcdctl prints as "already expired".
-            None => PbLeaseTimeToLiveResponse {
-                header: current(&self.app),
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
+        let resp = on_leader(
+            &self.app,
+            self.forward,
+            || time_to_live_here(&self.app, &req),
+            |mut leader| async move {
+                leader
+                    .lease_time_to_live(req)
+                    .await
+                    .map(Response::into_inner)
             },
-            Some(i) => PbLeaseTimeToLiveResponse {
-                header: current(&self.app),
-                id: req.id,
-                ttl: i.remaining.unwrap_or(i.granted_ttl),
-                granted_ttl: i.granted_ttl,
-                keys: if req.keys { i.keys } else { Vec::new() },
-            },
-        };
+        )
+        .await?;
         Ok(Response::new(resp))
     }
 

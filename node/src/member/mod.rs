@@ -2,6 +2,7 @@
 //! services use to propose, read and describe the cluster.
 
 mod auto_compact;
+mod check_quorum;
 mod error;
 mod forward;
 mod join;
@@ -29,7 +30,7 @@ pub use start::Started;
 
 /// How long a proposal or read barrier may take before the client gets "request timed out"
 /// (etcd: 5 s plus two election timeouts; ours is fixed and generous).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// A snapshot of cluster-level facts used in response headers and Status.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,10 @@ struct Inner {
     lessor: lessor::Lessor,
     /// The least read index while leading the term resumed at start (`read_index`).
     read_floor: read_index::ReadFloor,
+    /// When this member, as leader, last heard from a quorum (`check_quorum`).
+    quorum: check_quorum::QuorumClock,
+    /// etcd's `--election-timeout`: a leader not acknowledged by a quorum for longer stops leading here.
+    election_timeout: Duration,
 }
 
 impl App {
@@ -125,23 +130,30 @@ impl App {
         &self.inner.shared.store
     }
 
-    /// Current Raft facts (cheap: read from openraft metrics).
+    /// Current Raft facts (cheap: read from openraft metrics). A leader that has lost its quorum
+    /// reports no leader (see `check_quorum`).
     pub fn status(&self) -> RaftStatus {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         RaftStatus {
             cluster_id: self.inner.peers.cluster_id(),
             member_id: self.inner.id,
-            leader: m.current_leader,
+            leader: self.leader_of(&m),
             term: m.current_term,
             raft_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
         }
     }
 
-    /// True when this member is the leader.
+    /// True when this member is the leader (and a quorum acknowledged it lately, see `check_quorum`).
     pub fn is_leader(&self) -> bool {
-        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+        self.leader_of(&self.inner.raft.metrics().borrow()) == Some(self.inner.id)
+    }
+
+    /// The leader per these metrics, as this member can vouch for it (`check_quorum`).
+    fn leader_of(&self, m: &openraft::RaftMetrics<NodeId, PeerNode>) -> Option<NodeId> {
+        let i = &self.inner;
+        i.quorum.leader(i.id, m, i.election_timeout)
     }
 
     /// Members with names and client URLs (unstarted members have an empty name and no client URLs).
@@ -235,7 +247,7 @@ impl App {
 
     /// The current leader, waiting up to an election's worth of time for one to emerge.
     async fn wait_for_leader(&self) -> Result<NodeId, MemberError> {
-        if let Some(l) = self.inner.raft.metrics().borrow().current_leader {
+        if let Some(l) = self.leader_of(&self.inner.raft.metrics().borrow()) {
             return Ok(l);
         }
         let wait = self.inner.raft.config().election_timeout_max * 4;
@@ -243,10 +255,10 @@ impl App {
             .inner
             .raft
             .wait(Some(Duration::from_millis(wait)))
-            .metrics(|m| m.current_leader.is_some(), "leader known")
+            .metrics(|m| self.leader_of(m).is_some(), "leader known")
             .await
         {
-            Ok(m) => m.current_leader.ok_or(MemberError::NoLeader),
+            Ok(m) => self.leader_of(&m).ok_or(MemberError::NoLeader),
             Err(_) => Err(MemberError::NoLeader),
         }
     }

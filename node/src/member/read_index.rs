@@ -35,15 +35,24 @@ pub struct ReadFloor {
 }
 
 impl ReadFloor {
-    /// Read the stored vote and last log index, before Raft starts from them.
-    pub async fn at_start(log: &LogStore) -> anyhow::Result<ReadFloor> {
+    /// Read the stored vote and last log index of member `me`, before Raft starts from them.
+    pub async fn at_start(log: &LogStore, me: NodeId) -> anyhow::Result<ReadFloor> {
         let mut log = log.clone();
         let vote = log.read_vote().await?;
         let last = log.get_log_state().await?.last_log_id;
-        Ok(ReadFloor {
+        let floor = ReadFloor {
             term: vote.map(|v| v.leader_id().term).unwrap_or(0),
             index: last.map(|l| l.index).unwrap_or(0),
-        })
+        };
+        if vote.is_some_and(|v| v.is_committed() && v.leader_id().voted_for() == Some(me)) {
+            tracing::info!(
+                "resuming as leader of term {} from the stored vote; linearizable reads wait until \
+                 index {} (the log's end) is committed",
+                floor.term,
+                floor.index
+            );
+        }
+        Ok(floor)
     }
 }
 

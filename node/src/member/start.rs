@@ -132,7 +132,7 @@ impl App {
         let shared = sm.shared();
         let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
-        let read_floor = ReadFloor::at_start(&log)
+        let read_floor = ReadFloor::at_start(&log, identity.member_id)
             .await
             .with_context(|| format!("reading the vote and log state of {}", log_path.display()))?;
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
@@ -162,6 +162,8 @@ impl App {
                 reads: super::read_index::spawn(me.clone()),
                 lessor: Default::default(),
                 read_floor,
+                quorum: Default::default(),
+                election_timeout: Duration::from_millis(cfg.election_timeout),
             }),
         };
         app.spawn_leader_watch();
@@ -193,18 +195,26 @@ impl App {
     }
 
     /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and count them
-    /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known).
+    /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known). It also
+    /// feeds check-quorum every metrics update as it arrives (openraft sends one per tick at least).
     fn spawn_leader_watch(&self) {
         let mut rx = self.inner.raft.metrics();
         let me = self.inner.id;
+        let app = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut last: Option<u64> = None;
             let mut last_known: Option<u64> = None;
             loop {
-                let (leader, term) = {
-                    let m = rx.borrow_and_update();
-                    (m.current_leader, m.current_term)
+                let Some(inner) = app.upgrade() else {
+                    return;
                 };
+                let app = App { inner };
+                let (reported, leader, term) = {
+                    let m = rx.borrow_and_update();
+                    app.inner.quorum.observe(me, &m);
+                    (m.current_leader, app.leader_of(&m), m.current_term)
+                };
+                drop(app);
                 if leader != last {
                     match leader {
                         Some(l) => {
@@ -214,6 +224,11 @@ impl App {
                                 last_known = Some(l);
                             }
                         }
+                        None if reported == Some(me) => tracing::warn!(
+                            "raft.node: {me:x} lost leader at term {term}: no quorum acknowledged \
+                             this leader within the election timeout; it serves no request until \
+                             one does (check-quorum)"
+                        ),
                         None => tracing::info!("raft.node: {me:x} lost leader at term {term}"),
                     }
                     last = leader;
@@ -223,6 +238,22 @@ impl App {
                 }
             }
         });
+    }
+
+    /// Resolves, with the reason, once Raft has stopped on an error: a storage failure (a full disk,
+    /// an I/O error on the log, the vote or the value file) or a bug. openraft cannot resume after
+    /// that; the member must exit so that its supervisor starts it again from its data dir once the
+    /// fault is cleared (the unit has Restart=on-failure; etcd exits on such errors too).
+    pub async fn raft_stopped(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Err(fatal) = &rx.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "the Raft core ended".into();
+            }
+        }
     }
 
     /// Stop Raft (graceful shutdown).

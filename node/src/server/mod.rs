@@ -130,6 +130,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         _ = started.app.removed() => {
             tracing::warn!("the member has been permanently removed from the cluster; exiting");
         }
+        why = started.app.raft_stopped() => {
+            let _ = stop_tx.send(true);
+            anyhow::bail!(
+                "raft stopped: {why}; exiting so that the supervisor restarts this member once the \
+                 fault is cleared (nothing unwritten was acknowledged)"
+            );
+        }
     }
     let _ = stop_tx.send(true);
     started.app.shutdown().await;

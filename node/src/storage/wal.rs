@@ -202,6 +202,17 @@ impl Wal {
             tail_offset: 0,
             failed: None,
         };
+        // Purges delete segments from the front only, so the numbers left are consecutive.
+        if let Some(w) = seqs.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(WalError::Corrupt {
+                path: segment_path(dir, w[0] + 1),
+                offset: 0,
+                why: format!(
+                    "the segment is missing (segments {:x} and {:x} exist)",
+                    w[0], w[1]
+                ),
+            });
+        }
         let n = seqs.len();
         for (i, seq) in seqs.into_iter().enumerate() {
             wal.replay(seq, i + 1 == n)?;
@@ -225,6 +236,19 @@ impl Wal {
             Ok(()) => {}
             Err(HeaderError::Missing) => return Err(WalError::NotASegment { path }),
             Err(HeaderError::Version(found)) => return Err(WalError::Version { path, found }),
+        }
+        // Every segment is created at its full size, so a shorter one was cut: what it lost may
+        // have been acknowledged.
+        if (data.len() as u64) < SEGMENT_BYTES {
+            return Err(WalError::Corrupt {
+                path,
+                offset: data.len() as u64,
+                why: format!(
+                    "the segment is {} bytes, shorter than the {SEGMENT_BYTES} every segment is \
+                     created with: it was truncated",
+                    data.len()
+                ),
+            });
         }
         let mut seg = Segment {
             path: path.clone(),
@@ -689,6 +713,28 @@ mod tests {
         overwrite_first_segment(dir.path(), 0, &[9, 0, 0, 0, 1, 2, 3, 4]);
         let err = open_error(dir.path());
         assert!(err.contains("not a cairn WAL segment"), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_or_missing_segment_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(wal_of_large_entries(dir.path(), 7));
+        let last = segment_path(dir.path(), 2);
+        let f = OpenOptions::new().write(true).open(&last).expect("open");
+        f.set_len(SEGMENT_BYTES / 2).expect("truncate");
+        drop(f);
+        let err = open_error(dir.path());
+        assert!(
+            err.contains(&last.display().to_string()) && err.contains("it was truncated"),
+            "{err}"
+        );
+        std::fs::remove_file(segment_path(dir.path(), 1)).expect("rm");
+        let err = open_error(dir.path());
+        assert!(
+            err.contains(&segment_path(dir.path(), 1).display().to_string())
+                && err.contains("the segment is missing"),
+            "{err}"
+        );
     }
 
     #[test]

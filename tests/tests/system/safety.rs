@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cairn_tests::base64::decode_str;
 use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::fixture::{must, three_members as cluster};
-use cairn_tests::grpc;
 use cairn_tests::wait::wait_for;
+use cairn_tests::{grpc, https, tmpfs};
 
 /// The index of the member that leads now (asking every member).
 fn leader_index(c: &Cluster) -> usize {
@@ -185,14 +186,30 @@ async fn put_sequence(c: &Cluster, via: usize, prefix: &str, n: usize) -> Result
     Ok(acked)
 }
 
-/// The acknowledged keys a linearizable read of `prefix` through the `which` members does not return.
+/// The acknowledged keys (each written with a value that starts with the key) that a linearizable
+/// read of `prefix` through the `which` members does not return with their value.
 fn lost_writes(c: &Cluster, which: &[usize], prefix: &str, acked: &[String]) -> Vec<String> {
     let urls: Vec<&str> = which
         .iter()
         .map(|&i| c.members[i].client_url.as_str())
         .collect();
     let ctl = c.etcdctl().with_endpoints(urls.join(","));
-    must(cairn_tests::writer::missing(&ctl, prefix, acked))
+    let got = must(ctl.json(&["get", "--prefix", prefix, "-w", "json"]));
+    let stored: std::collections::BTreeSet<String> = got["kvs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|kv| {
+            let key = decode_str(kv["key"].as_str()?).ok()?;
+            let value = decode_str(kv["value"].as_str()?).ok()?;
+            value.starts_with(&key).then_some(key)
+        })
+        .collect();
+    acked
+        .iter()
+        .filter(|k| !stored.contains(*k))
+        .cloned()
+        .collect()
 }
 
 /// The member's WAL segment written last (cairn and etcd both keep them in `member/wal/*.wal`).
@@ -243,7 +260,7 @@ fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_writ
     eprintln!("flipped 16 bytes at offset {at} of {}", segment.display());
     must(c.start_all());
 
-    let status = must(wait_for(
+    let exited = wait_for(
         "the member with the corrupt WAL to exit",
         Duration::from_secs(30),
         Duration::from_millis(100),
@@ -252,12 +269,21 @@ fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_writ
                 .exit_status()
                 .ok_or("still running".to_string())
         },
-    ));
-    assert!(
-        !status.success(),
-        "{:?} exited with {status} on a corrupt WAL",
-        c.flavor
     );
+    match exited {
+        Ok(status) => assert!(
+            !status.success(),
+            "{:?} exited with {status} on a corrupt WAL",
+            c.flavor
+        ),
+        // etcd 3.4 refused in 18 of 19 runs; once, with the other safety tests running beside it, it
+        // was still running after 30 s (why was not established). Its other members kept every write.
+        Err(e) if c.flavor == Flavor::Etcd => {
+            eprintln!("etcd started on the corrupt WAL: {e:#}");
+            must(c.kill_member(li));
+        }
+        Err(e) => panic!("{e:#}\n{}", c.logs()),
+    }
     if c.flavor == Flavor::Cairn {
         let log = must(std::fs::read_to_string(&c.members[li].log).context("reading the log"));
         let said = format!("{}: corrupt WAL record at offset", segment.display());
@@ -266,7 +292,8 @@ fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_writ
             "the log must name the file, the offset and the recovery:\n{}",
             c.logs()
         );
-        assert_eq!(status.code(), Some(1), "{}", c.logs());
+        let status = c.members[li].exit_status();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", c.logs());
     }
 
     let others: Vec<usize> = (0..3).filter(|&i| i != li).collect();
@@ -378,4 +405,295 @@ fn member_add_and_update_refuse_peer_urls_that_are_not_urls() {
         }));
         assert_eq!(after[0].peer_urls(), members[0].peer_urls());
     }
+}
+
+/// Puts of 4 KiB values through member `via` until it exits (or `deadline`); returns the keys
+/// acknowledged and how many puts failed.
+async fn put_until_exit(
+    c: &mut Cluster,
+    via: usize,
+    prefix: &str,
+    deadline: Duration,
+) -> Result<(Vec<String>, usize)> {
+    let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+    let (mut acked, mut failed) = (Vec::new(), 0);
+    let end = Instant::now() + deadline;
+    for i in 1.. {
+        if c.members[via].exit_status().is_some() {
+            return Ok((acked, failed));
+        }
+        if Instant::now() > end {
+            bail!(
+                "member {} still runs {deadline:?} after its disk filled ({} puts acknowledged, {failed} failed)",
+                c.members[via].name,
+                acked.len()
+            );
+        }
+        let key = format!("{prefix}{i:06}");
+        let value = format!("{key:x<4096}");
+        let put = client.put(key.as_str(), value, None);
+        match tokio::time::timeout(Duration::from_secs(10), put).await {
+            Ok(Ok(_)) => acked.push(key),
+            Ok(Err(_)) | Err(_) => {
+                failed += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    unreachable!("the loop above only returns")
+}
+
+#[test]
+fn a_leader_whose_disk_fills_exits_non_zero_and_after_space_is_freed_restarts_with_no_acked_write_lost(
+) {
+    let flavor = must(Flavor::from_env());
+    let mut c = must(Cluster::create(flavor, 3));
+    // etcd preallocates 64 MiB WAL segments, cairn 16 MiB.
+    let size = if flavor == Flavor::Etcd {
+        "160m"
+    } else {
+        "64m"
+    };
+    let disks: Vec<_> = (0..3).map(|_| must(tmpfs::Tmpfs::mount(size))).collect();
+    for (m, d) in c.members.iter_mut().zip(&disks) {
+        m.data_dir = d.path.join(&m.name);
+    }
+    must(c.start_all());
+    must(c.wait_healthy(START_TIMEOUT));
+    let rt = must(grpc::runtime());
+    let li = leader_index(&c);
+    let before = must(rt.block_on(put_sequence(&c, li, "disk/before/", 50)));
+
+    let filler = must(disks[li].fill());
+    let (acked, failed) = must(rt.block_on(put_until_exit(
+        &mut c,
+        li,
+        "disk/full/",
+        Duration::from_secs(60),
+    )));
+    let status = c.members[li].exit_status().expect("exited");
+    eprintln!(
+        "{flavor:?}: disk full: {} puts acknowledged, {failed} failed, then the member exited with {status}",
+        acked.len()
+    );
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        failed >= 1,
+        "some put must have failed before the member exited"
+    );
+    if flavor == Flavor::Cairn {
+        assert_eq!(status.code(), Some(1), "{}", c.logs());
+        let log = must(std::fs::read_to_string(&c.members[li].log).context("reading the log"));
+        let said = log.lines().find(|l| l.contains("raft stopped: "));
+        eprintln!("{}: {said:?}", c.members[li].name);
+        assert!(said.is_some(), "{}", c.logs());
+    }
+
+    // What a supervisor does once the disk has space again: start it, with nobody's help otherwise.
+    must(std::fs::remove_file(&filler).context("freeing the disk"));
+    must(c.start_member(li));
+    must(c.wait_healthy(START_TIMEOUT));
+    let all: Vec<String> = before.into_iter().chain(acked).collect();
+    for i in 0..3 {
+        let lost = lost_writes(&c, &[i], "disk/", &all);
+        assert!(
+            lost.is_empty(),
+            "{flavor:?}: member {i} misses {} of {} acknowledged writes: {lost:?}",
+            lost.len(),
+            all.len()
+        );
+    }
+    drop(c);
+}
+
+/// What member `i` tells clients and probes about the leader: Status's leader (0: none), /health's
+/// HTTP status and `etcd_server_has_leader` from /metrics.
+fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
+    let status = c
+        .etcdctl_for(i)
+        .json(&["endpoint", "status", "-w", "json"])?;
+    // etcdctl's JSON leaves a zero leader out.
+    let leader = status[0]["Status"]["leader"].as_u64().unwrap_or(0);
+    let url = &c.members[i].client_url;
+    let (health, _) = https::get(&c.pki, &format!("{url}/health"))?;
+    let (_, metrics) = https::get(&c.pki, &format!("{url}/metrics"))?;
+    let has_leader = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_server_has_leader "))
+        .unwrap_or("missing")
+        .to_string();
+    Ok((leader, health, has_leader))
+}
+
+/// Processes stopped with SIGSTOP; continued (SIGCONT) when dropped, also when a test fails.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn stop(pids: Vec<u32>) -> Paused {
+        for &p in &pids {
+            must(signal("STOP", p));
+        }
+        Paused(pids)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = signal("CONT", p);
+        }
+    }
+}
+
+fn signal(sig: &str, pid: u32) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid}: {status}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_steps_down_in_status_health_and_metrics_and_recovers() {
+    let c = cluster();
+    let li = leader_index(&c);
+    let followers: Vec<u32> = (0..3)
+        .filter(|&i| i != li)
+        .map(|i| c.members[i].pid().expect("running"))
+        .collect();
+    let paused = Paused::stop(followers);
+    let stopped = Instant::now();
+    must(wait_for(
+        "the cut-off leader to report no leader",
+        Duration::from_secs(8),
+        Duration::from_millis(100),
+        || match leader_view(&c, li).map_err(|e| format!("{e:#}"))? {
+            (0, 503, h) if h == "0" => Ok(()),
+            other => Err(format!("Status leader, /health, has_leader: {other:?}")),
+        },
+    ));
+    let stepped_down = stopped.elapsed();
+    // etcd leaves the put unanswered until the client gives up; cairn answers with etcd's text.
+    let out = must(
+        c.etcdctl_for(li)
+            .run(&["--command-timeout=10s", "put", "cut-off", "x"]),
+    );
+    assert!(!out.success(), "a put through the cut-off leader: {out:?}");
+    if c.flavor == Flavor::Cairn {
+        assert!(
+            out.stderr.contains("etcdserver: no leader")
+                || out.stderr.contains("etcdserver: request timed out"),
+            "{out:?}"
+        );
+    }
+
+    drop(paused);
+    let resumed = Instant::now();
+    must(wait_for(
+        "a leader again once the followers run",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || match leader_view(&c, li).map_err(|e| format!("{e:#}"))? {
+            (l, 200, h) if l != 0 && h == "1" => Ok(()),
+            other => Err(format!("Status leader, /health, has_leader: {other:?}")),
+        },
+    ));
+    eprintln!(
+        "{:?}: followers stopped: the leader reported no leader after {stepped_down:?}; \
+         continued: a leader again after {:?}",
+        c.flavor,
+        resumed.elapsed()
+    );
+    must(c.etcdctl_for(li).ok(&["put", "after", "x"]));
+}
+
+/// The answer to one keep-alive: renewed (TTL > 0), or the gRPC code and message it failed with.
+type KeepAlive = std::result::Result<(), (String, String)>;
+
+/// The next answer on an open keep-alive stream.
+async fn next_answer(stream: &mut etcd_client::LeaseKeepAliveStream) -> KeepAlive {
+    match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+        Err(_) => Err(("none".into(), "no answer within 30 s".into())),
+        Ok(Ok(Some(r))) if r.ttl() > 0 => Ok(()),
+        Ok(Ok(Some(r))) => Err(("OK".into(), format!("TTL {}", r.ttl()))),
+        Ok(Ok(None)) => Err(("OK".into(), "the stream ended without an answer".into())),
+        Ok(Err(e)) => Err(grpc::status_of(&e)),
+    }
+}
+
+/// Opens a keep-alive stream for lease `id` on member `via`; etcd-client sends the first keep-alive
+/// with it and checks its answer.
+async fn fresh_keep_alive(c: &Cluster, via: usize, id: i64) -> Result<KeepAlive> {
+    let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+    let opened = tokio::time::timeout(Duration::from_secs(30), client.lease_keep_alive(id)).await;
+    Ok(match opened {
+        Err(_) => Err(("none".into(), "no answer within 30 s".into())),
+        Ok(Err(e)) => Err(grpc::status_of(&e)),
+        Ok(Ok(_)) => Ok(()),
+    })
+}
+
+/// Whether a keep-alive answer is one etcd gives: renewed, or Unavailable with "no leader" or
+/// "request timed out".
+fn etcd_answer(a: &KeepAlive) -> bool {
+    match a {
+        Ok(()) => true,
+        Err((code, msg)) => {
+            code == "Unavailable"
+                && (msg == "etcdserver: no leader" || msg == "etcdserver: request timed out")
+        }
+    }
+}
+
+#[test]
+fn keep_alives_through_a_follower_while_the_leader_is_down_get_etcds_answers() {
+    let mut c = cluster();
+    let rt = must(grpc::runtime());
+    let li = leader_index(&c);
+    let (f, o) = match li {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    let id = must(rt.block_on(async {
+        let mut client = grpc::connect(&c.pki, &c.members[f].client_url).await?;
+        anyhow::Ok(client.lease_grant(60, None).await?.id())
+    }));
+    // The client lives as long as its stream: dropping it would close the connection.
+    let mut client = must(rt.block_on(grpc::connect(&c.pki, &c.members[f].client_url)));
+    let (mut keeper, mut stream) =
+        must(rt.block_on(async { anyhow::Ok(client.lease_keep_alive(id).await?) }));
+
+    must(c.kill_member(li));
+    let on_open_stream = rt.block_on(async {
+        // A stream the server has ended refuses the send; its end status is read below.
+        let _ = keeper.keep_alive().await;
+        next_answer(&mut stream).await
+    });
+    let on_new_stream = must(rt.block_on(fresh_keep_alive(&c, f, id)));
+    eprintln!(
+        "{:?}: leader killed: keep-alive on the open stream {on_open_stream:?}, on a new one {on_new_stream:?}",
+        c.flavor
+    );
+    assert!(etcd_answer(&on_open_stream), "{on_open_stream:?}");
+    assert!(etcd_answer(&on_new_stream), "{on_new_stream:?}");
+
+    // With the other follower gone too no leader can be elected: only etcd's errors remain.
+    must(c.kill_member(o));
+    must(wait_for(
+        "the last member to know it has no leader",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || match leader_view(&c, f).map_err(|e| format!("{e:#}"))? {
+            (0, ..) => Ok(()),
+            (l, ..) => Err(format!("leader {l:x}")),
+        },
+    ));
+    let alone = must(rt.block_on(fresh_keep_alive(&c, f, id)));
+    eprintln!("{:?}: no quorum: keep-alive {alone:?}", c.flavor);
+    assert!(alone.is_err() && etcd_answer(&alone), "{alone:?}");
 }
