@@ -453,6 +453,29 @@ fn drain(s: &mut Store, id: WatchId, feed: &mut WatchFeed) -> Vec<WatchBatch> {
 }
 
 #[test]
+fn a_watch_from_a_future_revision_gets_nothing_below_it() {
+    // A member behind the cluster applies old revisions after a client (resuming from what another
+    // member showed it) asked to start above them.
+    let mut s = Store::new();
+    put(&mut s, "k", "0"); // 2
+    let spec = WatchSpec {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    let WatchStart::Watching(id, mut feed) = s.watch(spec, 5) else {
+        panic!("watch refused")
+    };
+    for i in 0..5 {
+        put(&mut s, "k", &i.to_string()); // 3..=7
+    }
+    let revs: Vec<i64> = drain(&mut s, id, &mut feed)
+        .iter()
+        .map(|b| b.revision)
+        .collect();
+    assert_eq!(revs, vec![5, 6, 7]);
+}
+
+#[test]
 fn a_slow_watcher_falls_back_to_history_without_gaps_or_duplicates() {
     let mut s = Store::new();
     let spec = WatchSpec {

@@ -76,6 +76,10 @@ struct Watcher {
     lagging: Arc<Notify>,
     /// First revision not delivered live, while the watcher is catching up.
     behind_from: Option<i64>,
+    /// The watch's start revision: a member behind the cluster (restarted, or a follower catching
+    /// up) applies older revisions after a client asked to start above them, and those must not
+    /// reach this watcher.
+    start: i64,
 }
 
 #[derive(Default)]
@@ -124,6 +128,9 @@ impl Hub {
             if w.behind_from.is_some() {
                 return !w.tx.is_closed();
             }
+            if rev < w.start {
+                return !w.tx.is_closed();
+            }
             let mine: Vec<PbEvent> = events
                 .iter()
                 .filter(|e| w.spec.matches(e))
@@ -170,6 +177,7 @@ impl Store {
             tx,
             lagging: lagging.clone(),
             behind_from,
+            start: start_revision,
         };
         self.hub.watchers.insert(id, watcher);
         WatchStart::Watching(id, WatchFeed { rx, lagging })
