@@ -224,6 +224,14 @@ impl Store {
         }
     }
 
+    /// True when the watcher receives live events (it is not catching up from history).
+    pub fn watcher_synced(&self, id: WatchId) -> bool {
+        self.hub
+            .watchers
+            .get(&id)
+            .is_some_and(|w| w.behind_from.is_none())
+    }
+
     /// Remove a watcher (cancel, or its stream ended).
     pub fn unwatch(&mut self, id: WatchId) {
         self.hub.watchers.remove(&id);
