@@ -2,10 +2,14 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 mod header;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+pub mod pb;
 mod snapshot;
 mod status;
 mod watch;
@@ -13,6 +17,8 @@ mod watch;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use pb::v3electionpb::election_server::ElectionServer;
+use pb::v3lockpb::lock_server::LockServer;
 use tonic::service::Routes;
 
 use crate::member::App;
@@ -28,9 +34,11 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// gRPC's own framing on top of a request; etcd allows the same slack (512 KiB).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, and Auth (answers Unimplemented).
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth (answers
+/// Unimplemented).
 pub fn services(app: App, max_request_bytes: usize) -> Routes {
     let limit = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let local = concurrency::Local::new(app.clone(), max_request_bytes);
     Routes::new(
         PbKvServer::new(kv::KvService::new(app.clone(), max_request_bytes))
             .max_decoding_message_size(limit),
@@ -46,8 +54,14 @@ pub fn services(app: App, max_request_bytes: usize) -> Routes {
         app.clone(),
     )))
     .add_service(PbMaintenanceServer::new(
-        maintenance::MaintenanceService::new(app),
+        maintenance::MaintenanceService::new(app.clone()),
     ))
+    .add_service(
+        LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+    )
+    .add_service(
+        ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
+    )
     .add_service(auth::AuthService)
 }
 
