@@ -314,11 +314,24 @@ async fn quota_raises_nospace_until_disarmed(c: &Cluster) -> Result<()> {
         }
     }
     // Raised through Raft: every member lists it and refuses even small writes that add data.
-    let ctl = c.etcdctl_for(2);
-    let list = ctl.ok(&["alarm", "list"])?;
-    if !list.contains("alarm:NOSPACE") {
-        bail!("alarm list after the quota was passed: {list:?}");
+    // The alarm is a Raft entry: the other members list it once they applied it.
+    for m in [1, 2] {
+        let ctl = c.etcdctl_for(m);
+        cairn_tests::wait::wait_for(
+            "NOSPACE listed by another member",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(100),
+            || {
+                let list = ctl.ok(&["alarm", "list"]).map_err(|e| e.to_string())?;
+                if list.contains("alarm:NOSPACE") {
+                    Ok(())
+                } else {
+                    Err(format!("alarm list after the quota was passed: {list:?}"))
+                }
+            },
+        )?;
     }
+    let ctl = c.etcdctl_for(2);
     if put_refusal(c, 1, "small", 1).await? != Some(full.clone()) {
         bail!("a small put through another member was not refused while NOSPACE is raised");
     }
