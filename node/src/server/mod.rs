@@ -12,11 +12,14 @@ use crate::config::Config;
 use crate::member::App;
 use crate::tls::TlsFiles;
 
-/// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
-    crate::api::services(app.clone(), max_request_bytes)
-        .into_axum_router()
-        .merge(crate::http::router(app.clone()))
+/// The client listener's routes: etcd's gRPC services, the HTTP endpoints and the JSON gateway on the same
+/// port.
+pub fn client_router(
+    app: &App,
+    max_request_bytes: usize,
+) -> Result<axum::Router, crate::http::gateway::RoutesError> {
+    let grpc = crate::api::services(app.clone(), max_request_bytes).into_axum_router();
+    crate::http::client_port(app.clone(), grpc, max_request_bytes)
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
@@ -107,12 +110,9 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         Some(&started.frame_handler()),
         &stop_rx,
     );
-    client_listeners.serve(
-        &client_server_tls,
-        &client_router(&started.app, cfg.max_request_bytes),
-        None,
-        &stop_rx,
-    );
+    let client_router = client_router(&started.app, cfg.max_request_bytes)
+        .context("building the client port's routes")?;
+    client_listeners.serve(&client_server_tls, &client_router, None, &stop_rx);
     metrics_listeners.serve(
         &client_server_tls,
         &crate::http::router(started.app.clone()),

@@ -9,6 +9,7 @@ mod container;
 mod discovery;
 mod dr;
 mod dualstack;
+mod gateway;
 mod hosts;
 mod membership;
 mod packaging;
