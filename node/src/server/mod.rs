@@ -16,10 +16,10 @@ use crate::tls::TlsFiles;
 /// port.
 pub fn client_router(
     app: &App,
-    max_request_bytes: usize,
+    opts: crate::api::ApiOptions,
 ) -> Result<axum::Router, crate::http::gateway::RoutesError> {
-    let grpc = crate::api::services(app.clone(), max_request_bytes).into_axum_router();
-    crate::http::client_port(app.clone(), grpc, max_request_bytes)
+    let grpc = crate::api::services(app.clone(), opts).into_axum_router();
+    crate::http::client_port(app.clone(), grpc, opts.max_request_bytes)
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
@@ -110,8 +110,14 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         Some(&started.frame_handler()),
         &stop_rx,
     );
-    let client_router = client_router(&started.app, cfg.max_request_bytes)
-        .context("building the client port's routes")?;
+    let client_router = client_router(
+        &started.app,
+        crate::api::ApiOptions {
+            max_request_bytes: cfg.max_request_bytes,
+            watch_progress_interval: cfg.watch_progress_interval(),
+        },
+    )
+    .context("building the client port's routes")?;
     client_listeners.serve(&client_server_tls, &client_router, None, &stop_rx);
     metrics_listeners.serve(
         &client_server_tls,

@@ -11,6 +11,7 @@ mod dr;
 mod dualstack;
 mod gateway;
 mod hosts;
+mod k8s;
 mod membership;
 mod packaging;
 mod render;

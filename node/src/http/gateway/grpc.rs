@@ -44,6 +44,18 @@ pub async fn call(
         HeaderValue::from_static("application/grpc"),
     );
     h.insert(header::TE, HeaderValue::from_static("trailers"));
+    // grpc-gateway v1 passes `Grpc-Metadata-<key>` headers on as metadata `<key>` (e.g.
+    // `Grpc-Metadata-Hasleader: true`, etcd's require-leader).
+    for (name, value) in &parts.headers {
+        let key = name.as_str().strip_prefix("grpc-metadata-");
+        // Never the call's own framing headers.
+        let key = key.filter(|k| !matches!(*k, "content-type" | "te") && !k.starts_with("grpc-"));
+        if let Some(key) = key {
+            if let Ok(key) = header::HeaderName::from_bytes(key.as_bytes()) {
+                h.append(key, value.clone());
+            }
+        }
+    }
     // etcd's auth reads the token from the `token` metadata; grpc-gateway clients send it as Authorization.
     if let Some(token) = parts.headers.get(header::AUTHORIZATION) {
         h.insert("token", token.clone());
