@@ -1,5 +1,5 @@
-//! Maintenance: Status, HashKV, Alarm (GET, ACTIVATE, DEACTIVATE; see `mvcc::alarm`), Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader; Hash and Downgrade answer
-//! Unimplemented.
+//! Maintenance: Status, HashKV, Alarm (GET, ACTIVATE, DEACTIVATE; see `mvcc::alarm`), Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader, Hash (of the
+//! replicated state, see `mvcc::Store::hash`); Downgrade answers Unimplemented.
 
 use std::pin::Pin;
 
@@ -105,10 +105,14 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(to_status(ApiError::Unimplemented(
-            "cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"
-                .into(),
-        )))
+        let (hash, rev) = {
+            let s = self.app.store().read();
+            (s.hash().map_err(to_status)?, s.revision())
+        };
+        Ok(Response::new(PbHashResponse {
+            header: header(&self.app, rev),
+            hash,
+        }))
     }
 
     async fn hash_kv(
