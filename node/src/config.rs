@@ -182,6 +182,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// How often watchers that asked for progress notifications get one (etcd applies the flag only
+    /// when it is positive).
+    pub fn watch_progress_interval(&self) -> Duration {
+        match self.experimental_watch_progress_notify_interval {
+            FlagDuration::Positive(d) => d,
+            FlagDuration::ZeroOrNegative => DEFAULT_WATCH_PROGRESS_INTERVAL,
+        }
+    }
+
     /// The space quota in bytes (etcd's `NewBackendQuota`): 0 is etcd's default of 2 GiB, a
     /// negative value disables it (None).
     pub fn quota_bytes(&self) -> Option<u64> {
@@ -189,15 +198,6 @@ impl Config {
             q if q < 0 => None,
             0 => Some(DEFAULT_QUOTA_BYTES),
             q => Some(q.unsigned_abs()),
-        }
-    }
-
-    /// How often watchers that asked for progress notifications get one (etcd applies the flag only
-    /// when it is positive).
-    pub fn watch_progress_interval(&self) -> Duration {
-        match self.experimental_watch_progress_notify_interval {
-            FlagDuration::Positive(d) => d,
-            FlagDuration::ZeroOrNegative => DEFAULT_WATCH_PROGRESS_INTERVAL,
         }
     }
 

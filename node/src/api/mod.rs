@@ -47,12 +47,12 @@ pub struct ApiOptions {
     pub watch_progress_interval: Duration,
 }
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth (answers
-/// Unimplemented). Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth
+/// (answers Unimplemented). Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
 pub fn services(app: App, opts: ApiOptions) -> Routes {
     let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    let local = concurrency::Local::new(app.clone(), opts.max_request_bytes);
     let leader = require_leader::Interceptor::new(app.clone());
+    let local = concurrency::Local::new(app.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
     let watch = watch::WatchService::new(app.clone(), limit, opts.watch_progress_interval);
     Routes::new(InterceptedService::new(
