@@ -8,6 +8,8 @@
 # The container's root filesystem comes from debootstrap (like scripts/host-image.sh: no registry is
 # reachable) with only gcc and libc6-dev added, the C linker Rust needs; the toolchain is the host's
 # (`rustup which rustc`'s directory, mounted read-only). The source is `git archive HEAD`, a clean checkout.
+# The host's CA bundle is given to cargo (CARGO_HTTP_CAINFO): where this machine reaches crates.io through a
+# TLS-inspecting proxy, a fresh container does not trust that proxy otherwise.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 tag=cairn-fresh:bookworm
@@ -29,6 +31,7 @@ fi
 toolchain="$(dirname "$(dirname "$(rustup which rustc)")")"
 name="cairn-fresh-$$"
 docker run -d --name "$name" -v "$toolchain:/opt/rust:ro" -e PATH=/opt/rust/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  -v /etc/ssl/certs/ca-certificates.crt:/etc/host-ca.crt:ro -e CARGO_HTTP_CAINFO=/etc/host-ca.crt \
   "$tag" sleep infinity >/dev/null
 trap 'docker rm -f "$name" >/dev/null 2>&1' EXIT
 git -C "$repo" archive --prefix=cairn/ HEAD | docker exec -i "$name" tar -x -C /root
@@ -36,15 +39,16 @@ git -C "$repo" archive --prefix=cairn/ HEAD | docker exec -i "$name" tar -x -C /
 # Runs a step in the container and prints its wall time, packages and disk added.
 step() {
   local title="$1"; shift
-  local before t0 t1 after
+  local before t0 t1 after rc=0
   before=$(docker exec "$name" sh -c 'dpkg-query -W | wc -l; df -k --output=used / | tail -1' | paste -sd' ')
   t0=$(date +%s)
-  docker exec -w /root/cairn "$name" bash -c "$*" 2>&1 | sed 's/^/    /'
+  docker exec -w /root/cairn "$name" bash -c "$*" 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
   t1=$(date +%s)
   after=$(docker exec "$name" sh -c 'dpkg-query -W | wc -l; df -k --output=used / | tail -1' | paste -sd' ')
   read -r p0 d0 <<<"$before"
   read -r p1 d1 <<<"$after"
-  echo "RESULT $title: $((t1 - t0)) s, +$((p1 - p0)) Debian packages, +$(((d1 - d0) / 1024)) MiB"
+  [ "$rc" = 0 ] || title="$title FAILED (exit $rc)"
+  echo "RESULT $title: $((t1 - t0)) s, +$((p1 - p0)) Debian packages, +$(((d1 - d0) / 1024)) MiB on disk (apt's lists included)"
 }
 
 echo "==> fresh container $name: $(docker exec "$name" sh -c 'cargo --version; dpkg-query -W | wc -l' | paste -sd' ') packages"
