@@ -4,6 +4,7 @@
 #                                files) and etcdctl (the command quickstart prints)
 #   scripts/deps.sh test         quickstart's set plus every tool the system tests drive (scripts/test.sh)
 #   scripts/deps.sh [all]        the same as test (CI)
+#   scripts/deps.sh vm           what the opt-in VM appliance test adds (qemu, the image's boot loader tools)
 # Idempotent; skips apt when all are present. Needs root or sudo only when something is missing.
 set -euo pipefail
 QUICKSTART=(protobuf-compiler etcd-client)
@@ -16,10 +17,12 @@ TEST=(
   nix-bin ansible-core
   debootstrap openssh-client
 )
+VM=(qemu-system-x86 qemu-utils extlinux fdisk e2fsprogs openssh-client curl)
 case "${1:-all}" in
   quickstart) PKGS=("${QUICKSTART[@]}") ;;
   test | all) PKGS=("${QUICKSTART[@]}" "${TEST[@]}") ;;
-  *) echo "usage: $0 [quickstart|test|all]" >&2; exit 2 ;;
+  vm) PKGS=("${QUICKSTART[@]}" "${TEST[@]}" "${VM[@]}") ;;
+  *) echo "usage: $0 [quickstart|test|all|vm]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${PKGS[@]}"; do
