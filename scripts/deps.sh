@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a Cairn task needs, in sets, so the quick start does not pull the test toolchain:
-#   scripts/deps.sh quickstart   build and run a local cluster: protoc (etcd-client compiles etcd's .proto
-#                                files) and etcdctl (the command quickstart prints)
+#   scripts/deps.sh quickstart   build and run a local cluster: protoc and the well-known .proto files it
+#                                imports (etcd-client compiles etcd's .proto files; Debian ships
+#                                google/protobuf/*.proto in libprotobuf-dev) and etcdctl (the command
+#                                quickstart prints)
 #   scripts/deps.sh test         quickstart's set plus every tool the system tests drive (scripts/test.sh)
 #   scripts/deps.sh [all]        the same as test (CI)
 #   scripts/deps.sh vm           what the opt-in VM appliance test adds (qemu, the image's boot loader tools)
 # Idempotent; skips apt when all are present. Needs root or sudo only when something is missing.
 set -euo pipefail
-QUICKSTART=(protobuf-compiler etcd-client)
+QUICKSTART=(protobuf-compiler libprotobuf-dev etcd-client)
 TEST=(
-  libprotobuf-dev etcd-server
+  etcd-server
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd curl
