@@ -36,19 +36,21 @@ docker run -d --name "$name" -v "$toolchain:/opt/rust:ro" -e PATH=/opt/rust/bin:
 trap 'docker rm -f "$name" >/dev/null 2>&1' EXIT
 git -C "$repo" archive --prefix=cairn/ HEAD | docker exec -i "$name" tar -x -C /root
 
-# Runs a step in the container and prints its wall time, packages and disk added.
+# Runs a step in the container and prints its wall time and the Debian packages it added (count and their
+# installed size; `df` would count the host's disk, which the container's overlay shares).
 step() {
   local title="$1"; shift
   local before t0 t1 after rc=0
-  before=$(docker exec "$name" sh -c 'dpkg-query -W | wc -l; df -k --output=used / | tail -1' | paste -sd' ')
+  local count='dpkg-query -W -f="\${Installed-Size}\n" | awk "{ n++; k += \$1 } END { print n, k }"'
+  before=$(docker exec "$name" sh -c "$count")
   t0=$(date +%s)
   docker exec -w /root/cairn "$name" bash -c "$*" 2>&1 | sed 's/^/    /' || rc=${PIPESTATUS[0]}
   t1=$(date +%s)
-  after=$(docker exec "$name" sh -c 'dpkg-query -W | wc -l; df -k --output=used / | tail -1' | paste -sd' ')
+  after=$(docker exec "$name" sh -c "$count")
   read -r p0 d0 <<<"$before"
   read -r p1 d1 <<<"$after"
   [ "$rc" = 0 ] || title="$title FAILED (exit $rc)"
-  echo "RESULT $title: $((t1 - t0)) s, +$((p1 - p0)) Debian packages, +$(((d1 - d0) / 1024)) MiB on disk (apt's lists included)"
+  echo "RESULT $title: $((t1 - t0)) s, +$((p1 - p0)) Debian packages, $(((d1 - d0) / 1024)) MiB installed"
 }
 
 echo "==> fresh container $name: $(docker exec "$name" sh -c 'cargo --version; dpkg-query -W | wc -l' | paste -sd' ') packages"
