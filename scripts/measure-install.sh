@@ -26,6 +26,9 @@ if ! docker image inspect "$tag" >/dev/null 2>&1; then
     >"$work/debootstrap.log" 2>&1 || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
   rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
   tar -C "$work/rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null
+  # Removed here: the container's EXIT trap below replaces this one.
+  rm -rf "$work"
+  trap - EXIT
 fi
 
 toolchain="$(dirname "$(dirname "$(rustup which rustc)")")"
