@@ -24,15 +24,12 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// nixpkgs' `lib` directory's parent: `$CAIRN_NIXPKGS_LIB`, else the first `shared/nixpkgs-lib` beside the
-/// workspace or one of its parents (the unmodified, MIT-licensed lib the project keeps next to its checkouts).
+/// nixpkgs' `lib` directory's parent: `$CAIRN_NIXPKGS_LIB`, else the copy in `third_party/nixpkgs-lib`
+/// (nixpkgs' unmodified, MIT-licensed lib, kept in the tree so a clean clone evaluates offline).
 fn nixpkgs_lib() -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = match std::env::var_os("CAIRN_NIXPKGS_LIB") {
         Some(dir) => vec![PathBuf::from(dir)],
-        None => root()
-            .ancestors()
-            .map(|a| a.join("shared/nixpkgs-lib"))
-            .collect(),
+        None => vec![root().join("third_party/nixpkgs-lib")],
     };
     candidates
         .iter()
