@@ -735,6 +735,107 @@ fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<(
     Ok(())
 }
 
+/// examples/discovery.yaml with free member ports, pointed at the test's discovery cluster `svc` and its
+/// TLS files (its CA, and its admin certificate as the client identity).
+fn discovery_spec(dir: &Path, svc: &Cluster) -> Result<PathBuf> {
+    let mut text = std::fs::read_to_string(workspace::root().join("examples/discovery.yaml"))?;
+    let p = cairn_tests::ports::unused_ports(6)?;
+    for (i, (c, pe)) in [(2479, 2480), (22479, 22480), (32479, 32480)]
+        .iter()
+        .enumerate()
+    {
+        text = text.replace(
+            &format!("client_port: {c}, peer_port: {pe}"),
+            &format!("client_port: {}, peer_port: {}", p[2 * i], p[2 * i + 1]),
+        );
+    }
+    let tls = format!(
+        "    ca: {}\n    cert: {}\n    key: {}\n",
+        svc.pki.ca.display(),
+        svc.pki.admin.crt.display(),
+        svc.pki.admin.key.display()
+    );
+    let commented = "    # ca: discovery/ca.crt\n    # cert: discovery/client.crt\n    # key: discovery/client.key\n";
+    anyhow::ensure!(
+        text.contains(commented) && text.contains("[http://127.0.0.1:12379]"),
+        "examples/discovery.yaml changed"
+    );
+    text = text.replace(commented, &tls).replace(
+        "[http://127.0.0.1:12379]",
+        &format!("[{}]", svc.endpoints()),
+    );
+    let path = dir.join("discovery.yaml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[test]
+fn provision_apply_bootstraps_three_local_members_through_a_discovery_cluster() -> Result<()> {
+    use cairn_tests::apply::{admin_etcdctl, provision};
+    let svc = Cluster::start(Flavor::Cairn, 1)?;
+    let sctl = svc.etcdctl();
+    let size_key = "/_etcd/registry/disco-7f3c2a/_config/size";
+    let dir = tempfile::tempdir()?;
+    let _cleanup = super::apply::Cleanup(dir.path());
+    let spec = discovery_spec(dir.path(), &svc)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+
+    // A token that already expects another size is refused, naming it, before any member starts.
+    sctl.ok(&["put", size_key, "5"])?;
+    let refused = provision(dir.path(), &["apply", spec_arg])?;
+    assert_ne!(refused.code, Some(0), "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("discovery token \"disco-7f3c2a\" already expects 5 members")
+            && refused.text.contains("cluster.yaml lists 3"),
+        "{}",
+        refused.text
+    );
+    assert!(super::apply::member_pids(dir.path()).is_empty());
+    sctl.ok(&["del", size_key])?;
+
+    let first = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(
+        first.text.contains(&format!("set {size_key} = 3")),
+        "{}",
+        first.text
+    );
+    assert_eq!(
+        sctl.ok(&["get", size_key, "--print-value-only"])?.trim(),
+        "3"
+    );
+    let registered = sctl.ok(&[
+        "get",
+        "/_etcd/registry/disco-7f3c2a/members/",
+        "--prefix",
+        "--keys-only",
+    ])?;
+    assert_eq!(
+        registered.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{registered}"
+    );
+    let env = std::fs::read_to_string(dir.path().join("out/disco/nodes/infra0/cairn.env"))?;
+    assert!(
+        env.contains("CAIRN_DISCOVERY_TOKEN=") && !env.contains("CAIRN_INITIAL_CLUSTER="),
+        "{env}"
+    );
+    let ctl = admin_etcdctl(&dir.path().join("out/disco"), local_endpoints(&spec)?);
+    wait_healthy(&ctl, 3)?;
+    assert_eq!(member_names(&ctl, 3)?, ["infra0", "infra1", "infra2"]);
+    ctl.ok(&["put", "k", "v"])?;
+
+    let second = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(
+        second.text.contains("no changes") && second.text.contains("size 3 already set"),
+        "{}",
+        second.text
+    );
+    provision(dir.path(), &["reset", spec_arg, "--yes"])?.ok()?;
+    Ok(())
+}
+
 #[test]
 fn provision_restore_brings_back_wiped_systemd_hosts_over_ssh() -> Result<()> {
     use cairn_tests::apply::provision;
