@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   protobuf-compiler libprotobuf-dev
-  etcd-client etcd-server
+  etcd-client etcd-server etcd-discovery
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd curl
