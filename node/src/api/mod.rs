@@ -2,10 +2,15 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 mod header;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+pub mod pb;
+mod require_leader;
 mod snapshot;
 mod status;
 mod watch;
@@ -13,6 +18,11 @@ mod watch;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use pb::v3electionpb::election_server::ElectionServer;
+use pb::v3lockpb::lock_server::LockServer;
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 
 use crate::member::App;
@@ -28,25 +38,51 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// gRPC's own framing on top of a request; etcd allows the same slack (512 KiB).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, and Auth (answers Unimplemented).
-pub fn services(app: App, max_request_bytes: usize) -> Routes {
-    let limit = max_request_bytes + GRPC_OVERHEAD_BYTES;
-    Routes::new(
-        PbKvServer::new(kv::KvService::new(app.clone(), max_request_bytes))
+/// What the client-port services take from the member's flags.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiOptions {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_interval: Duration,
+}
+
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth
+/// (answers Unimplemented). Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
+pub fn services(app: App, opts: ApiOptions) -> Routes {
+    let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let leader = require_leader::Interceptor::new(app.clone());
+    let local = concurrency::Local::new(app.clone(), opts.max_request_bytes);
+    // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
+    let watch = watch::WatchService::new(app.clone(), limit, opts.watch_progress_interval);
+    Routes::new(InterceptedService::new(
+        PbKvServer::new(kv::KvService::new(app.clone(), opts.max_request_bytes))
             .max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbWatchServer::new(watch::WatchService::new(app.clone())).max_decoding_message_size(limit),
-    )
-    .add_service(PbLeaseServer::new(lease::LeaseService::new(
-        app.clone(),
-        true,
-    )))
-    .add_service(PbClusterServer::new(cluster::ClusterService::new(
-        app.clone(),
-    )))
-    .add_service(PbMaintenanceServer::new(
-        maintenance::MaintenanceService::new(app),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbWatchServer::new(watch).max_decoding_message_size(limit),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbLeaseServer::new(lease::LeaseService::new(app.clone(), true)),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbClusterServer::new(cluster::ClusterService::new(app.clone())),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbMaintenanceServer::new(maintenance::MaintenanceService::new(app)),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
+        leader,
     ))
     .add_service(auth::AuthService)
 }

@@ -13,8 +13,8 @@ use crate::member::App;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
-    crate::api::services(app.clone(), max_request_bytes)
+pub fn client_router(app: &App, opts: crate::api::ApiOptions) -> axum::Router {
+    crate::api::services(app.clone(), opts)
         .into_axum_router()
         .merge(crate::http::router(app.clone()))
 }
@@ -109,7 +109,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     );
     client_listeners.serve(
         &client_server_tls,
-        &client_router(&started.app, cfg.max_request_bytes),
+        &client_router(
+            &started.app,
+            crate::api::ApiOptions {
+                max_request_bytes: cfg.max_request_bytes,
+                watch_progress_interval: cfg.watch_progress_interval(),
+            },
+        ),
         None,
         &stop_rx,
     );

@@ -3,6 +3,7 @@
 mod ansible;
 mod apply;
 mod apply_ssh;
+mod apps;
 mod chaos;
 mod cluster;
 mod container;
@@ -10,6 +11,7 @@ mod discovery;
 mod dr;
 mod dualstack;
 mod hosts;
+mod k8s;
 mod membership;
 mod packaging;
 mod render;
