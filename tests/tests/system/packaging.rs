@@ -199,6 +199,10 @@ fn rendered_nix_member_runs_what_the_env_file_says() -> Result<()> {
                 env == want,
                 "{example}/{node}: module environment differs from cairn.env\nmodule: {env:#?}\nenv file: {want:#?}"
             );
+            // examples/discovery.yaml runs on this machine without a firewall: only its settings compare.
+            if example == "discovery" {
+                continue;
+            }
             // The peer port is open to the other members only.
             let own = want["CAIRN_LISTEN_PEER_URLS"]
                 .trim_start_matches("https://")
