@@ -2,6 +2,7 @@
 
 mod auth;
 mod cluster;
+pub mod guard;
 mod header;
 mod kv;
 mod lease;
@@ -14,6 +15,8 @@ use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
 use tonic::service::Routes;
+
+pub use guard::{AuthOptions, ClientCertName};
 
 use crate::member::App;
 
@@ -28,31 +31,45 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// gRPC's own framing on top of a request; etcd allows the same slack (512 KiB).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, and Auth (answers Unimplemented).
-pub fn services(app: App, max_request_bytes: usize) -> Routes {
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance and Auth, all checked by one
+/// [`guard::Guard`].
+pub fn services(app: App, max_request_bytes: usize, auth: AuthOptions) -> Routes {
     let limit = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    app.store().read().tokens().set_ttl(auth.token_ttl);
+    let guard = guard::Guard::new(app.clone(), auth);
     Routes::new(
-        PbKvServer::new(kv::KvService::new(app.clone(), max_request_bytes))
-            .max_decoding_message_size(limit),
+        PbKvServer::new(kv::KvService::new(
+            app.clone(),
+            guard.clone(),
+            max_request_bytes,
+        ))
+        .max_decoding_message_size(limit),
     )
     .add_service(
-        PbWatchServer::new(watch::WatchService::new(app.clone())).max_decoding_message_size(limit),
+        PbWatchServer::new(watch::WatchService::new(app.clone(), guard.clone()))
+            .max_decoding_message_size(limit),
     )
     .add_service(PbLeaseServer::new(lease::LeaseService::new(
         app.clone(),
+        guard.clone(),
         true,
     )))
     .add_service(PbClusterServer::new(cluster::ClusterService::new(
         app.clone(),
+        guard.clone(),
     )))
     .add_service(PbMaintenanceServer::new(
-        maintenance::MaintenanceService::new(app),
+        maintenance::MaintenanceService::new(app.clone(), guard.clone()),
     ))
-    .add_service(auth::AuthService)
+    .add_service(auth::pb::etcdserverpb::auth_server::AuthServer::new(
+        auth::AuthService::new(app, guard),
+    ))
 }
 
 /// The Lease service for the peer port: followers forward keep-alives and TimeToLive here, to the leader.
 /// It never forwards again, so a stale view of the leader cannot make requests bounce between members.
 pub fn lease_service(app: App) -> PbLeaseServer<lease::LeaseService> {
-    PbLeaseServer::new(lease::LeaseService::new(app, false))
+    // Peers forward only keep-alives and TimeToLive here, which etcd does not check either.
+    let guard = guard::Guard::new(app.clone(), AuthOptions::default());
+    PbLeaseServer::new(lease::LeaseService::new(app, guard, false))
 }

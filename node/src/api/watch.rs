@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::guard::{Caller, Guard};
 use super::header::{current, header};
 use crate::member::App;
 use crate::mvcc::{CatchUp, WatchBatch, WatchId, WatchSpec, WatchStart};
@@ -23,11 +24,12 @@ const PROGRESS_WATCH_ID: i64 = -1;
 /// The Watch service.
 pub struct WatchService {
     app: App,
+    guard: Guard,
 }
 
 impl WatchService {
-    pub fn new(app: App) -> Self {
-        WatchService { app }
+    pub fn new(app: App, guard: Guard) -> Self {
+        WatchService { app, guard }
     }
 }
 
@@ -41,9 +43,12 @@ impl PbWatchService for WatchService {
         &self,
         req: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // The stream's token (or certificate) names the user of every watch created on it.
+        let caller = self.guard.caller(&req)?;
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(128);
-        tokio::spawn(session(self.app.clone(), inbound, tx));
+        let access = (self.guard.clone(), caller);
+        tokio::spawn(session(self.app.clone(), access, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -71,7 +76,12 @@ async fn next_request(
     }
 }
 
-async fn session(app: App, mut inbound: Streaming<PbWatchRequest>, out: Out) {
+async fn session(
+    app: App,
+    (guard, caller): (Guard, Caller),
+    mut inbound: Streaming<PbWatchRequest>,
+    out: Out,
+) {
     let mut live: HashMap<i64, Live> = HashMap::new();
     let mut next_id: i64 = 0;
     while let Some(req) = next_request(&mut inbound, &out).await {
@@ -96,6 +106,23 @@ async fn session(app: App, mut inbound: Streaming<PbWatchRequest>, out: Out) {
                     }
                     continue;
                 };
+                if let Err(e) = guard.watch(&caller, &c.key, &c.range_end) {
+                    // etcd answers created + canceled with the gRPC error's text as the reason.
+                    let refused = PbWatchResponse {
+                        header: current(&app),
+                        watch_id: id,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: format!(
+                            "rpc error: code = PermissionDenied desc = etcdserver: {e}"
+                        ),
+                        ..Default::default()
+                    };
+                    if out.send(Ok(refused)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let spec = WatchSpec {
                     key: c.key,
                     range_end: c.range_end,

@@ -24,6 +24,9 @@ pub enum MvccError {
     /// The encoded request could not be decoded.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// An auth store refusal (etcd's `auth` package errors).
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthError),
     /// The value file could not be read or written; the member stops applying.
     #[error("storage: {0}")]
     Storage(String),

@@ -6,6 +6,7 @@
 //! member that applies the same log holds the same state. The watch hub is member-local and never
 //! serialized; lease expiry deadlines are the member's lessor's.
 
+pub mod auth;
 mod command;
 mod error;
 mod keyspace;
@@ -57,6 +58,7 @@ struct State {
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
+    auth: auth::AuthState,
 }
 
 /// The whole key-value state of one member.
@@ -64,6 +66,8 @@ struct State {
 pub struct Store {
     state: State,
     hub: watch::Hub,
+    /// This member's simple auth tokens (member-local, like the watch hub).
+    tokens: auth::Tokens,
 }
 
 /// The writes of one command: they share one main revision, ordered by sub-revision.
@@ -146,6 +150,12 @@ impl Store {
                 .map(|r| r.encode_to_vec()),
             Command::LeaseGrant { id, ttl } => w.lease_grant(*id, *ttl).map(|r| r.encode_to_vec()),
             Command::LeaseRevoke { id } => w.lease_revoke(*id).map(|r| r.encode_to_vec()),
+            Command::Auth(c) => {
+                w.st.auth
+                    .apply(c, &self.tokens)
+                    .map(|()| Vec::new())
+                    .map_err(MvccError::Auth)
+            }
             // Member attributes live beside the store (the state machine keeps them); batches are
             // taken apart by `apply`.
             Command::PublishMember { .. } | Command::Batch(_) => Ok(Vec::new()),
@@ -181,6 +191,16 @@ impl Store {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         snapshot::decode_into(&mut self.state, bytes)?;
         Ok(())
+    }
+
+    /// The replicated users, roles and permissions.
+    pub fn auth(&self) -> &auth::AuthState {
+        &self.state.auth
+    }
+
+    /// This member's simple tokens.
+    pub fn tokens(&self) -> &auth::Tokens {
+        &self.tokens
     }
 
     /// The current revision.

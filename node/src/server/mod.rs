@@ -13,10 +13,20 @@ use crate::member::App;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App, max_request_bytes: usize) -> axum::Router {
-    crate::api::services(app.clone(), max_request_bytes)
+pub fn client_router(app: &App, cfg: &Config) -> axum::Router {
+    crate::api::services(app.clone(), cfg.max_request_bytes, auth_options(cfg))
         .into_axum_router()
         .merge(crate::http::router(app.clone()))
+}
+
+/// The auth flags the client services need.
+pub fn auth_options(cfg: &Config) -> crate::api::AuthOptions {
+    crate::api::AuthOptions {
+        token: crate::api::guard::TokenKind::Simple,
+        token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_cert_auth,
+    }
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
@@ -109,7 +119,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     );
     client_listeners.serve(
         &client_server_tls,
-        &client_router(&started.app, cfg.max_request_bytes),
+        &client_router(&started.app, &cfg),
         None,
         &stop_rx,
     );
