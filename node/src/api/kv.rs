@@ -137,7 +137,7 @@ impl PbKvService for KvService {
         &self,
         req: Request<PbCompactionRequest>,
     ) -> Result<Response<PbCompactionResponse>, Status> {
-        self.guard.admin(&req)?;
+        // etcd 3.4 checks no permission for Compact (v3_server.go), so neither does cairn.
         let req = req.into_inner();
         let size = req.encoded_len();
         let (mut resp, rev): (PbCompactionResponse, _) = self
