@@ -23,6 +23,19 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
 pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
+    connect_with(pki, endpoint, |o| o).await
+}
+
+/// Like [`connect`], authenticated as `user` with `password` (etcd's auth: the client's token).
+pub async fn connect_as(pki: &Pki, endpoint: &str, user: &str, password: &str) -> Result<Client> {
+    connect_with(pki, endpoint, |o| o.with_user(user, password)).await
+}
+
+async fn connect_with(
+    pki: &Pki,
+    endpoint: &str,
+    more: impl FnOnce(ConnectOptions) -> ConnectOptions,
+) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&pki.ca)?))
@@ -34,7 +47,7 @@ pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
         .with_tls(tls)
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(15));
-    Client::connect([endpoint], Some(opts))
+    Client::connect([endpoint], Some(more(opts)))
         .await
         .with_context(|| format!("connecting to {endpoint}"))
 }

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use cairn_tests::etcdctl::{Etcdctl, Output};
 use cairn_tests::fixture::{must, three_members as cluster};
+use cairn_tests::grpc::{connect_as, runtime, status_of};
+use etcd_client::{GetOptions, Permission, PermissionType};
 
 /// A client certificate with Common Name `cn`, signed by the cluster CA with `openssl`.
 fn client_cert(ca: &Path, dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
@@ -255,4 +257,76 @@ fn etcdctl_users_roles_and_certificate_identities_behave_like_etcd() {
         must(ctl.ok(&["get", "/other/b", "--print-value-only"])),
         "2\n"
     );
+}
+
+#[test]
+fn the_etcd_client_crate_manages_users_and_roles_and_is_refused_outside_its_grant() {
+    let c = cluster();
+    let url = c.members[0].client_url.clone();
+    let rt = must(runtime());
+    rt.block_on(async {
+        let mut admin = must(c.client(0).await);
+        must(
+            admin
+                .user_add("root", "rootpw", None)
+                .await
+                .map_err(Into::into),
+        );
+        must(
+            admin
+                .user_grant_role("root", "root")
+                .await
+                .map_err(Into::into),
+        );
+        must(admin.role_add("r").await.map_err(Into::into));
+        let perm = Permission::read_write("/k/").with_prefix();
+        must(
+            admin
+                .role_grant_permission("r", perm)
+                .await
+                .map_err(Into::into),
+        );
+        must(admin.user_add("u", "upw", None).await.map_err(Into::into));
+        must(admin.user_grant_role("u", "r").await.map_err(Into::into));
+        let role = must(admin.role_get("r").await.map_err(Into::into));
+        let perms = role.permissions();
+        assert_eq!(perms.len(), 1, "{perms:?}");
+        assert_eq!(perms[0].key(), b"/k/");
+        assert_eq!(perms[0].range_end(), b"/k0");
+        assert_eq!(perms[0].get_type(), PermissionType::Readwrite as i32);
+        must(admin.auth_enable().await.map_err(Into::into));
+
+        let mut u = must(connect_as(&c.pki, &url, "u", "upw").await);
+        must(u.put("/k/1", "v", None).await.map_err(Into::into));
+        let got = must(
+            u.get("/k/", Some(GetOptions::new().with_prefix()))
+                .await
+                .map_err(Into::into),
+        );
+        assert_eq!(got.kvs().len(), 1);
+        let denied = u
+            .put("/x", "v", None)
+            .await
+            .expect_err("a put outside the grant");
+        assert_eq!(
+            status_of(&denied),
+            (
+                "PermissionDenied".into(),
+                "etcdserver: permission denied".into()
+            )
+        );
+        let denied = u.user_list().await.expect_err("user list needs root");
+        assert_eq!(status_of(&denied).1, "etcdserver: permission denied");
+        let wrong = connect_as(&c.pki, &url, "u", "nope").await.map(|_| ());
+        let wrong = format!("{:#}", wrong.expect_err("a wrong password"));
+        assert!(
+            wrong.contains("etcdserver: authentication failed, invalid user ID or password"),
+            "{wrong}"
+        );
+
+        let mut root = must(connect_as(&c.pki, &url, "root", "rootpw").await);
+        let roles = must(root.user_get("u").await.map_err(Into::into));
+        assert_eq!(roles.roles(), ["r".to_string()]);
+        must(root.auth_disable().await.map_err(Into::into));
+    });
 }
