@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -165,9 +166,27 @@ pub struct Config {
     /// periodic mode, a number of revisions in revision mode. 0 disables auto compaction.
     #[arg(long, env = "CAIRN_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
+    /// Duration of periodic watch progress notifications (a Go duration: "10m", "500ms"). Zero or
+    /// negative keeps etcd's default of 10m.
+    #[arg(
+        long,
+        env = "CAIRN_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m0s",
+        value_parser = retention::parse_flag_duration
+    )]
+    pub experimental_watch_progress_notify_interval: FlagDuration,
 }
 
 impl Config {
+    /// How often watchers that asked for progress notifications get one (etcd applies the flag only
+    /// when it is positive).
+    pub fn watch_progress_interval(&self) -> Duration {
+        match self.experimental_watch_progress_notify_interval {
+            FlagDuration::Positive(d) => d,
+            FlagDuration::ZeroOrNegative => DEFAULT_WATCH_PROGRESS_INTERVAL,
+        }
+    }
+
     /// The history the leader keeps, from `--auto-compaction-mode` and `--auto-compaction-retention`.
     pub fn auto_compaction(&self) -> Result<Retention, ConfigError> {
         let revision = self.auto_compaction_mode == CompactionMode::Revision;
@@ -245,6 +264,11 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
 
 pub mod discovery;
 mod retention;
+
+pub use retention::FlagDuration;
+
+/// etcd's `DefaultWatchProgressNotifyInterval`.
+pub const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 mod validate;
 
 pub use discovery::DiscoveryFlags;

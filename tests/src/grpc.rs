@@ -23,18 +23,25 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
 pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, |o| o).await
+    connect_with(pki, endpoint, false, None).await
+}
+
+/// Like [`connect`], with every call sent as clientv3's `WithRequireLeader` sends it (gRPC metadata
+/// `hasleader: true`), as the Kubernetes API server's watches are.
+pub async fn connect_requiring_leader(pki: &Pki, endpoint: &str) -> Result<Client> {
+    connect_with(pki, endpoint, true, None).await
 }
 
 /// Like [`connect`], authenticated as `user` with `password` (etcd's auth: the client's token).
 pub async fn connect_as(pki: &Pki, endpoint: &str, user: &str, password: &str) -> Result<Client> {
-    connect_with(pki, endpoint, |o| o.with_user(user, password)).await
+    connect_with(pki, endpoint, false, Some((user, password))).await
 }
 
 async fn connect_with(
     pki: &Pki,
     endpoint: &str,
-    more: impl FnOnce(ConnectOptions) -> ConnectOptions,
+    require_leader: bool,
+    user: Option<(&str, &str)>,
 ) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = TlsOptions::new()
@@ -46,8 +53,13 @@ async fn connect_with(
     let opts = ConnectOptions::new()
         .with_tls(tls)
         .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(15));
-    Client::connect([endpoint], Some(more(opts)))
+        .with_timeout(Duration::from_secs(15))
+        .with_require_leader(require_leader);
+    let opts = match user {
+        Some((name, password)) => opts.with_user(name, password),
+        None => opts,
+    };
+    Client::connect([endpoint], Some(opts))
         .await
         .with_context(|| format!("connecting to {endpoint}"))
 }

@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod https;
 pub mod named;
 pub mod netns;
+pub mod pause;
 pub mod pki;
 pub mod ports;
 pub mod provision;

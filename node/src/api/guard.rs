@@ -25,14 +25,14 @@ use crate::mvcc::MvccError;
 pub struct ClientCertName(pub String);
 
 /// How tokens are made (`--auth-token`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     /// etcd's simple tokens: random, registered on every member through Raft, expiring after the TTL.
     Simple,
 }
 
 /// The auth flags (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`, `--client-cert-auth`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct AuthOptions {
     pub token: TokenKind,
     pub token_ttl: Duration,

@@ -7,6 +7,7 @@ mod header;
 mod kv;
 mod lease;
 mod maintenance;
+mod require_leader;
 mod snapshot;
 mod status;
 mod watch;
@@ -14,6 +15,9 @@ mod watch;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 
 pub use guard::{AuthOptions, ClientCertName};
@@ -31,35 +35,59 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 /// gRPC's own framing on top of a request; etcd allows the same slack (512 KiB).
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// What the client-port services take from the member's flags.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiOptions {
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_interval: Duration,
+    /// The auth flags.
+    pub auth: AuthOptions,
+}
+
 /// The client-port services: KV, Watch, Lease, Cluster, Maintenance and Auth, all checked by one
-/// [`guard::Guard`].
-pub fn services(app: App, max_request_bytes: usize, auth: AuthOptions) -> Routes {
-    let limit = max_request_bytes + GRPC_OVERHEAD_BYTES;
-    app.store().read().tokens().set_ttl(auth.token_ttl);
-    let guard = guard::Guard::new(app.clone(), auth);
-    Routes::new(
+/// [`guard::Guard`]. Every service but Auth honours require-leader (`hasleader` metadata). Needs a
+/// tokio runtime.
+pub fn services(app: App, opts: ApiOptions) -> Routes {
+    let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let leader = require_leader::Interceptor::new(app.clone());
+    app.store().read().tokens().set_ttl(opts.auth.token_ttl);
+    let guard = guard::Guard::new(app.clone(), opts.auth);
+    // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
+    let watch = watch::WatchService::new(
+        app.clone(),
+        guard.clone(),
+        limit,
+        opts.watch_progress_interval,
+    );
+    Routes::new(InterceptedService::new(
         PbKvServer::new(kv::KvService::new(
             app.clone(),
             guard.clone(),
-            max_request_bytes,
+            opts.max_request_bytes,
         ))
         .max_decoding_message_size(limit),
-    )
-    .add_service(
-        PbWatchServer::new(watch::WatchService::new(app.clone(), guard.clone()))
-            .max_decoding_message_size(limit),
-    )
-    .add_service(PbLeaseServer::new(lease::LeaseService::new(
-        app.clone(),
-        guard.clone(),
-        true,
-    )))
-    .add_service(PbClusterServer::new(cluster::ClusterService::new(
-        app.clone(),
-        guard.clone(),
-    )))
-    .add_service(PbMaintenanceServer::new(
-        maintenance::MaintenanceService::new(app.clone(), guard.clone()),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbWatchServer::new(watch).max_decoding_message_size(limit),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbLeaseServer::new(lease::LeaseService::new(app.clone(), guard.clone(), true)),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbClusterServer::new(cluster::ClusterService::new(app.clone(), guard.clone())),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        PbMaintenanceServer::new(maintenance::MaintenanceService::new(
+            app.clone(),
+            guard.clone(),
+        )),
+        leader,
     ))
     .add_service(auth::pb::etcdserverpb::auth_server::AuthServer::new(
         auth::AuthService::new(app, guard),

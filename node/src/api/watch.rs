@@ -1,62 +1,100 @@
 //! Watch: one bidirectional stream per client carrying many watchers (create, cancel, progress).
+//! Each watcher has a task of its own (`watcher`); this file runs the stream's requests, the
+//! stream-wide ProgressRequest and require-leader (`require_leader`).
+
+mod fragment;
+mod watcher;
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
 use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
-use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::guard::{Caller, Guard};
 use super::header::{current, header};
+use super::require_leader::{self, LeaderMonitor};
 use crate::member::App;
-use crate::mvcc::{CatchUp, WatchBatch, WatchId, WatchSpec, WatchStart};
+use crate::mvcc::{WatchId, WatchSpec, WatchStart};
 
-/// etcd's default `--experimental-watch-progress-notify-interval`.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 /// etcd's InvalidWatchID: the ID of a progress response that answers a ProgressRequest.
 const PROGRESS_WATCH_ID: i64 = -1;
+/// How often a deferred ProgressRequest asks again whether every watcher has caught up.
+const PROGRESS_RETRY: Duration = Duration::from_millis(10);
 
 /// The Watch service.
 pub struct WatchService {
     app: App,
     guard: Guard,
+    fragment_bytes: usize,
+    progress_interval: Duration,
+    monitor: LeaderMonitor,
 }
 
 impl WatchService {
-    pub fn new(app: App, guard: Guard) -> Self {
-        WatchService { app, guard }
+    /// Responses of at least `fragment_bytes` are fragmented for watchers that ask;
+    /// `progress_interval` is `--experimental-watch-progress-notify-interval`. Needs a tokio runtime
+    /// (it starts the require-leader monitor).
+    pub fn new(app: App, guard: Guard, fragment_bytes: usize, progress_interval: Duration) -> Self {
+        let monitor = LeaderMonitor::spawn(app.clone());
+        WatchService {
+            app,
+            guard,
+            fragment_bytes,
+            progress_interval,
+            monitor,
+        }
     }
 }
 
 type Out = mpsc::Sender<Result<PbWatchResponse, Status>>;
 
+/// What every task of one watch stream shares.
+#[derive(Clone)]
+struct Stream {
+    app: App,
+    out: Out,
+    /// etcd's `sws.maxRequestBytes`: `--max-request-bytes` plus gRPC's overhead.
+    fragment_bytes: usize,
+    progress_interval: Duration,
+    /// The auth checks, and the user the stream's token (or certificate) names.
+    access: (Guard, Caller),
+}
+
 #[tonic::async_trait]
 impl PbWatchService for WatchService {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
+    type WatchStream = Pin<Box<dyn futures::Stream<Item = Result<PbWatchResponse, Status>> + Send>>;
 
     async fn watch(
         &self,
         req: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let lost = require_leader::requested(req.metadata()).then(|| self.monitor.subscribe());
         // The stream's token (or certificate) names the user of every watch created on it.
         let caller = self.guard.caller(&req)?;
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(128);
-        let access = (self.guard.clone(), caller);
-        tokio::spawn(session(self.app.clone(), access, inbound, tx));
+        let stream = Stream {
+            app: self.app.clone(),
+            out: tx,
+            fragment_bytes: self.fragment_bytes,
+            progress_interval: self.progress_interval,
+            access: (self.guard.clone(), caller),
+        };
+        tokio::spawn(session(stream, inbound, lost));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-/// A live watcher of this stream: its hub registration and the task that forwards its events.
+/// A live watcher of this stream: its hub registration, its task and the task's control channel.
 struct Live {
     hub: WatchId,
     task: JoinHandle<()>,
+    ctl: mpsc::UnboundedSender<watcher::Ctl>,
 }
 
 /// The next request of the stream, or None once the session is over. A client that closes its send
@@ -76,15 +114,36 @@ async fn next_request(
     }
 }
 
+/// Resolves when a require-leader stream must end (never for other streams).
+async fn leader_lost(lost: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = lost {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 async fn session(
-    app: App,
-    (guard, caller): (Guard, Caller),
+    stream: Stream,
     mut inbound: Streaming<PbWatchRequest>,
-    out: Out,
+    mut lost: Option<watch::Receiver<u64>>,
 ) {
+    let (app, out) = (&stream.app, &stream.out);
     let mut live: HashMap<i64, Live> = HashMap::new();
     let mut next_id: i64 = 0;
-    while let Some(req) = next_request(&mut inbound, &out).await {
+    loop {
+        let req = tokio::select! {
+            req = next_request(&mut inbound, out) => match req {
+                Some(req) => req,
+                None => break,
+            },
+            // etcd's monitorLeader: the stream ends with the status, its watchers with it.
+            _ = leader_lost(&mut lost) => {
+                let _ = out.send(Err(require_leader::no_leader())).await;
+                break;
+            }
+        };
         let resp = match req.request_union {
             Some(PbWatchRequestUnion::CreateRequest(c)) => {
                 let id = if c.watch_id != 0 {
@@ -94,7 +153,7 @@ async fn session(
                 };
                 let std::collections::hash_map::Entry::Vacant(slot) = live.entry(id) else {
                     let taken = PbWatchResponse {
-                        header: current(&app),
+                        header: current(app),
                         watch_id: id,
                         created: true,
                         canceled: true,
@@ -106,10 +165,11 @@ async fn session(
                     }
                     continue;
                 };
-                if let Err(e) = guard.watch(&caller, &c.key, &c.range_end) {
+                let (guard, caller) = &stream.access;
+                if let Err(e) = guard.watch(caller, &c.key, &c.range_end) {
                     // etcd answers created + canceled with the gRPC error's text as the reason.
                     let refused = PbWatchResponse {
-                        header: current(&app),
+                        header: current(app),
                         watch_id: id,
                         created: true,
                         canceled: true,
@@ -130,29 +190,32 @@ async fn session(
                     no_put: c.filters.contains(&0),
                     no_delete: c.filters.contains(&1),
                 };
-                if let Some(l) =
-                    create(&app, &out, id, spec, c.start_revision, c.progress_notify).await
-                {
+                let opts = watcher::Options {
+                    id,
+                    progress_notify: c.progress_notify,
+                    fragment: c.fragment,
+                };
+                if let Some(l) = create(&stream, spec, c.start_revision, opts).await {
                     slot.insert(l);
                 }
                 continue;
             }
             Some(PbWatchRequestUnion::CancelRequest(c)) => {
                 if let Some(l) = live.remove(&c.watch_id) {
-                    stop(&app, l);
+                    stop(app, l);
                 }
                 PbWatchResponse {
-                    header: current(&app),
+                    header: current(app),
                     watch_id: c.watch_id,
                     canceled: true,
                     ..Default::default()
                 }
             }
-            Some(PbWatchRequestUnion::ProgressRequest(_)) => PbWatchResponse {
-                header: current(&app),
-                watch_id: PROGRESS_WATCH_ID,
-                ..Default::default()
-            },
+            Some(PbWatchRequestUnion::ProgressRequest(_)) => {
+                let watchers = live.values().map(|l| l.ctl.clone()).collect();
+                tokio::spawn(progress_all(stream.clone(), watchers));
+                continue;
+            }
             None => continue,
         };
         if out.send(Ok(resp)).await.is_err() {
@@ -160,7 +223,46 @@ async fn session(
         }
     }
     for (_, l) in live {
-        stop(&app, l);
+        stop(app, l);
+    }
+}
+
+/// Answers a ProgressRequest as etcd 3.5 does (`progressIfSync`): once every watcher of the stream has
+/// sent all its events up to a revision, one response with watch ID -1 and that revision; deferred
+/// while a watcher is still catching up, so the revision never runs ahead of events still to come.
+/// A stream without watchers gets the store's revision (etcd 3.4).
+async fn progress_all(stream: Stream, watchers: Vec<mpsc::UnboundedSender<watcher::Ctl>>) {
+    loop {
+        let mut upto: Option<i64> = None;
+        let mut all_synced = true;
+        for w in &watchers {
+            let (tx, rx) = oneshot::channel();
+            if w.send(watcher::Ctl::Progress(tx)).is_err() {
+                continue; // canceled meanwhile
+            }
+            match rx.await {
+                Ok(Some(rev)) => upto = Some(upto.map_or(rev, |u| u.min(rev))),
+                Ok(None) => all_synced = false,
+                Err(_) => {}
+            }
+        }
+        if all_synced {
+            let header = match upto {
+                Some(rev) => header(&stream.app, rev),
+                None => current(&stream.app),
+            };
+            let resp = PbWatchResponse {
+                header,
+                watch_id: PROGRESS_WATCH_ID,
+                ..Default::default()
+            };
+            let _ = stream.out.send(Ok(resp)).await;
+            return;
+        }
+        if stream.out.is_closed() {
+            return;
+        }
+        tokio::time::sleep(PROGRESS_RETRY).await;
     }
 }
 
@@ -182,13 +284,12 @@ fn stop(app: &App, l: Live) {
 /// A start revision below the compaction is answered like etcd: created, then canceled with the
 /// compact revision.
 async fn create(
-    app: &App,
-    out: &Out,
-    id: i64,
+    stream: &Stream,
     spec: WatchSpec,
     start: i64,
-    progress: bool,
+    opts: watcher::Options,
 ) -> Option<Live> {
+    let (app, out, id) = (&stream.app, &stream.out, opts.id);
     let started = app.store().write().watch(spec, start);
     let created = PbWatchResponse {
         header: current(app),
@@ -202,50 +303,10 @@ async fn create(
             let _ = out.send(Ok(compacted(app, id, rev))).await;
             None
         }
-        WatchStart::Watching(hub, mut feed) => {
-            let (app, out) = (app.clone(), out.clone());
-            let task = tokio::spawn(async move {
-                let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
-                tick.tick().await;
-                let events = |b: WatchBatch| PbWatchResponse {
-                    header: header(&app, b.revision),
-                    watch_id: id,
-                    events: b.events,
-                    ..Default::default()
-                };
-                loop {
-                    let resps = tokio::select! {
-                        // Queued live batches go out before catching up, which continues after them.
-                        biased;
-                        b = feed.rx.recv() => match b {
-                            Some(b) => vec![events(b)],
-                            None => break,
-                        },
-                        _ = feed.lagging.notified() => {
-                            let mut resps = Vec::new();
-                            while let Ok(b) = feed.rx.try_recv() {
-                                resps.push(events(b));
-                            }
-                            let caught = app.store().write().catch_up(hub);
-                            match caught {
-                                CatchUp::Batches(bs) => resps.extend(bs.into_iter().map(events)),
-                                CatchUp::Compacted(rev) => resps.push(compacted(&app, id, rev)),
-                                CatchUp::Failed(e) => resps.push(failed(&app, id, &e)),
-                            }
-                            resps
-                        }
-                        _ = tick.tick(), if progress => {
-                            vec![PbWatchResponse { header: current(&app), watch_id: id, ..Default::default() }]
-                        }
-                    };
-                    for resp in resps {
-                        if out.send(Ok(resp)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-            Some(Live { hub, task })
+        WatchStart::Watching(hub, feed) => {
+            let (ctl, ctl_rx) = mpsc::unbounded_channel();
+            let task = watcher::spawn(stream.clone(), hub, feed, opts, ctl_rx);
+            Some(Live { hub, task, ctl })
         }
     }
 }

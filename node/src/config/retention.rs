@@ -43,6 +43,33 @@ impl Retention {
     }
 }
 
+/// A duration flag's value as Go's flag package reads it (`time.ParseDuration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagDuration {
+    /// A positive duration.
+    Positive(Duration),
+    /// "0", "-5s": valid, and etcd then keeps its default.
+    ZeroOrNegative,
+}
+
+/// Parse a Go duration flag value ("10m0s", "1.5h", "0", "-1s"), for clap.
+pub fn parse_flag_duration(text: &str) -> Result<FlagDuration, String> {
+    let bad = || format!("invalid duration {text:?}: a Go duration such as 10m, 1m30s or 500ms");
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    // Go accepts a bare "0" (with or without sign) and nothing else unitless.
+    if rest == "0" {
+        return Ok(FlagDuration::ZeroOrNegative);
+    }
+    match parse_go_duration(rest) {
+        Some(d) if negative || d.is_zero() => Ok(FlagDuration::ZeroOrNegative),
+        Some(d) => Ok(FlagDuration::Positive(d)),
+        None => Err(bad()),
+    }
+}
+
 /// A Go `time.ParseDuration` string: one or more decimal numbers each with a unit (ns, us, µs, ms, s, m, h).
 fn parse_go_duration(s: &str) -> Option<Duration> {
     if s.is_empty() {
@@ -75,6 +102,22 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_flags_are_read_like_go() {
+        let secs = |s| FlagDuration::Positive(Duration::from_secs(s));
+        assert_eq!(parse_flag_duration("10m0s"), Ok(secs(600)));
+        assert_eq!(parse_flag_duration("1h"), Ok(secs(3600)));
+        assert_eq!(
+            parse_flag_duration("500ms"),
+            Ok(FlagDuration::Positive(Duration::from_millis(500)))
+        );
+        assert_eq!(parse_flag_duration("0"), Ok(FlagDuration::ZeroOrNegative));
+        assert_eq!(parse_flag_duration("-3s"), Ok(FlagDuration::ZeroOrNegative));
+        for bad in ["", "10", "5 s", "1d", "m", "-"] {
+            assert!(parse_flag_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn retention_is_read_like_etcd() {

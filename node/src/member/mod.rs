@@ -145,6 +145,11 @@ impl App {
         }
     }
 
+    /// etcd's `--election-timeout` of this member.
+    pub fn election_timeout(&self) -> Duration {
+        self.inner.election_timeout
+    }
+
     /// True when this member is the leader (and a quorum acknowledged it lately, see `check_quorum`).
     pub fn is_leader(&self) -> bool {
         self.leader_of(&self.inner.raft.metrics().borrow()) == Some(self.inner.id)

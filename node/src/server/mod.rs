@@ -13,8 +13,8 @@ use crate::member::App;
 use crate::tls::TlsFiles;
 
 /// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App, cfg: &Config) -> axum::Router {
-    crate::api::services(app.clone(), cfg.max_request_bytes, auth_options(cfg))
+pub fn client_router(app: &App, opts: crate::api::ApiOptions) -> axum::Router {
+    crate::api::services(app.clone(), opts)
         .into_axum_router()
         .merge(crate::http::router(app.clone()))
 }
@@ -119,7 +119,14 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     );
     client_listeners.serve(
         &client_server_tls,
-        &client_router(&started.app, &cfg),
+        &client_router(
+            &started.app,
+            crate::api::ApiOptions {
+                max_request_bytes: cfg.max_request_bytes,
+                watch_progress_interval: cfg.watch_progress_interval(),
+                auth: auth_options(&cfg),
+            },
+        ),
         None,
         &stop_rx,
     );

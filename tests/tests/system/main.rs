@@ -11,6 +11,7 @@ mod discovery;
 mod dr;
 mod dualstack;
 mod hosts;
+mod k8s;
 mod membership;
 mod packaging;
 mod render;

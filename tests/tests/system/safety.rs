@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use cairn_tests::base64::decode_str;
 use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::fixture::{must, three_members as cluster};
+use cairn_tests::pause::Paused;
 use cairn_tests::wait::wait_for;
 use cairn_tests::{grpc, https, tmpfs};
 
@@ -508,7 +509,7 @@ fn a_leader_whose_disk_fills_exits_non_zero_and_after_space_is_freed_restarts_wi
 
 /// What member `i` tells clients and probes about the leader: Status's leader (0: none), /health's
 /// HTTP status and `etcd_server_has_leader` from /metrics.
-fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
+pub(crate) fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
     let status = c
         .etcdctl_for(i)
         .json(&["endpoint", "status", "-w", "json"])?;
@@ -525,47 +526,11 @@ fn leader_view(c: &Cluster, i: usize) -> Result<(u64, u16, String)> {
     Ok((leader, health, has_leader))
 }
 
-/// Processes stopped with SIGSTOP; continued (SIGCONT) when dropped, also when a test fails.
-struct Paused(Vec<u32>);
-
-impl Paused {
-    fn stop(pids: Vec<u32>) -> Paused {
-        for &p in &pids {
-            must(signal("STOP", p));
-        }
-        Paused(pids)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        for &p in &self.0 {
-            let _ = signal("CONT", p);
-        }
-    }
-}
-
-fn signal(sig: &str, pid: u32) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    if !status.success() {
-        bail!("kill -{sig} {pid}: {status}");
-    }
-    Ok(())
-}
-
 #[test]
 fn a_leader_cut_off_from_its_quorum_steps_down_in_status_health_and_metrics_and_recovers() {
     let c = cluster();
     let li = leader_index(&c);
-    let followers: Vec<u32> = (0..3)
-        .filter(|&i| i != li)
-        .map(|i| c.members[i].pid().expect("running"))
-        .collect();
-    let paused = Paused::stop(followers);
+    let paused = Paused::all_but(&c, li);
     let stopped = Instant::now();
     must(wait_for(
         "the cut-off leader to report no leader",

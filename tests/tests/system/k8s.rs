@@ -1,0 +1,206 @@
+//! What the Kubernetes API server needs beyond etcdctl (issue 22): require-leader (`hasleader`
+//! metadata) on unary calls and watch streams, watch fragments, one response per replayed batch, and
+//! progress notifications. `CAIRN_TEST_FLAVOR=etcd` runs the same assertions against etcd.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use cairn_tests::cluster::{Cluster, Flavor};
+use cairn_tests::fixture::{must, three_members as cluster};
+use cairn_tests::grpc;
+use cairn_tests::pause::Paused;
+use cairn_tests::wait::wait_for;
+use etcd_client::{WatchOptions, WatchResponse, WatchStream};
+
+/// The next response on a watch stream, or why there is none within `within`.
+async fn next(stream: &mut WatchStream, within: Duration) -> Result<WatchResponse> {
+    match tokio::time::timeout(within, stream.message()).await {
+        Err(_) => bail!("no watch response within {within:?}"),
+        Ok(Ok(Some(r))) => Ok(r),
+        Ok(Ok(None)) => bail!("the watch stream ended with OK"),
+        Ok(Err(e)) => {
+            let (code, msg) = grpc::status_of(&e);
+            bail!("the watch stream ended with {code} {msg:?}")
+        }
+    }
+}
+
+#[test]
+fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_calls_are_refused() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let li = must(rt.block_on(c.leader_index()));
+    let url = c.members[li].client_url.clone();
+    let mut strict = must(rt.block_on(grpc::connect_requiring_leader(&c.pki, &url)));
+    let mut plain = must(rt.block_on(grpc::connect(&c.pki, &url)));
+    let (mut watched, mut unwatched) = must(rt.block_on(async {
+        strict.get("k", None).await?;
+        let mut w = strict.watch("k", None).await?;
+        let mut p = plain.watch("k", None).await?;
+        for s in [&mut w, &mut p] {
+            let created = next(s, Duration::from_secs(5)).await?;
+            anyhow::ensure!(created.created(), "{created:?}");
+        }
+        anyhow::Ok((w, p))
+    }));
+
+    let paused = Paused::all_but(&c, li);
+    let cut = Instant::now();
+    let ended = rt.block_on(async {
+        match tokio::time::timeout(Duration::from_secs(30), watched.message()).await {
+            Err(_) => Err("still open 30 s after the followers stopped".to_string()),
+            Ok(Ok(r)) => Err(format!("a response instead of the end: {r:?}")),
+            Ok(Err(e)) => Ok(grpc::status_of(&e)),
+        }
+    });
+    let after = cut.elapsed();
+    eprintln!(
+        "{:?}: require-leader watch on the cut-off leader ended after {after:?}: {ended:?}",
+        c.flavor
+    );
+    assert_eq!(
+        ended,
+        Ok((
+            "Unavailable".to_string(),
+            "etcdserver: no leader".to_string()
+        ))
+    );
+    // etcd waits for three election timeouts (1 s each here) without a leader before ending them.
+    assert!(after >= Duration::from_secs(3), "ended after {after:?}");
+
+    let unary = rt.block_on(strict.get("k", None));
+    let refused = unary.as_ref().err().map(grpc::status_of);
+    assert_eq!(
+        refused,
+        Some((
+            "Unavailable".to_string(),
+            "etcdserver: no leader".to_string()
+        )),
+        "{unary:?}"
+    );
+    // Without require-leader the watch stays open, as in etcd.
+    let plain_still = rt.block_on(next(&mut unwatched, Duration::from_millis(500)));
+    assert!(
+        plain_still
+            .as_ref()
+            .is_err_and(|e| e.to_string().starts_with("no watch response")),
+        "{plain_still:?}"
+    );
+
+    drop(paused);
+    must(wait_for(
+        "require-leader calls to pass once the followers run",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            rt.block_on(strict.get("k", None))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    ));
+}
+
+/// A 3-member cluster of the flavour under test, with a 64 KiB request limit and 1 s progress
+/// notifications.
+fn small_limit_cluster() -> Cluster {
+    let flavor = must(Flavor::from_env());
+    must(
+        Cluster::builder(flavor, 3)
+            .extra_args([
+                "--max-request-bytes=65536",
+                "--experimental-watch-progress-notify-interval=1s",
+            ])
+            .start(),
+    )
+}
+
+#[test]
+fn replayed_history_comes_as_one_response_or_in_fragments_and_idle_watches_get_progress() {
+    let c = small_limit_cluster();
+    let rt = must(grpc::runtime());
+    let mut client = must(rt.block_on(c.client(0)));
+    // 1.6 MB of history: above etcd's fragment limit (64 KiB + 512 KiB of gRPC overhead).
+    let value = "v".repeat(8_000);
+    let first = must(rt.block_on(async {
+        let mut first = 0;
+        for i in 0..200 {
+            let r = client
+                .put(format!("big/{i:03}"), value.as_str(), None)
+                .await?;
+            if i == 0 {
+                first = r.header().map(|h| h.revision()).unwrap_or(0);
+            }
+        }
+        anyhow::Ok(first)
+    }));
+    let last = first + 199;
+
+    // Without fragments: the 200 revisions replayed as one response (etcd's synced batch).
+    let whole = must(rt.block_on(async {
+        let opts = WatchOptions::new().with_prefix().with_start_revision(first);
+        let mut s = client.watch("big/", Some(opts)).await?;
+        next(&mut s, Duration::from_secs(5)).await?;
+        next(&mut s, Duration::from_secs(5)).await
+    }));
+    assert_eq!(whole.events().len(), 200, "one response for the replay");
+    assert!(!whole.0.fragment);
+
+    // With fragments: the same events in responses under 576 KiB, fragment on all but the last.
+    let parts = must(rt.block_on(async {
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(first)
+            .with_fragment();
+        let mut s = client.watch("big/", Some(opts)).await?;
+        next(&mut s, Duration::from_secs(5)).await?;
+        let mut parts = Vec::new();
+        loop {
+            let r = next(&mut s, Duration::from_secs(5)).await?;
+            let more = r.0.fragment;
+            parts.push(r);
+            if !more {
+                return anyhow::Ok(parts);
+            }
+        }
+    }));
+    let sizes: Vec<usize> = parts.iter().map(|p| p.events().len()).collect();
+    eprintln!("{:?}: fragments of the replay: {sizes:?}", c.flavor);
+    assert!(parts.len() >= 3, "{sizes:?}");
+    let revisions: Vec<i64> = parts
+        .iter()
+        .flat_map(|p| p.events())
+        .filter_map(|e| e.kv().map(|kv| kv.mod_revision()))
+        .collect();
+    assert_eq!(revisions, (first..=last).collect::<Vec<_>>());
+
+    // An idle watcher that asked for progress hears the current revision about every second; one
+    // that did not hears nothing; a ProgressRequest is answered with watch ID -1.
+    let (progress, silent, requested) = must(rt.block_on(async {
+        let mut s = client
+            .watch("idle", Some(WatchOptions::new().with_progress_notify()))
+            .await?;
+        next(&mut s, Duration::from_secs(5)).await?;
+        let started = Instant::now();
+        let mut progress = Vec::new();
+        while progress.len() < 2 {
+            let r = next(&mut s, Duration::from_secs(5)).await?;
+            progress.push((r.events().len(), r.header().map(|h| h.revision())));
+        }
+        let took = started.elapsed();
+        let mut q = client.watch("quiet", None).await?;
+        next(&mut q, Duration::from_secs(5)).await?;
+        let silent = next(&mut q, Duration::from_millis(2_500)).await.is_err();
+        q.request_progress().await?;
+        let r = next(&mut q, Duration::from_secs(5)).await?;
+        let requested = (r.watch_id(), r.header().map(|h| h.revision()));
+        anyhow::Ok(((progress, took), silent, requested))
+    }));
+    eprintln!(
+        "{:?}: progress notifications {progress:?}, ProgressRequest answered {requested:?}",
+        c.flavor
+    );
+    assert_eq!(progress.0, vec![(0, Some(last)), (0, Some(last))]);
+    assert!(progress.1 < Duration::from_secs(4), "{:?}", progress.1);
+    assert!(silent, "a watch without progress_notify got a response");
+    assert_eq!(requested, (-1, Some(last)));
+}
