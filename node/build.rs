@@ -1,10 +1,17 @@
-//! Compiles the peer transport protocol (proto/peer.proto) into tonic client and server code, and
-//! etcd's Auth service (proto/auth.proto) into server code.
+//! Compiles the peer transport protocol (proto/peer.proto) into tonic client and server code, the
+//! server side of etcd's lock and election services (proto/etcd/), whose shared messages map onto
+//! etcd-client's generated types, and etcd's Auth service (proto/auth.proto).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("cargo:rerun-if-changed=proto/peer.proto");
-    println!("cargo:rerun-if-changed=proto/auth.proto");
-    println!("cargo:rerun-if-changed=proto/authpb.proto");
+    println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure().compile_protos(&["proto/peer.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .extern_path(".etcdserverpb", "crate::api::pb::etcdserverpb")
+        .extern_path(".mvccpb", "crate::api::pb::mvccpb")
+        .compile_protos(
+            &["proto/etcd/v3lock.proto", "proto/etcd/v3election.proto"],
+            &["proto"],
+        )?;
     tonic_prost_build::configure()
         .build_client(false)
         .extern_path(

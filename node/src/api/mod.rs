@@ -2,11 +2,15 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 pub mod guard;
 mod header;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+pub mod pb;
 mod require_leader;
 mod snapshot;
 mod status;
@@ -15,6 +19,8 @@ mod watch;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use pb::v3electionpb::election_server::ElectionServer;
+use pb::v3lockpb::lock_server::LockServer;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
@@ -46,14 +52,15 @@ pub struct ApiOptions {
     pub auth: AuthOptions,
 }
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance and Auth, all checked by one
-/// [`guard::Guard`]. Every service but Auth honours require-leader (`hasleader` metadata). Needs a
-/// tokio runtime.
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election and Auth, all
+/// checked by one [`guard::Guard`]. Every service but Auth honours require-leader (`hasleader`
+/// metadata). Needs a tokio runtime.
 pub fn services(app: App, opts: ApiOptions) -> Routes {
     let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let leader = require_leader::Interceptor::new(app.clone());
     app.store().read().tokens().set_ttl(opts.auth.token_ttl);
     let guard = guard::Guard::new(app.clone(), opts.auth);
+    let local = concurrency::Local::new(app.clone(), guard.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
     let watch = watch::WatchService::new(
         app.clone(),
@@ -87,6 +94,14 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
             app.clone(),
             guard.clone(),
         )),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
         leader,
     ))
     .add_service(auth::pb::etcdserverpb::auth_server::AuthServer::new(

@@ -43,6 +43,18 @@ pub enum ApiError {
     /// RoleGrantPermission without a permission (etcd 3.5's check).
     #[error("etcdserver: permission not given")]
     PermissionNotGiven,
+    /// Proclaim for a leader key that no longer leads (etcd's `concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election nobody campaigns in (`concurrency.ErrElectionNoLeader`).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key (`v3election.ErrMissingLeaderKey`).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// A lock waiter whose key went with its lease (`concurrency.ErrSessionExpired`).
+    #[error("mutex: session is expired")]
+    LockSessionExpired,
     /// A call cairn does not implement, with what to use instead.
     #[error("{0}")]
     Unimplemented(String),
@@ -76,6 +88,8 @@ fn code(e: &ApiError) -> Code {
                 }
                 MvccError::Storage(_) => Code::Internal,
                 MvccError::Auth(a) => auth_code(a),
+                MvccError::NoSpace => Code::ResourceExhausted,
+                MvccError::Corrupt => Code::DataLoss,
             },
             M::Other(_) => Code::Unknown,
         },
@@ -88,6 +102,11 @@ fn code(e: &ApiError) -> Code {
         | ApiError::MemberBadUrls
         | ApiError::PermissionNotGiven => Code::InvalidArgument,
         ApiError::LeaseTtlTooLarge => Code::OutOfRange,
+        // etcd returns these as plain Go errors, which gRPC sends as Unknown.
+        ApiError::ElectionNotLeader
+        | ApiError::ElectionNoLeader
+        | ApiError::MissingLeaderKey
+        | ApiError::LockSessionExpired => Code::Unknown,
         ApiError::Unimplemented(_) => Code::Unimplemented,
     }
 }
@@ -117,6 +136,14 @@ fn auth_code(e: &AuthError) -> Code {
 pub fn to_status(e: impl Into<ApiError>) -> Status {
     let e = e.into();
     Status::new(code(&e), e.to_string())
+}
+
+/// An error of a call made through etcd's in-process client, as etcd's lock and election services
+/// return it: clientv3 turns every error etcd knows into a plain error (`rpctypes.Error`), which gRPC
+/// then sends as Unknown with the same text (e.g. Lock with a lease that does not exist answers
+/// Unknown "etcdserver: requested lease not found").
+pub fn through_client(s: Status) -> Status {
+    Status::new(Code::Unknown, s.message())
 }
 
 #[cfg(test)]
@@ -207,6 +234,16 @@ mod tests {
                 InvalidArgument,
                 "etcdserver: key not found",
             ),
+            (
+                v(MvccError::NoSpace),
+                ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                v(MvccError::Corrupt),
+                DataLoss,
+                "etcdserver: corrupt cluster",
+            ),
             // Not in etcd's table (etcd decodes before proposing): cairn's own texts.
             (
                 v(MvccError::Malformed("x".into())),
@@ -257,6 +294,18 @@ mod tests {
                 ApiError::MemberBadUrls,
                 InvalidArgument,
                 "etcdserver: given member URLs are invalid",
+            ),
+            (ApiError::ElectionNotLeader, Unknown, "election: not leader"),
+            (ApiError::ElectionNoLeader, Unknown, "election: no leader"),
+            (
+                ApiError::MissingLeaderKey,
+                Unknown,
+                "\"leader\" field must be provided",
+            ),
+            (
+                ApiError::LockSessionExpired,
+                Unknown,
+                "mutex: session is expired",
             ),
             (
                 ApiError::PermissionNotGiven,
@@ -386,6 +435,8 @@ mod tests {
                         | MvccError::DuplicateKey
                         | MvccError::KeyNotFound
                         | MvccError::Malformed(_)
+                        | MvccError::NoSpace
+                        | MvccError::Corrupt
                         | MvccError::Storage(_),
                     ) => "mvcc",
                     M::Mvcc(MvccError::Auth(
@@ -417,9 +468,13 @@ mod tests {
                 | ApiError::MemberBadUrls
                 | ApiError::PermissionNotGiven
                 | ApiError::Unimplemented(_) => "request",
+                ApiError::ElectionNotLeader
+                | ApiError::ElectionNoLeader
+                | ApiError::MissingLeaderKey
+                | ApiError::LockSessionExpired => "concurrency",
             };
             assert!(listed(&e), "{kind} error {e:?}");
         }
-        assert_eq!(table().len(), 46, "one row per variant");
+        assert_eq!(table().len(), 52, "one row per variant");
     }
 }

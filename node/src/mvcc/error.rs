@@ -27,6 +27,12 @@ pub enum MvccError {
     /// An auth store refusal (etcd's `auth` package errors).
     #[error(transparent)]
     Auth(#[from] super::auth::AuthError),
+    /// A write that adds data while the NOSPACE alarm is raised.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+    /// A write while the CORRUPT alarm is raised.
+    #[error("corrupt cluster")]
+    Corrupt,
     /// The value file could not be read or written; the member stops applying.
     #[error("storage: {0}")]
     Storage(String),

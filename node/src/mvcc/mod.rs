@@ -6,6 +6,7 @@
 //! member that applies the same log holds the same state. The watch hub is member-local and never
 //! serialized; lease expiry deadlines are the member's lessor's.
 
+pub mod alarm;
 pub mod auth;
 mod command;
 mod error;
@@ -68,6 +69,8 @@ pub struct Store {
     hub: watch::Hub,
     /// This member's simple auth tokens (member-local, like the watch hub).
     tokens: auth::Tokens,
+    /// Raised alarms (replicated; carried in snapshots beside the state, see `alarm`).
+    alarms: alarm::Alarms,
 }
 
 /// The writes of one command: they share one main revision, ordered by sub-revision.
@@ -127,6 +130,25 @@ impl Store {
     }
 
     fn apply_one(&mut self, cmd: &Command) -> CommandResponse {
+        if let Some(e) = self.refused_by_alarm(cmd) {
+            return CommandResponse {
+                revision: self.state.revision,
+                error: Some(e),
+                ..Default::default()
+            };
+        }
+        if let Command::Alarm {
+            action,
+            member_id,
+            alarm,
+        } = cmd
+        {
+            return CommandResponse {
+                revision: self.state.revision,
+                body: self.apply_alarm(*action, *member_id, *alarm),
+                ..Default::default()
+            };
+        }
         let rev = self.state.revision + 1;
         let mut w = Write {
             st: &mut self.state,
@@ -158,7 +180,9 @@ impl Store {
             }
             // Member attributes live beside the store (the state machine keeps them); batches are
             // taken apart by `apply`.
-            Command::PublishMember { .. } | Command::Batch(_) => Ok(Vec::new()),
+            Command::PublishMember { .. } | Command::Batch(_) | Command::Alarm { .. } => {
+                Ok(Vec::new())
+            }
         };
         let (wrote, events) = (w.sub > 0, w.events);
         if wrote {

@@ -3,6 +3,7 @@
 mod ansible;
 mod apply;
 mod apply_ssh;
+mod apps;
 mod auth;
 mod chaos;
 mod cluster;
