@@ -1,7 +1,7 @@
 //! Compiles the peer transport protocol (proto/peer.proto) into tonic client and server code; the server
 //! side of etcd's lock and election services (proto/etcd/), whose shared messages map onto etcd-client's
-//! generated types; and etcd's API protos (proto/etcd-api, as etcd-client ships them) into a descriptor set
-//! for the JSON gateway.
+//! generated types; etcd's Auth service (proto/auth.proto); and etcd's API protos (proto/etcd-api, as
+//! etcd-client ships them) into a descriptor set for the JSON gateway.
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -38,5 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !status.success() {
         return Err(format!("{protoc} failed on proto/etcd-api: {status}").into());
     }
+
+    tonic_prost_build::configure()
+        .build_client(false)
+        .extern_path(
+            ".etcdserverpb.ResponseHeader",
+            "::etcd_client::proto::PbResponseHeader",
+        )
+        .compile_protos(&["proto/auth.proto"], &["proto"])?;
     Ok(())
 }

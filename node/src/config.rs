@@ -119,6 +119,16 @@ pub struct Config {
     /// Require peer certificates signed by --peer-trusted-ca-file.
     #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH")]
     pub peer_client_cert_auth: bool,
+    /// Specify auth token type: 'simple' (random tokens registered through Raft, expiring after
+    /// --auth-token-ttl). etcd's 'jwt,...' is refused: cairn does not sign JWTs yet.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// The lifetime in seconds of a simple auth token since its last use.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024 * 3 / 2)]
     pub max_request_bytes: usize,

@@ -23,16 +23,26 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
 pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, false).await
+    connect_with(pki, endpoint, false, None).await
 }
 
 /// Like [`connect`], with every call sent as clientv3's `WithRequireLeader` sends it (gRPC metadata
 /// `hasleader: true`), as the Kubernetes API server's watches are.
 pub async fn connect_requiring_leader(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, true).await
+    connect_with(pki, endpoint, true, None).await
 }
 
-async fn connect_with(pki: &Pki, endpoint: &str, require_leader: bool) -> Result<Client> {
+/// Like [`connect`], authenticated as `user` with `password` (etcd's auth: the client's token).
+pub async fn connect_as(pki: &Pki, endpoint: &str, user: &str, password: &str) -> Result<Client> {
+    connect_with(pki, endpoint, false, Some((user, password))).await
+}
+
+async fn connect_with(
+    pki: &Pki,
+    endpoint: &str,
+    require_leader: bool,
+    user: Option<(&str, &str)>,
+) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&pki.ca)?))
@@ -45,6 +55,10 @@ async fn connect_with(pki: &Pki, endpoint: &str, require_leader: bool) -> Result
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(15))
         .with_require_leader(require_leader);
+    let opts = match user {
+        Some((name, password)) => opts.with_user(name, password),
+        None => opts,
+    };
     Client::connect([endpoint], Some(opts))
         .await
         .with_context(|| format!("connecting to {endpoint}"))

@@ -7,6 +7,7 @@ use etcd_client::proto::{
 };
 use tonic::{Request, Response, Status};
 
+use super::guard::Guard;
 use super::header::header;
 use super::status::{to_status, ApiError};
 use crate::member::{App, MemberInfo};
@@ -14,11 +15,12 @@ use crate::member::{App, MemberInfo};
 /// The Cluster service.
 pub struct ClusterService {
     app: App,
+    guard: Guard,
 }
 
 impl ClusterService {
-    pub fn new(app: App) -> Self {
-        ClusterService { app }
+    pub fn new(app: App, guard: Guard) -> Self {
+        ClusterService { app, guard }
     }
 
     fn members(&self) -> Vec<PbMember> {
@@ -42,6 +44,7 @@ impl PbClusterService for ClusterService {
         &self,
         req: Request<PbMemberAddRequest>,
     ) -> Result<Response<PbMemberAddResponse>, Status> {
+        self.guard.admin(&req)?;
         let req = req.into_inner();
         check_peer_urls(&req.peer_ur_ls)?;
         let id = self
@@ -71,6 +74,7 @@ impl PbClusterService for ClusterService {
         &self,
         req: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        self.guard.admin(&req)?;
         self.app
             .remove_member(req.into_inner().id)
             .await
@@ -85,6 +89,7 @@ impl PbClusterService for ClusterService {
         &self,
         req: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        self.guard.admin(&req)?;
         let req = req.into_inner();
         check_peer_urls(&req.peer_ur_ls)?;
         self.app
@@ -111,6 +116,7 @@ impl PbClusterService for ClusterService {
         &self,
         req: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        self.guard.admin(&req)?;
         self.app
             .promote_member(req.into_inner().id)
             .await

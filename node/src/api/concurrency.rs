@@ -14,6 +14,7 @@ use etcd_client::proto::{
 use etcd_client::proto::{PbKvService, PbTxnOpResponse};
 use tonic::{Request, Status};
 
+use super::guard::Guard;
 use super::header::header;
 use super::kv::KvService;
 use super::lease::LeaseService;
@@ -39,11 +40,16 @@ pub struct Local {
 }
 
 impl Local {
-    /// A client of `app`'s services, with the client port's request limit.
-    pub fn new(app: App, max_request_bytes: usize) -> Self {
+    /// A client of `app`'s services, with the client port's request limit. Its calls carry no token
+    /// yet, so with auth enabled the guard refuses them as anonymous (etcd passes the caller's on).
+    pub fn new(app: App, guard: Guard, max_request_bytes: usize) -> Self {
         Local {
-            kv: Arc::new(KvService::new(app.clone(), max_request_bytes)),
-            lease: Arc::new(LeaseService::new(app.clone(), true)),
+            kv: Arc::new(KvService::new(
+                app.clone(),
+                guard.clone(),
+                max_request_bytes,
+            )),
+            lease: Arc::new(LeaseService::new(app.clone(), guard, true)),
             app,
         }
     }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::guard::Guard;
 use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use crate::member::{App, MemberError, LEASE_COST};
@@ -33,12 +34,17 @@ const MIN_LEASE_TTL: i64 = 2;
 /// The Lease service; `forward` is false on the peer port.
 pub struct LeaseService {
     app: App,
+    guard: Guard,
     forward: bool,
 }
 
 impl LeaseService {
-    pub fn new(app: App, forward: bool) -> Self {
-        LeaseService { app, forward }
+    pub fn new(app: App, guard: Guard, forward: bool) -> Self {
+        LeaseService {
+            app,
+            guard,
+            forward,
+        }
     }
 }
 
@@ -110,6 +116,7 @@ impl PbLeaseService for LeaseService {
         &self,
         req: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        self.guard.lease_revoke(&req, req.get_ref().id)?;
         let r = self
             .app
             .propose(Command::LeaseRevoke {

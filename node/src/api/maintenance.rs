@@ -13,6 +13,7 @@ use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::guard::Guard;
 use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
@@ -42,11 +43,12 @@ fn status_errors(no_leader: bool, alarms: &[PbAlarmMember]) -> Vec<String> {
 /// The Maintenance service.
 pub struct MaintenanceService {
     app: App,
+    guard: Guard,
 }
 
 impl MaintenanceService {
-    pub fn new(app: App) -> Self {
-        MaintenanceService { app }
+    pub fn new(app: App, guard: Guard) -> Self {
+        MaintenanceService { app, guard }
     }
 }
 
@@ -56,6 +58,7 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         req: Request<PbAlarmRequest>,
     ) -> Result<Response<PbAlarmResponse>, Status> {
+        self.guard.admin(&req)?;
         let req = req.into_inner();
         let alarms = match req.action {
             alarm::GET => self.app.alarms(req.alarm),
@@ -99,8 +102,9 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn defragment(
         &self,
-        _: Request<PbDefragmentRequest>,
+        req: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.guard.admin(&req)?;
         // Space is given back without it: a compaction that leaves the value file mostly garbage
         // rewrites it, and the Raft log is purged behind each snapshot. Saying "done" is true. etcd
         // answers without a header.
@@ -122,6 +126,7 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         req: Request<PbHashKvRequest>,
     ) -> Result<Response<PbHashKvResponse>, Status> {
+        self.guard.admin(&req)?;
         let rev = req.into_inner().revision;
         let (hash, compact_revision, hash_revision, current) = {
             let s = self.app.store().read();
@@ -140,8 +145,9 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _: Request<PbSnapshotRequest>,
+        req: Request<PbSnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.guard.admin(&req)?;
         let app = self.app.clone();
         let (file, rev) =
             tokio::task::spawn_blocking(move || super::snapshot::write_database(&app))
@@ -157,6 +163,7 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         req: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        self.guard.admin(&req)?;
         self.app
             .move_leader(req.into_inner().target_id)
             .await

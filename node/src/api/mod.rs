@@ -4,6 +4,7 @@ mod auth;
 mod cluster;
 mod concurrency;
 mod election;
+pub mod guard;
 mod header;
 mod kv;
 mod lease;
@@ -25,6 +26,8 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
 
+pub use guard::{AuthOptions, ClientCertName};
+
 use crate::member::App;
 
 pub use header::header;
@@ -45,19 +48,33 @@ pub struct ApiOptions {
     pub max_request_bytes: usize,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_interval: Duration,
+    /// The auth flags.
+    pub auth: AuthOptions,
 }
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth
-/// (answers Unimplemented). Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election and Auth, all
+/// checked by one [`guard::Guard`]. Every service but Auth honours require-leader (`hasleader`
+/// metadata). Needs a tokio runtime.
 pub fn services(app: App, opts: ApiOptions) -> Routes {
     let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let leader = require_leader::Interceptor::new(app.clone());
-    let local = concurrency::Local::new(app.clone(), opts.max_request_bytes);
+    app.store().read().tokens().set_ttl(opts.auth.token_ttl);
+    let guard = guard::Guard::new(app.clone(), opts.auth);
+    let local = concurrency::Local::new(app.clone(), guard.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
-    let watch = watch::WatchService::new(app.clone(), limit, opts.watch_progress_interval);
+    let watch = watch::WatchService::new(
+        app.clone(),
+        guard.clone(),
+        limit,
+        opts.watch_progress_interval,
+    );
     Routes::new(InterceptedService::new(
-        PbKvServer::new(kv::KvService::new(app.clone(), opts.max_request_bytes))
-            .max_decoding_message_size(limit),
+        PbKvServer::new(kv::KvService::new(
+            app.clone(),
+            guard.clone(),
+            opts.max_request_bytes,
+        ))
+        .max_decoding_message_size(limit),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
@@ -65,15 +82,18 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
-        PbLeaseServer::new(lease::LeaseService::new(app.clone(), true)),
+        PbLeaseServer::new(lease::LeaseService::new(app.clone(), guard.clone(), true)),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
-        PbClusterServer::new(cluster::ClusterService::new(app.clone())),
+        PbClusterServer::new(cluster::ClusterService::new(app.clone(), guard.clone())),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
-        PbMaintenanceServer::new(maintenance::MaintenanceService::new(app)),
+        PbMaintenanceServer::new(maintenance::MaintenanceService::new(
+            app.clone(),
+            guard.clone(),
+        )),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
@@ -84,11 +104,15 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
         ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
         leader,
     ))
-    .add_service(auth::AuthService)
+    .add_service(auth::pb::etcdserverpb::auth_server::AuthServer::new(
+        auth::AuthService::new(app, guard),
+    ))
 }
 
 /// The Lease service for the peer port: followers forward keep-alives and TimeToLive here, to the leader.
 /// It never forwards again, so a stale view of the leader cannot make requests bounce between members.
 pub fn lease_service(app: App) -> PbLeaseServer<lease::LeaseService> {
-    PbLeaseServer::new(lease::LeaseService::new(app, false))
+    // Peers forward only keep-alives and TimeToLive here, which etcd does not check either.
+    let guard = guard::Guard::new(app.clone(), AuthOptions::default());
+    PbLeaseServer::new(lease::LeaseService::new(app, guard, false))
 }

@@ -6,6 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::member::MemberError;
+use crate::mvcc::auth::AuthError;
 use crate::mvcc::MvccError;
 
 /// Every error the etcd API answers with: the member's, and the request checks made before a request
@@ -39,6 +40,9 @@ pub enum ApiError {
     /// MemberAdd without valid peer URLs.
     #[error("etcdserver: given member URLs are invalid")]
     MemberBadUrls,
+    /// RoleGrantPermission without a permission (etcd 3.5's check).
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
     /// Proclaim for a leader key that no longer leads (etcd's `concurrency.ErrElectionNotLeader`).
     #[error("election: not leader")]
     ElectionNotLeader,
@@ -83,6 +87,7 @@ fn code(e: &ApiError) -> Code {
                     Code::InvalidArgument
                 }
                 MvccError::Storage(_) => Code::Internal,
+                MvccError::Auth(a) => auth_code(a),
                 MvccError::NoSpace => Code::ResourceExhausted,
                 MvccError::Corrupt => Code::DataLoss,
             },
@@ -94,7 +99,8 @@ fn code(e: &ApiError) -> Code {
         | ApiError::TooManyOps
         | ApiError::DuplicateKey
         | ApiError::RequestTooLarge
-        | ApiError::MemberBadUrls => Code::InvalidArgument,
+        | ApiError::MemberBadUrls
+        | ApiError::PermissionNotGiven => Code::InvalidArgument,
         ApiError::LeaseTtlTooLarge => Code::OutOfRange,
         // etcd returns these as plain Go errors, which gRPC sends as Unknown.
         ApiError::ElectionNotLeader
@@ -102,6 +108,27 @@ fn code(e: &ApiError) -> Code {
         | ApiError::MissingLeaderKey
         | ApiError::LockSessionExpired => Code::Unknown,
         ApiError::Unimplemented(_) => Code::Unimplemented,
+    }
+}
+
+/// etcd's code for each auth error (rpctypes: `ErrGRPCRootUserNotExist` ... `ErrGRPCAuthOldRevision`).
+fn auth_code(e: &AuthError) -> Code {
+    use AuthError as A;
+    match e {
+        A::RootUserNotExist
+        | A::RootRoleNotExist
+        | A::UserAlreadyExist
+        | A::UserNotFound
+        | A::RoleAlreadyExist
+        | A::RoleNotFound
+        | A::RoleNotGranted
+        | A::PermissionNotGranted
+        | A::AuthNotEnabled => Code::FailedPrecondition,
+        A::UserEmpty | A::RoleEmpty | A::AuthFailed | A::InvalidAuthMgmt | A::AuthOldRevision => {
+            Code::InvalidArgument
+        }
+        A::PermissionDenied => Code::PermissionDenied,
+        A::InvalidAuthToken => Code::Unauthenticated,
     }
 }
 
@@ -122,6 +149,7 @@ pub fn through_client(s: Status) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use AuthError as A;
     use MemberError as M;
 
     /// Every variant, with etcd's code and text (rpctypes/error.go of etcd v3.4). A variant added
@@ -130,6 +158,7 @@ mod tests {
         use Code::*;
         let m = |e: MemberError| ApiError::Member(e);
         let v = |e: MvccError| ApiError::Member(M::Mvcc(e));
+        let a = |e: AuthError| ApiError::Member(M::Mvcc(MvccError::Auth(e)));
         vec![
             (m(M::NoLeader), Unavailable, "etcdserver: no leader"),
             (m(M::Timeout), Unavailable, "etcdserver: request timed out"),
@@ -279,9 +308,94 @@ mod tests {
                 "mutex: session is expired",
             ),
             (
+                ApiError::PermissionNotGiven,
+                InvalidArgument,
+                "etcdserver: permission not given",
+            ),
+            (
                 ApiError::Unimplemented("cairn: x".into()),
                 Unimplemented,
                 "cairn: x",
+            ),
+            (
+                a(A::RootUserNotExist),
+                FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                a(A::RootRoleNotExist),
+                FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                a(A::UserAlreadyExist),
+                FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            (
+                a(A::UserEmpty),
+                InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                a(A::UserNotFound),
+                FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                a(A::RoleAlreadyExist),
+                FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            (
+                a(A::RoleNotFound),
+                FailedPrecondition,
+                "etcdserver: role name not found",
+            ),
+            (
+                a(A::RoleEmpty),
+                InvalidArgument,
+                "etcdserver: role name is empty",
+            ),
+            (
+                a(A::AuthFailed),
+                InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                a(A::PermissionDenied),
+                PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                a(A::RoleNotGranted),
+                FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                a(A::PermissionNotGranted),
+                FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                a(A::AuthNotEnabled),
+                FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            (
+                a(A::InvalidAuthToken),
+                Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                a(A::InvalidAuthMgmt),
+                InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
+            (
+                a(A::AuthOldRevision),
+                InvalidArgument,
+                "etcdserver: revision of auth store is old",
             ),
         ]
     }
@@ -325,6 +439,24 @@ mod tests {
                         | MvccError::Corrupt
                         | MvccError::Storage(_),
                     ) => "mvcc",
+                    M::Mvcc(MvccError::Auth(
+                        A::RootUserNotExist
+                        | A::RootRoleNotExist
+                        | A::UserAlreadyExist
+                        | A::UserEmpty
+                        | A::UserNotFound
+                        | A::RoleAlreadyExist
+                        | A::RoleNotFound
+                        | A::RoleEmpty
+                        | A::AuthFailed
+                        | A::PermissionDenied
+                        | A::RoleNotGranted
+                        | A::PermissionNotGranted
+                        | A::AuthNotEnabled
+                        | A::InvalidAuthToken
+                        | A::InvalidAuthMgmt
+                        | A::AuthOldRevision,
+                    )) => "auth",
                 },
                 ApiError::EmptyKey
                 | ApiError::ValueProvided
@@ -334,6 +466,7 @@ mod tests {
                 | ApiError::RequestTooLarge
                 | ApiError::LeaseTtlTooLarge
                 | ApiError::MemberBadUrls
+                | ApiError::PermissionNotGiven
                 | ApiError::Unimplemented(_) => "request",
                 ApiError::ElectionNotLeader
                 | ApiError::ElectionNoLeader
@@ -342,6 +475,6 @@ mod tests {
             };
             assert!(listed(&e), "{kind} error {e:?}");
         }
-        assert_eq!(table().len(), 35, "one row per variant");
+        assert_eq!(table().len(), 52, "one row per variant");
     }
 }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::guard::{Caller, Guard};
 use super::header::{current, header};
 use super::require_leader::{self, LeaderMonitor};
 use crate::member::App;
@@ -28,6 +29,7 @@ const PROGRESS_RETRY: Duration = Duration::from_millis(10);
 /// The Watch service.
 pub struct WatchService {
     app: App,
+    guard: Guard,
     fragment_bytes: usize,
     progress_interval: Duration,
     monitor: LeaderMonitor,
@@ -37,10 +39,11 @@ impl WatchService {
     /// Responses of at least `fragment_bytes` are fragmented for watchers that ask;
     /// `progress_interval` is `--experimental-watch-progress-notify-interval`. Needs a tokio runtime
     /// (it starts the require-leader monitor).
-    pub fn new(app: App, fragment_bytes: usize, progress_interval: Duration) -> Self {
+    pub fn new(app: App, guard: Guard, fragment_bytes: usize, progress_interval: Duration) -> Self {
         let monitor = LeaderMonitor::spawn(app.clone());
         WatchService {
             app,
+            guard,
             fragment_bytes,
             progress_interval,
             monitor,
@@ -58,6 +61,8 @@ struct Stream {
     /// etcd's `sws.maxRequestBytes`: `--max-request-bytes` plus gRPC's overhead.
     fragment_bytes: usize,
     progress_interval: Duration,
+    /// The auth checks, and the user the stream's token (or certificate) names.
+    access: (Guard, Caller),
 }
 
 #[tonic::async_trait]
@@ -69,6 +74,8 @@ impl PbWatchService for WatchService {
         req: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let lost = require_leader::requested(req.metadata()).then(|| self.monitor.subscribe());
+        // The stream's token (or certificate) names the user of every watch created on it.
+        let caller = self.guard.caller(&req)?;
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(128);
         let stream = Stream {
@@ -76,6 +83,7 @@ impl PbWatchService for WatchService {
             out: tx,
             fragment_bytes: self.fragment_bytes,
             progress_interval: self.progress_interval,
+            access: (self.guard.clone(), caller),
         };
         tokio::spawn(session(stream, inbound, lost));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -157,6 +165,24 @@ async fn session(
                     }
                     continue;
                 };
+                let (guard, caller) = &stream.access;
+                if let Err(e) = guard.watch(caller, &c.key, &c.range_end) {
+                    // etcd answers created + canceled with the gRPC error's text as the reason.
+                    let refused = PbWatchResponse {
+                        header: current(app),
+                        watch_id: id,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: format!(
+                            "rpc error: code = PermissionDenied desc = etcdserver: {e}"
+                        ),
+                        ..Default::default()
+                    };
+                    if out.send(Ok(refused)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let spec = WatchSpec {
                     key: c.key,
                     range_end: c.range_end,

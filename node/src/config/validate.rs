@@ -58,6 +58,18 @@ impl Config {
         if self.max_request_bytes == 0 {
             return err("--max-request-bytes must be greater than 0");
         }
+        // etcd: bcrypt.MinCost..=bcrypt.MaxCost.
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return err(format!("invalid bcrypt-cost: {}", self.bcrypt_cost));
+        }
+        if self.auth_token != "simple" {
+            let kind = self.auth_token.split(',').next().unwrap_or_default();
+            return err(match kind {
+                "jwt" => "--auth-token jwt is not supported by cairn yet; use --auth-token simple"
+                    .to_string(),
+                _ => format!("unknown token type: {kind}"),
+            });
+        }
         self.auto_compaction()?;
         self.validate_tls()
     }

@@ -27,6 +27,8 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    /// A change of users, roles, permissions or the auth flag (or a simple token to register).
+    Auth(super::auth::AuthCommand),
     /// Several commands proposed together as one Raft entry (proposal batching). Applied in order, each
     /// exactly as if it were an entry of its own: its own revision, its own response or error.
     Batch(Vec<Command>),

@@ -24,6 +24,9 @@ pub enum MvccError {
     /// The encoded request could not be decoded.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// An auth store refusal (etcd's `auth` package errors).
+    #[error(transparent)]
+    Auth(#[from] super::auth::AuthError),
     /// A write that adds data while the NOSPACE alarm is raised.
     #[error("mvcc: database space exceeded")]
     NoSpace,

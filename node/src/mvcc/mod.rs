@@ -7,6 +7,7 @@
 //! serialized; lease expiry deadlines are the member's lessor's.
 
 pub mod alarm;
+pub mod auth;
 mod command;
 mod error;
 mod keyspace;
@@ -58,6 +59,7 @@ struct State {
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
+    auth: auth::AuthState,
 }
 
 /// The whole key-value state of one member.
@@ -65,6 +67,8 @@ struct State {
 pub struct Store {
     state: State,
     hub: watch::Hub,
+    /// This member's simple auth tokens (member-local, like the watch hub).
+    tokens: auth::Tokens,
     /// Raised alarms (replicated; carried in snapshots beside the state, see `alarm`).
     alarms: alarm::Alarms,
 }
@@ -168,6 +172,12 @@ impl Store {
                 .map(|r| r.encode_to_vec()),
             Command::LeaseGrant { id, ttl } => w.lease_grant(*id, *ttl).map(|r| r.encode_to_vec()),
             Command::LeaseRevoke { id } => w.lease_revoke(*id).map(|r| r.encode_to_vec()),
+            Command::Auth(c) => {
+                w.st.auth
+                    .apply(c, &self.tokens)
+                    .map(|()| Vec::new())
+                    .map_err(MvccError::Auth)
+            }
             // Member attributes live beside the store (the state machine keeps them); batches are
             // taken apart by `apply`.
             Command::PublishMember { .. } | Command::Batch(_) | Command::Alarm { .. } => {
@@ -207,6 +217,16 @@ impl Store {
         snapshot::decode_into(&mut self.state, bytes)?;
         self.hub.state_replaced();
         Ok(())
+    }
+
+    /// The replicated users, roles and permissions.
+    pub fn auth(&self) -> &auth::AuthState {
+        &self.state.auth
+    }
+
+    /// This member's simple tokens.
+    pub fn tokens(&self) -> &auth::Tokens {
+        &self.tokens
     }
 
     /// The current revision.

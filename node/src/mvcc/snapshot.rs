@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::auth::AuthState;
 use super::keyspace::{Keyspace, Rev, Version};
 use super::lease::Lease;
 use super::{MvccError, State};
@@ -20,6 +21,7 @@ pub(super) struct Owned {
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
+    auth: AuthState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +48,7 @@ pub(super) fn encode(st: &State) -> Result<Vec<u8>, MvccError> {
         revision: st.revision,
         compact_revision: st.compact_revision,
         leases: &st.leases,
+        auth: &st.auth,
     };
     rmp_serde::to_vec(&view).map_err(|e| MvccError::Storage(format!("encoding a snapshot: {e}")))
 }
@@ -75,6 +78,7 @@ pub(super) fn decode_into(st: &mut State, bytes: &[u8]) -> Result<(), MvccError>
     st.revision = owned.revision;
     st.compact_revision = owned.compact_revision;
     st.leases = owned.leases;
+    st.auth = owned.auth;
     Ok(())
 }
 
@@ -85,6 +89,7 @@ struct StateView<'a> {
     revision: i64,
     compact_revision: i64,
     leases: &'a BTreeMap<i64, Lease>,
+    auth: &'a AuthState,
 }
 
 #[derive(Serialize)]
@@ -186,6 +191,7 @@ mod tests {
             revision: 4,
             compact_revision: 0,
             leases: st.leases.clone(),
+            auth: AuthState::default(),
         };
         assert_eq!(streamed, rmp_serde::to_vec(&owned).expect("owned"));
     }

@@ -686,4 +686,32 @@ fn snapshot_round_trip_keeps_history_leases_and_hash() {
     assert!(t.restore(b"not a snapshot").is_err());
 }
 
+#[test]
+fn snapshot_round_trip_keeps_users_roles_and_the_auth_flag() {
+    use auth::{AuthCommand as A, ROOT};
+    let mut s = Store::new();
+    for c in [
+        A::UserAdd {
+            name: ROOT.into(),
+            password_hash: Some("$2b$10$hash".into()),
+        },
+        A::UserGrantRole {
+            user: ROOT.into(),
+            role: ROOT.into(),
+        },
+        A::RoleAdd { name: "r".into() },
+        A::Enable,
+    ] {
+        let r = s.apply(&Command::Auth(c));
+        assert_eq!(r.error, None);
+    }
+    // Auth changes are not key-value writes: the revision stays.
+    assert_eq!(s.revision(), 1);
+    let mut t = Store::new();
+    t.restore(&s.snapshot().expect("snapshot"))
+        .expect("restore");
+    assert_eq!(t.auth(), s.auth());
+    assert!(t.auth().enabled && t.auth().is_root(ROOT));
+}
+
 mod batch;

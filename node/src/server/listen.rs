@@ -110,7 +110,15 @@ async fn serve_conn(
     let _ = tcp.set_nodelay(true);
     let res = match acceptor {
         Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(tcp)).await {
-            Ok(Ok(tls)) => dispatch(tls, router, frames, stop).await,
+            Ok(Ok(tls)) => {
+                // The verified client certificate names the user of requests without a token
+                // (etcd's AuthInfoFromTLS); only a client-cert-auth listener asks for one.
+                let router = match client_cert_name(&tls) {
+                    Some(cn) => router.layer(axum::Extension(cn)),
+                    None => router,
+                };
+                dispatch(tls, router, frames, stop).await
+            }
             Ok(Err(e)) => {
                 tracing::warn!(remote = %peer, "rejected connection: TLS handshake failed: {e}");
                 return;
@@ -125,6 +133,16 @@ async fn serve_conn(
     if let Err(e) = res {
         tracing::debug!(remote = %peer, "connection closed: {e}");
     }
+}
+
+/// The Common Name of the client certificate a TLS connection presented, if any.
+fn client_cert_name(
+    tls: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> Option<crate::api::ClientCertName> {
+    let der = tls.get_ref().1.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(crate::api::ClientCertName(cn.to_string()))
 }
 
 type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

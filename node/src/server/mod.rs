@@ -22,6 +22,16 @@ pub fn client_router(
     crate::http::client_port(app.clone(), grpc, opts.max_request_bytes)
 }
 
+/// The auth flags the client services need.
+pub fn auth_options(cfg: &Config) -> crate::api::AuthOptions {
+    crate::api::AuthOptions {
+        token: crate::api::guard::TokenKind::Simple,
+        token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_cert_auth,
+    }
+}
+
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
 pub fn peer_router(started: &crate::member::Started) -> axum::Router {
     tonic::service::Routes::new(started.peer_service.server())
@@ -115,6 +125,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         crate::api::ApiOptions {
             max_request_bytes: cfg.max_request_bytes,
             watch_progress_interval: cfg.watch_progress_interval(),
+            auth: auth_options(&cfg),
         },
     )
     .context("building the client port's routes")?;

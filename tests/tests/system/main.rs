@@ -4,6 +4,7 @@ mod ansible;
 mod apply;
 mod apply_ssh;
 mod apps;
+mod auth;
 mod chaos;
 mod cluster;
 mod container;
