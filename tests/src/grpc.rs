@@ -23,16 +23,17 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
 pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, false).await
+    connect_with(pki, &[endpoint], false).await
 }
 
 /// Like [`connect`], with every call sent as clientv3's `WithRequireLeader` sends it (gRPC metadata
 /// `hasleader: true`), as the Kubernetes API server's watches are.
 pub async fn connect_requiring_leader(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, true).await
+    connect_with(pki, &[endpoint], true).await
 }
 
-async fn connect_with(pki: &Pki, endpoint: &str, require_leader: bool) -> Result<Client> {
+/// A client balanced over `endpoints` (client URLs), optionally sending require-leader.
+pub async fn connect_with(pki: &Pki, endpoints: &[&str], require_leader: bool) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&pki.ca)?))
@@ -45,9 +46,9 @@ async fn connect_with(pki: &Pki, endpoint: &str, require_leader: bool) -> Result
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(15))
         .with_require_leader(require_leader);
-    Client::connect([endpoint], Some(opts))
+    Client::connect(endpoints, Some(opts))
         .await
-        .with_context(|| format!("connecting to {endpoint}"))
+        .with_context(|| format!("connecting to {}", endpoints.join(",")))
 }
 
 /// The gRPC status code (its name, e.g. `InvalidArgument`) and message of a failed call; for a

@@ -204,3 +204,30 @@ fn replayed_history_comes_as_one_response_or_in_fragments_and_idle_watches_get_p
     assert!(silent, "a watch without progress_notify got a response");
     assert_eq!(requested, (-1, Some(last)));
 }
+
+#[test]
+fn an_api_server_like_workload_loses_no_write_misses_no_event_and_lists_consistently() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let endpoints: Vec<&str> = c.members.iter().map(|m| m.client_url.as_str()).collect();
+    let opts = cairn_tests::apiserver::Options::short();
+    let report = must(rt.block_on(cairn_tests::apiserver::run(&c.pki, &endpoints, &opts)));
+    eprintln!(
+        "{:?}: API-server-like workload, {:?}:\n{report}",
+        c.flavor, opts.duration
+    );
+    assert!(report.violations.is_empty(), "{report}");
+    let r = &report.recorded;
+    // The checks only mean something if every part of the workload ran.
+    assert!(r.acked.len() > 50, "{report}");
+    assert!(r.lists > 10 && r.compactions >= 1, "{report}");
+    let resource_watches = r.watched.iter().filter(|(name, _)| !name.starts_with('='));
+    assert!(
+        resource_watches.clone().count() == opts.resources,
+        "{report}"
+    );
+    assert!(
+        resource_watches.clone().all(|(_, e)| !e.is_empty()),
+        "{report}"
+    );
+}
