@@ -1,8 +1,13 @@
-# Evaluates nix/module.nix against sample clusters with our small lib (no nixpkgs needed) and checks the
-# assembled configuration. `nix-instantiate --eval --strict --json nix/tests/eval-module.nix` prints the
-# names of the passed cases, or fails with the first mismatch.
+# Evaluates nix/module.nix with nixpkgs' real module system (harness.nix) against sample members and checks
+# the assembled configuration:
+#   nix-instantiate -I nixpkgs-lib=PATH --eval --strict --json nix/tests/eval-module.nix
+# prints the names of the passed cases, or fails with the first mismatch.
 let
-  eval = import ./harness.nix;
+  harness = import ./harness.nix { };
+  inherit (harness { }) lib;
+  # Every case forces all its defined options first, so no type error hides behind laziness.
+  eval = modules: let r = harness modules; in builtins.seq r.forced r;
+  evalMember = cairn: eval [ { services.cairn = cairn; } ];
 
   # The example appliance's member, with an IPv6 client network added to exercise the ip6 rules.
   appliance = (import ../appliance.nix { }).services.cairn;
@@ -13,29 +18,52 @@ let
   expect = name: cond: detail: if cond then name else throw "eval-module: ${name} failed: ${builtins.toJSON detail}";
   contains = needle: hay: builtins.match ".*${needle}.*" (builtins.replaceStrings [ "\n" ] [ " " ] hay) != null;
 
-  static = eval infra0;
-  staticEnv = static.out.systemd.services.cairn.environment;
-  dns = eval (builtins.removeAttrs infra0 [ "initialCluster" ] // { discoverySrv = "example.com"; discoverySrvName = "prod"; });
-  notListed = eval (infra0 // { name = "infra9"; });
-  both = eval (infra0 // { discoverySrv = "example.com"; });
-  noCerts = eval (infra0 // { tls = { }; });
-  badState = eval (infra0 // { initialClusterState = "bogus"; });
-  typo = eval (infra0 // { initalCluster = { }; });
-  disabled = eval { name = "x"; };
+  static = evalMember infra0;
+  unit = static.config.systemd.services.cairn;
+  staticEnv = unit.environment;
+  nft = static.config.networking.nftables.tables.cairn.content;
+  dns = evalMember (builtins.removeAttrs infra0 [ "initialCluster" ] // { discoverySrv = "example.com"; discoverySrvName = "prod"; });
+  notListed = evalMember (infra0 // { name = "infra9"; });
+  both = evalMember (infra0 // { discoverySrv = "example.com"; });
+  noCerts = evalMember (infra0 // { tls = { }; });
+  disabled = evalMember { name = "x"; };
+
+  # A user's own module overriding the unit: mkForce beats the module's plain definition, mkDefault loses to it.
+  forced = eval [
+    { services.cairn = infra0; }
+    {
+      systemd.services.cairn.serviceConfig.Restart = lib.mkForce "always";
+      systemd.services.cairn.serviceConfig.LimitNOFILE = lib.mkDefault 1024;
+    }
+  ];
+  forcedConfig = forced.config.systemd.services.cairn.serviceConfig;
+
+  # Two modules each adding extra flags: listOf concatenates, both reach ExecStart.
+  flags = eval [
+    { services.cairn = infra0 // { extraFlags = [ "--auto-compaction-retention=1" ]; }; }
+    { services.cairn.extraFlags = [ "--quota-backend-bytes=8589934592" ]; }
+  ];
+  flagsExec = flags.config.systemd.services.cairn.serviceConfig.ExecStart;
+
+  # Each refusal fails to evaluate (its message is checked by the system test through eval-refused.nix).
+  refusals = import ./refusals.nix;
+  refused = name: !(builtins.tryEval (let r = harness refusals.${name}.modules; in builtins.deepSeq [ r.forced r.failedAssertions ] true)).success;
 in
 [
-  (expect "static-member-passes-assertions" (static.failedAssertions == [ ] && static.typeErrors == [ ]) static.failedAssertions)
+  (expect "static-member-passes-assertions" (static.failedAssertions == [ ]) static.failedAssertions)
   (expect "initial-cluster-joined-like-etcd" (staticEnv.CAIRN_INITIAL_CLUSTER == "infra0=https://10.0.1.10:2380,infra1=https://10.0.1.11:2380,infra2=https://10.0.1.12:2380") staticEnv)
   (expect "client-cert-auth-on-with-ca" (staticEnv.CAIRN_CLIENT_CERT_AUTH == "true" && staticEnv.CAIRN_PEER_CLIENT_CERT_AUTH == "true") staticEnv)
-  (expect "notify-unit-with-limits" (static.out.systemd.services.cairn.serviceConfig.Type == "notify" && static.out.systemd.services.cairn.serviceConfig.LimitNOFILE == 65536) static.out.systemd.services.cairn.serviceConfig)
-  (expect "peer-port-open-only-to-members" (contains "ip saddr [{] 10.0.1.11, 10.0.1.12 [}] tcp dport 2380 accept" static.out.networking.nftables.tables.cairn.content) static.out.networking.nftables.tables.cairn.content)
-  (expect "client-port-v6-networks" (contains "ip6 saddr [{] fd00::/8 [}] tcp dport 2379 accept" static.out.networking.nftables.tables.cairn.content) static.out.networking.nftables.tables.cairn.content)
-  (expect "rsyslog-routes-and-stops" (contains "if [$]programname == 'cairn' then /var/log/cairn/cairn.log & stop" static.out.services.rsyslogd.extraConfig) static.out.services.rsyslogd.extraConfig)
-  (expect "dns-bootstrap-has-no-initial-cluster" (dns.failedAssertions == [ ] && !(dns.out.systemd.services.cairn.environment ? CAIRN_INITIAL_CLUSTER) && dns.out.systemd.services.cairn.environment.CAIRN_DISCOVERY_SRV_NAME == "prod") dns.out.systemd.services.cairn.environment)
+  (expect "notify-unit-with-limits" (unit.serviceConfig.Type == "notify" && unit.serviceConfig.LimitNOFILE == 65536 && unit.wantedBy == [ "multi-user.target" ]) unit.serviceConfig)
+  (expect "peer-port-open-only-to-members" (contains "ip saddr [{] 10.0.1.11, 10.0.1.12 [}] tcp dport 2380 accept" nft) nft)
+  (expect "client-port-v6-networks" (contains "ip6 saddr [{] fd00::/8 [}] tcp dport 2379 accept" nft) nft)
+  (expect "nftables-enabled-with-the-firewall" static.config.networking.nftables.enable static.config.networking.nftables)
+  (expect "rsyslog-routes-and-stops" (contains "if [$]programname == 'cairn' then /var/log/cairn/cairn.log & stop" static.config.services.rsyslogd.extraConfig) static.config.services.rsyslogd.extraConfig)
+  (expect "system-user-and-group" (static.config.users.users.cairn.isSystemUser && static.config.users.groups ? cairn) static.config.users)
+  (expect "dns-bootstrap-has-no-initial-cluster" (dns.failedAssertions == [ ] && !(dns.config.systemd.services.cairn.environment ? CAIRN_INITIAL_CLUSTER) && dns.config.systemd.services.cairn.environment.CAIRN_DISCOVERY_SRV_NAME == "prod") dns.config.systemd.services.cairn.environment)
   (expect "name-missing-from-initial-cluster-is-refused" (builtins.any (contains "infra9 not listed in the initial cluster config") notListed.failedAssertions) notListed.failedAssertions)
   (expect "static-and-dns-together-are-refused" (builtins.any (contains "exactly one of initialCluster") both.failedAssertions) both.failedAssertions)
   (expect "https-without-certificates-is-refused" (builtins.length noCerts.failedAssertions == 2) noCerts.failedAssertions)
-  (expect "bad-cluster-state-is-a-type-error" (badState.typeErrors == [ "services.cairn.initialClusterState: \"bogus\" is not a one of new, existing" ]) badState.typeErrors)
-  (expect "misspelt-option-is-reported" (typo.typeErrors == [ "services.cairn.initalCluster: no such option" ]) typo.typeErrors)
-  (expect "disabled-module-adds-nothing" (disabled.out == { }) disabled.out)
-]
+  (expect "disabled-module-adds-nothing" (disabled.config.systemd.services == { } && disabled.config.users.users == { } && disabled.config.assertions == [ ] && !disabled.config.networking.nftables.enable && disabled.config.services.rsyslogd.extraConfig == "") disabled.config.systemd.services)
+  (expect "user-mkForce-overrides-a-unit-setting" (forcedConfig.Restart == "always" && forcedConfig.LimitNOFILE == 65536 && forcedConfig.Type == "notify") forcedConfig)
+  (expect "extra-flags-from-two-modules-merge" (contains "/bin/cairn '--auto-compaction-retention=1' '--quota-backend-bytes=8589934592'" flagsExec || contains "/bin/cairn '--quota-backend-bytes=8589934592' '--auto-compaction-retention=1'" flagsExec) flagsExec)
+] ++ map (name: expect "${name}-is-refused" (refused name) name) (builtins.attrNames refusals)

@@ -2,10 +2,14 @@
 
 mod auth;
 mod cluster;
+mod concurrency;
+mod election;
 mod header;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+pub mod pb;
 mod require_leader;
 mod snapshot;
 mod status;
@@ -14,6 +18,8 @@ mod watch;
 use etcd_client::proto::{
     PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer,
 };
+use pb::v3electionpb::election_server::ElectionServer;
+use pb::v3lockpb::lock_server::LockServer;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
@@ -41,11 +47,12 @@ pub struct ApiOptions {
     pub watch_progress_interval: Duration,
 }
 
-/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, and Auth (answers Unimplemented).
-/// Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
+/// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election, and Auth
+/// (answers Unimplemented). Every service but Auth honours require-leader (`hasleader` metadata). Needs a tokio runtime.
 pub fn services(app: App, opts: ApiOptions) -> Routes {
     let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let leader = require_leader::Interceptor::new(app.clone());
+    let local = concurrency::Local::new(app.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
     let watch = watch::WatchService::new(app.clone(), limit, opts.watch_progress_interval);
     Routes::new(InterceptedService::new(
@@ -67,6 +74,14 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
     ))
     .add_service(InterceptedService::new(
         PbMaintenanceServer::new(maintenance::MaintenanceService::new(app)),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        LockServer::new(lock::LockService::new(local.clone())).max_decoding_message_size(limit),
+        leader.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
         leader,
     ))
     .add_service(auth::AuthService)

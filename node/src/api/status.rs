@@ -39,6 +39,18 @@ pub enum ApiError {
     /// MemberAdd without valid peer URLs.
     #[error("etcdserver: given member URLs are invalid")]
     MemberBadUrls,
+    /// Proclaim for a leader key that no longer leads (etcd's `concurrency.ErrElectionNotLeader`).
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election nobody campaigns in (`concurrency.ErrElectionNoLeader`).
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign without a leader key (`v3election.ErrMissingLeaderKey`).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// A lock waiter whose key went with its lease (`concurrency.ErrSessionExpired`).
+    #[error("mutex: session is expired")]
+    LockSessionExpired,
     /// A call cairn does not implement, with what to use instead.
     #[error("{0}")]
     Unimplemented(String),
@@ -82,6 +94,11 @@ fn code(e: &ApiError) -> Code {
         | ApiError::RequestTooLarge
         | ApiError::MemberBadUrls => Code::InvalidArgument,
         ApiError::LeaseTtlTooLarge => Code::OutOfRange,
+        // etcd returns these as plain Go errors, which gRPC sends as Unknown.
+        ApiError::ElectionNotLeader
+        | ApiError::ElectionNoLeader
+        | ApiError::MissingLeaderKey
+        | ApiError::LockSessionExpired => Code::Unknown,
         ApiError::Unimplemented(_) => Code::Unimplemented,
     }
 }
@@ -90,6 +107,14 @@ fn code(e: &ApiError) -> Code {
 pub fn to_status(e: impl Into<ApiError>) -> Status {
     let e = e.into();
     Status::new(code(&e), e.to_string())
+}
+
+/// An error of a call made through etcd's in-process client, as etcd's lock and election services
+/// return it: clientv3 turns every error etcd knows into a plain error (`rpctypes.Error`), which gRPC
+/// then sends as Unknown with the same text (e.g. Lock with a lease that does not exist answers
+/// Unknown "etcdserver: requested lease not found").
+pub fn through_client(s: Status) -> Status {
+    Status::new(Code::Unknown, s.message())
 }
 
 #[cfg(test)]
@@ -229,6 +254,18 @@ mod tests {
                 InvalidArgument,
                 "etcdserver: given member URLs are invalid",
             ),
+            (ApiError::ElectionNotLeader, Unknown, "election: not leader"),
+            (ApiError::ElectionNoLeader, Unknown, "election: no leader"),
+            (
+                ApiError::MissingLeaderKey,
+                Unknown,
+                "\"leader\" field must be provided",
+            ),
+            (
+                ApiError::LockSessionExpired,
+                Unknown,
+                "mutex: session is expired",
+            ),
             (
                 ApiError::Unimplemented("cairn: x".into()),
                 Unimplemented,
@@ -284,9 +321,13 @@ mod tests {
                 | ApiError::LeaseTtlTooLarge
                 | ApiError::MemberBadUrls
                 | ApiError::Unimplemented(_) => "request",
+                ApiError::ElectionNotLeader
+                | ApiError::ElectionNoLeader
+                | ApiError::MissingLeaderKey
+                | ApiError::LockSessionExpired => "concurrency",
             };
             assert!(listed(&e), "{kind} error {e:?}");
         }
-        assert_eq!(table().len(), 29, "one row per variant");
+        assert_eq!(table().len(), 33, "one row per variant");
     }
 }

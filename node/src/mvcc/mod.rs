@@ -177,9 +177,11 @@ impl Store {
         snapshot::encode(&self.state)
     }
 
-    /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay subscribed.
+    /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay
+    /// subscribed and catch up through the new state's history (canceled if it was compacted).
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
         snapshot::decode_into(&mut self.state, bytes)?;
+        self.hub.state_replaced();
         Ok(())
     }
 

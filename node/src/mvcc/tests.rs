@@ -476,6 +476,61 @@ fn a_watch_from_a_future_revision_gets_nothing_below_it() {
 }
 
 #[test]
+fn a_snapshot_replacing_the_state_hands_watchers_what_they_missed_or_cancels_them() {
+    // A member far behind installs the leader's snapshot instead of applying the entries one by one:
+    // its watchers must still see every revision from where they were, or be told it was compacted.
+    let spec = || WatchSpec {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    let mut leader = Store::new();
+    for i in 0..6 {
+        put(&mut leader, "k", &i.to_string()); // 2..=7
+    }
+    let mut member = Store::new();
+    put(&mut member, "k", "0"); // 2, as on the leader
+    let WatchStart::Watching(live, mut live_feed) = member.watch(spec(), 0) else {
+        panic!("watch refused")
+    };
+    let WatchStart::Watching(ahead, mut ahead_feed) = member.watch(spec(), 5) else {
+        panic!("watch refused")
+    };
+    member
+        .restore(&leader.snapshot().expect("snapshot"))
+        .expect("restore");
+    let revs = |b: Vec<WatchBatch>| b.iter().map(|b| b.revision).collect::<Vec<i64>>();
+    assert_eq!(
+        revs(drain(&mut member, live, &mut live_feed)),
+        vec![3, 4, 5, 6, 7]
+    );
+    assert_eq!(
+        revs(drain(&mut member, ahead, &mut ahead_feed)),
+        vec![5, 6, 7]
+    );
+    put(&mut member, "k", "live"); // 8
+    assert_eq!(revs(drain(&mut member, live, &mut live_feed)), vec![8]);
+
+    // The same when the leader compacted what the watcher had not seen yet: canceled, not skipped.
+    let WatchStart::Watching(old, _old_feed) = member.watch(spec(), 0) else {
+        panic!("watch refused")
+    };
+    for i in 0..3 {
+        put(&mut leader, "k", &i.to_string()); // 8..=10
+    }
+    leader.apply(&Command::Compact(
+        PbCompactionRequest {
+            revision: 10,
+            physical: false,
+        }
+        .encode_to_vec(),
+    ));
+    member
+        .restore(&leader.snapshot().expect("snapshot"))
+        .expect("restore");
+    assert!(matches!(member.catch_up(old), CatchUp::Compacted(10)));
+}
+
+#[test]
 fn a_slow_watcher_falls_back_to_history_without_gaps_or_duplicates() {
     let mut s = Store::new();
     let spec = WatchSpec {

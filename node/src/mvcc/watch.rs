@@ -76,10 +76,11 @@ struct Watcher {
     lagging: Arc<Notify>,
     /// First revision not delivered live, while the watcher is catching up.
     behind_from: Option<i64>,
-    /// The watch's start revision: a member behind the cluster (restarted, or a follower catching
-    /// up) applies older revisions after a client asked to start above them, and those must not
-    /// reach this watcher.
-    start: i64,
+    /// The first revision this watcher has not been handed yet. A member behind the cluster
+    /// (restarted, or a follower catching up) applies revisions below a start revision a client
+    /// asked for, and those must not reach the watcher; and when a snapshot replaces the state, the
+    /// watcher catches up from here through history (or is canceled if that was compacted).
+    next: i64,
 }
 
 #[derive(Default)]
@@ -128,9 +129,10 @@ impl Hub {
             if w.behind_from.is_some() {
                 return !w.tx.is_closed();
             }
-            if rev < w.start {
+            if rev < w.next {
                 return !w.tx.is_closed();
             }
+            w.next = rev + 1;
             let mine: Vec<PbEvent> = events
                 .iter()
                 .filter(|e| w.spec.matches(e))
@@ -156,6 +158,19 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// A snapshot replaced the state: every watcher catches up from the first revision it has not
+    /// been handed, through history, like a lagging one (etcd moves its synced watchers to unsynced).
+    pub(super) fn state_replaced(&mut self) {
+        for w in self.watchers.values_mut() {
+            if w.behind_from.is_none() {
+                w.behind_from = Some(w.next);
+                w.lagging.notify_one();
+            }
+        }
+    }
+}
+
 impl Store {
     /// Register a watcher from `start_revision` (0 or a future revision: from the next change).
     pub fn watch(&mut self, spec: WatchSpec, start_revision: i64) -> WatchStart {
@@ -177,7 +192,7 @@ impl Store {
             tx,
             lagging: lagging.clone(),
             behind_from,
-            start: start_revision,
+            next: start_revision.max(self.state.revision + 1),
         };
         self.hub.watchers.insert(id, watcher);
         WatchStart::Watching(id, WatchFeed { rx, lagging })
@@ -198,7 +213,10 @@ impl Store {
             return CatchUp::Compacted(compacted);
         }
         match history(&self.state.keys, &w.spec, from) {
-            Ok(batches) => CatchUp::Batches(batches),
+            Ok(batches) => {
+                w.next = w.next.max(self.state.revision + 1);
+                CatchUp::Batches(batches)
+            }
             Err(e) => {
                 self.hub.watchers.remove(&id);
                 CatchUp::Failed(e)

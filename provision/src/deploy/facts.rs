@@ -33,6 +33,11 @@ pub struct Facts {
     pub listening: Vec<u16>,
 }
 
+/// The file whose presence under a data dir says the member was initialised: cairn's Raft state
+/// (node/src/storage/data_dir.rs). Spelled here because provision reads hosts over SSH, not through the
+/// library; a system test checks it against what a real member writes.
+pub const MEMBER_DATA_MARKER: &str = "member/raft.redb";
+
 /// The script printing `key=value` lines (run as root on systemd hosts).
 pub fn script(t: &Target) -> String {
     format!(
@@ -41,7 +46,7 @@ pub fn script(t: &Target) -> String {
          [ -d /run/systemd/system ] && echo systemd=yes\n\
          c=$(systemd-detect-virt --container 2>/dev/null) && echo \"container=$c\"\n\
          echo \"clock=$(date +%s.%N)\"\n\
-         [ -f {data}/member/raft.redb ] && echo data=yes\n\
+         [ -f {data}/{marker} ] && echo data=yes\n\
          p=$({pid})\n\
          [ -n \"$p\" ] && echo \"pid=$p\"\n\
          [ -x {bin} ] && echo \"version=$({bin} --version 2>/dev/null | head -n1)\"\n\
@@ -50,6 +55,7 @@ pub fn script(t: &Target) -> String {
          command -v ss >/dev/null && ss -ltnH 2>/dev/null | awk '{{n=split($4,a,\":\"); print \"listen=\" a[n]}}'\n\
          true",
         data = quote(&t.data_dir),
+        marker = MEMBER_DATA_MARKER,
         pid = pid_script(t),
         bin = quote(&t.binary),
         stamp = quote(&t.stamp_file()),

@@ -46,6 +46,15 @@ fn kvs(v: &Value) -> Vec<(String, String)> {
 fn etcdctl_put_get_del_and_txn_behave_like_etcd() {
     let c = cluster();
     let ctl = c.etcdctl();
+    if c.flavor == cairn_tests::cluster::Flavor::Cairn {
+        // provision tells an initialised member from a fresh one by this file, over SSH.
+        for m in &c.members {
+            let marker = m
+                .data_dir
+                .join(provision::deploy::facts::MEMBER_DATA_MARKER);
+            assert!(marker.is_file(), "{} missing", marker.display());
+        }
+    }
     assert_eq!(must(ctl.ok(&["put", "fruit/apple", "red"])), "OK\n");
     assert_eq!(must(ctl.ok(&["put", "fruit/banana", "yellow"])), "OK\n");
     assert_eq!(must(ctl.ok(&["put", "fruit/cherry", "dark"])), "OK\n");

@@ -459,13 +459,36 @@ fn wait_healthy(ctl: &Etcdctl, n: usize) -> Result<()> {
     )
 }
 
-fn member_names(ctl: &Etcdctl) -> Result<Vec<String>> {
+/// The members' names once every member has published its own (a member publishes its name through
+/// Raft after it starts, as etcd's do, so a healthy member may still be listed without one).
+fn member_names(ctl: &Etcdctl, n: usize) -> Result<Vec<String>> {
+    cairn_tests::wait::wait_for(
+        "every member's name published",
+        START_TIMEOUT,
+        std::time::Duration::from_millis(200),
+        || {
+            let names = listed_names(ctl).map_err(|e| e.to_string())?;
+            if names.len() == n {
+                Ok(names)
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+}
+
+fn listed_names(ctl: &Etcdctl) -> Result<Vec<String>> {
     let v = ctl.json(&["member", "list", "-w", "json"])?;
     let mut names: Vec<String> = v["members"]
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|m| m["name"].as_str().map(String::from))
+                .filter_map(|m| {
+                    m["name"]
+                        .as_str()
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -610,7 +633,7 @@ fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds
     let clients: Vec<&str> = urls.iter().map(|u| u.0.as_str()).collect();
     let ctl = plain_etcdctl(&clients.join(","));
     wait_healthy(&ctl, 3)?;
-    assert_eq!(member_names(&ctl)?, ["m0", "m1", "m2"]);
+    assert_eq!(member_names(&ctl, 3)?, ["m0", "m1", "m2"]);
     ctl.ok(&["put", "k", "v"])?;
 
     // A fourth member finds the cluster full; a token without a size is refused with etcd's words.
@@ -685,7 +708,7 @@ fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<(
     }
     let ctl = plain_etcdctl(&clients.join(","));
     wait_healthy(&ctl, 3)?;
-    assert_eq!(member_names(&ctl)?, ["n0", "n1", "n2"]);
+    assert_eq!(member_names(&ctl, 3)?, ["n0", "n1", "n2"]);
     let registered = sctl.ok(&[
         "get",
         "/_etcd/registry/tok3/members/",

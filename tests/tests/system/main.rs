@@ -3,6 +3,7 @@
 mod ansible;
 mod apply;
 mod apply_ssh;
+mod apps;
 mod chaos;
 mod cluster;
 mod container;
