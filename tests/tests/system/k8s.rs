@@ -65,8 +65,9 @@ fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_c
             "etcdserver: no leader".to_string()
         ))
     );
-    // etcd waits for three election timeouts (1 s each here) without a leader before ending them.
-    assert!(after >= Duration::from_secs(3), "ended after {after:?}");
+    // etcd ends them after three checks, one election timeout (1 s here) apart, found no leader; on a
+    // loaded machine the first check may already come before the pause, hence 2 s, not 3.
+    assert!(after >= Duration::from_secs(2), "ended after {after:?}");
 
     let unary = rt.block_on(strict.get("k", None));
     let refused = unary.as_ref().err().map(grpc::status_of);
