@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// etcd's `DefaultQuotaBytes`: the space quota when `--quota-backend-bytes` is 0.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// etcd's `MaxQuotaBytes`: a larger quota is accepted with a warning.
+pub const MAX_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
 /// Whether this member founds a new cluster or joins an existing one (`--initial-cluster-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ClusterState {
@@ -117,6 +122,15 @@ pub struct Config {
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024 * 3 / 2)]
     pub max_request_bytes: usize,
+    /// Raise alarms when backend size exceeds the given quota. 0 means use the default quota.
+    /// A negative value disables the quota (as in etcd).
+    #[arg(
+        long,
+        env = "CAIRN_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub quota_backend_bytes: i64,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -174,6 +188,16 @@ impl Config {
         match self.experimental_watch_progress_notify_interval {
             FlagDuration::Positive(d) => d,
             FlagDuration::ZeroOrNegative => DEFAULT_WATCH_PROGRESS_INTERVAL,
+        }
+    }
+
+    /// The space quota in bytes (etcd's `NewBackendQuota`): 0 is etcd's default of 2 GiB, a
+    /// negative value disables it (None).
+    pub fn quota_bytes(&self) -> Option<u64> {
+        match self.quota_backend_bytes {
+            q if q < 0 => None,
+            0 => Some(DEFAULT_QUOTA_BYTES),
+            q => Some(q.unsigned_abs()),
         }
     }
 

@@ -1,5 +1,8 @@
 //! HTTP endpoints on the client port (or `--listen-metrics-urls`): /health, /livez, /readyz, /version,
-//! /metrics, answering like etcd so load balancers, probes and Prometheus need no changes.
+//! /metrics, answering like etcd so load balancers, probes and Prometheus need no changes; and etcd's JSON
+//! gateway (`/v3/...`, gateway/).
+
+pub mod gateway;
 
 use std::time::Duration;
 
@@ -64,10 +67,60 @@ async fn readyz(axum::extract::State(app): axum::extract::State<App>) -> impl In
     }
 }
 
+/// etcd 3.4's `/version`, plus cairn's own version in a field of its own: clients parse `etcdserver` as a
+/// plain semantic version (etcd3gw splits it on dots), so it carries no build metadata here.
 async fn version() -> impl IntoResponse {
-    Json(
-        json!({"etcdserver": crate::api::SERVER_VERSION, "etcdcluster": crate::api::CLUSTER_VERSION}),
+    let server = crate::api::SERVER_VERSION
+        .split('+')
+        .next()
+        .unwrap_or(crate::api::SERVER_VERSION);
+    Json(Versions {
+        etcdserver: server,
+        etcdcluster: crate::api::CLUSTER_VERSION,
+        cairn: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `/version`'s body, fields in etcd's order.
+#[derive(serde::Serialize)]
+struct Versions {
+    etcdserver: &'static str,
+    etcdcluster: &'static str,
+    cairn: &'static str,
+}
+
+/// Go's `http.NotFound`, which etcd answers for any path it does not serve.
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        "404 page not found\n",
     )
+}
+
+/// The client port: gRPC requests (content-type `application/grpc*`, as etcd tells them apart) go to
+/// `grpc`, everything else to the HTTP endpoints and the JSON gateway, which calls `grpc` in-process;
+/// unknown HTTP paths answer 404.
+pub fn client_port(
+    app: App,
+    grpc: Router,
+    max_request_bytes: usize,
+) -> Result<Router, gateway::RoutesError> {
+    let http = router(app)
+        .merge(gateway::router(grpc.clone(), max_request_bytes)?)
+        .fallback(not_found);
+    let dispatch = tower::service_fn(move |req: axum::extract::Request| {
+        let is_grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let target = if is_grpc { grpc.clone() } else { http.clone() };
+        tower::ServiceExt::oneshot(target, req)
+    });
+    Ok(Router::new().fallback_service(dispatch))
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> impl IntoResponse {

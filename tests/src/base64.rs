@@ -1,4 +1,4 @@
-//! Standard base64 decoding for etcdctl's `-w json` output (keys and values are base64 there).
+//! Standard base64 for etcdctl's `-w json` output and the JSON gateway (keys and values are base64 there).
 
 use anyhow::{bail, Result};
 
@@ -33,6 +33,28 @@ pub fn decode(s: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Encodes bytes as standard (RFC 4648, padded) base64.
+pub fn encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Decodes base64 into a UTF-8 string (lossy: test keys and values are ASCII).
 pub fn decode_str(s: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&decode(s)?).into_owned())
@@ -43,6 +65,9 @@ mod tests {
     #[test]
     fn decodes_padded_and_unpadded_input() {
         assert_eq!(super::decode_str("Zm9v").unwrap(), "foo");
+        assert_eq!(super::encode(b"foo"), "Zm9v");
+        assert_eq!(super::encode(b"fo"), "Zm8=");
+        assert_eq!(super::encode(b"f"), "Zg==");
         assert_eq!(super::decode_str("Zm9vYg==").unwrap(), "foob");
         assert_eq!(super::decode_str("Zm9vYmE=").unwrap(), "fooba");
         assert!(super::decode("Zm9v!").is_err());

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::header::header;
 use super::status::{to_status, ApiError};
-use crate::member::{App, MemberError};
+use crate::member::{App, MemberError, KV_OVERHEAD};
 use crate::metrics;
 use crate::mvcc::Command;
 use crate::mvcc::KeyRange;
@@ -93,6 +93,10 @@ impl PbKvService for KvService {
     async fn put(&self, req: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
         let req = req.into_inner();
         check_put(&req)?;
+        self.app
+            .check_quota(put_cost(&req))
+            .await
+            .map_err(to_status)?;
         let bytes = req.encode_to_vec();
         let (mut resp, rev): (PbPutResponse, _) =
             self.write(Command::Put(bytes), req.encoded_len()).await?;
@@ -119,6 +123,10 @@ impl PbKvService for KvService {
     async fn txn(&self, req: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
         let req = req.into_inner();
         check_txn(&req)?;
+        self.app
+            .check_quota(txn_cost(&req))
+            .await
+            .map_err(to_status)?;
         let size = req.encoded_len();
         let (mut resp, rev): (PbTxnResponse, _) =
             self.write(Command::Txn(req.encode_to_vec()), size).await?;
@@ -138,6 +146,24 @@ impl PbKvService for KvService {
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }
+}
+
+/// What a put costs against the space quota (etcd's `costPut`).
+fn put_cost(p: &PbPutRequest) -> usize {
+    KV_OVERHEAD + p.key.len() + p.value.len()
+}
+
+/// What a txn costs against the space quota: its costlier branch's puts (etcd's `costTxn`).
+fn txn_cost(t: &PbTxnRequest) -> usize {
+    let branch = |ops: &[etcd_client::proto::PbTxnRequestOp]| -> usize {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(PbTxnOpRequest::RequestPut(p)) => put_cost(p),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&t.success).max(branch(&t.failure))
 }
 
 /// etcd's request checks for Put (before anything is proposed).

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::{current, header};
 use super::status::{to_status, ApiError};
-use crate::member::{App, MemberError};
+use crate::member::{App, MemberError, LEASE_COST};
 use crate::mvcc::Command;
 use forward::{on_leader, renew_on};
 
@@ -90,6 +90,7 @@ impl PbLeaseService for LeaseService {
         if req.ttl > MAX_LEASE_TTL {
             return Err(to_status(ApiError::LeaseTtlTooLarge));
         }
+        self.app.check_quota(LEASE_COST).await.map_err(to_status)?;
         let id = if req.id == 0 { new_lease_id() } else { req.id };
         let cmd = Command::LeaseGrant {
             id,

@@ -1,13 +1,13 @@
-//! Maintenance: Status, HashKV, Alarm, Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader; Hash and Downgrade answer
+//! Maintenance: Status, HashKV, Alarm (GET, ACTIVATE, DEACTIVATE; see `mvcc::alarm`), Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader; Hash and Downgrade answer
 //! Unimplemented.
 
 use std::pin::Pin;
 
 use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
-    PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse,
-    PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest,
-    PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse,
+    PbDowngradeRequest, PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest,
+    PbHashResponse, PbMaintenanceService, PbMoveLeaderRequest, PbMoveLeaderResponse,
+    PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest, PbStatusResponse,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,6 +17,18 @@ use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
 use crate::member::App;
+use crate::mvcc::alarm;
+
+/// An alarm as etcd lists it in Status `errors`: the alarm member in protobuf's compact text format
+/// (`memberID:10276657743932975437 alarm:NOSPACE `).
+fn alarm_text(a: &PbAlarmMember) -> String {
+    let name = match a.alarm {
+        alarm::NOSPACE => "NOSPACE",
+        alarm::CORRUPT => "CORRUPT",
+        _ => "NONE",
+    };
+    format!("memberID:{} alarm:{name} ", a.member_id)
+}
 
 /// The Maintenance service.
 pub struct MaintenanceService {
@@ -35,16 +47,18 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         req: Request<PbAlarmRequest>,
     ) -> Result<Response<PbAlarmResponse>, Status> {
-        // cairn raises no alarms (no space quota, no corruption check yet): GET and DEACTIVATE answer
-        // truthfully with none; ACTIVATE would claim an alarm cairn cannot act on.
-        if req.into_inner().action == 1 {
-            return Err(to_status(ApiError::Unimplemented(
-                "cairn: activating alarms is not supported; cairn raises no alarms".into(),
-            )));
-        }
+        let req = req.into_inner();
+        let alarms = match req.action {
+            alarm::GET => self.app.alarms(req.alarm),
+            action => self
+                .app
+                .change_alarm(action, req.member_id, req.alarm)
+                .await
+                .map_err(to_status)?,
+        };
         Ok(Response::new(PbAlarmResponse {
             header: current(&self.app),
-            alarms: Vec::new(),
+            alarms,
         }))
     }
 
@@ -67,7 +81,12 @@ impl PbMaintenanceService for MaintenanceService {
             raft_index: s.raft_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
-            errors: Vec::new(),
+            errors: self
+                .app
+                .alarms(alarm::NONE)
+                .iter()
+                .map(alarm_text)
+                .collect(),
             db_size_in_use: i64::try_from(self.app.db_size_in_use()).unwrap_or(i64::MAX),
             is_learner,
             ..Default::default()

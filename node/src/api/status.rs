@@ -83,6 +83,8 @@ fn code(e: &ApiError) -> Code {
                     Code::InvalidArgument
                 }
                 MvccError::Storage(_) => Code::Internal,
+                MvccError::NoSpace => Code::ResourceExhausted,
+                MvccError::Corrupt => Code::DataLoss,
             },
             M::Other(_) => Code::Unknown,
         },
@@ -203,6 +205,16 @@ mod tests {
                 InvalidArgument,
                 "etcdserver: key not found",
             ),
+            (
+                v(MvccError::NoSpace),
+                ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
+            (
+                v(MvccError::Corrupt),
+                DataLoss,
+                "etcdserver: corrupt cluster",
+            ),
             // Not in etcd's table (etcd decodes before proposing): cairn's own texts.
             (
                 v(MvccError::Malformed("x".into())),
@@ -309,6 +321,8 @@ mod tests {
                         | MvccError::DuplicateKey
                         | MvccError::KeyNotFound
                         | MvccError::Malformed(_)
+                        | MvccError::NoSpace
+                        | MvccError::Corrupt
                         | MvccError::Storage(_),
                     ) => "mvcc",
                 },
@@ -328,6 +342,6 @@ mod tests {
             };
             assert!(listed(&e), "{kind} error {e:?}");
         }
-        assert_eq!(table().len(), 33, "one row per variant");
+        assert_eq!(table().len(), 35, "one row per variant");
     }
 }

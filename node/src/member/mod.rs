@@ -1,6 +1,7 @@
 //! The running member: wires config → stores → network → Raft → services, and is the handle the etcd API
 //! services use to propose, read and describe the cluster.
 
+mod alarm;
 mod auto_compact;
 mod check_quorum;
 mod error;
@@ -25,6 +26,7 @@ use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::data_dir::DataDir;
 use crate::storage::state_machine::Shared;
 
+pub use alarm::{KV_OVERHEAD, LEASE_COST};
 pub use error::MemberError;
 pub use start::Started;
 
@@ -77,6 +79,8 @@ struct Inner {
     quorum: check_quorum::QuorumClock,
     /// etcd's `--election-timeout`: a leader not acknowledged by a quorum for longer stops leading here.
     election_timeout: Duration,
+    /// The space quota in bytes (`--quota-backend-bytes`; None: disabled).
+    quota: Option<u64>,
 }
 
 impl App {

@@ -164,8 +164,18 @@ impl App {
                 read_floor,
                 quorum: Default::default(),
                 election_timeout: Duration::from_millis(cfg.election_timeout),
+                quota: cfg.quota_bytes(),
             }),
         };
+        if let Some(q) = cfg
+            .quota_bytes()
+            .filter(|q| *q > crate::config::MAX_QUOTA_BYTES)
+        {
+            tracing::warn!(
+                "quota exceeds the maximum value: --quota-backend-bytes {q} is over {} (8 GiB)",
+                crate::config::MAX_QUOTA_BYTES
+            );
+        }
         app.spawn_leader_watch();
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
         app.spawn_auto_compaction(cfg.auto_compaction()?);

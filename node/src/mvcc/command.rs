@@ -30,6 +30,12 @@ pub enum Command {
     /// Several commands proposed together as one Raft entry (proposal batching). Applied in order, each
     /// exactly as if it were an entry of its own: its own revision, its own response or error.
     Batch(Vec<Command>),
+    /// etcd's `AlarmRequest` ACTIVATE or DEACTIVATE (see `alarm`).
+    Alarm {
+        action: i32,
+        member_id: u64,
+        alarm: i32,
+    },
 }
 
 impl Command {

@@ -24,6 +24,12 @@ pub enum MvccError {
     /// The encoded request could not be decoded.
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A write that adds data while the NOSPACE alarm is raised.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+    /// A write while the CORRUPT alarm is raised.
+    #[error("corrupt cluster")]
+    Corrupt,
     /// The value file could not be read or written; the member stops applying.
     #[error("storage: {0}")]
     Storage(String),

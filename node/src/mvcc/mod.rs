@@ -6,6 +6,7 @@
 //! member that applies the same log holds the same state. The watch hub is member-local and never
 //! serialized; lease expiry deadlines are the member's lessor's.
 
+pub mod alarm;
 mod command;
 mod error;
 mod keyspace;
@@ -64,6 +65,8 @@ struct State {
 pub struct Store {
     state: State,
     hub: watch::Hub,
+    /// Raised alarms (replicated; carried in snapshots beside the state, see `alarm`).
+    alarms: alarm::Alarms,
 }
 
 /// The writes of one command: they share one main revision, ordered by sub-revision.
@@ -123,6 +126,25 @@ impl Store {
     }
 
     fn apply_one(&mut self, cmd: &Command) -> CommandResponse {
+        if let Some(e) = self.refused_by_alarm(cmd) {
+            return CommandResponse {
+                revision: self.state.revision,
+                error: Some(e),
+                ..Default::default()
+            };
+        }
+        if let Command::Alarm {
+            action,
+            member_id,
+            alarm,
+        } = cmd
+        {
+            return CommandResponse {
+                revision: self.state.revision,
+                body: self.apply_alarm(*action, *member_id, *alarm),
+                ..Default::default()
+            };
+        }
         let rev = self.state.revision + 1;
         let mut w = Write {
             st: &mut self.state,
@@ -148,7 +170,9 @@ impl Store {
             Command::LeaseRevoke { id } => w.lease_revoke(*id).map(|r| r.encode_to_vec()),
             // Member attributes live beside the store (the state machine keeps them); batches are
             // taken apart by `apply`.
-            Command::PublishMember { .. } | Command::Batch(_) => Ok(Vec::new()),
+            Command::PublishMember { .. } | Command::Batch(_) | Command::Alarm { .. } => {
+                Ok(Vec::new())
+            }
         };
         let (wrote, events) = (w.sub > 0, w.events);
         if wrote {

@@ -12,11 +12,14 @@ use crate::config::Config;
 use crate::member::App;
 use crate::tls::TlsFiles;
 
-/// The client listener's routes: etcd's gRPC services and the HTTP endpoints on the same port.
-pub fn client_router(app: &App, opts: crate::api::ApiOptions) -> axum::Router {
-    crate::api::services(app.clone(), opts)
-        .into_axum_router()
-        .merge(crate::http::router(app.clone()))
+/// The client listener's routes: etcd's gRPC services, the HTTP endpoints and the JSON gateway on the same
+/// port.
+pub fn client_router(
+    app: &App,
+    opts: crate::api::ApiOptions,
+) -> Result<axum::Router, crate::http::gateway::RoutesError> {
+    let grpc = crate::api::services(app.clone(), opts).into_axum_router();
+    crate::http::client_port(app.clone(), grpc, opts.max_request_bytes)
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
@@ -107,18 +110,15 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         Some(&started.frame_handler()),
         &stop_rx,
     );
-    client_listeners.serve(
-        &client_server_tls,
-        &client_router(
-            &started.app,
-            crate::api::ApiOptions {
-                max_request_bytes: cfg.max_request_bytes,
-                watch_progress_interval: cfg.watch_progress_interval(),
-            },
-        ),
-        None,
-        &stop_rx,
-    );
+    let client_router = client_router(
+        &started.app,
+        crate::api::ApiOptions {
+            max_request_bytes: cfg.max_request_bytes,
+            watch_progress_interval: cfg.watch_progress_interval(),
+        },
+    )
+    .context("building the client port's routes")?;
+    client_listeners.serve(&client_server_tls, &client_router, None, &stop_rx);
     metrics_listeners.serve(
         &client_server_tls,
         &crate::http::router(started.app.clone()),

@@ -170,6 +170,8 @@ fn write_member(
     let data = crate::codec::encode(&SnapshotData {
         store,
         members: attrs,
+        // etcd's restore clears alarms too (a restored member starts without them).
+        alarms: Vec::new(),
     })
     .context("encoding the snapshot")?;
     SnapshotDir::new(data_dir.snap())?.save(&meta, &data)?;

@@ -58,6 +58,11 @@ impl DataDir {
         self.log_db().exists()
     }
 
+    /// Bytes of the snapshot file (the key-value state as of the last snapshot).
+    pub fn snapshot_bytes(&self) -> u64 {
+        std::fs::metadata(self.snap().join(SNAPSHOT_FILE)).map_or(0, |m| m.len())
+    }
+
     /// Bytes of the Raft files: metadata database, WAL segments and snapshot (not the value file,
     /// which is unnamed; the store knows its size).
     pub fn raft_bytes(&self) -> u64 {

@@ -28,6 +28,9 @@ pub struct SnapshotData {
     pub store: Vec<u8>,
     /// Published member attributes by member ID.
     pub members: BTreeMap<NodeId, MemberAttrs>,
+    /// Raised alarms (member ID, alarm type); absent in snapshots made before alarms existed.
+    #[serde(default)]
+    pub alarms: Vec<(u64, i32)>,
 }
 
 /// What is persisted on disk: metadata plus the data.
@@ -151,6 +154,7 @@ mod tests {
         let data = encode(&SnapshotData {
             store: vec![1, 2, 3],
             members,
+            alarms: vec![(7, 1)],
         })
         .unwrap();
         let meta = SnapshotMeta {
@@ -163,5 +167,6 @@ mod tests {
         assert_eq!(back.data, data);
         let d: SnapshotData = decode(&back.data).unwrap();
         assert_eq!(d.members[&7].name, "infra0");
+        assert_eq!(d.alarms, vec![(7, 1)]);
     }
 }

@@ -88,11 +88,11 @@ impl StateMachine {
 
     fn restore(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: &[u8]) -> StoreResult<()> {
         let d: SnapshotData = decode(data).map_err(snap_err)?;
-        self.shared
-            .store
-            .write()
-            .restore(&d.store)
-            .map_err(snap_err)?;
+        {
+            let mut store = self.shared.store.write();
+            store.restore(&d.store).map_err(snap_err)?;
+            store.set_alarms(d.alarms.into_iter().collect());
+        }
         *self.shared.members.write() = d.members;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
@@ -207,6 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let data = SnapshotData {
                     store,
                     members: m.clone(),
+                    alarms: s.alarm_set().iter().copied().collect(),
                 };
                 // Sized once: growing by doubling would briefly hold up to three times the store.
                 let mut out = Vec::with_capacity(data.store.len() + 4096);

@@ -281,3 +281,105 @@ fn election_service_campaign_proclaim_resign_and_observe_match_etcdctl_elect() {
     let rt = must(grpc::runtime());
     must(rt.block_on(election_changes_are_observed(&c)));
 }
+
+/// The gRPC code and message of a put of `size` bytes through member `i` (None: it succeeded).
+async fn put_refusal(
+    c: &Cluster,
+    i: usize,
+    key: &str,
+    size: usize,
+) -> Result<Option<(String, String)>> {
+    let mut client = c.client(i).await?;
+    match client.put(key, vec![b'x'; size], None).await {
+        Ok(_) => Ok(None),
+        Err(e) => Ok(Some(grpc::status_of(&e))),
+    }
+}
+
+async fn quota_raises_nospace_until_disarmed(c: &Cluster) -> Result<()> {
+    let full = (
+        "ResourceExhausted".to_string(),
+        "etcdserver: mvcc: database space exceeded".to_string(),
+    );
+    // 64 KiB values until the 1 MiB quota refuses one.
+    let mut written = 0;
+    loop {
+        match put_refusal(c, 0, &format!("big/{written:03}"), 64 * 1024).await? {
+            None => written += 1,
+            Some(e) if e == full => break,
+            Some(e) => bail!("put {written} failed with {e:?}"),
+        }
+        if written > 100 {
+            bail!("100 puts of 64 KiB passed a 1 MiB quota");
+        }
+    }
+    // Raised through Raft: every member lists it and refuses even small writes that add data.
+    // The alarm is a Raft entry: the other members list it once they applied it.
+    for m in [1, 2] {
+        let ctl = c.etcdctl_for(m);
+        cairn_tests::wait::wait_for(
+            "NOSPACE listed by another member",
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(100),
+            || {
+                let list = ctl.ok(&["alarm", "list"]).map_err(|e| e.to_string())?;
+                if list.contains("alarm:NOSPACE") {
+                    Ok(())
+                } else {
+                    Err(format!("alarm list after the quota was passed: {list:?}"))
+                }
+            },
+        )?;
+    }
+    let ctl = c.etcdctl_for(2);
+    if put_refusal(c, 1, "small", 1).await? != Some(full.clone()) {
+        bail!("a small put through another member was not refused while NOSPACE is raised");
+    }
+    let mut client = c.client(2).await?;
+    match client.lease_grant(30, None).await {
+        Ok(_) => bail!("LeaseGrant passed while NOSPACE is raised"),
+        Err(e) if grpc::status_of(&e) == full => {}
+        Err(e) => bail!(
+            "LeaseGrant while NOSPACE is raised: {:?}",
+            grpc::status_of(&e)
+        ),
+    }
+    let status = ctl.json(&["endpoint", "status", "-w", "json"])?;
+    let errors = status[0]["Status"]["errors"].to_string();
+    if !errors.contains("alarm:NOSPACE") {
+        bail!("endpoint status errors: {errors}");
+    }
+    // Reads, deletes and compaction still work; after them, defragment and disarm, writes resume.
+    let got = ctl.ok(&["get", "--prefix", "big/", "--keys-only"])?;
+    if got.lines().filter(|l| l.starts_with("big/")).count() != written {
+        bail!("{written} big/ keys written, a read finds {got:?}");
+    }
+    ctl.ok(&["del", "--prefix", "big/"])?;
+    let rev = ctl.json(&["get", "big/", "-w", "json"])?["header"]["revision"]
+        .as_i64()
+        .context("no revision")?;
+    ctl.ok(&["compaction", "--physical", &rev.to_string()])?;
+    ctl.with_endpoints(c.endpoints()).ok(&["defrag"])?;
+    let disarmed = ctl.ok(&["alarm", "disarm"])?;
+    if !disarmed.contains("alarm:NOSPACE") {
+        bail!("alarm disarm printed {disarmed:?}");
+    }
+    if !ctl.ok(&["alarm", "list"])?.is_empty() {
+        bail!("alarms left after disarm");
+    }
+    if let Some(e) = put_refusal(c, 1, "small", 1).await? {
+        bail!("a put after compaction, defrag and disarm failed: {e:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn quota_raises_nospace_cluster_wide_and_disarm_after_compaction_brings_writes_back() {
+    let flavor = must(cairn_tests::cluster::Flavor::from_env());
+    let mut c = must(Cluster::create(flavor, 3));
+    c.extra_args = vec!["--quota-backend-bytes".into(), (1024 * 1024).to_string()];
+    must(c.start_all());
+    must(c.wait_healthy(cairn_tests::cluster::START_TIMEOUT));
+    let rt = must(grpc::runtime());
+    must(rt.block_on(quota_raises_nospace_until_disarmed(&c)));
+}

@@ -10,6 +10,7 @@ mod container;
 mod discovery;
 mod dr;
 mod dualstack;
+mod gateway;
 mod hosts;
 mod k8s;
 mod membership;
