@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Cairn's build, tests and tools need. Idempotent; skips apt when all are present.
+# Installs the Debian packages a Cairn task needs, in sets, so the quick start does not pull the test toolchain:
+#   scripts/deps.sh quickstart   build and run a local cluster: protoc and the well-known .proto files it
+#                                imports (etcd-client compiles etcd's .proto files; Debian ships
+#                                google/protobuf/*.proto in libprotobuf-dev) and etcdctl (the command
+#                                quickstart prints)
+#   scripts/deps.sh test         quickstart's set plus every tool the system tests drive (scripts/test.sh)
+#   scripts/deps.sh [all]        the same as test (CI)
+#   scripts/deps.sh vm           what the opt-in VM appliance test adds (qemu, the image's boot loader tools)
+# Idempotent; skips apt when all are present. Needs root or sudo only when something is missing.
 set -euo pipefail
-PKGS=(
-  protobuf-compiler libprotobuf-dev
-  etcd-client etcd-server
+QUICKSTART=(protobuf-compiler libprotobuf-dev etcd-client)
+TEST=(
+  etcd-server
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd curl
@@ -11,6 +19,13 @@ PKGS=(
   nix-bin ansible-core
   debootstrap openssh-client
 )
+VM=(qemu-system-x86 qemu-utils extlinux fdisk e2fsprogs openssh-client curl)
+case "${1:-all}" in
+  quickstart) PKGS=("${QUICKSTART[@]}") ;;
+  test | all) PKGS=("${QUICKSTART[@]}" "${TEST[@]}") ;;
+  vm) PKGS=("${QUICKSTART[@]}" "${TEST[@]}" "${VM[@]}") ;;
+  *) echo "usage: $0 [quickstart|test|all|vm]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,7 +25,7 @@ case "${1:-start}" in
   *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
 esac
 
-scripts/deps.sh
+scripts/deps.sh quickstart
 echo "==> cargo build (cairn, provision)"
 cargo build --bins -p cairn-node -p provision
 

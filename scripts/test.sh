@@ -2,7 +2,7 @@
 # Runs every test Cairn has: unit tests, storage suite, and the system tests against real processes and tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh test
 echo "==> cargo build (binaries used by the system tests)"
 cargo build --workspace --bins --locked
 echo "==> cargo test"

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # A bootable cairn appliance for any hypervisor (BIOS + extlinux, qcow2), since Nix cannot be run here:
-# Debian 12 minbase from debootstrap, its kernel, systemd, the static cairn binary and the systemd unit that
-# `provision render` writes. Nothing member-specific is in the image: at first boot cairn-seed.service mounts a
-# second disk labelled CAIRNSEED (made by the `seed` command from one rendered member directory) and copies
-# cairn.env and pki/ into /etc/cairn, then cairn starts.
+# Debian 12 minbase from debootstrap, its kernel, systemd, sshd, sudo, the static cairn binary and the systemd
+# unit that `provision render` writes. Nothing member-specific is in the image (no host keys, no users):
+# at every boot cairn-seed.service reads a second disk labelled CAIRNSEED (made by the `seed` command) and,
+# when its contents differ from the last seed applied, installs what it carries: the login user (sudo, no
+# password) with its authorized key, the SSH host key, a static address, the host name, and a member's
+# cairn.env and pki/. A re-seeded disk is thus applied at the next boot; an unchanged one leaves what
+# `provision apply` installed since alone. cairn starts once /etc/cairn/cairn.env exists.
 #
 # Usage:
 #   scripts/vm-image.sh build [OUT.qcow2]          default out/vm/cairn-appliance.qcow2; skipped when the
 #                                                  inputs (binary, unit, this script) are unchanged
-#   scripts/vm-image.sh seed NODE_DIR OUT.img      NODE_DIR = OUT/nodes/<name> of `provision render`
+#   scripts/vm-image.sh seed [NODE_DIR|-] OUT.img [--user NAME --authorized-key FILE.pub]
+#                            [--host-key FILE] [--address CIDR] [--gateway IP] [--hostname NAME]
+#       NODE_DIR = OUT/nodes/<name> of `provision render` (`-`: none, `provision apply` installs the member);
+#       --host-key: an OpenSSH private key (FILE.pub beside it) the appliance presents, so known_hosts can be
+#       written before the first boot; without it the appliance makes its own.
 # Boot:  qemu-system-x86_64 -accel tcg -m 1024 -nographic -drive file=OUT.qcow2,if=virtio \
 #          -drive file=seed.img,if=virtio,format=raw -nic user,hostfwd=tcp:127.0.0.1:2379-:2379
-# The member's address must be the guest's: 10.0.2.15 with QEMU's user network.
+# Without --address the appliance asks DHCP (10.0.2.15 with QEMU's user network).
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 repo="$(dirname "$self")/.."
@@ -22,18 +29,54 @@ need() { command -v "$1" >/dev/null || die "$1 missing: install the Debian packa
 
 seed() {
   local node="${1:-}" out="${2:-}"
-  [ -n "$node" ] && [ -n "$out" ] || die "usage: scripts/vm-image.sh seed NODE_DIR OUT.img"
-  [ -f "$node/cairn.env" ] && [ -d "$node/pki" ] || die "$node has no cairn.env and pki/: pass OUT/nodes/<name> of provision render"
+  [ -n "$node" ] && [ -n "$out" ] || die "usage: scripts/vm-image.sh seed NODE_DIR|- OUT.img [options]"
+  shift 2
+  local user="" key="" hostkey="" address="" gateway="" hostname=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --user) user="$2" ;;
+      --authorized-key) key="$2" ;;
+      --host-key) hostkey="$2" ;;
+      --address) address="$2" ;;
+      --gateway) gateway="$2" ;;
+      --hostname) hostname="$2" ;;
+      *) die "seed: unknown option $1" ;;
+    esac
+    shift 2 || die "seed: $1 needs a value"
+  done
+  if [ -n "$user" ] || [ -n "$key" ]; then
+    [ -n "$user" ] && [ -f "$key" ] || die "seed: --user and --authorized-key FILE.pub go together"
+    [[ "$user" =~ ^[a-z_][a-z0-9_-]*$ ]] && [ "$user" != root ] || die "seed: --user $user: a plain user name other than root"
+  fi
+  [ -z "$hostkey" ] || { [ -f "$hostkey" ] && [ -f "$hostkey.pub" ]; } || die "seed: --host-key $hostkey needs $hostkey.pub beside it"
   need mkfs.ext4 e2fsprogs
   local dir
   dir=$(mktemp -d)
-  cp "$node/cairn.env" "$dir/"
-  cp -r "$node/pki" "$dir/"
+  if [ "$node" != - ]; then
+    [ -f "$node/cairn.env" ] && [ -d "$node/pki" ] || die "$node has no cairn.env and pki/: pass OUT/nodes/<name> of provision render"
+    cp "$node/cairn.env" "$dir/"
+    cp -r "$node/pki" "$dir/"
+  fi
+  if [ -n "$user" ]; then
+    mkdir -p "$dir/ssh"
+    echo "$user" >"$dir/ssh/user"
+    cp "$key" "$dir/ssh/authorized_keys"
+  fi
+  if [ -n "$hostkey" ]; then
+    mkdir -p "$dir/ssh"
+    cp "$hostkey" "$dir/ssh/host_key"
+    cp "$hostkey.pub" "$dir/ssh/host_key.pub"
+  fi
+  if [ -n "$address" ]; then
+    printf '[Match]\nName=eth0\n\n[Network]\nAddress=%s\n%s' "$address" "${gateway:+Gateway=$gateway
+}" >"$dir/eth0.network"
+  fi
+  [ -z "$hostname" ] || echo "$hostname" >"$dir/hostname"
   rm -f "$out"
   # -d fills the filesystem from a directory: no mount, no loop device.
   mkfs.ext4 -q -L CAIRNSEED -d "$dir" "$out" 8M
+  echo "seed $out: $(cd "$dir" && find . -type f | sed 's|^./||' | sort | paste -sd' ') (label CAIRNSEED)"
   rm -rf "$dir"
-  echo "seed $out: $(basename "$node")'s cairn.env and pki/ (label CAIRNSEED)"
 }
 
 build() {
@@ -79,7 +122,7 @@ EOF
   fi
 
   local root="$work/rootfs" mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux
+  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux,openssh-server,sudo,procps
   echo "==> debootstrap bookworm minbase + kernel ($mirror)"
   local t0=$SECONDS
   debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
@@ -95,7 +138,10 @@ EOF
   install -d -m 0755 "$root/usr/local/lib/cairn"
   cat >"$root/usr/local/lib/cairn/seed.sh" <<'EOF'
 #!/bin/sh
-# Copies this member's cairn.env and pki/ from the disk labelled CAIRNSEED into /etc/cairn (first boot only).
+# Applies the disk labelled CAIRNSEED when its contents differ from the seed applied last (so a re-seeded disk
+# takes effect at the next boot, and an unchanged one leaves alone what `provision apply` installed since):
+# ssh/user + ssh/authorized_keys (login user, sudo without password), ssh/host_key (+ .pub), eth0.network
+# (static address), hostname, cairn.env + pki/ (the member's settings and certificates).
 set -eu
 dev=""
 for _ in $(seq 1 60); do
@@ -104,25 +150,57 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 [ -n "$dev" ] || { echo "cairn-seed: no disk labelled CAIRNSEED; attach the one scripts/vm-image.sh seed made" >&2; exit 1; }
-mkdir -p /run/cairn-seed
-mount -o ro "$dev" /run/cairn-seed
+s=/run/cairn-seed
+mkdir -p "$s"
+mount -o ro "$dev" "$s"
 trap 'umount /run/cairn-seed' EXIT
-[ -f /run/cairn-seed/cairn.env ] || { echo "cairn-seed: $dev has no cairn.env" >&2; exit 1; }
-install -d -m 0750 -o root -g cairn /etc/cairn
-install -d -m 0700 -o cairn -g cairn /etc/cairn/pki
-install -m 0640 -o root -g cairn /run/cairn-seed/cairn.env /etc/cairn/cairn.env
-for f in /run/cairn-seed/pki/*; do install -m 0600 -o cairn -g cairn "$f" /etc/cairn/pki/; done
+sum=$(cd "$s" && find . -type f ! -path './lost+found/*' | sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat /var/lib/cairn-seed/applied 2>/dev/null)" = "$sum" ]; then
+  echo "cairn-seed: $dev already applied"
+  exit 0
+fi
+if [ -f "$s/ssh/user" ]; then
+  user=$(cat "$s/ssh/user")
+  id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$user"
+  install -d -m 0700 -o "$user" -g "$user" "/home/$user/.ssh"
+  install -m 0600 -o "$user" -g "$user" "$s/ssh/authorized_keys" "/home/$user/.ssh/authorized_keys"
+  echo "$user ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/cairn-seed
+  chmod 0440 /etc/sudoers.d/cairn-seed
+  echo "cairn-seed: login $user (sudo) with its authorized key"
+fi
+if [ -f "$s/ssh/host_key" ]; then
+  rm -f /etc/ssh/ssh_host_*
+  install -m 0600 "$s/ssh/host_key" /etc/ssh/ssh_host_seed_key
+  install -m 0644 "$s/ssh/host_key.pub" /etc/ssh/ssh_host_seed_key.pub
+  echo "HostKey /etc/ssh/ssh_host_seed_key" >/etc/ssh/sshd_config.d/cairn-seed-hostkey.conf
+  echo "cairn-seed: SSH host key $(ssh-keygen -lf /etc/ssh/ssh_host_seed_key.pub | cut -d' ' -f2)"
+fi
+if [ -f "$s/eth0.network" ]; then
+  install -m 0644 "$s/eth0.network" /etc/systemd/network/10-seed-eth0.network
+  echo "cairn-seed: eth0 $(grep '^Address=' "$s/eth0.network" | cut -d= -f2)"
+fi
+if [ -f "$s/hostname" ]; then
+  cat "$s/hostname" >/etc/hostname
+  hostname "$(cat "$s/hostname")"
+fi
+if [ -f "$s/cairn.env" ]; then
+  install -d -m 0750 -o root -g cairn /etc/cairn
+  install -d -m 0700 -o cairn -g cairn /etc/cairn/pki
+  install -m 0640 -o root -g cairn "$s/cairn.env" /etc/cairn/cairn.env
+  for f in "$s"/pki/*; do install -m 0600 -o cairn -g cairn "$f" /etc/cairn/pki/; done
+  echo "cairn-seed: /etc/cairn filled from $dev"
+fi
 mkdir -p /var/lib/cairn-seed
-date -u >/var/lib/cairn-seed/done
-echo "cairn-seed: /etc/cairn filled from $dev"
+echo "$sum" >/var/lib/cairn-seed/applied
 EOF
   chmod 0755 "$root/usr/local/lib/cairn/seed.sh"
   cat >"$root/etc/systemd/system/cairn-seed.service" <<'EOF'
 [Unit]
-Description=Copy this member's cairn settings and certificates from the CAIRNSEED disk (first boot)
-After=local-fs.target
-Before=cairn.service
-ConditionPathExists=!/var/lib/cairn-seed/done
+Description=Apply the CAIRNSEED disk (login, host key, address, member settings) when it changed
+DefaultDependencies=no
+After=local-fs.target systemd-udev-settle.service systemd-udevd.service
+Before=network-pre.target systemd-networkd.service ssh.service cairn.service systemd-user-sessions.service
+Wants=network-pre.target
 
 [Service]
 Type=oneshot
@@ -131,12 +209,36 @@ ExecStart=/usr/local/lib/cairn/seed.sh
 
 [Install]
 WantedBy=multi-user.target
-RequiredBy=cairn.service
 EOF
-  mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/etc/systemd/system/cairn.service.requires"
+  # cairn waits for settings: before the seed or `provision apply` brings cairn.env it stays inactive
+  # instead of failing in a loop.
+  mkdir -p "$root/etc/systemd/system/cairn.service.d"
+  cat >"$root/etc/systemd/system/cairn.service.d/appliance.conf" <<'EOF'
+[Unit]
+After=cairn-seed.service
+ConditionPathExists=/etc/cairn/cairn.env
+EOF
+  mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
   ln -sf /etc/systemd/system/cairn.service "$root/etc/systemd/system/multi-user.target.wants/cairn.service"
   ln -sf /etc/systemd/system/cairn-seed.service "$root/etc/systemd/system/multi-user.target.wants/cairn-seed.service"
-  ln -sf /etc/systemd/system/cairn-seed.service "$root/etc/systemd/system/cairn.service.requires/cairn-seed.service"
+  # sshd: keys only; host keys come from the seed or are made at boot, never baked into the shared image.
+  rm -f "$root"/etc/ssh/ssh_host_*
+  mkdir -p "$root/etc/systemd/system/ssh.service.d"
+  cat >"$root/etc/systemd/system/ssh.service.d/appliance.conf" <<'EOF'
+[Unit]
+After=cairn-seed.service
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c '[ -f /etc/ssh/ssh_host_seed_key ] || ssh-keygen -A'
+ExecStartPre=/usr/sbin/sshd -t
+EOF
+  cat >"$root/etc/ssh/sshd_config.d/appliance.conf" <<'EOF'
+PermitRootLogin no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+EOF
+  chroot "$root" systemctl enable ssh.service >/dev/null 2>&1
   cat >"$root/etc/systemd/network/80-dhcp.network" <<'EOF'
 [Match]
 Name=en* eth*
@@ -147,7 +249,7 @@ EOF
   chroot "$root" systemctl enable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1
   echo cairn >"$root/etc/hostname"
   printf 'LABEL=cairnroot / ext4 errors=remount-ro 0 1\n' >"$root/etc/fstab"
-  # No login at all: the serial console shows boot and cairn's logs; operators reach cairn over TLS.
+  # No password login anywhere: root is locked; the seed's user logs in over SSH with its key.
   chroot "$root" passwd -l root >/dev/null
   : >"$root/etc/machine-id"
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*

@@ -1,5 +1,5 @@
-//! Maintenance: Status, HashKV, Alarm (GET, ACTIVATE, DEACTIVATE; see `mvcc::alarm`), Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader; Hash and Downgrade answer
-//! Unimplemented.
+//! Maintenance: Status, HashKV, Alarm (GET, ACTIVATE, DEACTIVATE; see `mvcc::alarm`), Defragment, Snapshot (etcd's format, see `snapshot`), MoveLeader, Hash (of the
+//! replicated state, see `mvcc::Store::hash`); Downgrade answers Unimplemented.
 
 use std::pin::Pin;
 
@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
-use crate::member::App;
+use crate::member::{App, MemberError};
 use crate::mvcc::alarm;
 
 /// An alarm as etcd lists it in Status `errors`: the alarm member in protobuf's compact text format
@@ -28,6 +28,15 @@ fn alarm_text(a: &PbAlarmMember) -> String {
         _ => "NONE",
     };
     format!("memberID:{} alarm:{name} ", a.member_id)
+}
+
+/// Status `errors` as etcd fills them: "no leader" first when there is none, then every alarm.
+fn status_errors(no_leader: bool, alarms: &[PbAlarmMember]) -> Vec<String> {
+    let no_leader = no_leader.then(|| to_status(MemberError::NoLeader).message().to_string());
+    no_leader
+        .into_iter()
+        .chain(alarms.iter().map(alarm_text))
+        .collect()
 }
 
 /// The Maintenance service.
@@ -81,12 +90,7 @@ impl PbMaintenanceService for MaintenanceService {
             raft_index: s.raft_index,
             raft_term: s.term,
             raft_applied_index: s.applied_index,
-            errors: self
-                .app
-                .alarms(alarm::NONE)
-                .iter()
-                .map(alarm_text)
-                .collect(),
+            errors: status_errors(s.leader.is_none(), &self.app.alarms(alarm::NONE)),
             db_size_in_use: i64::try_from(self.app.db_size_in_use()).unwrap_or(i64::MAX),
             is_learner,
             ..Default::default()
@@ -98,17 +102,20 @@ impl PbMaintenanceService for MaintenanceService {
         _: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
         // Space is given back without it: a compaction that leaves the value file mostly garbage
-        // rewrites it, and the Raft log is purged behind each snapshot. Saying "done" is true.
-        Ok(Response::new(PbDefragmentResponse {
-            header: current(&self.app),
-        }))
+        // rewrites it, and the Raft log is purged behind each snapshot. Saying "done" is true. etcd
+        // answers without a header.
+        Ok(Response::new(PbDefragmentResponse { header: None }))
     }
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(to_status(ApiError::Unimplemented(
-            "cairn: Hash (of the whole backend file) is not implemented; use HashKV (etcdctl endpoint hashkv)"
-                .into(),
-        )))
+        let (hash, rev) = {
+            let s = self.app.store().read();
+            (s.hash().map_err(to_status)?, s.revision())
+        };
+        Ok(Response::new(PbHashResponse {
+            header: header(&self.app, rev),
+            hash,
+        }))
     }
 
     async fn hash_kv(
@@ -154,9 +161,8 @@ impl PbMaintenanceService for MaintenanceService {
             .move_leader(req.into_inner().target_id)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(PbMoveLeaderResponse {
-            header: current(&self.app),
-        }))
+        // etcd answers without a header.
+        Ok(Response::new(PbMoveLeaderResponse { header: None }))
     }
 
     async fn downgrade(

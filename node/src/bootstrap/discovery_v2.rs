@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::discovery::{to_cluster, DiscoveryError};
+use super::discovered::{to_cluster, DiscoveryError};
 use super::discovery_http::{Answer, HttpClient};
 use crate::config::discovery::base_of;
 

@@ -9,7 +9,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
 };
 
-use super::discovery::{to_cluster, DiscoveryError};
+use super::discovered::{to_cluster, DiscoveryError};
 use crate::config::DiscoveryFlags;
 
 /// One registered member: its key, `name=url` value and create revision.

@@ -1,6 +1,7 @@
 //! How a member comes up: IDs derived as etcd does, the new / restart / join decision, and where the
 //! initial cluster comes from (flags, DNS SRV, a discovery service).
 
+mod discovered;
 pub mod discovery;
 mod discovery_http;
 mod discovery_v2;

@@ -255,6 +255,26 @@ impl Store {
         }
         Ok((h.finalize(), self.state.compact_revision, rev))
     }
+
+    /// A hash of the whole replicated state, for Maintenance.Hash (etcd hashes its backend file): every
+    /// retained key version (as HashKV), the compaction and current revisions, the leases and the
+    /// alarms. Equal on members that applied the same log.
+    pub fn hash(&self) -> Result<u32, MvccError> {
+        let (kv, compacted, rev) = self.hash_kv(0)?;
+        let mut h = crc32fast::Hasher::new();
+        for n in [i64::from(kv), compacted, rev] {
+            h.update(&n.to_be_bytes());
+        }
+        for (id, ttl) in self.lease_ttls() {
+            h.update(&id.to_be_bytes());
+            h.update(&ttl.to_be_bytes());
+        }
+        for (member, alarm) in &self.alarms {
+            h.update(&member.to_be_bytes());
+            h.update(&alarm.to_be_bytes());
+        }
+        Ok(h.finalize())
+    }
 }
 
 fn decode<M: Message + Default>(b: &[u8]) -> Result<M, MvccError> {

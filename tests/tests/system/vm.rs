@@ -1,6 +1,8 @@
-//! The VM appliance (scripts/vm-image.sh) booted under QEMU with a seed disk made from one rendered member,
-//! reached from the host through a forwarded port: cairn's /health over mutual TLS, then a write and a read
-//! with the real etcdctl. Slow (TCG only, no KVM here), so ignored unless run with `-- --ignored`.
+//! The VM appliance (scripts/vm-image.sh) under QEMU: one booted with a seed disk made from one rendered
+//! member, reached from the host through a forwarded port (cairn's /health over mutual TLS, a write and a
+//! read with the real etcdctl); and three seeded only with a login, a host key and an address on a private
+//! network, then managed by `provision apply examples/appliance.yaml` over SSH. Slow (TCG only, no KVM
+//! here), so ignored unless run with `-- --ignored`.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use cairn_tests::etcdctl::Etcdctl;
+use cairn_tests::netns::Lan;
 use cairn_tests::tools::{require, run_ok};
 use cairn_tests::{ports, provision, wait, workspace};
 
@@ -25,22 +28,8 @@ impl Drop for Vm {
     }
 }
 
-fn console_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-// Ignored (reported as such, never counted as a pass) unless asked for: it builds an image and boots it
-// under TCG for minutes.
-#[test]
-#[ignore = "slow (VM under TCG): cargo test -p cairn-tests --test system vm_ -- --ignored"]
-fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_port() -> Result<()>
-{
-    let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
-    let qemu_img = require("qemu-img", "qemu-utils")?;
-    let curl = require("curl", "curl")?;
-
+/// `scripts/vm-image.sh build` (skipped by the script when its inputs are unchanged); the image's path.
+fn build_image() -> Result<std::path::PathBuf> {
     let image = workspace::root().join("out/vm/cairn-appliance.qcow2");
     let t0 = Instant::now();
     let built = run_ok(
@@ -57,6 +46,36 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
             .unwrap_or_default(),
         t0.elapsed()
     );
+    Ok(image)
+}
+
+/// A throw-away overlay of `image`, so the built image stays pristine for the next boot.
+fn overlay(image: &Path, disk: &Path) -> Result<()> {
+    run_ok(
+        Command::new(require("qemu-img", "qemu-utils")?)
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(image)
+            .arg(disk),
+    )?;
+    Ok(())
+}
+
+fn console_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+// Ignored (reported as such, never counted as a pass) unless asked for: it builds an image and boots it
+// under TCG for minutes.
+#[test]
+#[ignore = "slow (VM under TCG): cargo test -p cairn-tests --test system vm_ -- --ignored"]
+fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_port() -> Result<()>
+{
+    let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
+    let curl = require("curl", "curl")?;
+
+    let image = build_image()?;
 
     let dir = tempfile::tempdir()?;
     let spec = dir.path().join("cluster.yaml");
@@ -76,14 +95,8 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
             .arg(out.join("nodes/vm0"))
             .arg(&seed),
     )?;
-    // A throw-away overlay: the built image stays pristine for the next boot.
     let disk = dir.path().join("disk.qcow2");
-    run_ok(
-        Command::new(qemu_img)
-            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-            .arg(&image)
-            .arg(&disk),
-    )?;
+    overlay(&image, &disk)?;
 
     let port = ports::free_ports(1)?[0];
     let console = dir.path().join("console.log");
@@ -147,5 +160,199 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
         "the console shows no finished cairn-seed.service:\n{}",
         console_tail(&console)
     );
+    Ok(())
+}
+
+/// The appliances of examples/appliance.yaml: name, address on the private network.
+const APPLIANCES: [(&str, &str); 3] = [
+    ("app0", "10.77.0.10"),
+    ("app1", "10.77.0.11"),
+    ("app2", "10.77.0.12"),
+];
+
+/// `ssh-keygen -t ed25519 -N '' -f path`.
+fn keygen(path: &Path, comment: &str) -> Result<()> {
+    run_ok(
+        Command::new(require("ssh-keygen", "openssh-client")?)
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(path),
+    )?;
+    Ok(())
+}
+
+// Three appliances on a bridge in a network namespace of their own (taps, no host network touched); the
+// controller (provision, ssh, etcdctl) runs in that namespace too, on the bridge's 10.77.0.1.
+#[test]
+#[ignore = "slow (3 VMs under TCG): cargo test -p cairn-tests --test system vm_ -- --ignored"]
+fn vm_three_appliances_seeded_with_a_login_are_managed_by_provision_apply_over_ssh() -> Result<()> {
+    let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
+    let image = build_image()?;
+    let cairn = workspace::root().join("target/x86_64-unknown-linux-gnu/release/cairn");
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+
+    // The operator's key, and each appliance's host key made here so known_hosts is written before boot.
+    keygen(&d.join("operator"), "operator")?;
+    let mut known_hosts = String::new();
+    let lan = Lan::create(&format!("cvm{}", std::process::id()), "10.77.0.1")?;
+    let mut vms = Vec::new();
+    let boot = Instant::now();
+    for (i, (name, address)) in APPLIANCES.iter().enumerate() {
+        let host_key = d.join(format!("{name}_host_key"));
+        keygen(&host_key, name)?;
+        let public = std::fs::read_to_string(d.join(format!("{name}_host_key.pub")))?;
+        let mut fields = public.split_whitespace();
+        let (kind, key) = (
+            fields.next().unwrap_or_default(),
+            fields.next().unwrap_or_default(),
+        );
+        known_hosts.push_str(&format!("{address} {kind} {key}\n"));
+
+        let seed = d.join(format!("seed-{name}.img"));
+        run_ok(
+            Command::new(workspace::root().join("scripts/vm-image.sh"))
+                .args(["seed", "-"])
+                .arg(&seed)
+                .args(["--user", "operator", "--authorized-key"])
+                .arg(d.join("operator.pub"))
+                .arg("--host-key")
+                .arg(&host_key)
+                .args(["--address", &format!("{address}/24"), "--hostname", name]),
+        )?;
+        let disk = d.join(format!("{name}.qcow2"));
+        overlay(&image, &disk)?;
+        let tap = format!("tap{i}");
+        lan.hub.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
+        lan.hub.ip(&["link", "set", &tap, "master", "br0", "up"])?;
+        let console = d.join(format!("{name}.console"));
+        let vm = lan
+            .hub
+            .command(&qemu)
+            .args(["-accel", "tcg", "-m", "768", "-smp", "1", "-nographic"])
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw", seed.display()))
+            .arg("-netdev")
+            .arg(format!("tap,id=n0,ifname={tap},script=no,downscript=no"))
+            .arg("-device")
+            .arg(format!("virtio-net-pci,netdev=n0,mac=52:54:00:77:00:1{i}"))
+            .stdin(Stdio::null())
+            .stdout(File::create(&console)?)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting qemu-system-x86_64")?;
+        vms.push((Vm(vm), console));
+    }
+    std::fs::write(d.join("known_hosts"), &known_hosts)?;
+
+    // SSH as the seed's user, checked against the seed's host key (StrictHostKeyChecking=yes).
+    for ((name, address), (_, console)) in APPLIANCES.iter().zip(&vms) {
+        wait::wait_for(
+            &format!("ssh operator@{address} ({name}) with sudo"),
+            Duration::from_secs(900),
+            Duration::from_secs(5),
+            || {
+                let o = lan
+                    .hub
+                    .command("ssh")
+                    .args([
+                        "-o",
+                        "BatchMode=yes",
+                        "-o",
+                        "StrictHostKeyChecking=yes",
+                        "-o",
+                    ])
+                    .arg(format!(
+                        "UserKnownHostsFile={}",
+                        d.join("known_hosts").display()
+                    ))
+                    .args(["-o", "ConnectTimeout=5", "-i"])
+                    .arg(d.join("operator"))
+                    .arg(format!("operator@{address}"))
+                    .args(["sudo", "-n", "true"])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).to_string())
+                }
+            },
+        )
+        .with_context(|| format!("{name}'s console:\n{}", console_tail(console)))?;
+    }
+    eprintln!(
+        "three appliances reachable over SSH {:.0?} after the first qemu",
+        boot.elapsed()
+    );
+
+    // examples/appliance.yaml as written, plus this test's key and known_hosts.
+    let example = std::fs::read_to_string(provision::example("appliance"))?;
+    let spec = d.join("cluster.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "{}apply: {{ known_hosts: {}, health_timeout_seconds: 600 }}\n",
+            example.replace(
+                "ssh: { user: operator }",
+                &format!(
+                    "ssh: {{ user: operator, key: {} }}",
+                    d.join("operator").display()
+                )
+            ),
+            d.join("known_hosts").display()
+        ),
+    )?;
+    let provision_bin = workspace::binary("provision")?;
+    let apply = |what: &str| -> Result<String> {
+        let t = Instant::now();
+        let out = run_ok(
+            lan.hub
+                .command(&provision_bin)
+                .current_dir(d)
+                .arg("apply")
+                .arg(&spec)
+                .arg("--binary")
+                .arg(&cairn),
+        )
+        .with_context(|| format!("provision apply ({what})"))?;
+        eprintln!("provision apply ({what}): {:.0?}", t.elapsed());
+        Ok(out)
+    };
+    let first = apply("bootstrap")?;
+    ensure!(
+        first.contains("healthy"),
+        "first apply did not report health:\n{first}"
+    );
+
+    let ctl = Etcdctl {
+        endpoints: APPLIANCES
+            .iter()
+            .map(|(_, a)| format!("https://{a}:2379"))
+            .collect::<Vec<_>>()
+            .join(","),
+        cacert: Some(d.join("out/appliance/pki/ca.crt")),
+        cert: Some((
+            d.join("out/appliance/pki/clients/admin.crt"),
+            d.join("out/appliance/pki/clients/admin.key"),
+        )),
+    };
+    let health = run_ok(
+        lan.hub
+            .command(require("etcdctl", "etcd-client")?)
+            .env("ETCDCTL_API", "3")
+            .args(ctl.argv(&["endpoint", "health"])),
+    )?;
+    ensure!(
+        health.matches("is healthy").count() == 3,
+        "etcdctl endpoint health:\n{health}"
+    );
+    let again = apply("re-apply")?;
+    ensure!(
+        again.contains("no changes"),
+        "second apply changed something:\n{again}"
+    );
+    eprintln!("total: {:.0?}", boot.elapsed());
     Ok(())
 }
