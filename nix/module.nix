@@ -26,12 +26,20 @@ let
     CAIRN_INITIAL_CLUSTER = if cfg.initialCluster == { } then null else initialClusterString;
     CAIRN_DISCOVERY_SRV = cfg.discoverySrv;
     CAIRN_DISCOVERY_SRV_NAME = cfg.discoverySrvName;
+    CAIRN_DISCOVERY_TOKEN = cfg.discovery.token;
+    CAIRN_DISCOVERY_ENDPOINTS = if cfg.discovery.endpoints == [ ] then null else joinUrls cfg.discovery.endpoints;
+    CAIRN_DISCOVERY_CACERT = cfg.discovery.caFile;
+    CAIRN_DISCOVERY_CERT = cfg.discovery.certFile;
+    CAIRN_DISCOVERY_KEY = cfg.discovery.keyFile;
     CAIRN_CERT_FILE = cfg.tls.certFile;
     CAIRN_KEY_FILE = cfg.tls.keyFile;
     CAIRN_TRUSTED_CA_FILE = cfg.tls.trustedCaFile;
     CAIRN_PEER_CERT_FILE = cfg.tls.peerCertFile;
     CAIRN_PEER_KEY_FILE = cfg.tls.peerKeyFile;
     CAIRN_PEER_TRUSTED_CA_FILE = cfg.tls.peerTrustedCaFile;
+  } // optionalAttrs (usesTls cfg.discovery.endpoints) {
+    # etcd 3.6's --discovery-insecure-transport defaults to true; https endpoints need it off.
+    CAIRN_DISCOVERY_INSECURE_TRANSPORT = "false";
   } // optionalAttrs (cfg.tls.trustedCaFile != null) {
     CAIRN_CLIENT_CERT_AUTH = flag cfg.tls.clientCertAuth;
   } // optionalAttrs (cfg.tls.peerTrustedCaFile != null) {
@@ -121,6 +129,23 @@ in
     };
     discoverySrvName = mkOption { type = types.nullOr types.str; default = null; description = "--discovery-srv-name suffix."; };
 
+    discovery = {
+      token = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "v3 discovery token (--discovery-token); exclusive with initialCluster and discoverySrv.";
+      };
+      endpoints = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "https://10.0.9.1:2379" ];
+        description = "Client URLs of the discovery cluster (--discovery-endpoints).";
+      };
+      caFile = fileOption "CA of the discovery cluster's server certificates (--discovery-cacert).";
+      certFile = fileOption "Client certificate for the discovery cluster (--discovery-cert).";
+      keyFile = fileOption "Key of discovery.certFile (--discovery-key).";
+    };
+
     tls = {
       certFile = fileOption "Server certificate for the client port (--cert-file).";
       keyFile = fileOption "Key of certFile (--key-file); readable by the cairn user only.";
@@ -156,8 +181,16 @@ in
     {
       assertions = [
         {
-          assertion = (cfg.initialCluster != { }) != (cfg.discoverySrv != null);
-          message = "services.cairn: set exactly one of initialCluster (static bootstrap) or discoverySrv (DNS SRV bootstrap).";
+          assertion = builtins.length (builtins.filter (x: x) [
+            (cfg.initialCluster != { })
+            (cfg.discoverySrv != null)
+            (cfg.discovery.token != null)
+          ]) == 1;
+          message = "services.cairn: set exactly one of initialCluster (static bootstrap), discoverySrv (DNS SRV bootstrap) or discovery.token (v3 discovery).";
+        }
+        {
+          assertion = (cfg.discovery.token == null) == (cfg.discovery.endpoints == [ ]);
+          message = "services.cairn: discovery.token and discovery.endpoints go together (both --discovery-token and --discovery-endpoints must be set).";
         }
         {
           assertion = cfg.initialCluster == { } || elem cfg.name (attrNames cfg.initialCluster);

@@ -11,7 +11,7 @@
 set -euo pipefail
 QUICKSTART=(protobuf-compiler libprotobuf-dev etcd-client)
 TEST=(
-  etcd-server
+  etcd-server etcd-discovery
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd curl

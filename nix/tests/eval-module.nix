@@ -23,6 +23,12 @@ let
   staticEnv = unit.environment;
   nft = static.config.networking.nftables.tables.cairn.content;
   dns = evalMember (builtins.removeAttrs infra0 [ "initialCluster" ] // { discoverySrv = "example.com"; discoverySrvName = "prod"; });
+  # etcd 3.6's v3 discovery: a token and the discovery cluster's endpoints instead of initialCluster.
+  v3 = evalMember (builtins.removeAttrs infra0 [ "initialCluster" ] // {
+    discovery = { token = "tok"; endpoints = [ "https://10.0.9.1:2379" ]; caFile = "/etc/cairn/pki/discovery-ca.crt"; };
+  });
+  v3Env = v3.config.systemd.services.cairn.environment;
+  v3AndStatic = evalMember (infra0 // { discovery = { token = "tok"; endpoints = [ "https://10.0.9.1:2379" ]; }; });
   notListed = evalMember (infra0 // { name = "infra9"; });
   both = evalMember (infra0 // { discoverySrv = "example.com"; });
   noCerts = evalMember (infra0 // { tls = { }; });
@@ -60,6 +66,8 @@ in
   (expect "rsyslog-routes-and-stops" (contains "if [$]programname == 'cairn' then /var/log/cairn/cairn.log & stop" static.config.services.rsyslogd.extraConfig) static.config.services.rsyslogd.extraConfig)
   (expect "system-user-and-group" (static.config.users.users.cairn.isSystemUser && static.config.users.groups ? cairn) static.config.users)
   (expect "dns-bootstrap-has-no-initial-cluster" (dns.failedAssertions == [ ] && !(dns.config.systemd.services.cairn.environment ? CAIRN_INITIAL_CLUSTER) && dns.config.systemd.services.cairn.environment.CAIRN_DISCOVERY_SRV_NAME == "prod") dns.config.systemd.services.cairn.environment)
+  (expect "v3-discovery-has-token-and-endpoints" (v3.failedAssertions == [ ] && !(v3Env ? CAIRN_INITIAL_CLUSTER) && v3Env.CAIRN_DISCOVERY_TOKEN == "tok" && v3Env.CAIRN_DISCOVERY_ENDPOINTS == "https://10.0.9.1:2379" && v3Env.CAIRN_DISCOVERY_INSECURE_TRANSPORT == "false" && v3Env.CAIRN_DISCOVERY_CACERT == "/etc/cairn/pki/discovery-ca.crt") v3Env)
+  (expect "static-and-v3-discovery-together-are-refused" (builtins.any (contains "exactly one of initialCluster") v3AndStatic.failedAssertions) v3AndStatic.failedAssertions)
   (expect "name-missing-from-initial-cluster-is-refused" (builtins.any (contains "infra9 not listed in the initial cluster config") notListed.failedAssertions) notListed.failedAssertions)
   (expect "static-and-dns-together-are-refused" (builtins.any (contains "exactly one of initialCluster") both.failedAssertions) both.failedAssertions)
   (expect "https-without-certificates-is-refused" (builtins.length noCerts.failedAssertions == 2) noCerts.failedAssertions)

@@ -9,8 +9,8 @@ use super::phase::{self, Phase};
 use super::ui::Ui;
 use crate::spec::Spec;
 
-/// `apply` (and, with `opts.dry_run`, `plan`): connect → facts → check → render → plan → snapshot →
-/// upload → install → bootstrap/update → health → summary.
+/// `apply` (and, with `opts.dry_run`, `plan`): connect → facts → check → render → plan → discovery
+/// token → snapshot → upload → install → bootstrap/update → health → summary.
 pub fn apply_phases() -> Vec<Box<dyn Phase>> {
     vec![
         Box::new(phase::connect::Connect { installs: true }),
@@ -18,6 +18,7 @@ pub fn apply_phases() -> Vec<Box<dyn Phase>> {
         Box::new(phase::facts::Check),
         Box::new(phase::render::Render),
         Box::new(phase::observe::Observe),
+        Box::new(phase::discovery::DiscoveryToken),
         Box::new(phase::snapshot::Snapshot),
         Box::new(phase::upload::Upload),
         Box::new(phase::install::Install),

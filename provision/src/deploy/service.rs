@@ -21,46 +21,76 @@ pub fn pid_script(t: &Target) -> String {
     }
 }
 
+/// How a member joins a running cluster (after MemberAdd): with state `existing`, and for a cluster
+/// bootstrapped through discovery with the full `--initial-cluster` in place of the discovery flags — the
+/// token is used up, so a new member asking it would be told the cluster is full.
+#[derive(Debug, Clone, Default)]
+pub struct Join {
+    /// `--initial-cluster` to start with instead of `--discovery-token`/`--discovery-endpoints`.
+    pub initial_cluster: Option<String>,
+}
+
+/// The discovery variables a joining member must not see (cairn refuses two bootstrap mechanisms).
+const DISCOVERY_VARS: &str = "CAIRN_DISCOVERY_TOKEN CAIRN_DISCOVERY_ENDPOINTS";
+
 /// Starts the member (not waiting for it to be healthy). `join`: start with state `existing`.
-pub fn start_script(t: &Target, join: bool) -> String {
+pub fn start_script(t: &Target, join: Option<&Join>) -> String {
+    let ic = join.and_then(|j| j.initial_cluster.as_deref());
     match t.mode {
         ServiceMode::Systemd => {
             let mut s = String::from("set -e\n");
-            if join {
+            if join.is_some() {
+                let mut dropin = format!("[Service]\\nEnvironmentFile={}\\n", t.join_env());
+                let mut env = vec!["CAIRN_INITIAL_CLUSTER_STATE=existing".to_string()];
+                if let Some(ic) = ic {
+                    // Applied after every EnvironmentFile= (systemd.exec), so the unit's env file stays as is.
+                    dropin.push_str(&format!("UnsetEnvironment={DISCOVERY_VARS}\\n"));
+                    env.push(format!("CAIRN_INITIAL_CLUSTER={ic}"));
+                }
                 s.push_str(&format!(
-                    "mkdir -p {dir}\nprintf '[Service]\\nEnvironmentFile={env}\\n' > {dropin}\n\
-                     printf 'CAIRN_INITIAL_CLUSTER_STATE=existing\\n' > {env}\nsystemctl daemon-reload\n",
+                    "mkdir -p {dir}\nprintf {dropin} > {dropin_path}\n\
+                     printf '%s\\n' {env} > {env_path}\nsystemctl daemon-reload\n",
                     dir = quote(JOIN_DROPIN.rsplit_once('/').map(|x| x.0).unwrap_or("/")),
-                    dropin = quote(JOIN_DROPIN),
-                    env = quote(&t.join_env()),
+                    dropin = quote(&dropin),
+                    dropin_path = quote(JOIN_DROPIN),
+                    env = env.iter().map(|e| quote(e)).collect::<Vec<_>>().join(" "),
+                    env_path = quote(&t.join_env()),
                 ));
             }
             // --no-block: with Type=notify a start waits for READY, which a joining member only sends once
             // it has caught up; health is awaited through the client API instead, with progress.
-            s.push_str("systemctl enable --quiet cairn.service\nsystemctl start --no-block cairn.service");
+            s.push_str(
+                "systemctl enable --quiet cairn.service\nsystemctl start --no-block cairn.service",
+            );
             s
         }
-        ServiceMode::Process => format!(
-            "set -e\nrunning=$({pid_of})\n\
-             if [ -n \"$running\" ]; then echo \"already running as pid $running\" >&2; exit 1; fi\n\
-             mkdir -p {data}\nchmod 700 {data}\nset -a\n. {env}\n{join}set +a\n\
-             setsid {bin} >>{log} 2>&1 </dev/null &\necho \"$! \"{bin} > {pid}",
-            pid_of = pid_script(t),
-            data = quote(&t.data_dir),
-            env = quote(&dot_path(&t.env_file)),
-            join = if join {
-                "CAIRN_INITIAL_CLUSTER_STATE=existing\n"
-            } else {
-                ""
-            },
-            bin = quote(&t.binary),
-            log = quote(&t.process_log()),
-            pid = quote(&t.pid_file()),
-        ),
+        ServiceMode::Process => {
+            let mut join_lines = String::new();
+            if join.is_some() {
+                join_lines.push_str("CAIRN_INITIAL_CLUSTER_STATE=existing\n");
+            }
+            if let Some(ic) = ic {
+                join_lines.push_str(&format!(
+                    "unset {DISCOVERY_VARS}\nCAIRN_INITIAL_CLUSTER={}\n",
+                    quote(ic)
+                ));
+            }
+            format!(
+                "set -e\nrunning=$({pid_of})\n\
+                 if [ -n \"$running\" ]; then echo \"already running as pid $running\" >&2; exit 1; fi\n\
+                 mkdir -p {data}\nchmod 700 {data}\nset -a\n. {env}\n{join_lines}set +a\n\
+                 setsid {bin} >>{log} 2>&1 </dev/null &\necho \"$! \"{bin} > {pid}",
+                pid_of = pid_script(t),
+                data = quote(&t.data_dir),
+                env = quote(&dot_path(&t.env_file)),
+                bin = quote(&t.binary),
+                log = quote(&t.process_log()),
+                pid = quote(&t.pid_file()),
+            )
+        }
     }
 }
 
-/// `.` searches PATH for a bare name: give relative paths a `./`.
 fn dot_path(p: &str) -> String {
     if p.starts_with('/') || p.starts_with("./") || p.starts_with("../") {
         p.to_string()
@@ -150,7 +180,7 @@ mod tests {
 
     #[test]
     fn process_start_sources_the_env_file_and_records_the_pid() {
-        let s = start_script(&target(ServiceMode::Process), false);
+        let s = start_script(&target(ServiceMode::Process), None);
         assert!(s.contains(". ./out/local/nodes/infra0/cairn.env\n"), "{s}");
         assert!(
             s.contains("setsid /usr/bin/cairn >>./data/infra0/cairn.log"),
@@ -162,7 +192,7 @@ mod tests {
         );
         assert!(s.contains("already running"), "{s}");
         assert!(!s.contains("existing"), "{s}");
-        let j = start_script(&target(ServiceMode::Process), true);
+        let j = start_script(&target(ServiceMode::Process), Some(&Join::default()));
         assert!(
             j.contains("CAIRN_INITIAL_CLUSTER_STATE=existing\nset +a"),
             "{j}"
@@ -171,7 +201,7 @@ mod tests {
 
     #[test]
     fn systemd_join_start_adds_an_environment_file_drop_in() {
-        let s = start_script(&target(ServiceMode::Systemd), true);
+        let s = start_script(&target(ServiceMode::Systemd), Some(&Join::default()));
         assert!(
             s.contains("EnvironmentFile=out/local/nodes/infra0/join.env"),
             "{s}"
@@ -183,13 +213,43 @@ mod tests {
         );
     }
 
+    fn discovery_join() -> Join {
+        Join {
+            initial_cluster: Some(
+                "infra0=https://127.0.0.1:2380,infra1=https://127.0.0.1:22380".into(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_member_joining_a_discovery_cluster_starts_with_the_initial_cluster_not_the_token() {
+        let p = start_script(&target(ServiceMode::Process), Some(&discovery_join()));
+        assert!(
+            p.contains(
+                "unset CAIRN_DISCOVERY_TOKEN CAIRN_DISCOVERY_ENDPOINTS\n\
+                 CAIRN_INITIAL_CLUSTER=infra0=https://127.0.0.1:2380,infra1=https://127.0.0.1:22380\nset +a"
+            ),
+            "{p}"
+        );
+        let s = start_script(&target(ServiceMode::Systemd), Some(&discovery_join()));
+        assert!(
+            s.contains("UnsetEnvironment=CAIRN_DISCOVERY_TOKEN CAIRN_DISCOVERY_ENDPOINTS"),
+            "{s}"
+        );
+        assert!(
+            s.contains("CAIRN_INITIAL_CLUSTER=infra0=https://127.0.0.1:2380,infra1=https://127.0.0.1:22380"),
+            "{s}"
+        );
+    }
+
     #[test]
     fn scripts_are_valid_shell() {
         for mode in [ServiceMode::Process, ServiceMode::Systemd] {
             let t = target(mode);
             for s in [
                 pid_script(&t),
-                start_script(&t, true),
+                start_script(&t, Some(&Join::default())),
+                start_script(&t, Some(&discovery_join())),
                 stop_script(&t),
                 remove_script(&t, true),
             ] {

@@ -38,6 +38,12 @@ pub fn render(spec: &Spec, t: &Templates) -> Result<Vec<Artifact>, RenderError> 
             "token": spec.token,
             "firewall": spec.firewall.backend.to_string(),
             "tls": spec.tls.is_some(),
+            "bootstrap": spec.bootstrap.to_string(),
+            "discovery": spec.discovery.as_ref().map(|d| json!({
+                "token": d.token,
+                "endpoints": d.endpoints.join(","),
+                "size_key": d.size_key(),
+            })),
         },
         "hosts": hosts,
     });

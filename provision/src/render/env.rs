@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{node_context, node_path, Artifact, RenderError};
+use super::{discovery, node_context, node_path, Artifact, RenderError};
 use crate::spec::{url_host, Bootstrap, CaMode, Node, Spec};
 use crate::templates::Templates;
 
@@ -32,11 +32,22 @@ pub fn vars(spec: &Spec, node: &Node) -> Vec<(String, String)> {
         ("INITIAL_CLUSTER_TOKEN", spec.token.clone()),
         ("INITIAL_CLUSTER_STATE", "new".into()),
     ];
-    match (spec.bootstrap, &spec.dns) {
-        (Bootstrap::Dns, Some(d)) => {
+    match (spec.bootstrap, &spec.dns, &spec.discovery) {
+        (Bootstrap::Dns, Some(d), _) => {
             v.push(("DISCOVERY_SRV", d.domain.clone()));
             if !d.srv_name.is_empty() {
                 v.push(("DISCOVERY_SRV_NAME", d.srv_name.clone()));
+            }
+        }
+        (Bootstrap::Discovery, _, Some(d)) => {
+            v.push(("DISCOVERY_TOKEN", d.token.clone()));
+            v.push(("DISCOVERY_ENDPOINTS", d.endpoints.join(",")));
+            if d.tls() {
+                // etcd 3.6's --discovery-insecure-transport defaults to true; https endpoints need it off.
+                v.push(("DISCOVERY_INSECURE_TRANSPORT", "false".into()));
+            }
+            for (var, file) in discovery::host_files(d) {
+                v.push((var, spec.host_path(node, &format!("pki/{file}"))));
             }
         }
         _ => v.push(("INITIAL_CLUSTER", spec.initial_cluster())),

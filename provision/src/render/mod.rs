@@ -2,6 +2,7 @@
 //! to the output directory + content); `write_all` puts them on disk and the manifest lists them.
 
 pub mod ansible;
+pub mod discovery;
 pub mod dns;
 pub mod env;
 pub mod firewall;
@@ -112,6 +113,7 @@ pub fn render_all(
         out.extend(systemd::render(spec, node, t)?);
         out.extend(logging::render(spec, node, t)?);
         out.extend(firewall::render(spec, node, t)?);
+        out.extend(discovery::render(spec, node)?);
     }
     out.extend(dns::render(spec, t, previous)?);
     out.extend(monitoring::render(spec, t)?);

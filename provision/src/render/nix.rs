@@ -44,6 +44,13 @@ const TLS_OPTIONS: &[(&str, &str)] = &[
     ("CAIRN_PEER_TRUSTED_CA_FILE", "peerTrustedCaFile"),
 ];
 
+/// Module option (under `discovery`) for each discovery TLS variable of the env file.
+const DISCOVERY_FILES: &[(&str, &str)] = &[
+    ("CAIRN_DISCOVERY_CACERT", "caFile"),
+    ("CAIRN_DISCOVERY_CERT", "certFile"),
+    ("CAIRN_DISCOVERY_KEY", "keyFile"),
+];
+
 /// The attribute set text for one member.
 pub fn member(spec: &Spec, node: &Node) -> String {
     let vars: BTreeMap<String, String> = env::vars(spec, node).into_iter().collect();
@@ -92,6 +99,20 @@ pub fn member(spec: &Spec, node: &Node) -> String {
         if let Some(name) = vars.get("CAIRN_DISCOVERY_SRV_NAME") {
             let _ = writeln!(s, "  discoverySrvName = {};", string(name));
         }
+    } else if let Some(token) = vars.get("CAIRN_DISCOVERY_TOKEN") {
+        s.push_str("  discovery = {\n");
+        let _ = writeln!(s, "    token = {};", string(token));
+        let _ = writeln!(
+            s,
+            "    endpoints = {};",
+            urls(get("CAIRN_DISCOVERY_ENDPOINTS"))
+        );
+        for (var, option) in DISCOVERY_FILES {
+            if let Some(v) = vars.get(*var) {
+                let _ = writeln!(s, "    {option} = {};", string(v));
+            }
+        }
+        s.push_str("  };\n");
     } else {
         s.push_str("  initialCluster = {\n");
         for m in &spec.nodes {

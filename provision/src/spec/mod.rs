@@ -30,6 +30,8 @@ pub struct Spec {
     pub bootstrap: Bootstrap,
     /// DNS domain and SRV name suffix, if any.
     pub dns: Option<Dns>,
+    /// The discovery cluster and token (`bootstrap: discovery`).
+    pub discovery: Option<Discovery>,
     /// Where certificates and env files live on the host.
     pub config_dir: String,
     /// TLS settings; None = plain http.
@@ -57,6 +59,32 @@ pub struct Dns {
     pub srv_name: String,
     /// The zone's NS records (the first is the SOA's primary); empty: the first member serves.
     pub name_servers: Vec<NameServer>,
+}
+
+/// v3 discovery settings (etcd 3.6's `--discovery-token`, `--discovery-endpoints`).
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// Client URLs of the discovery cluster (all `http://` or all `https://`).
+    pub endpoints: Vec<String>,
+    /// The token members register under (`/_etcd/registry/<token>/…`).
+    pub token: String,
+    /// CA bundle of the discovery cluster's server certificates (absolute path on this machine).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key for the discovery cluster (absolute paths on this machine).
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Discovery {
+    /// Whether the discovery cluster is reached over TLS.
+    pub fn tls(&self) -> bool {
+        self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
+
+    /// The key holding the expected cluster size (etcd 3.6's v3discovery layout, read by cairn's
+    /// bootstrap/discovery_v3.rs).
+    pub fn size_key(&self) -> String {
+        format!("/_etcd/registry/{}/_config/size", self.token)
+    }
 }
 
 /// One name server of the rendered zone.

@@ -48,6 +48,7 @@ pub struct RawCluster {
     pub token: Option<String>,
     pub bootstrap: Option<Bootstrap>,
     pub dns: Option<RawDns>,
+    pub discovery: Option<RawDiscovery>,
     pub client_port: Option<u16>,
     pub peer_port: Option<u16>,
     pub data_dir: Option<String>,
@@ -62,10 +63,30 @@ pub enum Bootstrap {
     Static,
     /// Members find each other through DNS SRV records (`--discovery-srv`).
     Dns,
+    /// Members register under a token in another etcd/cairn cluster (etcd 3.6's v3 discovery:
+    /// `--discovery-token`, `--discovery-endpoints`).
+    Discovery,
 }
 
 impl Choice for Bootstrap {
-    const ALL: &'static [(&'static str, Self)] = &[("static", Self::Static), ("dns", Self::Dns)];
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("static", Self::Static),
+        ("dns", Self::Dns),
+        ("discovery", Self::Discovery),
+    ];
+}
+
+/// `cluster.discovery:` (the discovery cluster: another etcd or cairn cluster the members register in).
+#[derive(Debug, Default)]
+pub struct RawDiscovery {
+    /// Its client URLs, each with its field path.
+    pub endpoints: Vec<(String, String)>,
+    pub token: Option<String>,
+    /// CA bundle that signed the discovery cluster's server certificates.
+    pub ca: Option<String>,
+    /// Client certificate and key, when the discovery cluster checks client certificates.
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `cluster.dns:`.

@@ -18,6 +18,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "token",
             "bootstrap",
             "dns",
+            "discovery",
             "client_port",
             "peer_port",
             "data_dir",
@@ -460,6 +461,7 @@ impl<'f> Reader<'f> {
             token: self.field_text(&f, "token"),
             bootstrap: self.field_choice(&f, "bootstrap"),
             dns: f.get("dns").and_then(|n| self.dns(n)),
+            discovery: f.get("discovery").and_then(|n| self.discovery(n)),
             client_port: self.field_port(&f, "client_port"),
             peer_port: self.field_port(&f, "peer_port"),
             data_dir: self.field_text(&f, "data_dir"),
@@ -498,6 +500,22 @@ impl<'f> Reader<'f> {
             domain: self.field_text(&f, "domain"),
             srv_name: self.field_text(&f, "srv_name"),
             name_servers,
+        })
+    }
+
+    fn discovery(&mut self, node: &Node) -> Option<RawDiscovery> {
+        let f = self.mapping(
+            node,
+            "cluster.discovery",
+            &["endpoints", "token", "ca", "cert", "key"],
+            &["endpoints", "token"],
+        )?;
+        Some(RawDiscovery {
+            endpoints: self.field_texts(&f, "endpoints", true),
+            token: self.field_text(&f, "token"),
+            ca: self.field_text(&f, "ca"),
+            cert: self.field_text(&f, "cert"),
+            key: self.field_text(&f, "key"),
         })
     }
 

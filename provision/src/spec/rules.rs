@@ -48,6 +48,26 @@ pub enum Rule {
     NameServerWithoutAddress,
     /// A zone with no name server that has an address.
     ZoneWithoutNameServer,
+    /// `bootstrap: discovery` without a `cluster.discovery` section.
+    DiscoveryWithoutSection,
+    /// `cluster.discovery` given while bootstrap is not `discovery`.
+    DiscoveryNotBootstrap,
+    /// `cluster.dns` given with `bootstrap: discovery`.
+    DiscoveryWithDns,
+    /// An empty endpoint list.
+    DiscoveryNoEndpoints,
+    /// An endpoint that is not `http(s)://host:port`.
+    BadDiscoveryEndpoint,
+    /// http and https endpoints mixed.
+    DiscoveryMixedSchemes,
+    /// An empty token, or one with `/` or blanks.
+    BadDiscoveryToken,
+    /// https endpoints without `ca`, or `ca`/`cert` with http endpoints.
+    DiscoveryTlsMismatch,
+    /// `cert` without `key` or the other way round.
+    DiscoveryCertWithoutKey,
+    /// A `ca`/`cert`/`key` file that cannot be read or is not PEM of its kind.
+    DiscoveryFileUnreadable,
     /// A port below 1024.
     PrivilegedPort,
     /// An empty data_dir or config_dir.
@@ -155,6 +175,16 @@ impl Rule {
         Rule::BadNameServer,
         Rule::NameServerWithoutAddress,
         Rule::ZoneWithoutNameServer,
+        Rule::DiscoveryWithoutSection,
+        Rule::DiscoveryNotBootstrap,
+        Rule::DiscoveryWithDns,
+        Rule::DiscoveryNoEndpoints,
+        Rule::BadDiscoveryEndpoint,
+        Rule::DiscoveryMixedSchemes,
+        Rule::BadDiscoveryToken,
+        Rule::DiscoveryTlsMismatch,
+        Rule::DiscoveryCertWithoutKey,
+        Rule::DiscoveryFileUnreadable,
         Rule::PrivilegedPort,
         Rule::EmptyPath,
         Rule::RelativePathOverSsh,
@@ -219,6 +249,16 @@ impl Rule {
             DnsWithoutDomain => "`cluster.dns.domain`",
             BadNameServer | NameServerWithoutAddress => "`cluster.dns.name_servers[]`",
             ZoneWithoutNameServer => "`cluster.dns`",
+            DiscoveryWithoutSection | DiscoveryNotBootstrap | DiscoveryWithDns => {
+                "`cluster.bootstrap`, `cluster.discovery`"
+            }
+            DiscoveryNoEndpoints | BadDiscoveryEndpoint | DiscoveryMixedSchemes => {
+                "`cluster.discovery.endpoints`"
+            }
+            BadDiscoveryToken => "`cluster.discovery.token`",
+            DiscoveryTlsMismatch | DiscoveryCertWithoutKey | DiscoveryFileUnreadable => {
+                "`cluster.discovery.ca`, `.cert`, `.key`"
+            }
             PrivilegedPort => "`client_port`, `peer_port`",
             EmptyPath | RelativePathOverSsh | UnknownPlaceholder => "`data_dir`, `config_dir`",
             LogFileNotAbsolute => "`logging.file`",
@@ -269,6 +309,16 @@ impl Rule {
             BadNameServer => "not a DNS name, or its address not an IP",
             NameServerWithoutAddress => "inside the zone, neither a member's hostname nor given an address",
             ZoneWithoutNameServer => "no `name_servers` and no member hostname inside the domain",
+            DiscoveryWithoutSection => "`bootstrap: discovery` without a `discovery:` section",
+            DiscoveryNotBootstrap => "`discovery:` given while `bootstrap` is not `discovery`",
+            DiscoveryWithDns => "`dns:` given with `bootstrap: discovery`",
+            DiscoveryNoEndpoints => "an empty list",
+            BadDiscoveryEndpoint => "not an `http://` or `https://` URL with a host and port and no path",
+            DiscoveryMixedSchemes => "`http://` and `https://` endpoints mixed",
+            BadDiscoveryToken => "empty, or containing `/` or blanks",
+            DiscoveryTlsMismatch => "`https://` endpoints without `ca`, or `ca`/`cert` with `http://` endpoints",
+            DiscoveryCertWithoutKey => "`cert` without `key`, or `key` without `cert`",
+            DiscoveryFileUnreadable => "cannot be read, or not PEM of its kind",
             PrivilegedPort => "below 1024 (the unit runs without capabilities)",
             EmptyPath => "empty",
             RelativePathOverSsh => "relative on an `ssh` member",

@@ -688,6 +688,80 @@ fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds
     Ok(())
 }
 
+/// The body of a plain HTTP/1.0 GET (the server closes the connection after it).
+fn http_get(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("an http:// URL")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("an HTTP answer")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "GET {url}: {head}"
+    );
+    Ok(body.to_string())
+}
+
+/// Debian's etcd-discovery (the discovery.etcd.io service) issues a token for three; three cairn members
+/// bootstrap with `--discovery` against it, offline: its etcd is a local etcd 3.4 with the v2 API.
+#[test]
+fn three_members_bootstrap_through_debians_etcd_discovery_service() -> Result<()> {
+    let service = cairn_tests::tools::require("discovery.etcd.io", "etcd-discovery")?;
+    let (mut svc, etcd_url) = v2_discovery_service("warm-up", 1)?;
+    let port = cairn_tests::ports::unused_ports(1)?[0];
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(svc.log("discovery.etcd.io"))?;
+    let child = Command::new(service)
+        .arg(format!("--addr=127.0.0.1:{port}"))
+        .arg(format!("--etcd={etcd_url}"))
+        .arg(format!("--host={base}"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    svc.children.push(("discovery.etcd.io".into(), child));
+    let url = cairn_tests::wait::wait_for(
+        "a token from /new?size=3",
+        START_TIMEOUT,
+        std::time::Duration::from_millis(200),
+        || http_get(&format!("{base}/new?size=3")).map_err(|e| format!("{e:#}")),
+    )?;
+    let url = url.trim().to_string();
+    assert!(url.starts_with(&format!("{base}/")), "{url}");
+
+    let mut m = Members::new()?;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(
+            m.start(&format!("e{i}"), &[format!("--discovery={url}")])?
+                .0,
+        );
+    }
+    let ctl = plain_etcdctl(&clients.join(","));
+    wait_healthy(&ctl, 3)?;
+    assert_eq!(member_names(&ctl, 3)?, ["e0", "e1", "e2"]);
+    // The service keeps the registrations under etcd's registry, next to the size it set.
+    let token = url.rsplit('/').next().unwrap_or_default();
+    let registered = v2_ctl(&etcd_url, &["ls", &format!("/_etcd/registry/{token}")])?;
+    assert_eq!(
+        registered
+            .lines()
+            .filter(|l| !l.ends_with("_config"))
+            .count(),
+        3,
+        "{registered}"
+    );
+    // A fourth member finds the cluster full, as with etcd's own discovery service.
+    m.start("e3", &[format!("--discovery={url}")])?;
+    let (code, log) = m.exit_of("e3")?;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("discovery: cluster is full"), "{log}");
+    Ok(())
+}
+
 #[test]
 fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<()> {
     let svc = Cluster::start(Flavor::Cairn, 3)?;
@@ -733,6 +807,143 @@ fn three_members_bootstrap_through_v3_discovery_on_a_cairn_cluster() -> Result<(
         "{log}"
     );
     Ok(())
+}
+
+/// examples/discovery.yaml with free member ports, pointed at the test's discovery cluster `svc` and its
+/// TLS files (its CA, and its admin certificate as the client identity).
+fn discovery_spec(dir: &Path, svc: &Cluster) -> Result<PathBuf> {
+    let mut text = std::fs::read_to_string(workspace::root().join("examples/discovery.yaml"))?;
+    let p = cairn_tests::ports::unused_ports(6)?;
+    for (i, (c, pe)) in [(2479, 2480), (22479, 22480), (32479, 32480)]
+        .iter()
+        .enumerate()
+    {
+        text = text.replace(
+            &format!("client_port: {c}, peer_port: {pe}"),
+            &format!("client_port: {}, peer_port: {}", p[2 * i], p[2 * i + 1]),
+        );
+    }
+    let tls = format!(
+        "    ca: {}\n    cert: {}\n    key: {}\n",
+        svc.pki.ca.display(),
+        svc.pki.admin.crt.display(),
+        svc.pki.admin.key.display()
+    );
+    let commented = "    # ca: discovery/ca.crt\n    # cert: discovery/client.crt\n    # key: discovery/client.key\n";
+    anyhow::ensure!(
+        text.contains(commented) && text.contains("[http://127.0.0.1:12379]"),
+        "examples/discovery.yaml changed"
+    );
+    text = text.replace(commented, &tls).replace(
+        "[http://127.0.0.1:12379]",
+        &format!("[{}]", svc.endpoints()),
+    );
+    let path = dir.join("discovery.yaml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[test]
+fn provision_apply_bootstraps_three_local_members_through_a_discovery_cluster() -> Result<()> {
+    use cairn_tests::apply::{admin_etcdctl, provision};
+    let svc = Cluster::start(Flavor::Cairn, 1)?;
+    let sctl = svc.etcdctl();
+    let size_key = "/_etcd/registry/disco-7f3c2a/_config/size";
+    let dir = tempfile::tempdir()?;
+    let _cleanup = super::apply::Cleanup(dir.path());
+    let spec = discovery_spec(dir.path(), &svc)?;
+    let spec_arg = spec.to_str().context("utf-8 path")?;
+
+    // A token that already expects another size is refused, naming it, before any member starts.
+    sctl.ok(&["put", size_key, "5"])?;
+    let refused = provision(dir.path(), &["apply", spec_arg])?;
+    assert_ne!(refused.code, Some(0), "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("discovery token \"disco-7f3c2a\" already expects 5 members")
+            && refused.text.contains("cluster.yaml lists 3"),
+        "{}",
+        refused.text
+    );
+    assert!(super::apply::member_pids(dir.path()).is_empty());
+    sctl.ok(&["del", size_key])?;
+
+    let first = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(
+        first.text.contains(&format!("set {size_key} = 3")),
+        "{}",
+        first.text
+    );
+    assert_eq!(
+        sctl.ok(&["get", size_key, "--print-value-only"])?.trim(),
+        "3"
+    );
+    let registered = sctl.ok(&[
+        "get",
+        "/_etcd/registry/disco-7f3c2a/members/",
+        "--prefix",
+        "--keys-only",
+    ])?;
+    assert_eq!(
+        registered.lines().filter(|l| !l.is_empty()).count(),
+        3,
+        "{registered}"
+    );
+    let env = std::fs::read_to_string(dir.path().join("out/disco/nodes/infra0/cairn.env"))?;
+    assert!(
+        env.contains("CAIRN_DISCOVERY_TOKEN=") && !env.contains("CAIRN_INITIAL_CLUSTER="),
+        "{env}"
+    );
+    let ctl = admin_etcdctl(&dir.path().join("out/disco"), local_endpoints(&spec)?);
+    wait_healthy(&ctl, 3)?;
+    assert_eq!(member_names(&ctl, 3)?, ["infra0", "infra1", "infra2"]);
+    ctl.ok(&["put", "k", "v"])?;
+
+    let second = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(
+        second.text.contains("no changes") && second.text.contains("size 3 already set"),
+        "{}",
+        second.text
+    );
+
+    // A member added later joins with --initial-cluster: the used-up token would answer "cluster is full".
+    let p = cairn_tests::ports::unused_ports(2)?;
+    let grown = std::fs::read_to_string(&spec)?
+        + &format!(
+            "  - {{ name: infra3, address: 127.0.0.1, client_port: {}, peer_port: {} }}\n",
+            p[0], p[1]
+        );
+    std::fs::write(&spec, grown)?;
+    let _infra3 = KillPidFile(dir.path().join("data/infra3/cairn.pid"));
+    let third = provision(dir.path(), &["apply", spec_arg])?.ok()?;
+    assert!(
+        third.text.contains("was used at bootstrap with size 3"),
+        "{}",
+        third.text
+    );
+    let ctl = admin_etcdctl(&dir.path().join("out/disco"), local_endpoints(&spec)?);
+    wait_healthy(&ctl, 4)?;
+    assert_eq!(
+        member_names(&ctl, 4)?,
+        ["infra0", "infra1", "infra2", "infra3"]
+    );
+    provision(dir.path(), &["reset", spec_arg, "--yes"])?.ok()?;
+    Ok(())
+}
+
+/// Kills the process a member's pid file names when dropped (a member the shared cleanup does not know).
+struct KillPidFile(PathBuf);
+
+impl Drop for KillPidFile {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(String::from));
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").arg("-9").arg(pid).status();
+        }
+    }
 }
 
 #[test]

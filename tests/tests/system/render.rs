@@ -9,7 +9,15 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use cairn_tests::{tools, workspace};
 
-const EXAMPLES: &[&str] = &["static3", "dns3", "five", "local", "dualstack", "appliance"];
+const EXAMPLES: &[&str] = &[
+    "static3",
+    "dns3",
+    "five",
+    "local",
+    "dualstack",
+    "appliance",
+    "discovery",
+];
 
 /// `provision <args>`; returns (exit code, stdout+stderr).
 fn provision(args: &[&str]) -> Result<(i32, String)> {

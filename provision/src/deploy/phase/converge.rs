@@ -11,6 +11,7 @@ use crate::deploy::plan::{self, Step};
 use crate::deploy::service;
 use crate::deploy::transport::quote;
 use crate::deploy::ui::Ui;
+use crate::spec::Bootstrap;
 
 /// Execute the plan.
 pub struct Converge;
@@ -18,7 +19,15 @@ pub struct Converge;
 /// Start `h` (state `existing` when `join`) and record what it was started with.
 fn start(ctx: &RunCtx, h: &Host, ui: &Ui, join: bool) -> anyhow::Result<()> {
     let fp = ctx.files.fingerprint(h.name());
-    h.sh(ui, "start cairn", &service::start_script(&h.target, join))?;
+    let join = join.then(|| service::Join {
+        initial_cluster: (ctx.spec.bootstrap == Bootstrap::Discovery)
+            .then(|| ctx.spec.initial_cluster()),
+    });
+    h.sh(
+        ui,
+        "start cairn",
+        &service::start_script(&h.target, join.as_ref()),
+    )?;
     h.sh(
         ui,
         "record the start fingerprint",

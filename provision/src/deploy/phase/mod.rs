@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod converge;
+pub mod discovery;
 pub mod facts;
 pub mod health;
 pub mod install;

@@ -211,7 +211,7 @@ impl Phase for StartMembers {
                 if !ui.gate(h.name(), "start cairn") {
                     return Ok(());
                 }
-                h.sh(ui, "start cairn", &service::start_script(&h.target, false))?;
+                h.sh(ui, "start cairn", &service::start_script(&h.target, None))?;
                 if ctx
                     .files
                     .changed

@@ -87,6 +87,13 @@ fn import(cert: &str, key: &str) -> String {
     ))
 }
 
+/// `bootstrap: discovery` with the given `cluster.discovery` fields.
+fn discovery(fields: &str) -> String {
+    cluster(&format!(
+        "  bootstrap: discovery\n  discovery: {{ {fields} }}\n"
+    ))
+}
+
 /// A file that breaks `rule` (and, where possible, nothing else).
 fn example(rule: Rule) -> String {
     use Rule::*;
@@ -113,6 +120,27 @@ fn example(rule: Rule) -> String {
             cluster("  dns: { domain: example.com, name_servers: [ns1.example.com] }\n")
         }
         ZoneWithoutNameServer => cluster("  dns: { domain: example.com }\n"),
+        DiscoveryWithoutSection => cluster("  bootstrap: discovery\n"),
+        DiscoveryNotBootstrap => {
+            cluster("  discovery: { endpoints: [http://10.0.9.1:2379], token: t1 }\n")
+        }
+        DiscoveryWithDns => discovery("endpoints: [http://10.0.9.1:2379], token: t1")
+            .replace("name: c1\n", "name: c1\n  dns: { domain: example.com }\n"),
+        DiscoveryNoEndpoints => discovery("endpoints: [], token: t1"),
+        BadDiscoveryEndpoint => {
+            discovery("endpoints: [\"http://10.0.9.1:2379/v2/keys/discovery\"], token: t1")
+        }
+        DiscoveryMixedSchemes => discovery(
+            "endpoints: [http://10.0.9.1:2379, https://10.0.9.2:2379], token: t1, ca: ca.crt",
+        ),
+        BadDiscoveryToken => discovery("endpoints: [http://10.0.9.1:2379], token: \"\""),
+        DiscoveryTlsMismatch => discovery("endpoints: [https://10.0.9.1:2379], token: t1"),
+        DiscoveryCertWithoutKey => discovery(
+            "endpoints: [https://10.0.9.1:2379], token: t1, ca: ca.crt, cert: leaf.crt",
+        ),
+        DiscoveryFileUnreadable => {
+            discovery("endpoints: [https://10.0.9.1:2379], token: t1, ca: missing.crt")
+        }
         PrivilegedPort => cluster("  client_port: 443\n"),
         EmptyPath => cluster("  data_dir: \"\"\n"),
         RelativePathOverSsh => cluster("  data_dir: ./data/{name}\n"),
@@ -278,4 +306,63 @@ fn refusal_table_in_the_readme_is_generated_from_the_rules() {
              rewrite it. Generated:\n{want}"
         );
     }
+}
+
+// Issue 18: `bootstrap: discovery` carries cairn's v3 discovery flags instead of --initial-cluster.
+
+#[test]
+fn discovery_bootstrap_renders_token_endpoints_and_tls_files_instead_of_initial_cluster() {
+    let fx = Fixtures::new();
+    let yaml = discovery(
+        "endpoints: [\"https://10.0.9.1:2379/\", https://10.0.9.2:2379], token: abc, ca: ca.crt, \
+         cert: leaf.crt, key: leaf.key",
+    );
+    let s = crate::spec::parse("cluster.yaml", &fx.path(), &yaml)
+        .unwrap_or_else(|e| panic!("valid discovery file refused:\n{e}"));
+    let d = s.discovery.as_ref().expect("discovery settings");
+    assert_eq!(d.size_key(), "/_etcd/registry/abc/_config/size");
+    let vars: std::collections::BTreeMap<String, String> =
+        crate::render::env::vars(&s, &s.nodes[0])
+            .into_iter()
+            .collect();
+    let get = |k: &str| vars.get(k).map(String::as_str);
+    assert_eq!(get("CAIRN_INITIAL_CLUSTER"), None, "{vars:#?}");
+    assert_eq!(get("CAIRN_DISCOVERY_TOKEN"), Some("abc"));
+    assert_eq!(
+        get("CAIRN_DISCOVERY_ENDPOINTS"),
+        Some("https://10.0.9.1:2379,https://10.0.9.2:2379")
+    );
+    assert_eq!(get("CAIRN_DISCOVERY_INSECURE_TRANSPORT"), Some("false"));
+    assert_eq!(
+        get("CAIRN_DISCOVERY_CACERT"),
+        Some("/etc/cairn/pki/discovery-ca.crt")
+    );
+    assert_eq!(
+        get("CAIRN_DISCOVERY_KEY"),
+        Some("/etc/cairn/pki/discovery-client.key")
+    );
+    let files = crate::render::discovery::render(&s, &s.nodes[0]).expect("copies");
+    let key = files
+        .iter()
+        .find(|a| a.path.ends_with("pki/discovery-client.key"))
+        .expect("the client key is copied");
+    assert_eq!(key.mode, 0o600);
+    let nix = crate::render::nix::member(&s, &s.nodes[0]);
+    assert!(
+        nix.contains("token = \"abc\";") && !nix.contains("initialCluster ="),
+        "{nix}"
+    );
+}
+
+#[test]
+fn a_missing_discovery_token_is_refused_with_its_field_path() {
+    let p = problems_in(
+        Path::new("."),
+        &discovery("endpoints: [http://10.0.9.1:2379]"),
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.rule == Rule::MissingField && p.field == "cluster.discovery.token"),
+        "{p:#?}"
+    );
 }

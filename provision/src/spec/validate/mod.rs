@@ -2,6 +2,7 @@
 //! line:column (from the reader's positions) and the fix. The rules are listed in spec/rules.rs; the
 //! members, the zone and TLS are checked in their own files.
 
+mod discovery;
 mod dns;
 mod nodes;
 mod tls;
@@ -203,6 +204,8 @@ pub(super) fn validate(
             cluster_data_dir_given: rc.data_dir.is_some(),
         },
     );
+    let discovery =
+        discovery::check_discovery(&mut c, base_dir, rc.discovery, bootstrap, rc.dns.is_some());
     let dns = dns::check_dns(&mut c, rc.dns, bootstrap, &nodes);
     nodes::check_members(&mut c, &nodes, bootstrap, dns.as_ref());
     if nodes.iter().any(|n| n.transport == TransportKind::Ssh)
@@ -250,6 +253,7 @@ pub(super) fn validate(
         name,
         bootstrap,
         dns,
+        discovery,
         config_dir,
         tls,
         firewall,
