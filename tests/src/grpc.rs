@@ -23,23 +23,28 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Connects to `endpoint` (one client URL) over mutual TLS with the cluster's `admin` certificate.
 pub async fn connect(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, false, None).await
+    connect_with(pki, &[endpoint], false).await
 }
 
 /// Like [`connect`], with every call sent as clientv3's `WithRequireLeader` sends it (gRPC metadata
 /// `hasleader: true`), as the Kubernetes API server's watches are.
 pub async fn connect_requiring_leader(pki: &Pki, endpoint: &str) -> Result<Client> {
-    connect_with(pki, endpoint, true, None).await
+    connect_with(pki, &[endpoint], true).await
 }
 
 /// Like [`connect`], authenticated as `user` with `password` (etcd's auth: the client's token).
 pub async fn connect_as(pki: &Pki, endpoint: &str, user: &str, password: &str) -> Result<Client> {
-    connect_with(pki, endpoint, false, Some((user, password))).await
+    connect_opts(pki, &[endpoint], false, Some((user, password))).await
 }
 
-async fn connect_with(
+/// A client balanced over `endpoints` (client URLs), optionally sending require-leader.
+pub async fn connect_with(pki: &Pki, endpoints: &[&str], require_leader: bool) -> Result<Client> {
+    connect_opts(pki, endpoints, require_leader, None).await
+}
+
+async fn connect_opts(
     pki: &Pki,
-    endpoint: &str,
+    endpoints: &[&str],
     require_leader: bool,
     user: Option<(&str, &str)>,
 ) -> Result<Client> {
@@ -59,9 +64,9 @@ async fn connect_with(
         Some((name, password)) => opts.with_user(name, password),
         None => opts,
     };
-    Client::connect([endpoint], Some(opts))
+    Client::connect(endpoints, Some(opts))
         .await
-        .with_context(|| format!("connecting to {endpoint}"))
+        .with_context(|| format!("connecting to {}", endpoints.join(",")))
 }
 
 /// The gRPC status code (its name, e.g. `InvalidArgument`) and message of a failed call; for a

@@ -1,6 +1,7 @@
 //! The harness shared by the system tests, the benchmark and the chaos harness: one cluster launcher,
 //! one PKI, free ports, etcdctl and etcd-client access, and the system tests' other tools.
 
+pub mod apiserver;
 pub mod apply;
 pub mod base64;
 pub mod cluster;

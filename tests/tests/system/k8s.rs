@@ -65,8 +65,9 @@ fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_c
             "etcdserver: no leader".to_string()
         ))
     );
-    // etcd waits for three election timeouts (1 s each here) without a leader before ending them.
-    assert!(after >= Duration::from_secs(3), "ended after {after:?}");
+    // etcd ends them after three checks, one election timeout (1 s here) apart, found no leader; on a
+    // loaded machine the first check may already come before the pause, hence 2 s, not 3.
+    assert!(after >= Duration::from_secs(2), "ended after {after:?}");
 
     let unary = rt.block_on(strict.get("k", None));
     let refused = unary.as_ref().err().map(grpc::status_of);
@@ -203,4 +204,31 @@ fn replayed_history_comes_as_one_response_or_in_fragments_and_idle_watches_get_p
     assert!(progress.1 < Duration::from_secs(4), "{:?}", progress.1);
     assert!(silent, "a watch without progress_notify got a response");
     assert_eq!(requested, (-1, Some(last)));
+}
+
+#[test]
+fn an_api_server_like_workload_loses_no_write_misses_no_event_and_lists_consistently() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let endpoints: Vec<&str> = c.members.iter().map(|m| m.client_url.as_str()).collect();
+    let opts = cairn_tests::apiserver::Options::short();
+    let report = must(rt.block_on(cairn_tests::apiserver::run(&c.pki, &endpoints, &opts)));
+    eprintln!(
+        "{:?}: API-server-like workload, {:?}:\n{report}",
+        c.flavor, opts.duration
+    );
+    assert!(report.violations.is_empty(), "{report}");
+    let r = &report.recorded;
+    // The checks only mean something if every part of the workload ran.
+    assert!(r.acked.len() > 50, "{report}");
+    assert!(r.lists > 10 && r.compactions >= 1, "{report}");
+    let resource_watches = r.watched.iter().filter(|(name, _)| !name.starts_with('='));
+    assert!(
+        resource_watches.clone().count() == opts.resources,
+        "{report}"
+    );
+    assert!(
+        resource_watches.clone().all(|(_, e)| !e.is_empty()),
+        "{report}"
+    );
 }

@@ -1,0 +1,537 @@
+//! The workload's tasks: writers, listers, watches, the compactor and the leader-election lease.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::watch;
+
+use super::{Acked, Options, Recorded};
+use crate::pki::Pki;
+
+type Shared = Arc<Mutex<Recorded>>;
+
+fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Recorded> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Times `f`, recording its latency (or error) under `kind`.
+async fn timed<T>(
+    rec: &Shared,
+    kind: &'static str,
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, etcd_client::Error> {
+    let t = Instant::now();
+    let r = f.await;
+    let mut g = lock(rec);
+    let l = g.ops.entry(kind).or_default();
+    match &r {
+        Ok(_) => l.ok.push(t.elapsed()),
+        Err(_) => l.errors += 1,
+    }
+    r
+}
+
+/// A small deterministic generator (the workload needs variety, not randomness).
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+/// The prefix of resource kind `r`.
+pub fn resource_prefix(r: usize) -> String {
+    format!("/registry/r{r}/")
+}
+
+/// The end of the range of keys starting with `prefix`.
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// Runs every task until `opts.duration` has passed and the watches have seen every write.
+pub async fn run(pki: &Pki, endpoints: &[&str], opts: &Options) -> Result<Recorded> {
+    let client = crate::grpc::connect_with(pki, endpoints, false).await?;
+    let start = client.clone().get("/registry/", None).await?;
+    let start_rev = start.header().map(|h| h.revision()).unwrap_or(0);
+    let rec: Shared = Arc::default();
+    let (stop_tx, stop) = watch::channel(false);
+    let deadline = Instant::now() + opts.duration;
+
+    let mut watches = Vec::new();
+    for r in 0..opts.resources {
+        let name = resource_prefix(r);
+        watches.push(tokio::spawn(watch_resource(
+            pki.clone(),
+            endpoints.iter().map(|e| e.to_string()).collect(),
+            name.clone(),
+            name,
+            start_rev + 1,
+            rec.clone(),
+            stop.clone(),
+        )));
+    }
+    for i in 0..opts.small_watches {
+        let key = format!("{}ns{}/o{}", resource_prefix(0), i % 3, i);
+        watches.push(tokio::spawn(watch_resource(
+            pki.clone(),
+            endpoints.iter().map(|e| e.to_string()).collect(),
+            format!("={key}"),
+            key,
+            start_rev + 1,
+            rec.clone(),
+            stop.clone(),
+        )));
+    }
+    let event_lease = client.clone().lease_grant(3600, None).await?.id();
+    let mut load = Vec::new();
+    for w in 0..opts.writers {
+        load.push(tokio::spawn(writer(
+            client.clone(),
+            w,
+            opts.clone(),
+            deadline,
+            event_lease,
+            rec.clone(),
+        )));
+    }
+    load.push(tokio::spawn(lister(
+        client.clone(),
+        opts.clone(),
+        deadline,
+        rec.clone(),
+    )));
+    load.push(tokio::spawn(compactor(
+        client.clone(),
+        opts.clone(),
+        deadline,
+        rec.clone(),
+    )));
+    load.push(tokio::spawn(leader_election(
+        client.clone(),
+        deadline,
+        rec.clone(),
+    )));
+    for t in load {
+        t.await?;
+    }
+    wait_watches_caught_up(&rec, Duration::from_secs(20)).await;
+    let _ = stop_tx.send(true);
+    for t in watches {
+        t.await?;
+    }
+    let mut r = std::mem::take(&mut *lock(&rec));
+    r.acked.retain(|a| a.revision > start_rev);
+    r.start_revision = start_rev;
+    Ok(r)
+}
+
+/// Waits until every watch has delivered the last acknowledged write of its range.
+async fn wait_watches_caught_up(rec: &Shared, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let behind = {
+            let g = lock(rec);
+            g.watched.iter().any(|(name, evs)| {
+                let last_acked = g
+                    .acked
+                    .iter()
+                    .filter(|a| super::check::in_range(name, &a.key))
+                    .map(|a| a.revision)
+                    .max()
+                    .unwrap_or(0);
+                evs.last().map_or(0, |e| e.1) < last_acked
+            })
+        };
+        if !behind {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Objects created, updated and deleted as the API server's GuaranteedUpdate does it; events
+/// created with a one-hour lease.
+async fn writer(
+    mut c: Client,
+    w: usize,
+    opts: super::Options,
+    deadline: Instant,
+    event_lease: i64,
+    rec: Shared,
+) {
+    let mut seed = w as u64 * 7919 + 17;
+    let mut known: HashMap<String, i64> = HashMap::new();
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let pick = next(&mut seed);
+        if pick.is_multiple_of(8) {
+            let key = format!("/registry/events/ns0/e{w}-{n}");
+            let put = TxnOp::put(
+                key.as_str(),
+                "event",
+                Some(PutOptions::new().with_lease(event_lease)),
+            );
+            let cmp = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+            let r = timed(
+                &rec,
+                "create event",
+                c.txn(Txn::new().when([cmp]).and_then([put])),
+            )
+            .await;
+            record(&rec, &key, r, Some("event".into()));
+            continue;
+        }
+        let r = (pick as usize) % opts.resources;
+        let o = (pick as usize / 7) % opts.objects;
+        let key = format!("{}ns{}/o{}", resource_prefix(r), o % 3, o);
+        let rev = match known.get(&key) {
+            Some(r) => *r,
+            None => match timed(&rec, "get", c.get(key.as_str(), None)).await {
+                Ok(g) => g.kvs().first().map_or(0, |kv| kv.mod_revision()),
+                Err(_) => continue,
+            },
+        };
+        let value = format!("w{w}-{n}");
+        let (kind, cmp, op, written) = if rev == 0 {
+            let cmp = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+            (
+                "create",
+                cmp,
+                TxnOp::put(key.as_str(), value.as_str(), None),
+                Some(value),
+            )
+        } else if pick % 10 == 1 {
+            let cmp = Compare::mod_revision(key.as_str(), CompareOp::Equal, rev);
+            ("delete", cmp, TxnOp::delete(key.as_str(), None), None)
+        } else {
+            let cmp = Compare::mod_revision(key.as_str(), CompareOp::Equal, rev);
+            (
+                "update",
+                cmp,
+                TxnOp::put(key.as_str(), value.as_str(), None),
+                Some(value),
+            )
+        };
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([op])
+            .or_else([TxnOp::get(key.as_str(), None)]);
+        match timed(&rec, kind, c.txn(txn)).await {
+            Ok(t) if t.succeeded() => {
+                let at = t.header().map(|h| h.revision()).unwrap_or(0);
+                known.insert(key.clone(), if written.is_some() { at } else { 0 });
+                lock(&rec).acked.push(Acked {
+                    key,
+                    revision: at,
+                    value: written,
+                });
+            }
+            // A conflict: take the current revision from the Else branch and retry later.
+            Ok(t) => {
+                let current = t.op_responses().into_iter().find_map(|r| match r {
+                    TxnOpResponse::Get(g) => {
+                        Some(g.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                    }
+                    _ => None,
+                });
+                known.insert(key, current.unwrap_or(0));
+                lock(&rec).conflicts += 1;
+            }
+            Err(_) => {
+                known.remove(&key);
+                lock(&rec).uncertain.push(key);
+            }
+        }
+    }
+}
+
+/// Records a plain create's outcome.
+fn record(
+    rec: &Shared,
+    key: &str,
+    r: Result<etcd_client::TxnResponse, etcd_client::Error>,
+    value: Option<String>,
+) {
+    let mut g = lock(rec);
+    match r {
+        Ok(t) if t.succeeded() => {
+            let revision = t.header().map(|h| h.revision()).unwrap_or(0);
+            g.acked.push(Acked {
+                key: key.to_string(),
+                revision,
+                value,
+            });
+        }
+        Ok(_) => g
+            .problems
+            .push(format!("create of the new key {key} found it existing")),
+        Err(_) => g.uncertain.push(key.to_string()),
+    }
+}
+
+/// Paginated lists as the API server's reflector LISTs: pages of `opts.page` at the first page's
+/// revision, continued from the last key.
+async fn lister(mut c: Client, opts: super::Options, deadline: Instant, rec: Shared) {
+    let mut r = 0;
+    while Instant::now() < deadline {
+        let prefix = resource_prefix(r % opts.resources);
+        r += 1;
+        let t = Instant::now();
+        match list(&mut c, &prefix, opts.page).await {
+            Ok(seen) => {
+                let mut g = lock(&rec);
+                g.ops.entry("list").or_default().ok.push(t.elapsed());
+                g.lists += 1;
+                if g.list_snapshots.len() < 500 {
+                    g.list_snapshots.push(seen);
+                }
+            }
+            Err(e) if e.to_string().contains("compacted") => lock(&rec).lists_too_old += 1,
+            Err(e) => {
+                let mut g = lock(&rec);
+                g.ops.entry("list").or_default().errors += 1;
+                if !e.to_string().contains("etcdserver") {
+                    g.problems.push(format!("list {prefix}: {e}"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One paginated list: (prefix, revision, keys with mod revisions); checks count and order itself.
+async fn list(c: &mut Client, prefix: &str, page: i64) -> Result<super::ListSnapshot> {
+    let first = c
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_limit(page)),
+        )
+        .await?;
+    let rev = first.header().map(|h| h.revision()).unwrap_or(0);
+    let count = first.count();
+    let mut items: Vec<(String, i64)> = Vec::new();
+    let mut resp = first;
+    loop {
+        for kv in resp.kvs() {
+            items.push((kv.key_str()?.to_string(), kv.mod_revision()));
+        }
+        if !resp.more() {
+            break;
+        }
+        let Some((last, _)) = items.last() else { break };
+        let from = format!("{last}\0");
+        let opts = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_limit(page)
+            .with_revision(rev);
+        resp = c.get(from, Some(opts)).await?;
+    }
+    anyhow::ensure!(
+        items.len() as i64 == count,
+        "list of {prefix} at {rev}: {} items over the pages, count {count}",
+        items.len()
+    );
+    Ok(super::ListSnapshot {
+        prefix: prefix.to_string(),
+        revision: rev,
+        items,
+    })
+}
+
+/// The API server's compaction: a Txn on the version of `compact_rev_key`, then Compact to the
+/// revision of the previous round.
+async fn compactor(mut c: Client, opts: super::Options, deadline: Instant, rec: Shared) {
+    const KEY: &str = "compact_rev_key";
+    let mut version = 0;
+    let mut previous = 0;
+    loop {
+        tokio::time::sleep(opts.compact_every).await;
+        if Instant::now() >= deadline {
+            return;
+        }
+        let txn = Txn::new()
+            .when([Compare::version(KEY, CompareOp::Equal, version)])
+            .and_then([TxnOp::put(KEY, previous.to_string(), None)])
+            .or_else([TxnOp::get(KEY, None)]);
+        let Ok(t) = timed(&rec, "compaction txn", c.txn(txn)).await else {
+            continue;
+        };
+        if !t.succeeded() {
+            version = t
+                .op_responses()
+                .into_iter()
+                .find_map(|r| match r {
+                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.version()),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            continue;
+        }
+        version += 1;
+        let rev = t.header().map(|h| h.revision()).unwrap_or(0);
+        if previous > 0
+            && timed(&rec, "compact", c.compact(previous, None))
+                .await
+                .is_ok()
+        {
+            lock(&rec).compactions += 1;
+        }
+        previous = rev;
+    }
+}
+
+/// A leader-election lease object renewed every 2 s under a short etcd lease kept alive.
+async fn leader_election(mut c: Client, deadline: Instant, rec: Shared) {
+    let key = "/registry/leases/kube-system/kube-scheduler";
+    let Ok(lease) = timed(&rec, "lease grant", c.lease_grant(15, None)).await else {
+        return;
+    };
+    let mut rev = 0;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n += 1;
+        let _ = timed(&rec, "lease keepalive", async {
+            let (mut k, mut s) = c.lease_keep_alive(lease.id()).await?;
+            k.keep_alive().await?;
+            s.message().await
+        })
+        .await;
+        let value = format!("renew-{n}");
+        let cmp = if rev == 0 {
+            Compare::create_revision(key, CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, rev)
+        };
+        let put = TxnOp::put(
+            key,
+            value.as_str(),
+            Some(PutOptions::new().with_lease(lease.id())),
+        );
+        match timed(
+            &rec,
+            "lease renew",
+            c.txn(Txn::new().when([cmp]).and_then([put])),
+        )
+        .await
+        {
+            Ok(t) if t.succeeded() => {
+                rev = t.header().map(|h| h.revision()).unwrap_or(0);
+                lock(&rec).acked.push(Acked {
+                    key: key.into(),
+                    revision: rev,
+                    value: Some(value),
+                });
+            }
+            Ok(_) => lock(&rec)
+                .problems
+                .push(format!("the only renewer of {key} lost its Txn")),
+            Err(_) => {
+                lock(&rec).uncertain.push(key.into());
+                rev = c
+                    .get(key, None)
+                    .await
+                    .ok()
+                    .and_then(|g| g.kvs().first().map(|kv| kv.mod_revision()))
+                    .unwrap_or(0);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// One watch as the API server's watch cache keeps it: require-leader, prev_kv, progress notify,
+/// resumed from the revision after the last event on any error. `name` is the prefix, or `=key`.
+async fn watch_resource(
+    pki: Pki,
+    endpoints: Vec<String>,
+    name: String,
+    key: String,
+    mut from: i64,
+    rec: Shared,
+    mut stop: watch::Receiver<bool>,
+) {
+    lock(&rec).watched.entry(name.clone()).or_default();
+    let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let mut first = true;
+    while !*stop.borrow() {
+        if !first {
+            lock(&rec).watch_resumes += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        first = false;
+        let Ok(mut c) = crate::grpc::connect_with(&pki, &endpoints, true).await else {
+            continue;
+        };
+        let mut opts = WatchOptions::new()
+            .with_prev_key()
+            .with_progress_notify()
+            .with_start_revision(from);
+        if !name.starts_with('=') {
+            opts = opts.with_prefix();
+        }
+        let mut s = match c.watch(key.as_str(), Some(opts)).await {
+            Ok(s) => s,
+            Err(e) => {
+                lock(&rec)
+                    .watch_ends
+                    .push(format!("{name}: not opened at {from}: {e}"));
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = s.message() => m,
+                _ = stop.changed() => return,
+            };
+            let r = match msg {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    lock(&rec)
+                        .watch_ends
+                        .push(format!("{name}: ended at {from}"));
+                    break;
+                }
+                Err(e) => {
+                    lock(&rec)
+                        .watch_ends
+                        .push(format!("{name}: failed at {from}: {e}"));
+                    break;
+                }
+            };
+            if r.canceled() {
+                lock(&rec).problems.push(format!(
+                    "watch {name} canceled at {from}: {} (compact revision {})",
+                    r.cancel_reason(),
+                    r.compact_revision()
+                ));
+                return;
+            }
+            let mut g = lock(&rec);
+            if r.events().is_empty() && !r.created() {
+                g.progress_notifications += 1;
+            }
+            let seen = g.watched.entry(name.clone()).or_default();
+            for e in r.events() {
+                let Some(kv) = e.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                seen.push((
+                    key,
+                    kv.mod_revision(),
+                    e.event_type() == etcd_client::EventType::Put,
+                ));
+                from = kv.mod_revision() + 1;
+            }
+        }
+    }
+}
