@@ -189,6 +189,11 @@ impl Drop for Watching {
     }
 }
 
+/// The prefix every holder of lock or election `name` queues under (etcd's recipes: `name + "/"`).
+pub fn name_prefix(name: &[u8]) -> Vec<u8> {
+    [name, b"/"].concat()
+}
+
 /// The key a session with `lease` holds under `prefix`: etcd formats the lease ID with Go's `%x`.
 pub fn session_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     let hex = if lease < 0 {

@@ -11,8 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::concurrency::{
-    created_at, first_create, key_only, op_delete, op_get, op_put, prefix_end, range_kvs, revision,
-    session_key, Local, DELETE,
+    created_at, first_create, key_only, name_prefix, op_delete, op_get, op_put, prefix_end,
+    range_kvs, revision, session_key, Local, DELETE,
 };
 use super::lock::Abandon;
 use super::pb::v3electionpb::election_server::Election;
@@ -65,7 +65,7 @@ impl Election for ElectionService {
         let req = req.into_inner();
         let local = &self.local;
         let lease = local.session_lease(req.lease).await?;
-        let prefix = [req.name.as_slice(), b"/"].concat();
+        let prefix = name_prefix(&req.name);
         let key = session_key(&prefix, lease);
         let t = local
             .txn(PbTxnRequest {
@@ -115,7 +115,7 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
-        let prefix = [req.into_inner().name.as_slice(), b"/"].concat();
+        let prefix = name_prefix(&req.into_inner().name);
         let resp = self.local.get(first_create(&prefix)).await?;
         let kv = resp
             .kvs
@@ -134,7 +134,7 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let prefix = [req.into_inner().name.as_slice(), b"/"].concat();
+        let prefix = name_prefix(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         let local = self.local.clone();
         tokio::spawn(async move {

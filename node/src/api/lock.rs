@@ -5,7 +5,8 @@
 use tonic::{Request, Response, Status};
 
 use super::concurrency::{
-    created_at, first_create, key_only, op_get, op_put, range_kvs, revision, session_key, Local,
+    created_at, first_create, key_only, name_prefix, op_get, op_put, range_kvs, revision,
+    session_key, Local,
 };
 use super::pb::v3lockpb::lock_server::Lock;
 use super::pb::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
@@ -68,7 +69,7 @@ impl Lock for LockService {
         let req = req.into_inner();
         let local = &self.local;
         let lease = local.session_lease(req.lease).await?;
-        let prefix = [req.name.as_slice(), b"/"].concat();
+        let prefix = name_prefix(&req.name);
         let key = session_key(&prefix, lease);
         // Queue up (or find this lease's key from an earlier call) and read the owner in one txn.
         let t = local
