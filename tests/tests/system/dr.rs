@@ -543,6 +543,16 @@ fn v2_ctl(url: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The members registered under a v2 discovery directory (its entries other than `_config`).
+fn registrations(url: &str, dir: &str) -> Result<Vec<String>> {
+    let listed = v2_ctl(url, &["ls", dir])?;
+    Ok(listed
+        .lines()
+        .filter(|l| !l.ends_with("_config"))
+        .map(String::from)
+        .collect())
+}
+
 /// A forward HTTP proxy on loopback (absolute-form requests, one per connection) that records each
 /// request line it forwards.
 fn start_proxy() -> Result<(String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)> {
@@ -622,7 +632,6 @@ fn v2_discovery_goes_through_the_discovery_proxy() -> Result<()> {
 #[test]
 fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds() -> Result<()> {
     let (_svc, svc_url) = v2_discovery_service("tok", 3)?;
-    let v2 = |args: &[&str]| v2_ctl(&svc_url, args);
     let url = format!("{svc_url}/v2/keys/discovery/tok");
 
     let mut m = Members::new()?;
@@ -666,15 +675,8 @@ fn three_members_bootstrap_through_v2_discovery_on_etcd_and_errors_read_as_etcds
     );
 
     // A restarted member does not ask the service again.
-    let registered = v2(&["ls", "/discovery/tok"])?;
-    assert_eq!(
-        registered
-            .lines()
-            .filter(|l| !l.ends_with("_config"))
-            .count(),
-        3,
-        "{registered}"
-    );
+    let registered = registrations(&svc_url, "/discovery/tok")?;
+    assert_eq!(registered.len(), 3, "{registered:?}");
     m.kill("m0");
     let (client0, peer0) = urls[0].clone();
     m.start_at("m0", &client0, &peer0, &[format!("--discovery={url}")])?;
@@ -745,15 +747,8 @@ fn three_members_bootstrap_through_debians_etcd_discovery_service() -> Result<()
     assert_eq!(member_names(&ctl, 3)?, ["e0", "e1", "e2"]);
     // The service keeps the registrations under etcd's registry, next to the size it set.
     let token = url.rsplit('/').next().unwrap_or_default();
-    let registered = v2_ctl(&etcd_url, &["ls", &format!("/_etcd/registry/{token}")])?;
-    assert_eq!(
-        registered
-            .lines()
-            .filter(|l| !l.ends_with("_config"))
-            .count(),
-        3,
-        "{registered}"
-    );
+    let registered = registrations(&etcd_url, &format!("/_etcd/registry/{token}"))?;
+    assert_eq!(registered.len(), 3, "{registered:?}");
     // A fourth member finds the cluster full, as with etcd's own discovery service.
     m.start("e3", &[format!("--discovery={url}")])?;
     let (code, log) = m.exit_of("e3")?;
