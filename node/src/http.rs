@@ -89,8 +89,11 @@ struct Versions {
     cairn: &'static str,
 }
 
-/// Go's `http.NotFound`, which etcd answers for any path it does not serve.
-async fn not_found() -> impl IntoResponse {
+/// Go's `http.NotFound`, which etcd answers for any path it does not serve. A small request body is
+/// read first: answering before the client finished sending made h2 reset the stream, which curl
+/// reported as a framing error instead of the 404.
+async fn not_found(req: axum::extract::Request) -> impl IntoResponse {
+    let _ = axum::body::to_bytes(req.into_body(), 64 * 1024).await;
     (
         StatusCode::NOT_FOUND,
         [
