@@ -86,6 +86,20 @@ fn valid(field: &str, i: usize, rng: &mut Rng) -> Value {
         "hostname" => Value::Scalar(format!("m{i}.example.com")),
         "dns" => Value::Map(vec![("domain".into(), s("example.com"))]),
         "ssh" => Value::Map(vec![("user".into(), s("root")), ("port".into(), s("22"))]),
+        "roles" => {
+            let perm = Value::Map(vec![
+                (
+                    "access".into(),
+                    one_of(rng, &["read", "write", "readwrite"]),
+                ),
+                ("prefix".into(), s("/metrics/")),
+            ]);
+            Value::Seq(vec![Value::Map(vec![
+                ("name".into(), s("reader")),
+                ("clients".into(), Value::Seq(vec![s("prometheus")])),
+                ("permissions".into(), Value::Seq(vec![perm])),
+            ])])
+        }
         _ => s("x"),
     }
 }

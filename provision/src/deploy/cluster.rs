@@ -82,25 +82,7 @@ impl Api {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(CALL);
-        if let Some(t) = &self.tls {
-            let read = |p: &Path| {
-                std::fs::read(p).with_context(|| {
-                    format!("reading {} (run `provision render` first)", p.display())
-                })
-            };
-            // Certificates carry the member IPs as SANs; name the IP so rustls checks it.
-            let host = endpoint
-                .split("://")
-                .nth(1)
-                .unwrap_or(endpoint)
-                .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']))
-                .unwrap_or(endpoint)
-                .to_string();
-            let tls = TlsOptions::new()
-                .domain_name(host)
-                .ca_certificate(Certificate::from_pem(read(&t.ca)?))
-                .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?));
+        if let Some(tls) = self.tls_options(endpoint)? {
             opts = opts.with_tls(tls);
         }
         let c = tokio::time::timeout(CALL, Client::connect([endpoint], Some(opts)))
@@ -108,6 +90,32 @@ impl Api {
             .map_err(|_| anyhow!("{endpoint}: connect timed out"))?
             .with_context(|| format!("connecting to {endpoint}"))?;
         Ok(c)
+    }
+
+    /// The TLS settings for `endpoint` (its CA, the admin identity), None without TLS.
+    pub fn tls_options(&self, endpoint: &str) -> anyhow::Result<Option<TlsOptions>> {
+        let Some(t) = &self.tls else {
+            return Ok(None);
+        };
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .with_context(|| format!("reading {} (run `provision render` first)", p.display()))
+        };
+        // Certificates carry the member IPs as SANs; name the IP so rustls checks it.
+        let host = endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or(endpoint)
+            .rsplit_once(':')
+            .map(|(h, _)| h.trim_matches(['[', ']']))
+            .unwrap_or(endpoint)
+            .to_string();
+        Ok(Some(
+            TlsOptions::new()
+                .domain_name(host)
+                .ca_certificate(Certificate::from_pem(read(&t.ca)?))
+                .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?)),
+        ))
     }
 
     /// Status of one member.
@@ -229,7 +237,8 @@ impl Api {
         .await
     }
 
-    async fn on_any<T, F, Fut>(&self, endpoints: &[String], f: F) -> anyhow::Result<T>
+    /// `f` on the first endpoint that connects and answers within 15 s.
+    pub async fn on_any<T, F, Fut>(&self, endpoints: &[String], f: F) -> anyhow::Result<T>
     where
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<T>>,

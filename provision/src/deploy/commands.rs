@@ -10,7 +10,7 @@ use super::ui::Ui;
 use crate::spec::Spec;
 
 /// `apply` (and, with `opts.dry_run`, `plan`): connect → facts → check → render → plan → discovery
-/// token → snapshot → upload → install → bootstrap/update → health → summary.
+/// token → snapshot → upload → install → bootstrap/update → health → auth → summary.
 pub fn apply_phases() -> Vec<Box<dyn Phase>> {
     vec![
         Box::new(phase::connect::Connect { installs: true }),
@@ -24,6 +24,7 @@ pub fn apply_phases() -> Vec<Box<dyn Phase>> {
         Box::new(phase::install::Install),
         Box::new(phase::converge::Converge),
         Box::new(phase::health::WaitHealthy),
+        Box::new(phase::auth::Auth),
         Box::new(phase::health::Summary),
     ]
 }
@@ -38,7 +39,7 @@ pub fn reset_phases() -> Vec<Box<dyn Phase>> {
 }
 
 /// `restore`: connect → facts → check the snapshot (ask) → render → stop → restore → start → health →
-/// verify → summary.
+/// verify → auth → summary.
 pub fn restore_phases(plan: &phase::restore::RestorePlan) -> Vec<Box<dyn Phase>> {
     use phase::restore::*;
     vec![
@@ -51,6 +52,8 @@ pub fn restore_phases(plan: &phase::restore::RestorePlan) -> Vec<Box<dyn Phase>>
         Box::new(StartMembers),
         Box::new(phase::health::WaitHealthy),
         Box::new(VerifyRestore(plan.clone())),
+        // A snapshot in etcd's format carries no users or roles: make them again.
+        Box::new(phase::auth::Auth),
         Box::new(phase::health::Summary),
     ]
 }

@@ -1,6 +1,8 @@
 //! `provision apply` and friends: reach every host (transport), learn its state (facts), decide (plan),
 //! and change it in ordered phases (phase/), every change through the gate so `--dry-run` shows it.
 
+pub mod auth;
+pub mod auth_api;
 pub mod backup_file;
 pub mod cluster;
 pub mod commands;

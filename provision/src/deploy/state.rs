@@ -26,21 +26,33 @@ fn path(out: &Path) -> PathBuf {
 
 /// Read the state file (empty when there is none).
 pub fn load(out: &Path) -> anyhow::Result<State> {
-    let p = path(out);
-    match crate::files::read_opt(&p)? {
-        None => Ok(State::default()),
+    read_json(&path(out), "a state file")
+}
+
+/// Write the state file.
+pub fn save(out: &Path, state: &State) -> anyhow::Result<()> {
+    write_json(&path(out), state)
+}
+
+/// A JSON record apply keeps under `OUT/apply/` (`what` names it in the error); the default when absent.
+pub fn read_json<T: serde::de::DeserializeOwned + Default>(
+    p: &Path,
+    what: &str,
+) -> anyhow::Result<T> {
+    match crate::files::read_opt(p)? {
+        None => Ok(T::default()),
         Some(text) => serde_json::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "{}: not a state file ({e}); move it away to start over",
+                "{}: not {what} ({e}); move it away to start over",
                 p.display()
             )
         }),
     }
 }
 
-/// Write the state file.
-pub fn save(out: &Path, state: &State) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(state)? + "\n";
-    crate::files::write(&path(out), text.as_bytes())?;
+/// Write a JSON record under `OUT/apply/`.
+pub fn write_json<T: Serialize>(p: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    crate::files::write(p, text.as_bytes())?;
     Ok(())
 }

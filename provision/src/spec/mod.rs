@@ -12,7 +12,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::{Pos, Problem, Rule, SpecError};
-pub use raw::{Bootstrap, CaMode, Choice, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind};
+pub use raw::{
+    Access, Bootstrap, CaMode, Choice, FirewallBackend, KeyAlgorithm, RawSsh, TransportKind,
+};
 pub use read::{NODE_FIELDS, SECTIONS};
 
 /// The checked cluster model every renderer works from.
@@ -44,6 +46,8 @@ pub struct Spec {
     pub monitoring: Monitoring,
     /// Options of `provision apply`.
     pub apply: Apply,
+    /// Roles and the client certificates holding them (`auth:`); None leaves the cluster's auth alone.
+    pub auth: Option<Auth>,
     /// Members, in file order.
     pub nodes: Vec<Node>,
     /// Non-fatal findings (e.g. an even member count).
@@ -168,6 +172,66 @@ pub struct Node {
     pub ssh: Option<RawSsh>,
 }
 
+/// Checked `auth:` section: what `provision apply` makes the cluster's users and roles.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Roles, in file order (never `root`).
+    pub roles: Vec<Role>,
+}
+
+/// One role of `auth.roles`.
+#[derive(Debug, Clone)]
+pub struct Role {
+    /// Role name.
+    pub name: String,
+    /// Its permissions, sorted by key range.
+    pub permissions: Vec<Permission>,
+    /// Client identities (certificate CNs, so user names) that hold it.
+    pub clients: Vec<String>,
+}
+
+/// One permission as etcd stores it: a key (`range_end` empty), a range, or from `key` on (`range_end`
+/// "\0"); every key is `"\0"`..`"\0"`, as etcdctl sends `--prefix ''`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Permission {
+    /// First key.
+    pub key: Vec<u8>,
+    /// End of the range (exclusive); empty for one key, "\0" for no end.
+    pub range_end: Vec<u8>,
+    /// What it allows.
+    pub access: Access,
+}
+
+impl Permission {
+    /// How the permission names its keys, for messages: `prefix "/registry/"`, `every key`, ….
+    pub fn describe(&self) -> String {
+        let text = |b: &[u8]| format!("{:?}", String::from_utf8_lossy(b));
+        match (self.key.as_slice(), self.range_end.as_slice()) {
+            ([0], [0]) => "every key".into(),
+            (k, []) => format!("key {}", text(k)),
+            (k, [0]) => format!("keys from {} on", text(k)),
+            (k, e) if prefix_end(k) == e => format!("prefix {}", text(k)),
+            (k, e) => format!("range [{}, {})", text(k), text(e)),
+        }
+    }
+}
+
+impl Auth {
+    /// The user names the file gives roles to (one per client certificate), each with its roles.
+    pub fn client_roles(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in &self.roles {
+            for c in &r.clients {
+                let roles = out.entry(c.clone()).or_default();
+                if !roles.contains(&r.name) {
+                    roles.push(r.name.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Checked `apply:` settings.
 #[derive(Debug, Clone)]
 pub struct Apply {
@@ -247,6 +311,19 @@ pub fn url_host(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
+}
+
+/// The range end that covers every key starting with `prefix` (etcd's `GetPrefixRangeEnd`): the prefix
+/// with its last byte below 0xff incremented and the rest dropped; "\0" (no end) when there is none.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }
 
 /// Read, parse and validate a cluster file.

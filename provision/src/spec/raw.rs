@@ -38,6 +38,7 @@ pub struct RawSpec {
     pub logging: Option<RawLogging>,
     pub monitoring: Option<RawMonitoring>,
     pub apply: Option<RawApply>,
+    pub auth: Option<RawAuth>,
     pub nodes: Vec<RawNode>,
 }
 
@@ -245,7 +246,27 @@ impl Choice for TransportKind {
     const ALL: &'static [(&'static str, Self)] = &[("ssh", Self::Ssh), ("local", Self::Local)];
 }
 
+/// What a permission allows (etcd's permission types, as `etcdctl role grant-permission` spells them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Range and Watch.
+    Read,
+    /// Put and DeleteRange.
+    Write,
+    /// Both.
+    ReadWrite,
+}
+
+impl Choice for Access {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("read", Self::Read),
+        ("write", Self::Write),
+        ("readwrite", Self::ReadWrite),
+    ];
+}
+
 choice_display!(
+    Access,
     Bootstrap,
     KeyAlgorithm,
     CaMode,
@@ -259,4 +280,33 @@ pub struct RawApply {
     pub known_hosts: Option<String>,
     pub max_clock_skew_seconds: Option<u32>,
     pub health_timeout_seconds: Option<u32>,
+}
+
+/// `auth:` section: roles with their permissions and the client certificates holding them.
+#[derive(Debug, Default)]
+pub struct RawAuth {
+    pub roles: Vec<RawRole>,
+}
+
+/// One entry of `auth.roles`.
+#[derive(Debug, Default)]
+pub struct RawRole {
+    /// Its field path (`auth.roles[1]`).
+    pub path: String,
+    pub name: Option<String>,
+    /// Client identities (`tls.clients` names), each with its field path.
+    pub clients: Vec<(String, String)>,
+    pub permissions: Vec<RawPermission>,
+}
+
+/// One entry of `auth.roles[].permissions`: an access and exactly one of key, prefix, or from (+ to).
+#[derive(Debug, Default)]
+pub struct RawPermission {
+    /// Its field path (`auth.roles[1].permissions[0]`).
+    pub path: String,
+    pub access: Option<Access>,
+    pub key: Option<String>,
+    pub prefix: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }

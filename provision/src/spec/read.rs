@@ -40,6 +40,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
         ],
     ),
     ("firewall", &["backend", "client_sources"]),
+    ("auth", &["roles"]),
     ("logging", &["file"]),
     ("monitoring", &["prometheus", "kubernetes", "namespace"]),
     (
@@ -391,6 +392,7 @@ impl<'f> Reader<'f> {
                 "logging",
                 "monitoring",
                 "apply",
+                "auth",
                 "nodes",
             ],
             &["cluster", "nodes"],
@@ -444,6 +446,7 @@ impl<'f> Reader<'f> {
                 health_timeout_seconds: self.field_count(&f, "health_timeout_seconds", "seconds"),
             })
         });
+        raw.auth = top.get("auth").and_then(|n| self.auth(n));
         for (path, n) in self.field_list(&top, "nodes", false) {
             if let Some(node) = self.node(n, &path) {
                 raw.nodes.push(node);
@@ -540,6 +543,43 @@ impl<'f> Reader<'f> {
                 .get("clients")
                 .map(|_| texts(self.field_texts(&f, "clients", false))),
         })
+    }
+
+    fn auth(&mut self, node: &Node) -> Option<RawAuth> {
+        let f = self.mapping(node, "auth", fields_of("auth"), &[])?;
+        let mut roles = Vec::new();
+        for (path, n) in self.field_list(&f, "roles", false) {
+            let Some(r) = self.mapping(n, &path, &["name", "clients", "permissions"], &["name"])
+            else {
+                continue;
+            };
+            let mut permissions = Vec::new();
+            for (path, n) in self.field_list(&r, "permissions", false) {
+                let Some(p) = self.mapping(
+                    n,
+                    &path,
+                    &["access", "key", "prefix", "from", "to"],
+                    &["access"],
+                ) else {
+                    continue;
+                };
+                permissions.push(RawPermission {
+                    path,
+                    access: self.field_choice(&p, "access"),
+                    key: self.field_text(&p, "key"),
+                    prefix: self.field_text(&p, "prefix"),
+                    from: self.field_text(&p, "from"),
+                    to: self.field_text(&p, "to"),
+                });
+            }
+            roles.push(RawRole {
+                path,
+                name: self.field_text(&r, "name"),
+                clients: self.field_texts(&r, "clients", true),
+                permissions,
+            });
+        }
+        Some(RawAuth { roles })
     }
 
     fn node(&mut self, node: &Node, path: &str) -> Option<RawNode> {

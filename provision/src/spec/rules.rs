@@ -112,6 +112,25 @@ pub enum Rule {
     BadNamespace,
     /// A health timeout of 0.
     ZeroHealthTimeout,
+    // auth:
+    /// `auth:` without TLS (no client certificates to name users).
+    AuthWithoutTls,
+    /// A role name that is not a simple name.
+    BadRoleName,
+    /// A role named twice.
+    DuplicateRole,
+    /// A role named `root`.
+    RootRoleRedefined,
+    /// A role naming a client identity `tls.clients` does not list.
+    UnknownAuthClient,
+    /// A role naming `admin` or `root`, which hold the root role already.
+    ReservedAuthClient,
+    /// A permission with none, or more than one, of `key`, `prefix`, `from`.
+    PermissionTarget,
+    /// A permission on no key at all.
+    EmptyPermissionRange,
+    /// Two permissions of one role on overlapping keys.
+    OverlappingPermissions,
     // nodes:
     /// No members.
     NoMembers,
@@ -206,6 +225,15 @@ impl Rule {
         Rule::BadClientSource,
         Rule::BadNamespace,
         Rule::ZeroHealthTimeout,
+        Rule::AuthWithoutTls,
+        Rule::BadRoleName,
+        Rule::DuplicateRole,
+        Rule::RootRoleRedefined,
+        Rule::UnknownAuthClient,
+        Rule::ReservedAuthClient,
+        Rule::PermissionTarget,
+        Rule::EmptyPermissionRange,
+        Rule::OverlappingPermissions,
         Rule::NoMembers,
         Rule::BadMemberName,
         Rule::DuplicateMemberName,
@@ -241,7 +269,8 @@ impl Rule {
             BadPort => "`client_port`, `peer_port`, `nodes[].ssh.port`",
             BadNumber => "`tls.*_days`, `apply.*_seconds`",
             UnknownValue => {
-                "`bootstrap`, `transport`, `tls.key_algorithm`, `tls.ca`, `firewall.backend`"
+                "`bootstrap`, `transport`, `tls.key_algorithm`, `tls.ca`, `firewall.backend`, \
+                 `auth.roles[].permissions[].access`"
             }
             BadClusterName => "`cluster.name`",
             BadDomain => "`cluster.dns.domain`",
@@ -273,6 +302,12 @@ impl Rule {
             BadClientSource => "`firewall.client_sources[]`",
             BadNamespace => "`monitoring.namespace`",
             ZeroHealthTimeout => "`apply.health_timeout_seconds`",
+            AuthWithoutTls => "`auth`",
+            BadRoleName | DuplicateRole | RootRoleRedefined => "`auth.roles[].name`",
+            UnknownAuthClient | ReservedAuthClient => "`auth.roles[].clients[]`",
+            PermissionTarget | EmptyPermissionRange | OverlappingPermissions => {
+                "`auth.roles[].permissions[]`"
+            }
             NoMembers | EvenMembers | NoCommonFamily => "`nodes`",
             BadMemberName | DuplicateMemberName => "`nodes[].name`",
             AddressIsHostname | BadAddress | UnusableAddress | LoopbackOverSsh
@@ -340,6 +375,15 @@ impl Rule {
             BadClientSource => "not a CIDR network or an IP",
             BadNamespace => "not a Kubernetes name (lowercase letters, digits, `-`)",
             ZeroHealthTimeout => "0",
+            AuthWithoutTls => "given without TLS (users are named by client certificates)",
+            BadRoleName => "not letters, digits, `-`, `_` (1–63)",
+            DuplicateRole => "a role named twice",
+            RootRoleRedefined => "`root` (etcd's built-in role: every right)",
+            UnknownAuthClient => "not an identity of `tls.clients`",
+            ReservedAuthClient => "`admin` or `root` (they hold the root role already)",
+            PermissionTarget => "none, or more than one, of `key`, `prefix`, `from` (`to` only with `from`)",
+            EmptyPermissionRange => "on no key: an empty `key` or `from`, or `to` not after `from`",
+            OverlappingPermissions => "two of one role on overlapping keys",
             NoMembers => "no members",
             BadMemberName => "not letters, digits, `-`, `_` (1–63)",
             DuplicateMemberName => "used by two members",

@@ -2,6 +2,7 @@
 
 mod ansible;
 mod apply;
+mod apply_auth;
 mod apply_ssh;
 mod apps;
 mod auth;

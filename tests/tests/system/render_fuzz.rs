@@ -177,7 +177,7 @@ fn random_and_mutated_cluster_files_never_panic_refusals_are_located_and_accepte
 ) -> Result<()> {
     let cases = env_u64("CAIRN_SPEC_FUZZ_CASES", 100_000)?;
     let seed = env_u64("CAIRN_SPEC_FUZZ_SEED", 19)?;
-    let seeds: Vec<String> = ["static3", "dns3", "five", "local", "dualstack"]
+    let seeds: Vec<String> = ["static3", "dns3", "five", "local", "dualstack", "auth"]
         .iter()
         .map(|e| std::fs::read_to_string(workspace::root().join(format!("examples/{e}.yaml"))))
         .collect::<std::io::Result<_>>()?;

@@ -1,6 +1,7 @@
 //! The phase machinery (k0sctl's shape): a phase has a title and `run`, plus optional hooks. Each command's
 //! ordered list of phases is written once, in `deploy::commands`.
 
+pub mod auth;
 pub mod connect;
 pub mod converge;
 pub mod discovery;

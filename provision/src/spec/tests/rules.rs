@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
-use super::{problems_in, OK};
+use super::{problems, problems_in, OK};
 use crate::spec::Rule;
 
 /// CA certificates and keys for the import_ca rules, with fixed dates so the messages are stable.
@@ -94,6 +94,13 @@ fn discovery(fields: &str) -> String {
     ))
 }
 
+/// TLS with the clients `apiserver` and `backup`, and an `auth:` section with `roles` (flow style).
+fn auth(roles: &str) -> String {
+    with(&format!(
+        "tls: {{ clients: [admin, apiserver, backup] }}\nauth: {{ roles: [{roles}] }}"
+    ))
+}
+
 /// A file that breaks `rule` (and, where possible, nothing else).
 fn example(rule: Rule) -> String {
     use Rule::*;
@@ -164,6 +171,18 @@ fn example(rule: Rule) -> String {
         BadClientSource => with("firewall: { client_sources: [10.0.0.0/33] }"),
         BadNamespace => with("monitoring: { kubernetes: true, namespace: Monitoring }"),
         ZeroHealthTimeout => with("apply: { health_timeout_seconds: 0 }"),
+        AuthWithoutTls => with("auth: { roles: [{ name: apiserver, clients: [apiserver] }] }"),
+        BadRoleName => auth("{ name: \"api server\", clients: [apiserver] }"),
+        DuplicateRole => auth("{ name: api, clients: [apiserver] }, { name: api, clients: [backup] }"),
+        RootRoleRedefined => auth("{ name: root, clients: [backup] }"),
+        UnknownAuthClient => auth("{ name: api, clients: [apiservr] }"),
+        ReservedAuthClient => auth("{ name: api, clients: [admin] }"),
+        PermissionTarget => auth("{ name: api, permissions: [{ access: read }] }"),
+        EmptyPermissionRange => auth("{ name: api, permissions: [{ access: read, from: /m, to: /a }] }"),
+        OverlappingPermissions => auth(
+            "{ name: api, permissions: [{ access: read, prefix: /registry/ }, \
+             { access: write, key: /registry/pods/a }] }",
+        ),
         NoMembers => "cluster: { name: c1 }\nnodes: []\n".into(),
         BadMemberName => OK.replace("name: a,", "name: a/b,"),
         DuplicateMemberName => OK.replace("name: b,", "name: a,"),
@@ -365,4 +384,82 @@ fn a_missing_discovery_token_is_refused_with_its_field_path() {
             .any(|p| p.rule == Rule::MissingField && p.field == "cluster.discovery.token"),
         "{p:#?}"
     );
+}
+
+// Issue 17: the `auth:` section.
+
+#[test]
+fn an_auth_section_becomes_roles_with_etcd_key_ranges_and_client_users() {
+    let s = crate::spec::parse(
+        "cluster.yaml",
+        Path::new("."),
+        &auth(
+            "{ name: apiserver, clients: [apiserver], permissions: [{ access: readwrite, prefix: /registry/ }] }, \
+             { name: backup, clients: [backup, apiserver], permissions: [{ access: read, prefix: \"\" }, \
+             ] }, { name: ranges, permissions: [{ access: write, from: /a, to: /ab }, { access: read, from: /c }, \
+             { access: read, key: /b0 }] }",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("valid auth section refused:\n{e}"));
+    let a = s.auth.expect("auth");
+    let perms = |i: usize| {
+        a.roles[i]
+            .permissions
+            .iter()
+            .map(|p| (p.describe(), p.access))
+            .collect::<Vec<_>>()
+    };
+    use crate::spec::Access::*;
+    assert_eq!(perms(0), [("prefix \"/registry/\"".to_string(), ReadWrite)]);
+    assert_eq!(a.roles[0].permissions[0].range_end, b"/registry0");
+    assert_eq!(perms(1), [("every key".to_string(), Read)]);
+    assert_eq!(
+        perms(2),
+        [
+            ("range [\"/a\", \"/ab\")".to_string(), Write),
+            ("key \"/b0\"".to_string(), Read),
+            ("keys from \"/c\" on".to_string(), Read),
+        ]
+    );
+    let users = a.client_roles();
+    assert_eq!(users["apiserver"], ["apiserver", "backup"]);
+    assert_eq!(users["backup"], ["backup"]);
+}
+
+#[test]
+fn an_unknown_permission_kind_is_refused_at_its_field_with_the_closest_kind() {
+    let p = problems(&auth(
+        "{ name: api, clients: [apiserver], permissions: [{ access: readwrit, prefix: /registry/ }] }",
+    ));
+    let p = p
+        .iter()
+        .find(|p| p.rule == Rule::UnknownValue)
+        .unwrap_or_else(|| panic!("{p:#?}"));
+    assert_eq!(p.field, "auth.roles[0].permissions[0].access");
+    assert!(p.fix.contains("did you mean `readwrite`?"), "{p}");
+}
+
+#[test]
+fn an_unknown_client_is_refused_with_the_role_and_the_field_path() {
+    let fx = Fixtures::new();
+    let p = triggered(&fx, Rule::UnknownAuthClient);
+    assert_eq!(p.field, "auth.roles[0].clients[0]");
+    assert_eq!((p.pos.line, p.pos.column), (8, 40));
+    assert!(p.fix.starts_with("did you mean `apiserver`?"), "{p}");
+    let p = triggered(&fx, Rule::OverlappingPermissions);
+    assert_eq!(p.field, "auth.roles[0].permissions[1]");
+    assert!(
+        p.message
+            .starts_with("key \"/registry/pods/a\" overlaps prefix \"/registry/\""),
+        "{p}"
+    );
+}
+
+#[test]
+fn the_auth_example_is_accepted() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/auth.yaml");
+    let s = crate::spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let a = s.auth.expect("examples/auth.yaml has an auth section");
+    let names: Vec<&str> = a.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["apiserver", "backup"]);
 }

@@ -2,6 +2,7 @@
 //! line:column (from the reader's positions) and the fix. The rules are listed in spec/rules.rs; the
 //! members, the zone and TLS are checked in their own files.
 
+mod auth;
 mod discovery;
 mod dns;
 mod nodes;
@@ -193,6 +194,14 @@ pub(super) fn validate(
         );
     }
 
+    let auth_clients = tls.as_ref().map(|t| {
+        let mut names = t.clients.clone();
+        if monitoring.prometheus || monitoring.kubernetes {
+            names.push("prometheus".into());
+        }
+        names
+    });
+    let auth = auth::check_auth(&mut c, raw.auth, auth_clients.as_deref());
     let nodes = nodes::check_nodes(
         &mut c,
         raw.nodes,
@@ -260,6 +269,7 @@ pub(super) fn validate(
         log_file,
         monitoring,
         apply,
+        auth,
         nodes,
         warnings: c.warnings,
     })
