@@ -5,6 +5,7 @@
 mod check;
 mod disk;
 mod history;
+mod k8s;
 mod nemesis;
 mod net;
 mod record;
@@ -42,6 +43,9 @@ enum Command {
     Run(RunArgs),
     /// Check saved histories again (a run directory or its history.json).
     Check(CheckArgs),
+    /// Run the API-server-like workload (cairn-k8s-load's) through leader kills, partitions of the
+    /// member its watches are on, and compactions during lists; check it.
+    K8s(K8sArgs),
 }
 
 /// Which server to run.
@@ -93,6 +97,49 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct K8sArgs {
+    /// Seed of the faults and the writers' choices; default: from the clock, printed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The server under test.
+    #[arg(long, value_enum, default_value = "cairn")]
+    server: Server,
+    /// Server binary (default: target/debug/cairn, or /usr/bin/etcd).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// The CI schedule: each fault once, a small workload (about a minute).
+    #[arg(long)]
+    short: bool,
+    /// Faults (long schedule).
+    #[arg(long, default_value_t = 8)]
+    faults: usize,
+    /// Members' --election-timeout in ms (heartbeat a tenth).
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+    /// Resource kinds (one prefix watch each; long schedule).
+    #[arg(long, default_value_t = 5)]
+    resources: usize,
+    /// Objects per resource kind (long schedule).
+    #[arg(long, default_value_t = 500)]
+    objects: usize,
+    /// Concurrent writers (long schedule).
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// Single-object watches (long schedule).
+    #[arg(long, default_value_t = 100)]
+    small_watches: usize,
+    /// List page size (long schedule).
+    #[arg(long, default_value_t = 100)]
+    page: i64,
+    /// Where the run directory goes; kept when the run fails.
+    #[arg(long, default_value = "target/chaos")]
+    out: PathBuf,
+    /// Keep the run directory also when it passes.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// Run directories or history.json files.
     #[arg(required = true)]
@@ -104,6 +151,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => run_command(a),
         Command::Check(a) => check_command(a),
+        Command::K8s(a) => k8s_command(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -130,31 +178,121 @@ fn check_command(a: CheckArgs) -> Result<bool> {
     Ok(clean)
 }
 
-fn run_command(a: RunArgs) -> Result<bool> {
+/// The server's flavour and its binary (canonical), and `out` created and canonical.
+fn server_and_out(
+    server: Server,
+    binary: &Option<PathBuf>,
+    out: &std::path::Path,
+) -> Result<(Flavor, PathBuf, PathBuf)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("cairn-chaos needs root (network namespaces, nftables, tmpfs mounts)");
     }
-    if a.members < 3 {
-        bail!(
-            "--members {}: at least 3 (partitions and replacements need a majority to remain)",
-            a.members
-        );
-    }
-    let flavor = match a.server {
+    let flavor = match server {
         Server::Cairn => Flavor::Cairn,
         Server::Etcd => Flavor::Etcd,
     };
-    let binary = match &a.binary {
+    let binary = match binary {
         Some(b) => b.clone(),
         None => flavor.binary()?,
     };
     let binary = binary
         .canonicalize()
         .with_context(|| format!("--binary {}", binary.display()))?;
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("creating --out {}", a.out.display()))?;
-    let out = a.out.canonicalize()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating --out {}", out.display()))?;
+    Ok((flavor, binary, out.canonicalize()?))
+}
+
+/// The seed given, or one from the clock.
+fn seed_or_clock(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    })
+}
+
+fn k8s_command(a: K8sArgs) -> Result<bool> {
+    let (flavor, binary, out) = server_and_out(a.server, &a.binary, &a.out)?;
+    let seed = seed_or_clock(a.seed);
+    let timing = Timing {
+        election_ms: a.election_timeout,
+    };
+    let load = if a.short {
+        cairn_tests::apiserver::Options::short()
+    } else {
+        cairn_tests::apiserver::Options {
+            resources: a.resources,
+            objects: a.objects,
+            writers: a.writers,
+            small_watches: a.small_watches,
+            page: a.page,
+            ..cairn_tests::apiserver::Options::short()
+        }
+    };
+    let dir = out.join(format!("k8s-{}-{seed}", flavor.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let spec = k8s::Spec {
+        server: flavor,
+        binary: binary.clone(),
+        seed,
+        steps: k8s::steps(seed, a.short, a.faults, timing),
+        timing,
+        load: cairn_tests::apiserver::Options {
+            // Beyond the time a watch cut off with its member takes to resume elsewhere, or it
+            // would resume from a compacted revision (the API server compacts every 5 minutes).
+            compact_every: std::time::Duration::from_secs(10),
+            ..load
+        },
+        progress_interval: "1s".into(),
+        dir: dir.clone(),
+    };
+    for what in net::clean_stale()? {
+        eprintln!("removed a stale {what} of an earlier cairn-chaos");
+    }
+    let net = net::Net::create(3)?;
+    net.enter_hub()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    println!(
+        "==> API-server workload on {} via {}: seed {seed}, election timeout {} ms, faults: {}",
+        flavor.name(),
+        binary.display(),
+        timing.election_ms,
+        spec.steps
+            .iter()
+            .map(k8s::plan::Step::name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let result = runtime.block_on(k8s::run(&spec, &net, &|line| println!("    {line}")));
+    drop(runtime);
+    drop(net);
+    let outcome = result?;
+    println!("\n{}\n", outcome.report);
+    for v in &outcome.violations {
+        println!("VIOLATION: {v}");
+    }
+    println!("violations: {}", outcome.violations.len());
+    let passed = outcome.violations.is_empty();
+    if passed && !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("run directory kept: {}", dir.display());
+    }
+    Ok(passed)
+}
+
+fn run_command(a: RunArgs) -> Result<bool> {
+    if a.members < 3 {
+        bail!(
+            "--members {}: at least 3 (partitions and replacements need a majority to remain)",
+            a.members
+        );
+    }
+    let (flavor, binary, out) = server_and_out(a.server, &a.binary, &a.out)?;
 
     for what in net::clean_stale()? {
         eprintln!("removed a stale {what} of an earlier cairn-chaos");
@@ -178,11 +316,7 @@ async fn run_all(
     out: &std::path::Path,
     net: &net::Net,
 ) -> Result<bool> {
-    let seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
-    });
+    let seed = seed_or_clock(a.seed);
     let timing = Timing {
         election_ms: a.election_timeout,
     };

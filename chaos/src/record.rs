@@ -48,6 +48,11 @@ impl Recorder {
         self.t0.elapsed().as_micros() as Micros
     }
 
+    /// The moment `m` microseconds after the run started.
+    pub fn instant(&self, m: Micros) -> Instant {
+        self.t0 + Duration::from_micros(m)
+    }
+
     /// Sends `req` to `member` through `client`, records it, and returns the outcome.
     pub async fn run(
         &self,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn_tests::cluster::{Cluster, Flavor, PkiSource};
+use cairn_tests::cluster::{Builder, Cluster, Flavor, PkiSource};
 use cairn_tests::grpc::connect;
 use etcd_client::{Client, GetOptions};
 use futures::future::join_all;
@@ -56,12 +56,32 @@ impl Drop for Mounts {
     }
 }
 
-async fn clients(c: &Cluster) -> Result<Vec<Client>> {
+/// One client per member of `c`, each talking to that member only.
+pub async fn clients(c: &Cluster) -> Result<Vec<Client>> {
     let conns = c
         .members
         .iter()
         .map(|m| async move { connect(&c.pki, &m.client_url).await });
     join_all(conns).await.into_iter().collect()
+}
+
+/// `builder` placed in `net`'s member namespaces, with an rcgen PKI, the run's election timeout (the
+/// heartbeat a tenth of it) and `extra` flags.
+pub fn in_namespaces(
+    builder: Builder,
+    net: &Net,
+    timing: Timing,
+    extra: impl IntoIterator<Item = String>,
+) -> Builder {
+    let e = timing.election_ms;
+    let flags = [
+        format!("--heartbeat-interval={}", e / 10),
+        format!("--election-timeout={e}"),
+    ];
+    builder
+        .pki(PkiSource::Rcgen)
+        .placements(net.placements())
+        .extra_args(flags.into_iter().chain(extra))
 }
 
 /// Runs `spec`; `print` receives one line per step (also kept in `progress.txt` of the run dir).
@@ -85,20 +105,17 @@ pub async fn run(
             let _ = writeln!(f, "{line}");
         }
     };
-    let e = spec.timing.election_ms;
-    let cluster = Cluster::builder(spec.server, spec.members)
-        .binary(&spec.binary)
-        .dir(&spec.dir)
-        .token(format!("chaos-{}", spec.seed))
-        .pki(PkiSource::Rcgen)
-        .placements(net.placements())
-        .extra_args([
-            format!("--heartbeat-interval={}", e / 10),
-            format!("--election-timeout={e}"),
-            // Small, so snapshots are taken and members catch up through them.
-            "--snapshot-count=1000".to_string(),
-        ])
-        .create()?;
+    let cluster = in_namespaces(
+        Cluster::builder(spec.server, spec.members)
+            .binary(&spec.binary)
+            .dir(&spec.dir)
+            .token(format!("chaos-{}", spec.seed)),
+        net,
+        spec.timing,
+        // Small, so snapshots are taken and members catch up through them.
+        ["--snapshot-count=1000".to_string()],
+    )
+    .create()?;
     let mut mounts = Mounts(Vec::new());
     for (i, m) in cluster.members.iter().enumerate() {
         disk::mount(&format!("{}-m{i}", net.tag), &m.data_dir)?;

@@ -14,6 +14,8 @@ pub enum Target {
     Random,
     /// Whoever leads when the fault starts.
     Leader,
+    /// This member (index), whatever its role: e.g. the one the watches are on.
+    Member(usize),
 }
 
 /// One fault.
@@ -25,8 +27,8 @@ pub enum Fault {
     KillAll { restart_ms: u64 },
     /// SIGSTOP for `ms` (beyond the election timeout), then SIGCONT.
     Pause { who: Target, ms: u64 },
-    /// The leader cut off from every other member.
-    IsolateLeader { ms: u64 },
+    /// One member cut off from every other member.
+    Isolate { who: Target, ms: u64 },
     /// A random minority cut off from the majority.
     Split { ms: u64 },
     /// Packets from one random member to another dropped (one direction only).
@@ -44,8 +46,9 @@ impl Fault {
     /// Short name for tables (`kill-leader`, `partition-split`, ...).
     pub fn name(&self) -> String {
         let who = |t: &Target| match t {
-            Target::Random => "random",
-            Target::Leader => "leader",
+            Target::Random => "random".to_string(),
+            Target::Leader => "leader".to_string(),
+            Target::Member(i) => format!("m{i}"),
         };
         let when = |ms: &u64| if *ms == 0 { "now" } else { "later" };
         match self {
@@ -54,7 +57,7 @@ impl Fault {
             }
             Fault::KillAll { restart_ms } => format!("kill-all-restart-{}", when(restart_ms)),
             Fault::Pause { who: w, .. } => format!("pause-{}", who(w)),
-            Fault::IsolateLeader { .. } => "partition-isolate-leader".into(),
+            Fault::Isolate { who: w, .. } => format!("partition-isolate-{}", who(w)),
             Fault::Split { .. } => "partition-split".into(),
             Fault::OneWay { .. } => "partition-one-way".into(),
             Fault::Replace { who: w } => format!("member-replace-{}", who(w)),
@@ -112,7 +115,10 @@ fn kinds(rng: &mut impl Rng, t: Timing) -> Vec<Fault> {
             who: Target::Leader,
             ms: hold(),
         },
-        Fault::IsolateLeader { ms: hold() },
+        Fault::Isolate {
+            who: Target::Leader,
+            ms: hold(),
+        },
         Fault::Split { ms: hold() },
         Fault::OneWay { ms: hold() },
         Fault::Replace {
@@ -243,7 +249,7 @@ mod tests {
     fn pauses_and_partitions_last_beyond_the_election_timeout() {
         for f in random(&mut ChaCha8Rng::seed_from_u64(3), T, 200, 0.0, &[]) {
             if let Fault::Pause { ms, .. }
-            | Fault::IsolateLeader { ms }
+            | Fault::Isolate { ms, .. }
             | Fault::Split { ms }
             | Fault::OneWay { ms } = f
             {

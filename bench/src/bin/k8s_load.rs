@@ -48,6 +48,9 @@ struct Cli {
     /// The members' --experimental-watch-progress-notify-interval.
     #[arg(long, default_value = "5s")]
     progress_interval: String,
+    /// Seed of the writers' choices (the same seed makes the same choices on every system).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 async fn one(cli: &Cli, flavor: Flavor, bin: PathBuf) -> Result<apiserver::Report> {
@@ -77,6 +80,8 @@ async fn one(cli: &Cli, flavor: Flavor, bin: PathBuf) -> Result<apiserver::Repor
         small_watches: cli.small_watches,
         page: cli.page,
         compact_every: Duration::from_secs(cli.compact_every.max(1)),
+        seed: cli.seed,
+        watch_member: None,
     };
     eprintln!("==> {name}: running the workload for {}s", cli.seconds);
     apiserver::run(&cluster.pki, &endpoints, &opts)

@@ -136,6 +136,7 @@ impl<'a> Nemesis<'a> {
         match who {
             Target::Random => random,
             Target::Leader => self.leader().await.unwrap_or(random),
+            Target::Member(i) => i % self.n(),
         }
     }
 
@@ -201,8 +202,8 @@ impl<'a> Nemesis<'a> {
                 sleep(Duration::from_millis(*ms)).await;
                 signal(pid, libc::SIGCONT);
             }
-            Fault::IsolateLeader { ms } => {
-                let l = self.pick(Target::Leader).await;
+            Fault::Isolate { who, ms } => {
+                let l = self.pick(*who).await;
                 targets.push(l);
                 let others: Vec<usize> = (0..self.n()).filter(|&j| j != l).collect();
                 self.net.cut(&[l], &others)?;

@@ -177,7 +177,7 @@ impl fmt::Display for Report {
             f,
             "acknowledged writes {}, conflicts retried {}, watch events {events} on {} watches \
              ({} resumes, {} progress notifications), lists {} ({} too old), compactions {}, \
-             uncertain writes {}",
+             uncertain writes {}, election leases expired {}",
             r.acked.len(),
             r.conflicts,
             r.watched.len(),
@@ -186,8 +186,18 @@ impl fmt::Display for Report {
             r.lists,
             r.lists_too_old,
             r.compactions,
-            r.uncertain.len()
+            r.uncertain.len(),
+            r.lease_expiries
         )?;
+        for (kind, l) in &r.ops {
+            if let Some(e) = &l.first_error {
+                writeln!(
+                    f,
+                    "first {kind} error: {}",
+                    e.chars().take(200).collect::<String>()
+                )?;
+            }
+        }
         for end in r.watch_ends.iter().take(5) {
             writeln!(f, "watch resumed: {end}")?;
         }

@@ -9,11 +9,13 @@
 
 mod check;
 mod tasks;
+mod watch;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::pki::Pki;
 
@@ -36,6 +38,12 @@ pub struct Options {
     pub page: i64,
     /// The API server's compaction interval (its `--etcd-compaction-interval`, 5m by default).
     pub compact_every: Duration,
+    /// Varies the writers' choices; a run with the same seed makes the same choices.
+    pub seed: u64,
+    /// The member (index into the endpoints) every watch opens its first stream on; `None` spreads
+    /// them over the members. After a stream ends, a watch resumes on the next member in turn, as
+    /// clientv3's round-robin balancer does.
+    pub watch_member: Option<usize>,
 }
 
 impl Options {
@@ -49,6 +57,8 @@ impl Options {
             small_watches: 20,
             page: 10,
             compact_every: Duration::from_secs(2),
+            seed: 0,
+            watch_member: None,
         }
     }
 }
@@ -67,6 +77,8 @@ pub struct Acked {
 pub struct Latencies {
     pub ok: Vec<Duration>,
     pub errors: usize,
+    /// The first error's text, to tell a fault's effect from a bug.
+    pub first_error: Option<String>,
 }
 
 /// One paginated list: its prefix, revision and items (key, mod_revision).
@@ -75,6 +87,21 @@ pub struct ListSnapshot {
     pub prefix: String,
     pub revision: i64,
     pub items: Vec<(String, i64)>,
+}
+
+/// One stream of a watch: the member it was open on, from when to when, and how it ended.
+#[derive(Debug, Clone)]
+pub struct WatchStream {
+    /// The watch (its prefix, or `=key`).
+    pub name: String,
+    /// Index of the member (into the endpoints).
+    pub member: usize,
+    /// When the member confirmed the watch (its `created` response).
+    pub opened: Instant,
+    /// The revision the watch resumed from.
+    pub from: i64,
+    /// When and why the stream ended, while the workload still ran.
+    pub ended: Option<(Instant, String)>,
 }
 
 /// Everything the tasks recorded.
@@ -98,13 +125,75 @@ pub struct Recorded {
     pub conflicts: usize,
     pub progress_notifications: usize,
     pub watch_resumes: usize,
+    /// Leader-election leases that expired (their keep-alives failed longer than the TTL).
+    pub lease_expiries: usize,
     /// Why watch streams ended before the run did (each was resumed).
     pub watch_ends: Vec<String>,
+    /// Every watch stream opened, in order.
+    pub streams: Vec<WatchStream>,
 }
 
 /// Runs the workload against the cluster at `endpoints` and checks it.
 pub async fn run(pki: &Pki, endpoints: &[&str], opts: &Options) -> Result<Report> {
-    let recorded = tasks::run(pki, endpoints, opts).await?;
-    let client = crate::grpc::connect_with(pki, endpoints, false).await?;
-    check::check(client, recorded, opts).await
+    Workload::start(pki, endpoints, opts).finish().await
+}
+
+/// The workload while it runs, for a fault injector that needs to know where the watches are.
+pub struct Workload {
+    rec: Arc<Mutex<Recorded>>,
+    task: tokio::task::JoinHandle<Result<Recorded>>,
+    deadline: tasks::Deadline,
+    pki: Pki,
+    endpoints: Vec<String>,
+    opts: Options,
+    started: Instant,
+}
+
+impl Workload {
+    /// Starts every task; they run for `opts.duration` (or until [`Workload::stop`]).
+    pub fn start(pki: &Pki, endpoints: &[&str], opts: &Options) -> Workload {
+        let rec: Arc<Mutex<Recorded>> = Arc::default();
+        let endpoints: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
+        let deadline = tasks::Deadline::after(opts.duration);
+        let task = tokio::spawn(tasks::run(
+            pki.clone(),
+            endpoints.clone(),
+            opts.clone(),
+            rec.clone(),
+            deadline.clone(),
+        ));
+        Workload {
+            rec,
+            task,
+            deadline,
+            pki: pki.clone(),
+            endpoints,
+            opts: opts.clone(),
+            started: Instant::now(),
+        }
+    }
+
+    /// How many watch streams are open on each member now (index into the endpoints).
+    pub fn open_streams(&self) -> Vec<usize> {
+        let mut open = vec![0; self.endpoints.len()];
+        let g = tasks::lock(&self.rec);
+        for s in g.streams.iter().filter(|s| s.ended.is_none()) {
+            open[s.member] += 1;
+        }
+        open
+    }
+
+    /// Ends the load now, before its duration ran out (the report's rates use the time it ran).
+    pub fn stop(&mut self) {
+        self.deadline.now();
+        self.opts.duration = self.started.elapsed();
+    }
+
+    /// Waits for the tasks to end (and the watches to catch up), then checks what they recorded.
+    pub async fn finish(self) -> Result<Report> {
+        let recorded = self.task.await.context("the workload's task")??;
+        let endpoints: Vec<&str> = self.endpoints.iter().map(String::as_str).collect();
+        let client = crate::grpc::connect_with(&self.pki, &endpoints, false).await?;
+        check::check(client, recorded, &self.opts).await
+    }
 }

@@ -5,17 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::watch;
 
+use super::watch::watch_resource;
 use super::{Acked, Options, Recorded};
 use crate::pki::Pki;
 
-type Shared = Arc<Mutex<Recorded>>;
+pub(super) type Shared = Arc<Mutex<Recorded>>;
 
-fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Recorded> {
+pub(super) fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Recorded> {
     r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -31,7 +30,10 @@ async fn timed<T>(
     let l = g.ops.entry(kind).or_default();
     match &r {
         Ok(_) => l.ok.push(t.elapsed()),
-        Err(_) => l.errors += 1,
+        Err(e) => {
+            l.errors += 1;
+            l.first_error.get_or_insert_with(|| e.to_string());
+        }
     }
     r
 }
@@ -58,34 +60,54 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
     end
 }
 
-/// Runs every task until `opts.duration` has passed and the watches have seen every write.
-pub async fn run(pki: &Pki, endpoints: &[&str], opts: &Options) -> Result<Recorded> {
-    let client = crate::grpc::connect_with(pki, endpoints, false).await?;
+/// When the load stops: after the run's duration, or earlier when [`Deadline::now`] is called.
+#[derive(Clone)]
+pub(super) struct Deadline(Arc<Mutex<Instant>>);
+
+impl Deadline {
+    pub(super) fn after(d: Duration) -> Deadline {
+        Deadline(Arc::new(Mutex::new(Instant::now() + d)))
+    }
+
+    fn passed(&self) -> bool {
+        Instant::now() >= *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the load now.
+    pub(super) fn now(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
+/// Runs every task until `deadline` has passed and the watches have seen every write.
+pub async fn run(
+    pki: Pki,
+    endpoints: Vec<String>,
+    opts: Options,
+    rec: Shared,
+    deadline: Deadline,
+) -> Result<Recorded> {
+    let opts = &opts;
+    let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let client = crate::grpc::connect_with(&pki, &eps, false).await?;
     let start = client.clone().get("/registry/", None).await?;
     let start_rev = start.header().map(|h| h.revision()).unwrap_or(0);
-    let rec: Shared = Arc::default();
     let (stop_tx, stop) = watch::channel(false);
-    let deadline = Instant::now() + opts.duration;
 
+    let names = (0..opts.resources)
+        .map(|r| (resource_prefix(r), resource_prefix(r)))
+        .chain((0..opts.small_watches).map(|i| {
+            let key = format!("{}ns{}/o{}", resource_prefix(0), i % 3, i);
+            (format!("={key}"), key)
+        }));
     let mut watches = Vec::new();
-    for r in 0..opts.resources {
-        let name = resource_prefix(r);
+    for (i, (name, key)) in names.enumerate() {
+        let first_member = opts.watch_member.unwrap_or(i) % endpoints.len().max(1);
         watches.push(tokio::spawn(watch_resource(
             pki.clone(),
-            endpoints.iter().map(|e| e.to_string()).collect(),
-            name.clone(),
+            endpoints.clone(),
+            first_member,
             name,
-            start_rev + 1,
-            rec.clone(),
-            stop.clone(),
-        )));
-    }
-    for i in 0..opts.small_watches {
-        let key = format!("{}ns{}/o{}", resource_prefix(0), i % 3, i);
-        watches.push(tokio::spawn(watch_resource(
-            pki.clone(),
-            endpoints.iter().map(|e| e.to_string()).collect(),
-            format!("={key}"),
             key,
             start_rev + 1,
             rec.clone(),
@@ -99,7 +121,7 @@ pub async fn run(pki: &Pki, endpoints: &[&str], opts: &Options) -> Result<Record
             client.clone(),
             w,
             opts.clone(),
-            deadline,
+            deadline.clone(),
             event_lease,
             rec.clone(),
         )));
@@ -107,13 +129,13 @@ pub async fn run(pki: &Pki, endpoints: &[&str], opts: &Options) -> Result<Record
     load.push(tokio::spawn(lister(
         client.clone(),
         opts.clone(),
-        deadline,
+        deadline.clone(),
         rec.clone(),
     )));
     load.push(tokio::spawn(compactor(
         client.clone(),
         opts.clone(),
-        deadline,
+        deadline.clone(),
         rec.clone(),
     )));
     load.push(tokio::spawn(leader_election(
@@ -165,14 +187,14 @@ async fn writer(
     mut c: Client,
     w: usize,
     opts: super::Options,
-    deadline: Instant,
+    deadline: Deadline,
     event_lease: i64,
     rec: Shared,
 ) {
-    let mut seed = w as u64 * 7919 + 17;
+    let mut seed = (w as u64 * 7919 + 17) ^ opts.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut known: HashMap<String, i64> = HashMap::new();
     let mut n = 0u64;
-    while Instant::now() < deadline {
+    while !deadline.passed() {
         n += 1;
         let pick = next(&mut seed);
         if pick.is_multiple_of(8) {
@@ -282,9 +304,9 @@ fn record(
 
 /// Paginated lists as the API server's reflector LISTs: pages of `opts.page` at the first page's
 /// revision, continued from the last key.
-async fn lister(mut c: Client, opts: super::Options, deadline: Instant, rec: Shared) {
+async fn lister(mut c: Client, opts: super::Options, deadline: Deadline, rec: Shared) {
     let mut r = 0;
-    while Instant::now() < deadline {
+    while !deadline.passed() {
         let prefix = resource_prefix(r % opts.resources);
         r += 1;
         let t = Instant::now();
@@ -297,14 +319,13 @@ async fn lister(mut c: Client, opts: super::Options, deadline: Instant, rec: Sha
                     g.list_snapshots.push(seen);
                 }
             }
-            Err(e) if e.to_string().contains("compacted") => lock(&rec).lists_too_old += 1,
-            Err(e) => {
-                let mut g = lock(&rec);
-                g.ops.entry("list").or_default().errors += 1;
-                if !e.to_string().contains("etcdserver") {
-                    g.problems.push(format!("list {prefix}: {e}"));
-                }
-            }
+            // A failed call (a member down or cut off, no leader) is an error a client retries;
+            // only an answer that contradicts itself (count vs pages) is a problem.
+            Err(e) => match e.downcast_ref::<etcd_client::Error>() {
+                Some(e) if e.to_string().contains("compacted") => lock(&rec).lists_too_old += 1,
+                Some(_) => lock(&rec).ops.entry("list").or_default().errors += 1,
+                None => lock(&rec).problems.push(format!("list {prefix}: {e:#}")),
+            },
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -351,15 +372,21 @@ async fn list(c: &mut Client, prefix: &str, page: i64) -> Result<super::ListSnap
 
 /// The API server's compaction: a Txn on the version of `compact_rev_key`, then Compact to the
 /// revision of the previous round.
-async fn compactor(mut c: Client, opts: super::Options, deadline: Instant, rec: Shared) {
+async fn compactor(mut c: Client, opts: super::Options, deadline: Deadline, rec: Shared) {
     const KEY: &str = "compact_rev_key";
     let mut version = 0;
     let mut previous = 0;
+    let mut next = Instant::now() + opts.compact_every;
     loop {
-        tokio::time::sleep(opts.compact_every).await;
-        if Instant::now() >= deadline {
+        // Short sleeps, so an early stop is seen at once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if deadline.passed() {
             return;
         }
+        if Instant::now() < next {
+            continue;
+        }
+        next += opts.compact_every;
         let txn = Txn::new()
             .when([Compare::version(KEY, CompareOp::Equal, version)])
             .and_then([TxnOp::put(KEY, previous.to_string(), None)])
@@ -391,18 +418,29 @@ async fn compactor(mut c: Client, opts: super::Options, deadline: Instant, rec: 
     }
 }
 
-/// A leader-election lease object renewed every 2 s under a short etcd lease kept alive.
-async fn leader_election(mut c: Client, deadline: Instant, rec: Shared) {
+/// A leader-election lease object renewed every 2 s under a short etcd lease kept alive. When the
+/// etcd lease expired anyway (keep-alives failing through a fault for longer than its TTL), its key
+/// went with it: that is no lost write but an election lost, and the renewer starts over with a new
+/// lease, as a scheduler that lost its lock campaigns again.
+async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
     let key = "/registry/leases/kube-system/kube-scheduler";
-    let Ok(lease) = timed(&rec, "lease grant", c.lease_grant(15, None)).await else {
-        return;
-    };
+    let mut lease = None;
     let mut rev = 0;
     let mut n = 0;
-    while Instant::now() < deadline {
+    while !deadline.passed() {
         n += 1;
+        let id = match lease {
+            Some(id) => id,
+            None => match timed(&rec, "lease grant", c.lease_grant(15, None)).await {
+                Ok(l) => *lease.insert(l.id()),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            },
+        };
         let _ = timed(&rec, "lease keepalive", async {
-            let (mut k, mut s) = c.lease_keep_alive(lease.id()).await?;
+            let (mut k, mut s) = c.lease_keep_alive(id).await?;
             k.keep_alive().await?;
             s.message().await
         })
@@ -413,18 +451,12 @@ async fn leader_election(mut c: Client, deadline: Instant, rec: Shared) {
         } else {
             Compare::mod_revision(key, CompareOp::Equal, rev)
         };
-        let put = TxnOp::put(
-            key,
-            value.as_str(),
-            Some(PutOptions::new().with_lease(lease.id())),
-        );
-        match timed(
-            &rec,
-            "lease renew",
-            c.txn(Txn::new().when([cmp]).and_then([put])),
-        )
-        .await
-        {
+        let put = TxnOp::put(key, value.as_str(), Some(PutOptions::new().with_lease(id)));
+        let txn = Txn::new()
+            .when([cmp])
+            .and_then([put])
+            .or_else([TxnOp::get(key, None)]);
+        match timed(&rec, "lease renew", c.txn(txn)).await {
             Ok(t) if t.succeeded() => {
                 rev = t.header().map(|h| h.revision()).unwrap_or(0);
                 lock(&rec).acked.push(Acked {
@@ -433,105 +465,38 @@ async fn leader_election(mut c: Client, deadline: Instant, rec: Shared) {
                     value: Some(value),
                 });
             }
-            Ok(_) => lock(&rec)
-                .problems
-                .push(format!("the only renewer of {key} lost its Txn")),
+            Ok(_) => {
+                let expired = match c.lease_time_to_live(id, None).await {
+                    Ok(t) => t.ttl() <= 0,
+                    Err(e) => e.to_string().contains("lease not found"),
+                };
+                {
+                    let mut g = lock(&rec);
+                    if expired {
+                        g.lease_expiries += 1;
+                        g.uncertain.push(key.into());
+                        lease = None;
+                    } else {
+                        g.problems
+                            .push(format!("the only renewer of {key} lost its Txn at {rev}"));
+                    }
+                }
+                rev = current_mod_revision(&mut c, key).await;
+            }
             Err(_) => {
                 lock(&rec).uncertain.push(key.into());
-                rev = c
-                    .get(key, None)
-                    .await
-                    .ok()
-                    .and_then(|g| g.kvs().first().map(|kv| kv.mod_revision()))
-                    .unwrap_or(0);
+                rev = current_mod_revision(&mut c, key).await;
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
-/// One watch as the API server's watch cache keeps it: require-leader, prev_kv, progress notify,
-/// resumed from the revision after the last event on any error. `name` is the prefix, or `=key`.
-async fn watch_resource(
-    pki: Pki,
-    endpoints: Vec<String>,
-    name: String,
-    key: String,
-    mut from: i64,
-    rec: Shared,
-    mut stop: watch::Receiver<bool>,
-) {
-    lock(&rec).watched.entry(name.clone()).or_default();
-    let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
-    let mut first = true;
-    while !*stop.borrow() {
-        if !first {
-            lock(&rec).watch_resumes += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        first = false;
-        let Ok(mut c) = crate::grpc::connect_with(&pki, &endpoints, true).await else {
-            continue;
-        };
-        let mut opts = WatchOptions::new()
-            .with_prev_key()
-            .with_progress_notify()
-            .with_start_revision(from);
-        if !name.starts_with('=') {
-            opts = opts.with_prefix();
-        }
-        let mut s = match c.watch(key.as_str(), Some(opts)).await {
-            Ok(s) => s,
-            Err(e) => {
-                lock(&rec)
-                    .watch_ends
-                    .push(format!("{name}: not opened at {from}: {e}"));
-                continue;
-            }
-        };
-        loop {
-            let msg = tokio::select! {
-                m = s.message() => m,
-                _ = stop.changed() => return,
-            };
-            let r = match msg {
-                Ok(Some(r)) => r,
-                Ok(None) => {
-                    lock(&rec)
-                        .watch_ends
-                        .push(format!("{name}: ended at {from}"));
-                    break;
-                }
-                Err(e) => {
-                    lock(&rec)
-                        .watch_ends
-                        .push(format!("{name}: failed at {from}: {e}"));
-                    break;
-                }
-            };
-            if r.canceled() {
-                lock(&rec).problems.push(format!(
-                    "watch {name} canceled at {from}: {} (compact revision {})",
-                    r.cancel_reason(),
-                    r.compact_revision()
-                ));
-                return;
-            }
-            let mut g = lock(&rec);
-            if r.events().is_empty() && !r.created() {
-                g.progress_notifications += 1;
-            }
-            let seen = g.watched.entry(name.clone()).or_default();
-            for e in r.events() {
-                let Some(kv) = e.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).into_owned();
-                seen.push((
-                    key,
-                    kv.mod_revision(),
-                    e.event_type() == etcd_client::EventType::Put,
-                ));
-                from = kv.mod_revision() + 1;
-            }
-        }
-    }
+/// The key's mod revision now (0: absent, or the read failed).
+async fn current_mod_revision(c: &mut Client, key: &str) -> i64 {
+    c.get(key, None)
+        .await
+        .ok()
+        .and_then(|g| g.kvs().first().map(|kv| kv.mod_revision()))
+        .unwrap_or(0)
 }
