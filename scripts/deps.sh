@@ -7,6 +7,7 @@
 #   scripts/deps.sh test         quickstart's set plus every tool the system tests drive (scripts/test.sh)
 #   scripts/deps.sh [all]        the same as test (CI)
 #   scripts/deps.sh vm           what the opt-in VM appliance test adds (qemu, the image's boot loader tools)
+#   scripts/deps.sh bench        test's set plus gnuplot, which draws the benchmark's put curve
 # Idempotent; skips apt when all are present. Needs root or sudo only when something is missing.
 set -euo pipefail
 QUICKSTART=(protobuf-compiler libprotobuf-dev etcd-client)
@@ -19,12 +20,14 @@ TEST=(
   nix-bin ansible-core
   debootstrap openssh-client
 )
+BENCH=(gnuplot-nox)
 VM=(qemu-system-x86 qemu-utils extlinux fdisk e2fsprogs openssh-client curl)
 case "${1:-all}" in
   quickstart) PKGS=("${QUICKSTART[@]}") ;;
   test | all) PKGS=("${QUICKSTART[@]}" "${TEST[@]}") ;;
+  bench) PKGS=("${QUICKSTART[@]}" "${TEST[@]}" "${BENCH[@]}") ;;
   vm) PKGS=("${QUICKSTART[@]}" "${TEST[@]}" "${VM[@]}") ;;
-  *) echo "usage: $0 [quickstart|test|all|vm]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quickstart|test|all|vm|bench]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,7 +5,8 @@ use etcd_client::{Client, GetOptions, SortOrder, SortTarget};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-const PREFIX: &str = "bench/";
+/// The prefix of every key the put workloads write.
+pub const PREFIX: &str = "bench/";
 
 /// The key for index `i` of the keyspace.
 pub fn key_of(i: u64) -> String {

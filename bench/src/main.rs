@@ -1,33 +1,38 @@
-//! cairn-bench: drives a cairn and an etcd 3.4 cluster with the same etcd v3 workloads and prints a
-//! Markdown comparison (see docs/benchmark.md).
+//! cairn-bench: drives cairn, etcd 3.4 and etcd 3.5 clusters with the same etcd v3 workloads and prints
+//! a Markdown comparison (see docs/benchmark.md); `--scale` runs the scale suite instead.
 
+mod auth;
 mod fsync_floor;
 mod ledger;
+mod plot;
 mod procstat;
 mod report;
+mod scale;
+mod steps;
+mod sut;
 mod workload;
 
 use anyhow::{bail, Context, Result};
-use cairn_tests::cluster::{Cluster, Flavor, PkiSource};
-use cairn_tests::grpc::connect;
 use clap::Parser;
-use etcd_client::Client;
-use report::{Row, SystemRun};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
+use sut::Sut;
 
-/// Benchmark cairn against etcd 3.4: same topology (3 members, mutual TLS), same workloads, one run.
+/// Benchmark cairn against etcd 3.4 and 3.5: same topology (3 members, mutual TLS), same workloads,
+/// one run, the systems interleaved workload by workload.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
-    /// Systems to run, in order (etcd, cairn).
-    #[arg(long, value_delimiter = ',', default_value = "etcd,cairn")]
+    /// Systems to run: etcd (3.4, --etcd), etcd35 (3.5, --etcd35), cairn.
+    #[arg(long, value_delimiter = ',', default_value = "etcd,etcd35,cairn")]
     systems: Vec<String>,
-    /// The etcd server binary.
+    /// The etcd 3.4 server binary.
     #[arg(long, default_value = "/usr/bin/etcd")]
     etcd: PathBuf,
+    /// The etcd 3.5 server binary (scripts/etcd35.sh fetches it there).
+    #[arg(long, default_value = "~/.cache/cairn/etcd-3.5/usr/bin/etcd")]
+    etcd35: String,
     /// The cairn server binary.
     #[arg(long, default_value = "target/release/cairn")]
     cairn: PathBuf,
@@ -37,8 +42,9 @@ struct Cli {
     /// Length of each workload, e.g. 5s, 500ms, 1m.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     duration: Duration,
-    /// Concurrent clients of the put workloads.
-    #[arg(long, value_delimiter = ',', default_value = "1,16,128,1024")]
+    /// Concurrent clients of the put workloads (1 runs three ways: all endpoints, leader, follower);
+    /// these are the points of the plot.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64,128,512,1024")]
     put_clients: Vec<usize>,
     /// Concurrent clients of the get workloads.
     #[arg(long, default_value_t = 128)]
@@ -46,6 +52,9 @@ struct Cli {
     /// Concurrent clients of the lease churn workload.
     #[arg(long, default_value_t = 16)]
     lease_clients: usize,
+    /// Concurrent clients of the auth off / on puts.
+    #[arg(long, default_value_t = 128)]
+    auth_clients: usize,
     /// gRPC connections (TLS channels) the clients share, spread over the members (etcd benchmark --conns).
     #[arg(long, default_value_t = 16)]
     conns: usize,
@@ -61,9 +70,13 @@ struct Cli {
     /// `etcdctl check perf` loads to run against each system (s, m, l); each takes about a minute.
     #[arg(long, value_delimiter = ',')]
     check_perf: Vec<String>,
-    /// Workloads to run (put, get, watch, lease); the others are skipped, e.g. `--workloads put` while
-    /// profiling the write path.
-    #[arg(long, value_delimiter = ',', default_value = "put,get,watch,lease")]
+    /// Workloads to run (put, get, watch, lease, auth); the others are skipped, e.g. `--workloads put`
+    /// while profiling the write path. auth switches auth on near the end and leaves it on.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "put,get,watch,lease,auth"
+    )]
     workloads: Vec<String>,
     /// Where data dirs, certs and logs go (the fsync floor is measured here too).
     #[arg(long, default_value = "target/bench-work")]
@@ -71,6 +84,20 @@ struct Cli {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run the scale suite instead (dataset with history, restart, learner, compaction, defrag, big
+    /// ranges, memory, disk, 10k watchers, 1 MiB values); scripts/bench.sh --scale.
+    #[arg(long)]
+    scale: bool,
+    /// Keys of the scale suite's dataset (1 KiB values; 1M ≈ 1 GiB).
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_keys: u64,
+    /// Watchers of the scale suite's fan-out.
+    #[arg(long, default_value_t = 10_000)]
+    scale_watchers: usize,
+    /// Draw the put curve (ops/s and p99 against clients) into this PNG with gnuplot; the report links
+    /// it by file name, so put it next to --out.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -105,27 +132,14 @@ async fn main() -> ExitCode {
 
 /// Returns Ok(false) when a system failed or lost an acknowledged write.
 async fn run(cli: Cli) -> Result<bool> {
-    let mut flavors = Vec::new();
-    for name in &cli.systems {
-        let (flavor, bin) = match name.as_str() {
-            "etcd" => (Flavor::Etcd, &cli.etcd),
-            "cairn" => (Flavor::Cairn, &cli.cairn),
-            other => bail!("--systems: unknown system '{other}': use etcd and/or cairn"),
-        };
-        if !bin.is_file() {
-            bail!(
-                "--{name}: {} does not exist (build it, or pass its path)",
-                bin.display()
-            );
-        }
-        flavors.push((flavor, bin.clone()));
-    }
+    let etcd35 = sut::expand_home(&cli.etcd35);
+    let systems = sut::resolve(&cli.systems, &cli.etcd, &etcd35, &cli.cairn)?;
     if let Some(w) = cli
         .workloads
         .iter()
-        .find(|w| !["put", "get", "watch", "lease"].contains(&w.as_str()))
+        .find(|w| !["put", "get", "watch", "lease", "auth"].contains(&w.as_str()))
     {
-        bail!("--workloads: unknown workload '{w}': use put, get, watch and/or lease");
+        bail!("--workloads: unknown workload '{w}': use put, get, watch, lease and/or auth");
     }
     if cli.conns == 0 || cli.put_clients.contains(&0) || cli.keyspace == 0 {
         bail!("--conns, --put-clients and --keyspace must be at least 1");
@@ -137,39 +151,83 @@ async fn run(cli: Cli) -> Result<bool> {
         .work_dir
         .canonicalize()
         .context("resolving --work-dir")?;
+    if cli.scale {
+        let opts = scale::Options {
+            keys: cli.scale_keys,
+            duration: cli.duration,
+            watchers: cli.scale_watchers,
+            conns: cli.conns,
+            work,
+            out: cli.out.clone(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        };
+        return scale::run(&systems, &opts).await;
+    }
+    let load_at_start = loadavg();
     eprintln!("==> fsync floor in {}", work.display());
     let mut fsync_us = fsync_floor::measure(&work, 300)?;
     fsync_us.sort_unstable();
 
-    let mut runs = Vec::new();
-    for (flavor, bin) in flavors {
-        let mut run = SystemRun {
-            system: flavor.name(),
-            rows: Vec::new(),
-            rss_kib: Vec::new(),
-            verdicts: Vec::new(),
-            check_perf: Vec::new(),
-            failure: None,
-        };
-        if let Err(e) = bench_system(&cli, flavor, &bin, &work, &mut run).await {
-            eprintln!("{}: {e:#}", flavor.name());
-            run.failure = Some(format!("{e:#}"));
-        }
-        runs.push(run);
+    let mut suts = Vec::new();
+    for sys in &systems {
+        suts.push(Sut::start(sys, &work, cli.conns).await?);
     }
+    // Let elections and connection set-up settle before taking the idle memory figure.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in &mut suts {
+        s.note_idle_rss()?;
+    }
+    let settings = steps::Settings {
+        duration: cli.duration,
+        keyspace: cli.keyspace,
+        get_clients: cli.get_clients,
+        lease_clients: cli.lease_clients,
+        auth_clients: cli.auth_clients,
+        conns: cli.conns,
+        watchers: cli.watchers,
+        watch_rate: cli.watch_rate,
+        etcdctl: &cli.etcdctl,
+    };
+    let plan = steps::plan(&cli.workloads, &cli.put_clients, &cli.check_perf);
+    let n = suts.len();
+    for (k, step) in plan.iter().enumerate() {
+        // Rotate who goes first, so no system always runs right after the same other one.
+        for j in 0..n {
+            let s = &mut suts[(j + k) % n];
+            if s.run.failure.is_some() {
+                continue;
+            }
+            if let Err(e) = steps::run(&settings, s, step).await {
+                eprintln!("{}: {e:#}", s.run.system);
+                s.run.failure = Some(format!("{step:?}: {e:#}"));
+            }
+        }
+    }
+    let mut runs: Vec<report::SystemRun> = suts.into_iter().map(|s| s.run).collect();
     for run in &mut runs {
         for row in &mut run.rows {
             row.outcome.latencies.sort_unstable();
         }
     }
+    let mut plotted = None;
+    if let Some(png) = &cli.plot {
+        let title = format!("put, 256-byte values, 3 members, mutual TLS ({})", date());
+        match plot::draw(&runs, &work, png, &title) {
+            Ok(()) => plotted = png.file_name().map(|f| f.to_string_lossy().into_owned()),
+            Err(e) => eprintln!("cairn-bench: no plot: {e:#}"),
+        }
+    }
     let ctx = report::Context {
-        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        date: date(),
         nproc: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
         cpu_model: cpu_model(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         fsync_us,
+        load: (load_at_start, loadavg()),
+        duration_s: cli.duration.as_secs_f64(),
+        plot: plotted,
     };
     let text = report::render(&ctx, &runs);
     println!("{text}");
@@ -191,173 +249,18 @@ async fn run(cli: Cli) -> Result<bool> {
     Ok(durable && runs.iter().all(|r| r.failure.is_none()))
 }
 
-async fn bench_system(
-    cli: &Cli,
-    flavor: Flavor,
-    bin: &std::path::Path,
-    work: &std::path::Path,
-    run: &mut SystemRun,
-) -> Result<()> {
-    let name = flavor.name();
-    eprintln!("==> {name}: starting 3 members");
-    let mut cluster = Cluster::builder(flavor, 3)
-        .binary(bin)
-        .dir(work.join(name))
-        .token(format!("bench-{name}"))
-        .pki(PkiSource::Rcgen)
-        .create()?;
-    cluster.start_all()?;
-    cluster.wait_ready(Duration::from_secs(30)).await?;
-    let endpoints: Vec<String> = cluster
-        .members
-        .iter()
-        .map(|m| m.client_url.clone())
-        .collect();
-    // Let elections and connection set-up settle before taking the idle memory figure.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let pids = cluster.pids();
-    let idle: Vec<u64> = pids
-        .iter()
-        .map(|&p| procstat::rss_kib(p).map(|r| r.0))
-        .collect::<Result<_>>()?;
-    let mut pool = Vec::with_capacity(cli.conns);
-    for i in 0..cli.conns {
-        pool.push(connect(&cluster.pki, &endpoints[i % endpoints.len()]).await?);
-    }
-    let hz = procstat::ticks_per_second();
-    let ledger = Arc::new(ledger::Ledger::default());
-    let d = cli.duration;
-    let conns = |clients: usize| &pool[..clients.min(pool.len())];
-
-    macro_rules! measure {
-        ($label:expr, $body:expr) => {{
-            eprintln!("==> {name}: {}", $label);
-            let cpu0 = procstat::cpu_seconds(&pids, hz)?;
-            let outcome = $body;
-            let cpu_seconds = procstat::cpu_seconds(&pids, hz)? - cpu0;
-            eprintln!(
-                "    {} ops, {} errors in {:.1?}",
-                outcome.ops, outcome.errors, outcome.elapsed
-            );
-            run.rows.push(Row {
-                workload: $label,
-                outcome,
-                cpu_seconds,
-            });
-        }};
-    }
-    let wants = |w: &str| cli.workloads.iter().any(|x| x == w);
-    for &c in cli.put_clients.iter().filter(|_| wants("put")) {
-        if c == 1 {
-            // Which member leads is chance, and a lone client's latency depends on it (a follower
-            // forwards): measure both ways so runs compare like with like.
-            let lead = cluster.leader_index().await?;
-            let n = endpoints.len();
-            for (how, at) in [("via the leader", lead), ("via a follower", (lead + 1) % n)] {
-                let one = [cluster.client(at).await?];
-                measure!(
-                    format!("put, 1 client {how}"),
-                    workload::put(&one, 1, d, cli.keyspace, ledger.clone()).await
-                );
-            }
-            continue;
-        }
-        measure!(
-            format!("put, {c} clients"),
-            workload::put(conns(c), c, d, cli.keyspace, ledger.clone()).await
-        );
-    }
-    eprintln!("==> {name}: reading back every acknowledged put");
-    run.verdicts
-        .push(("live".into(), ledger.verify(&mut pool[0].clone()).await?));
-    let g = cli.get_clients;
-    if wants("get") {
-        measure!(
-            format!("get linearizable, {g} clients"),
-            workload::get(conns(g), g, d, cli.keyspace, false).await
-        );
-        measure!(
-            format!("get serializable, {g} clients"),
-            workload::get(conns(g), g, d, cli.keyspace, true).await
-        );
-    }
-    let w = cli.watchers;
-    if wants("watch") {
-        measure!(
-            format!("watch fan-out, 1 writer × {w} watchers"),
-            workload::watch_fanout(&pool, w, d, cli.watch_rate).await?
-        );
-    }
-    let l = cli.lease_clients;
-    if wants("lease") {
-        measure!(
-            format!("lease grant+keepalive+revoke, {l} clients"),
-            workload::lease_churn(conns(l), l, d).await
-        );
-    }
-    // scripts/bench.sh passes `--check-perf s` and callers may add their own list: run each load once.
-    let mut loads: Vec<&String> = Vec::new();
-    cli.check_perf.iter().for_each(|l| {
-        if !loads.contains(&l) {
-            loads.push(l)
-        }
-    });
-    for load in loads {
-        eprintln!("==> {name}: etcdctl check perf --load={load} (about a minute)");
-        run.check_perf
-            .push((load.clone(), check_perf(cli, &cluster, load)));
-    }
-    run.rss_kib = pids
-        .iter()
-        .zip(&idle)
-        .map(|(&p, &i)| procstat::rss_kib(p).map(|(now, peak)| (i, now, peak)))
-        .collect::<Result<_>>()?;
-
-    // kill -9 every member, restart, and read everything back again: acknowledged means on disk.
-    eprintln!("==> {name}: kill -9 all members, restart, read back again");
-    drop(pool);
-    cluster.restart_all()?;
-    cluster.wait_ready(Duration::from_secs(60)).await?;
-    let mut client: Client = cluster.client(0).await?;
-    run.verdicts.push((
-        "after kill -9 of all members and restart".into(),
-        ledger.verify(&mut client).await?,
-    ));
-    Ok(())
+/// The three load averages of /proc/loadavg.
+pub fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-fn check_perf(cli: &Cli, cluster: &Cluster, load: &str) -> String {
-    let pki = &cluster.pki;
-    let out = std::process::Command::new(&cli.etcdctl)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", cluster.endpoints()))
-        .arg(format!("--cacert={}", pki.ca.display()))
-        .arg(format!("--cert={}", pki.admin.crt.display()))
-        .arg(format!("--key={}", pki.admin.key.display()))
-        .args(["check", "perf", &format!("--load={load}")])
-        .output();
-    match out {
-        Ok(o) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            format!("{}\n({})", without_progress_bar(&text), o.status)
-        }
-        Err(e) => format!("could not run {}: {e}", cli.etcdctl.display()),
-    }
-}
-
-/// Drops `check perf`'s progress-bar frames ("12 / 60  20.00% 00m48s"), keeping its verdict lines.
-fn without_progress_bar(text: &str) -> String {
-    let bar = |l: &str| l.contains(" / 60") && l.contains('%');
-    let lines: Vec<&str> = text
-        .split(['\n', '\r'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !bar(l))
-        .collect();
-    lines.join("\n")
+/// Now, in UTC, to the minute.
+pub fn date() -> String {
+    command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> String {
@@ -380,15 +283,6 @@ fn cpu_model() -> String {
 mod tests {
     use super::parse_duration;
     use std::time::Duration;
-
-    #[test]
-    fn check_perf_output_keeps_only_the_verdict() {
-        let raw = " 0 / 60    0.00% 1 / 60    1.67% 00m59s\r60 / 60  100.00% 1m0s\nPASS: Throughput is 150 writes/s\nPASS\n";
-        assert_eq!(
-            super::without_progress_bar(raw),
-            "PASS: Throughput is 150 writes/s\nPASS"
-        );
-    }
 
     #[test]
     fn durations_take_ms_s_and_m() {

@@ -4,8 +4,7 @@
 
 use crate::fsync_floor::micros;
 use crate::ledger::{key_of, value_of, Ledger};
-use etcd_client::{Client, EventType, GetOptions};
-use std::sync::atomic::{AtomicU64, Ordering};
+use etcd_client::{Client, EventType, GetOptions, WatchStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,16 +44,31 @@ where
     F: Fn(Client, usize, u64, u64) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
+    let deadline = Instant::now() + duration;
+    closed_loop_while(pool, clients, move || Instant::now() < deadline, op).await
+}
+
+/// Runs `clients` tasks, each calling `op` while `keep_going()` says so, and merges their results.
+async fn closed_loop_while<F, Fut, K>(
+    pool: &[Client],
+    clients: usize,
+    keep_going: K,
+    op: F,
+) -> Outcome
+where
+    F: Fn(Client, usize, u64, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+    K: Fn() -> bool + Clone + Send + 'static,
+{
     let started = Instant::now();
-    let deadline = started + duration;
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
-            let (client, op) = (pick(pool, i), op.clone());
+            let (client, op, keep_going) = (pick(pool, i), op.clone(), keep_going.clone());
             tokio::spawn(async move {
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((i as u64 + 1) << 20));
                 let mut out = Outcome::default();
                 let mut seq = 0u64;
-                while Instant::now() < deadline {
+                while keep_going() {
                     seq += 1;
                     let t0 = Instant::now();
                     match op(client.clone(), i, seq, rng.next()).await {
@@ -100,7 +114,26 @@ pub async fn put(
     keyspace: u64,
     ledger: Arc<Ledger>,
 ) -> Outcome {
-    closed_loop(pool, clients, duration, move |mut c, i, seq, r| {
+    let deadline = Instant::now() + duration;
+    put_while(
+        pool,
+        clients,
+        move || Instant::now() < deadline,
+        keyspace,
+        ledger,
+    )
+    .await
+}
+
+/// [`put`] while `keep_going()` says so (the scale suite stops it when a compaction or defrag is done).
+pub async fn put_while(
+    pool: &[Client],
+    clients: usize,
+    keep_going: impl Fn() -> bool + Clone + Send + 'static,
+    keyspace: u64,
+    ledger: Arc<Ledger>,
+) -> Outcome {
+    closed_loop_while(pool, clients, keep_going, move |mut c, i, seq, r| {
         let ledger = ledger.clone();
         async move {
             let key = r % keyspace;
@@ -160,12 +193,16 @@ pub async fn lease_churn(pool: &[Client], clients: usize, duration: Duration) ->
     .await
 }
 
-fn now_micros() -> u64 {
+/// Now since the epoch, µs (the fan-out writer's send time).
+pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// The value that tells a fan-out watcher the run is over.
+pub const STOP: &[u8] = b"stop";
 
 /// Watch fan-out: `watchers` watch streams on one key, one writer putting the send time at `rate`/s.
 /// Latency is put-sent → event-received, measured per delivered event.
@@ -176,8 +213,6 @@ pub async fn watch_fanout(
     rate: u32,
 ) -> anyhow::Result<Outcome> {
     const KEY: &str = "bench-watch/fanout";
-    const STOP: &[u8] = b"stop";
-    let delivered = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(watchers);
     for w in 0..watchers {
         let mut stream = pick(pool, w).watch(KEY, None).await?;
@@ -187,55 +222,51 @@ pub async fn watch_fanout(
             Some(r) if r.created() => {}
             other => anyhow::bail!("watch {w} was not created: {other:?}"),
         }
-        let delivered = delivered.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while let Ok(Some(resp)) = stream.message().await {
-                let now = now_micros();
-                for ev in resp
-                    .events()
-                    .iter()
-                    .filter(|e| e.event_type() == EventType::Put)
-                {
-                    let value = ev.kv().map(|kv| kv.value()).unwrap_or_default();
-                    if value == STOP {
-                        return lat;
-                    }
-                    let sent = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse::<u64>().ok());
-                    lat.push(now.saturating_sub(sent.unwrap_or(now)).min(u32::MAX as u64) as u32);
-                    delivered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            lat
-        }));
+        tasks.push(tokio::spawn(deliveries(stream, 1)));
     }
-    let mut writer = pick(pool, 0);
+    let keys = |_| KEY.to_string();
+    fanout_writer(pick(pool, 0), keys, KEY, duration, rate, tasks, watchers).await
+}
+
+/// The writer and the tally of the watch fan-out workloads: puts the send time (µs) to `key(i)` at
+/// `rate`/s for `duration`, then [`STOP`] to `stop_key`; then collects the latencies each watcher
+/// task saw (a task that does not finish within 60 s counts as stuck).
+pub async fn fanout_writer(
+    mut writer: Client,
+    key: impl Fn(u64) -> String,
+    stop_key: &str,
+    duration: Duration,
+    rate: u32,
+    tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    watchers: usize,
+) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     let (mut writes, mut errors) = (0u64, 0u64);
     while started.elapsed() < duration {
         tick.tick().await;
-        match writer.put(KEY, now_micros().to_string(), None).await {
+        match writer
+            .put(key(writes + errors), now_micros().to_string(), None)
+            .await
+        {
             Ok(_) => writes += 1,
             Err(_) => errors += 1,
         }
     }
-    writer.put(KEY, STOP, None).await?;
+    writer.put(stop_key, STOP, None).await?;
     let mut out = Outcome {
         errors,
         ..Outcome::default()
     };
     let mut stuck = 0;
     for task in tasks {
-        match tokio::time::timeout(Duration::from_secs(10), task).await {
+        match tokio::time::timeout(Duration::from_secs(60), task).await {
             Ok(Ok(lat)) => out.latencies.extend(lat),
             _ => stuck += 1,
         }
     }
     out.elapsed = started.elapsed();
-    out.ops = delivered.load(Ordering::Relaxed);
+    out.ops = out.latencies.len() as u64;
     let expected = writes * watchers as u64;
     out.note = format!(
         "{writes} puts × {watchers} watchers: {}/{expected} events delivered",
@@ -243,7 +274,40 @@ pub async fn watch_fanout(
     );
     if stuck > 0 {
         out.note
-            .push_str(&format!(", {stuck} watchers did not finish"));
+            .push_str(&format!(", {stuck} watcher tasks did not finish"));
     }
     Ok(out)
+}
+
+/// The delivery latencies a watch stream carrying `watches` fan-out watches sees, until each of them
+/// has seen the writer's [`STOP`] (or the stream ends).
+pub async fn deliveries(mut stream: WatchStream, watches: usize) -> Vec<u32> {
+    let (mut lat, mut stopped) = (Vec::new(), 0);
+    while let Ok(Some(resp)) = stream.message().await {
+        let now = now_micros();
+        let puts = resp
+            .events()
+            .iter()
+            .filter(|e| e.event_type() == EventType::Put);
+        for ev in puts {
+            let value = ev.kv().map(|kv| kv.value()).unwrap_or_default();
+            if value == STOP {
+                stopped += 1;
+            } else {
+                lat.push(delivery_micros(now, value));
+            }
+        }
+        if stopped >= watches {
+            break;
+        }
+    }
+    lat
+}
+
+/// Microseconds from the send time a fan-out event carries to `now`.
+pub fn delivery_micros(now: u64, value: &[u8]) -> u32 {
+    let sent = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    now.saturating_sub(sent.unwrap_or(now)).min(u32::MAX as u64) as u32
 }
