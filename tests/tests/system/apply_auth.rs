@@ -190,6 +190,26 @@ fn apply_of_the_auth_example_gives_each_client_certificate_its_role_and_takes_re
     let again = provision(dir.path(), &["apply", &spec])?.ok()?;
     assert!(again.text.contains("no changes"), "{}", again.text);
 
+    // A snapshot in etcd's format carries no users: restore makes them again, so the rights hold after it.
+    provision(dir.path(), &["backup", &spec, "-f", "snap.db"])?.ok()?;
+    let restored = provision(dir.path(), &["restore", &spec, "-f", "snap.db", "--yes"])?.ok()?;
+    assert!(restored.text.contains("healthy 3/3"), "{}", restored.text);
+    let remade = auth_changes(&restored.text);
+    assert!(
+        remade.contains(&"create user backup (no password)".to_string())
+            && remade.last().map(String::as_str) == Some("enable authentication"),
+        "{}",
+        restored.text
+    );
+    assert_eq!(
+        backup
+            .ok(&["get", "/registry/pods/b", "--print-value-only"])?
+            .trim(),
+        "pod-b"
+    );
+    denied(&backup, &["get", "top"])?;
+    denied(&apiserver, &["get", "/registry/pods/b"])?;
+
     provision(dir.path(), &["reset", &spec, "--yes"])?.ok()?;
     Ok(())
 }
