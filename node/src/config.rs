@@ -129,6 +129,19 @@ pub struct Config {
     /// Specify bcrypt algorithm cost factor for auth password hashing.
     #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// Comma-separated white list of origins for CORS (cross-origin resource sharing) on the client
+    /// port's HTTP side; empty or * allows all.
+    #[arg(long, env = "CAIRN_CORS", default_value = "*", value_delimiter = ',')]
+    pub cors: Vec<String>,
+    /// Comma-separated acceptable host names in plain-HTTP client requests (DNS rebinding protection;
+    /// HTTPS requests are always accepted); empty or * allows all.
+    #[arg(
+        long,
+        env = "CAIRN_HOST_WHITELIST",
+        default_value = "*",
+        value_delimiter = ','
+    )]
+    pub host_whitelist: Vec<String>,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "CAIRN_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024 * 3 / 2)]
     pub max_request_bytes: usize,

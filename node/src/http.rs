@@ -2,6 +2,7 @@
 //! /metrics, answering like etcd so load balancers, probes and Prometheus need no changes; and etcd's JSON
 //! gateway (`/v3/...`, gateway/).
 
+pub mod access;
 pub mod gateway;
 
 use std::time::Duration;
@@ -106,15 +107,17 @@ async fn not_found(req: axum::extract::Request) -> impl IntoResponse {
 
 /// The client port: gRPC requests (content-type `application/grpc*`, as etcd tells them apart) go to
 /// `grpc`, everything else to the HTTP endpoints and the JSON gateway, which calls `grpc` in-process;
-/// unknown HTTP paths answer 404.
+/// unknown HTTP paths answer 404. `access` guards the HTTP side as etcd's access controller does.
 pub fn client_port(
     app: App,
     grpc: Router,
     max_request_bytes: usize,
+    access: access::Access,
 ) -> Result<Router, gateway::RoutesError> {
     let http = router(app)
         .merge(gateway::router(grpc.clone(), max_request_bytes)?)
         .fallback(not_found);
+    let http = access.layer(http);
     let dispatch = tower::service_fn(move |req: axum::extract::Request| {
         let is_grpc = req
             .headers()

@@ -46,6 +46,48 @@ pub fn post_stream(pki: &Pki, url: &str, body: &str, secs: u32) -> Result<(u16, 
     )
 }
 
+/// What [`exchange`] saw: the HTTP status, the response headers (names in lower case, in order) and
+/// the body.
+#[derive(Debug)]
+pub struct Exchange {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A `method` request to `url` with `headers` (`Name: value`) and `body`.
+pub fn exchange(
+    pki: &Pki,
+    method: &str,
+    url: &str,
+    headers: &[&str],
+    body: Option<&str>,
+) -> Result<Exchange> {
+    let mut args = vec!["--include", "-X", method];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    if let Some(b) = body {
+        args.extend(["-d", b]);
+    }
+    args.push(url);
+    let (status, text) = curl(pki, &args, 10, Exit::Ok)?;
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("curl {url}: no header block in {text:?}");
+    };
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Exchange {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
 /// Run curl with the admin certificate; returns the HTTP status and the body.
 fn curl(pki: &Pki, args: &[&str], max_secs: u32, exit: Exit) -> Result<(u16, String)> {
     let curl = require("curl", "curl")?;

@@ -145,7 +145,16 @@ impl PbLeaseService for LeaseService {
         // Each keep-alive on its own, here or on the leader of the moment, so a leader change costs
         // the client a slower answer, not its stream (etcd's LeaseKeepAlive does the same).
         tokio::spawn(async move {
-            while let Ok(Some(r)) = inbound.message().await {
+            loop {
+                let r = match inbound.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    // A request over the size limit ends the stream with gRPC's status, as in etcd.
+                    Err(e) => {
+                        let _ = tx.send(Err(super::too_large::grpc_status(e))).await;
+                        break;
+                    }
+                };
                 let resp = on_leader(
                     &app,
                     forward,

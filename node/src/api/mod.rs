@@ -14,6 +14,7 @@ pub mod pb;
 mod require_leader;
 mod snapshot;
 mod status;
+mod too_large;
 mod watch;
 
 use etcd_client::proto::{
@@ -25,6 +26,8 @@ use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Routes;
+
+use require_leader::LeaderMonitor;
 
 pub use guard::{AuthOptions, ClientCertName};
 
@@ -54,10 +57,13 @@ pub struct ApiOptions {
 
 /// The client-port services: KV, Watch, Lease, Cluster, Maintenance, Lock, Election and Auth, all
 /// checked by one [`guard::Guard`]. Every service but Auth honours require-leader (`hasleader`
-/// metadata). Needs a tokio runtime.
-pub fn services(app: App, opts: ApiOptions) -> Routes {
+/// metadata). Every service takes requests up to etcd's gRPC limit and refuses larger ones as etcd
+/// does (`too_large`). Needs a tokio runtime.
+pub fn services(app: App, opts: ApiOptions) -> axum::Router {
+    // etcd's MaxRecvMsgSize, for every service of its gRPC server.
     let limit = opts.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let leader = require_leader::Interceptor::new(app.clone());
+    let monitor = LeaderMonitor::spawn(app.clone());
     app.store().read().tokens().set_ttl(opts.auth.token_ttl);
     let guard = guard::Guard::new(app.clone(), opts.auth);
     let local = concurrency::Local::new(app.clone(), guard.clone(), opts.max_request_bytes);
@@ -82,18 +88,21 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
-        PbLeaseServer::new(lease::LeaseService::new(app.clone(), guard.clone(), true)),
+        PbLeaseServer::new(lease::LeaseService::new(app.clone(), guard.clone(), true))
+            .max_decoding_message_size(limit),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
-        PbClusterServer::new(cluster::ClusterService::new(app.clone(), guard.clone())),
+        PbClusterServer::new(cluster::ClusterService::new(app.clone(), guard.clone()))
+            .max_decoding_message_size(limit),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
         PbMaintenanceServer::new(maintenance::MaintenanceService::new(
             app.clone(),
             guard.clone(),
-        )),
+        ))
+        .max_decoding_message_size(limit),
         leader.clone(),
     ))
     .add_service(InterceptedService::new(
@@ -104,9 +113,15 @@ pub fn services(app: App, opts: ApiOptions) -> Routes {
         ElectionServer::new(election::ElectionService::new(local)).max_decoding_message_size(limit),
         leader,
     ))
-    .add_service(auth::pb::etcdserverpb::auth_server::AuthServer::new(
-        auth::AuthService::new(app, guard),
-    ))
+    .add_service(
+        auth::pb::etcdserverpb::auth_server::AuthServer::new(auth::AuthService::new(app, guard))
+            .max_decoding_message_size(limit),
+    )
+    .into_axum_router()
+    .layer(axum::middleware::from_fn(move |req, next| {
+        monitor.clone().end_streams(req, next)
+    }))
+    .layer(axum::middleware::map_response(too_large::rewrite))
 }
 
 /// The Lease service for the peer port: followers forward keep-alives and TimeToLive here, to the leader.

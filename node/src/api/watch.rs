@@ -1,6 +1,6 @@
 //! Watch: one bidirectional stream per client carrying many watchers (create, cancel, progress).
 //! Each watcher has a task of its own (`watcher`); this file runs the stream's requests, the
-//! stream-wide ProgressRequest and require-leader (`require_leader`).
+//! stream-wide ProgressRequest. A lost leader ends require-leader streams in `require_leader`.
 
 mod fragment;
 mod watcher;
@@ -10,14 +10,13 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use etcd_client::proto::{PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::guard::{Caller, Guard};
 use super::header::{current, header};
-use super::require_leader::{self, LeaderMonitor};
 use crate::member::App;
 use crate::mvcc::{WatchId, WatchSpec, WatchStart};
 
@@ -32,21 +31,17 @@ pub struct WatchService {
     guard: Guard,
     fragment_bytes: usize,
     progress_interval: Duration,
-    monitor: LeaderMonitor,
 }
 
 impl WatchService {
     /// Responses of at least `fragment_bytes` are fragmented for watchers that ask;
-    /// `progress_interval` is `--experimental-watch-progress-notify-interval`. Needs a tokio runtime
-    /// (it starts the require-leader monitor).
+    /// `progress_interval` is `--experimental-watch-progress-notify-interval`.
     pub fn new(app: App, guard: Guard, fragment_bytes: usize, progress_interval: Duration) -> Self {
-        let monitor = LeaderMonitor::spawn(app.clone());
         WatchService {
             app,
             guard,
             fragment_bytes,
             progress_interval,
-            monitor,
         }
     }
 }
@@ -73,7 +68,6 @@ impl PbWatchService for WatchService {
         &self,
         req: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let lost = require_leader::requested(req.metadata()).then(|| self.monitor.subscribe());
         // The stream's token (or certificate) names the user of every watch created on it.
         let caller = self.guard.caller(&req)?;
         let inbound = req.into_inner();
@@ -85,7 +79,7 @@ impl PbWatchService for WatchService {
             progress_interval: self.progress_interval,
             access: (self.guard.clone(), caller),
         };
-        tokio::spawn(session(stream, inbound, lost));
+        tokio::spawn(session(stream, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -99,50 +93,37 @@ struct Live {
 
 /// The next request of the stream, or None once the session is over. A client that closes its send
 /// side (grpcurl, Python's `iter([request])`, several SDKs) has only stopped sending: its watchers keep
-/// streaming until it cancels the call or the server ends it, as etcd's do.
+/// streaming until it cancels the call or the server ends it, as etcd's do (then, e.g. when a
+/// require-leader stream lost its leader, the response is gone and so is the session).
 async fn next_request(
     inbound: &mut Streaming<PbWatchRequest>,
     out: &Out,
 ) -> Option<PbWatchRequest> {
-    match inbound.message().await {
+    let next = tokio::select! {
+        next = inbound.message() => next,
+        _ = out.closed() => return None,
+    };
+    match next {
         Ok(Some(req)) => Some(req),
         Ok(None) => {
             out.closed().await;
             None
         }
-        Err(_) => None,
-    }
-}
-
-/// Resolves when a require-leader stream must end (never for other streams).
-async fn leader_lost(lost: &mut Option<watch::Receiver<u64>>) {
-    if let Some(rx) = lost {
-        if rx.changed().await.is_ok() {
-            return;
+        // A request over the size limit ends the stream with gRPC's status, as etcd's does.
+        Err(e) => {
+            let _ = out.send(Err(super::too_large::grpc_status(e))).await;
+            None
         }
     }
-    std::future::pending().await
 }
 
-async fn session(
-    stream: Stream,
-    mut inbound: Streaming<PbWatchRequest>,
-    mut lost: Option<watch::Receiver<u64>>,
-) {
+async fn session(stream: Stream, mut inbound: Streaming<PbWatchRequest>) {
     let (app, out) = (&stream.app, &stream.out);
     let mut live: HashMap<i64, Live> = HashMap::new();
     let mut next_id: i64 = 0;
     loop {
-        let req = tokio::select! {
-            req = next_request(&mut inbound, out) => match req {
-                Some(req) => req,
-                None => break,
-            },
-            // etcd's monitorLeader: the stream ends with the status, its watchers with it.
-            _ = leader_lost(&mut lost) => {
-                let _ = out.send(Err(require_leader::no_leader())).await;
-                break;
-            }
+        let Some(req) = next_request(&mut inbound, out).await else {
+            break;
         };
         let resp = match req.request_union {
             Some(PbWatchRequestUnion::CreateRequest(c)) => {

@@ -33,6 +33,12 @@ impl Config {
         for u in &self.initial_advertise_peer_urls {
             parse_url("initial-advertise-peer-urls", u)?;
         }
+        // etcd reads `--cors` as URLs with a port (or `*`), and refuses anything else.
+        for u in self.cors.iter().map(|u| u.trim()) {
+            if !u.is_empty() && u != "*" {
+                parse_url("cors", u)?;
+            }
+        }
         if self.discovery.enabled() || !self.discovery.discovery_endpoints.is_empty() {
             let others = usize::from(self.initial_cluster.is_some())
                 + usize::from(self.discovery_srv.is_some());

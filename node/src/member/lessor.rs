@@ -3,6 +3,7 @@
 //! so renewals never wait for, or hold up, writes and reads of the store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -16,6 +17,8 @@ use crate::mvcc::{Command, LeaseInfo};
 #[derive(Debug, Default)]
 pub struct Lessor {
     at: Mutex<HashMap<i64, Instant>>,
+    /// Set when the member stops: no revocation is proposed after that (each would only fail).
+    stopped: AtomicBool,
 }
 
 impl Lessor {
@@ -54,6 +57,15 @@ impl Lessor {
     pub fn forget(&self) {
         self.at.lock().clear();
     }
+
+    /// Stop expiring leases for good (the member is shutting down).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
 }
 
 fn secs(ttl: i64) -> Duration {
@@ -79,33 +91,48 @@ impl App {
     }
 
     /// Start the expiry loop: on the leader, revoke leases whose deadline passed; elsewhere keep no
-    /// deadlines, so that a member that becomes leader gives every lease a full TTL.
+    /// deadlines, so that a member that becomes leader gives every lease a full TTL. It ends when the
+    /// member stops ([`App::shutdown`] stops the lessor before Raft).
     pub fn spawn_lease_expiry(&self) {
         let app = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(EXPIRY_CHECK);
             loop {
                 tick.tick().await;
+                if app.inner.lessor.is_stopped() {
+                    return;
+                }
                 if !app.is_leader() {
                     app.inner.lessor.forget();
                     continue;
                 }
                 let leases = app.store().read().lease_ttls();
-                for id in app.inner.lessor.expired(&leases, Instant::now()) {
-                    match app.propose(Command::LeaseRevoke { id }).await {
-                        Ok(_) => {
-                            tracing::info!(
-                                lease = format!("{id:016x}"),
-                                "lease expired, keys deleted"
-                            )
-                        }
-                        Err(e) => {
-                            tracing::warn!(lease = format!("{id:016x}"), error = %e, "could not revoke expired lease")
-                        }
-                    }
-                }
+                let due = app.inner.lessor.expired(&leases, Instant::now());
+                app.revoke_expired(&due).await;
             }
         });
+    }
+
+    /// Revoke `due` through Raft, in order. The first failure ends the pass with one line for all that
+    /// are left (they stay due and are retried on the next tick): without a quorum, or while Raft
+    /// stops, every proposal would fail the same way, and a line per lease buried the log.
+    async fn revoke_expired(&self, due: &[i64]) {
+        for (done, &id) in due.iter().enumerate() {
+            if self.inner.lessor.is_stopped() {
+                return;
+            }
+            if let Err(e) = self.propose(Command::LeaseRevoke { id }).await {
+                if !self.inner.lessor.is_stopped() {
+                    tracing::warn!(
+                        error = %e,
+                        "could not revoke {} expired lease(s), first {id:016x}; retrying",
+                        due.len() - done
+                    );
+                }
+                return;
+            }
+            tracing::info!(lease = format!("{id:016x}"), "lease expired, keys deleted");
+        }
     }
 }
 

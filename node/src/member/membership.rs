@@ -79,8 +79,16 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
             if learner {
                 return Ok((Some(id), r.log_id.index));
             }
+            let add = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            // etcd commits an addition in the old configuration; openraft's joint consensus needs a
+            // quorum of the new one too. When the started voters are short of that (etcd's exception
+            // to its check above: a second member for a single-member cluster), the change can only
+            // commit once the new member runs, so answer as soon as it is appended, as etcd answers.
+            if started(&voters) < quorum(voters.len() + 1) {
+                return add_unstarted_voter(raft, id, add, r.log_id.index).await;
+            }
             let r = raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .change_membership(add, false)
                 .await
                 .map_err(write_err)?;
             Ok((Some(id), r.log_id.index))
@@ -131,6 +139,40 @@ pub async fn change_on_leader(raft: &Raft, shared: &Shared, change: MemberChange
             Ok((None, r.log_id.index))
         }
     }
+}
+
+/// How long the leader waits to see its own joint configuration appended.
+const APPEND_WAIT: Duration = Duration::from_secs(5);
+
+/// Make learner `id` (added at log `index`) a voter in the background, and answer once the joint
+/// configuration is appended here (so the member list shows it as a voter, unstarted). The change then
+/// commits when the new member starts and acknowledges it.
+async fn add_unstarted_voter(
+    raft: &Raft,
+    id: NodeId,
+    add: ChangeMembers<NodeId, PeerNode>,
+    index: u64,
+) -> ChangeReply {
+    let background = raft.clone();
+    tokio::spawn(async move {
+        match background.change_membership(add, false).await {
+            Ok(_) => tracing::info!("member {id:x} started; it is a voter"),
+            Err(e) => tracing::warn!("adding member {id:x} as a voter did not complete: {e}"),
+        }
+    });
+    let mut rx = raft.metrics();
+    let appended = rx.wait_for(|m| {
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    });
+    let outcome = match tokio::time::timeout(APPEND_WAIT, appended).await {
+        Ok(Ok(_)) => Ok((Some(id), index)),
+        Ok(Err(_)) => Err(MemberError::Stopped),
+        Err(_) => Err(MemberError::Timeout),
+    };
+    outcome
 }
 
 impl App {

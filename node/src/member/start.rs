@@ -266,8 +266,9 @@ impl App {
         }
     }
 
-    /// Stop Raft (graceful shutdown).
+    /// Stop the lessor, then Raft (graceful shutdown): no lease is revoked while stopping.
     pub async fn shutdown(&self) {
+        self.inner.lessor.stop();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }

@@ -61,12 +61,18 @@ impl Bound {
         stop: &watch::Receiver<bool>,
     ) {
         for (https, l) in self.listeners {
-            let tls = if https { tls.clone() } else { None };
+            let (tls, router) = if https {
+                // The HTTP side's host whitelist guards plain-HTTP connections only.
+                let secure = axum::Extension(crate::http::access::Secure);
+                (tls.clone(), router.clone().layer(secure))
+            } else {
+                (None, router.clone())
+            };
             match l.local_addr() {
                 Ok(a) => tracing::info!(address = %a, tls = https, "serving --{}", self.flag),
                 Err(e) => tracing::warn!("--{}: {e}", self.flag),
             }
-            tokio::spawn(serve(l, tls, router.clone(), frames.cloned(), stop.clone()));
+            tokio::spawn(serve(l, tls, router, frames.cloned(), stop.clone()));
         }
     }
 }

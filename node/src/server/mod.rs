@@ -17,9 +17,10 @@ use crate::tls::TlsFiles;
 pub fn client_router(
     app: &App,
     opts: crate::api::ApiOptions,
+    access: crate::http::access::Access,
 ) -> Result<axum::Router, crate::http::gateway::RoutesError> {
-    let grpc = crate::api::services(app.clone(), opts).into_axum_router();
-    crate::http::client_port(app.clone(), grpc, opts.max_request_bytes)
+    let grpc = crate::api::services(app.clone(), opts);
+    crate::http::client_port(app.clone(), grpc, opts.max_request_bytes, access)
 }
 
 /// The auth flags the client services need.
@@ -127,6 +128,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             watch_progress_interval: cfg.watch_progress_interval(),
             auth: auth_options(&cfg),
         },
+        crate::http::access::Access::new(&cfg.cors, &cfg.host_whitelist),
     )
     .context("building the client port's routes")?;
     client_listeners.serve(&client_server_tls, &client_router, None, &stop_rx);

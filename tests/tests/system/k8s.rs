@@ -26,6 +26,43 @@ async fn next(stream: &mut WatchStream, within: Duration) -> Result<WatchRespons
     }
 }
 
+/// Stops every member but `keep` (cutting it off from its quorum) and waits up to 30 s for `next`, the
+/// next message of a require-leader stream on `keep`, to fail instead; asserts it ends as etcd ends
+/// such streams, and returns the stopped followers (continued when dropped).
+fn cut_off_and_expect_no_leader<T: std::fmt::Debug>(
+    rt: &tokio::runtime::Runtime,
+    c: &Cluster,
+    keep: usize,
+    stream: &str,
+    next: impl std::future::Future<Output = Result<Option<T>, etcd_client::Error>>,
+) -> Paused {
+    let paused = Paused::all_but(c, keep);
+    let cut = Instant::now();
+    let ended = rt.block_on(async {
+        match tokio::time::timeout(Duration::from_secs(30), next).await {
+            Err(_) => Err("still open 30 s after the followers stopped".to_string()),
+            Ok(Ok(r)) => Err(format!("a response instead of the end: {r:?}")),
+            Ok(Err(e)) => Ok(grpc::status_of(&e)),
+        }
+    });
+    let after = cut.elapsed();
+    eprintln!(
+        "{:?}: require-leader {stream} on the cut-off leader ended after {after:?}: {ended:?}",
+        c.flavor
+    );
+    assert_eq!(
+        ended,
+        Ok((
+            "Unavailable".to_string(),
+            "etcdserver: no leader".to_string()
+        ))
+    );
+    // etcd ends them after three checks, one election timeout (1 s here) apart, found no leader; on a
+    // loaded machine the first check may already come before the pause, hence 2 s, not 3.
+    assert!(after >= Duration::from_secs(2), "ended after {after:?}");
+    paused
+}
+
 #[test]
 fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_calls_are_refused() {
     let c = cluster();
@@ -45,30 +82,7 @@ fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_c
         anyhow::Ok((w, p))
     }));
 
-    let paused = Paused::all_but(&c, li);
-    let cut = Instant::now();
-    let ended = rt.block_on(async {
-        match tokio::time::timeout(Duration::from_secs(30), watched.message()).await {
-            Err(_) => Err("still open 30 s after the followers stopped".to_string()),
-            Ok(Ok(r)) => Err(format!("a response instead of the end: {r:?}")),
-            Ok(Err(e)) => Ok(grpc::status_of(&e)),
-        }
-    });
-    let after = cut.elapsed();
-    eprintln!(
-        "{:?}: require-leader watch on the cut-off leader ended after {after:?}: {ended:?}",
-        c.flavor
-    );
-    assert_eq!(
-        ended,
-        Ok((
-            "Unavailable".to_string(),
-            "etcdserver: no leader".to_string()
-        ))
-    );
-    // etcd ends them after three checks, one election timeout (1 s here) apart, found no leader; on a
-    // loaded machine the first check may already come before the pause, hence 2 s, not 3.
-    assert!(after >= Duration::from_secs(2), "ended after {after:?}");
+    let paused = cut_off_and_expect_no_leader(&rt, &c, li, "watch", watched.message());
 
     let unary = rt.block_on(strict.get("k", None));
     let refused = unary.as_ref().err().map(grpc::status_of);
@@ -100,6 +114,34 @@ fn require_leader_watches_on_a_cut_off_member_end_with_no_leader_and_its_unary_c
                 .map_err(|e| e.to_string())
         },
     ));
+}
+
+#[test]
+fn require_leader_keep_alive_streams_on_a_cut_off_member_end_with_no_leader() {
+    let c = cluster();
+    let rt = must(grpc::runtime());
+    let li = must(rt.block_on(c.leader_index()));
+    let url = c.members[li].client_url.clone();
+    let mut strict = must(rt.block_on(grpc::connect_requiring_leader(&c.pki, &url)));
+    let mut plain = must(rt.block_on(grpc::connect(&c.pki, &url)));
+    // Each stream has renewed the lease once (the client's first keep-alive); the keepers stay alive
+    // so that neither client closes its side.
+    let ((_strict_keeper, mut strict_stream), (_plain_keeper, mut plain_stream)) =
+        must(rt.block_on(async {
+            let lease = plain.lease_grant(60, None).await?.id();
+            let s = strict.lease_keep_alive(lease).await?;
+            let p = plain.lease_keep_alive(lease).await?;
+            anyhow::Ok((s, p))
+        }));
+
+    let paused =
+        cut_off_and_expect_no_leader(&rt, &c, li, "keep-alive stream", strict_stream.message());
+    // Without require-leader the stream stays open, as in etcd.
+    let plain_still = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(500), plain_stream.message()).await
+    });
+    assert!(plain_still.is_err(), "{plain_still:?}");
+    drop(paused);
 }
 
 /// A 3-member cluster of the flavour under test, with a 64 KiB request limit and 1 s progress

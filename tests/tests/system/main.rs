@@ -12,6 +12,7 @@ mod container;
 mod discovery;
 mod dr;
 mod dualstack;
+mod edges;
 mod gateway;
 mod hosts;
 mod k8s;

@@ -470,3 +470,36 @@ fn promoting_a_lagging_learner_and_moving_leadership_to_it_fail_with_etcds_preco
     );
     assert_eq!((promote.as_str(), transfer.as_str()), ("9", "9"));
 }
+
+#[test]
+fn a_voter_added_to_a_one_member_cluster_is_listed_unstarted_at_once_and_joins_when_started() {
+    let mut c = partly_started(2, 1, &[]);
+    let live = [0];
+    let ctl = ctl_for(&c, &live);
+    let t = Instant::now();
+    let (id, initial) = must(member_add(&c, &live, 1, false));
+    let took = t.elapsed();
+    eprintln!(
+        "{:?}: member add of a voter not running took {took:?}",
+        c.flavor
+    );
+    // etcd commits the addition with the one started member and answers at once.
+    assert!(took < Duration::from_secs(5), "member add took {took:?}");
+    // Listed as a voter that has not started: no name, no client URLs, not a learner.
+    let list = must(ctl.ok(&["member", "list"]));
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&format!("{id},")))
+        .unwrap_or_else(|| panic!("{id} not in {list}"));
+    assert_eq!(
+        line,
+        format!("{id}, unstarted, , {}, , false", c.members[1].peer_url)
+    );
+    // Started with what member add printed, it joins and the two members take writes.
+    must(c.start_member_with(1, &initial, "existing"));
+    expect_members(&c, &[0, 1], "m1 started");
+    assert_eq!(
+        ok_retrying(&ctl_for(&c, &[0, 1]), &["put", "two", "members"]),
+        "OK\n"
+    );
+}
