@@ -5,6 +5,8 @@ mod apply;
 mod apply_ssh;
 mod apps;
 mod auth;
+mod auth_jwt;
+mod auth_services;
 mod chaos;
 mod cluster;
 mod container;
