@@ -120,7 +120,8 @@ pub struct Config {
     #[arg(long, env = "CAIRN_PEER_CLIENT_CERT_AUTH")]
     pub peer_client_cert_auth: bool,
     /// Specify auth token type: 'simple' (random tokens registered through Raft, expiring after
-    /// --auth-token-ttl). etcd's 'jwt,...' is refused: cairn does not sign JWTs yet.
+    /// --auth-token-ttl) or 'jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m' (signed tokens; a
+    /// member with only pub-key checks tokens but cannot issue them).
     #[arg(long, env = "CAIRN_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// The lifetime in seconds of a simple auth token since its last use.
@@ -224,6 +225,11 @@ impl Config {
         }
     }
 
+    /// How auth tokens are made (`--auth-token`).
+    pub fn auth_token(&self) -> Result<AuthToken, ConfigError> {
+        AuthToken::parse(&self.auth_token)
+    }
+
     /// The history the leader keeps, from `--auto-compaction-mode` and `--auto-compaction-retention`.
     pub fn auto_compaction(&self) -> Result<Retention, ConfigError> {
         let revision = self.auto_compaction_mode == CompactionMode::Revision;
@@ -299,8 +305,11 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
     Ok(out)
 }
 
+mod auth_token;
 pub mod discovery;
 mod retention;
+
+pub use auth_token::{AuthToken, JwtSpec, SignMethod};
 
 pub use retention::FlagDuration;
 

@@ -23,6 +23,7 @@ pub mod srv_cluster;
 pub mod srv_etcdctl;
 pub mod tls_probe;
 pub mod tmpfs;
+pub mod token_call;
 pub mod tools;
 pub mod wait;
 pub mod workspace;

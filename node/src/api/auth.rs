@@ -6,13 +6,14 @@
 //! checked here (bcrypt, on a blocking thread), then the token is proposed so that every member knows
 //! it and a client may use it on any endpoint; the proposal carries the auth revision the password was
 //! checked at, so a password changed in between refuses the token (etcd's "revision of auth store is
-//! old", on which clients authenticate again).
+//! old", on which clients authenticate again). A JWT (`--auth-token jwt`) is signed here instead, with
+//! the auth revision the password was checked at, and never proposed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::{Request, Response, Status};
 
-use super::guard::{Caller, Guard};
+use super::guard::{Caller, Guard, TokenKind};
 use super::header::current;
 use super::status::{to_status, ApiError};
 use crate::member::{App, MemberError};
@@ -56,11 +57,12 @@ impl AuthService {
         }
     }
 
-    /// Propose an auth change and wait until it is applied here.
-    async fn change(&self, cmd: AuthCommand) -> Result<(), Status> {
+    /// Propose an auth change (on behalf of `by`, checked again when applied) and wait until it is
+    /// applied here.
+    async fn change(&self, cmd: AuthCommand, by: Option<Caller>) -> Result<(), Status> {
         let r = self
             .app
-            .propose(Command::Auth(cmd))
+            .propose(Command::Auth(cmd).by(by))
             .await
             .map_err(to_status)?;
         match r.error {
@@ -71,8 +73,8 @@ impl AuthService {
 
     /// An admin-only change: root checked, then proposed.
     async fn admin_change<T>(&self, req: &Request<T>, cmd: AuthCommand) -> Result<(), Status> {
-        self.guard.admin(req)?;
-        self.change(cmd).await
+        let by = self.guard.admin(req)?;
+        self.change(cmd, by).await
     }
 
     /// Read the auth state after a read barrier (reads see every change acknowledged before them).
@@ -137,7 +139,7 @@ impl Auth for AuthService {
         _: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
         // Anyone may enable (there is no one to check against before); the root rules are the store's.
-        self.change(AuthCommand::Enable).await?;
+        self.change(AuthCommand::Enable, None).await?;
         Ok(Response::new(AuthEnableResponse {
             header: header(&self.app),
         }))
@@ -192,13 +194,23 @@ impl Auth for AuthService {
             tracing::warn!(user = %name, "authentication failed: invalid user ID or password");
             return Err(to_status(MvccError::Auth(AuthError::AuthFailed)));
         }
-        let token = self.simple_token()?;
-        self.change(AuthCommand::Authenticate {
-            name: name.clone(),
-            token: token.clone(),
-            checked_revision,
-        })
-        .await?;
+        let token = match &self.guard.options().token {
+            // A JWT needs no Raft round: every member checks it with the key; it names the auth
+            // revision the password was checked at, so a change since then makes it "old".
+            TokenKind::Jwt(jwt) => jwt
+                .sign(&name, checked_revision)
+                .map_err(|e| to_status(MemberError::other(e)))?,
+            TokenKind::Simple => {
+                let token = self.simple_token()?;
+                let assign = AuthCommand::Authenticate {
+                    name: name.clone(),
+                    token: token.clone(),
+                    checked_revision,
+                };
+                self.change(assign, None).await?;
+                token
+            }
+        };
         tracing::debug!(user = %name, "authenticated");
         Ok(Response::new(AuthenticateResponse {
             header: header(&self.app),
@@ -210,7 +222,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        self.guard.admin(&req)?;
+        let by = self.guard.admin(&req)?;
         let r = req.into_inner();
         if r.name.is_empty() {
             return Err(to_status(MvccError::Auth(AuthError::UserEmpty)));
@@ -219,10 +231,13 @@ impl Auth for AuthService {
         let password_hash = self
             .password_hash(r.password, r.hashed_password, no_password)
             .await?;
-        self.change(AuthCommand::UserAdd {
-            name: r.name,
-            password_hash,
-        })
+        self.change(
+            AuthCommand::UserAdd {
+                name: r.name,
+                password_hash,
+            },
+            by,
+        )
         .await?;
         Ok(Response::new(AuthUserAddResponse {
             header: header(&self.app),
@@ -238,8 +253,8 @@ impl Auth for AuthService {
         let name = req.into_inner().name;
         let roles = self
             .read(|a| {
-                if caller.0.as_deref() != Some(name.as_str()) {
-                    a.check_admin(caller.0.as_deref())?;
+                if caller.user.as_deref() != Some(name.as_str()) {
+                    a.check_admin(caller.user.as_deref())?;
                 }
                 let u = a.users.get(&name).ok_or(AuthError::UserNotFound)?;
                 Ok(u.roles.iter().cloned().collect())
@@ -279,15 +294,18 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        self.guard.admin(&req)?;
+        let by = self.guard.admin(&req)?;
         let r = req.into_inner();
         let password_hash = self
             .password_hash(r.password, r.hashed_password, false)
             .await?;
-        self.change(AuthCommand::UserChangePassword {
-            name: r.name,
-            password_hash,
-        })
+        self.change(
+            AuthCommand::UserChangePassword {
+                name: r.name,
+                password_hash,
+            },
+            by,
+        )
         .await?;
         Ok(Response::new(AuthUserChangePasswordResponse {
             header: header(&self.app),
@@ -341,7 +359,7 @@ impl Auth for AuthService {
         req: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
         // A user may read the roles it holds; other roles need root (etcd's authApplierV3.RoleGet).
-        let Caller(caller) = self.guard.caller(&req)?;
+        let caller = self.guard.caller(&req)?.user;
         let role = req.into_inner().role;
         let perm = self
             .read(|a| {

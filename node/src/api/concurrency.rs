@@ -3,6 +3,10 @@
 //! is a call on this member's own KV and Lease services (same request checks, linearizable reads,
 //! forwarding to the leader), and every wait is a watcher on this member's store. Errors reach the
 //! caller as etcd's in-process client passes them on (`status::through_client`).
+//!
+//! Every call is made as the caller of the Lock or Election request ([`Local::acting_for`]): its token
+//! or certificate goes along, as etcd hands the request's metadata to its in-process client, so a
+//! user may lock or campaign only where it may read and write.
 
 use std::sync::Arc;
 
@@ -14,12 +18,13 @@ use etcd_client::proto::{
 use etcd_client::proto::{PbKvService, PbTxnOpResponse};
 use tonic::{Request, Status};
 
-use super::guard::Guard;
+use super::guard::{Guard, Identity};
 use super::header::header;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::status::{through_client, to_status};
 use crate::member::{App, MemberError};
+use crate::mvcc::auth::AuthError;
 use crate::mvcc::{CatchUp, MvccError, WatchBatch, WatchId, WatchSpec, WatchStart};
 
 /// The TTL etcd's concurrency session grants when a request names no lease (`defaultSessionTTL`).
@@ -31,17 +36,20 @@ const SORT_BY_CREATE: i32 = 2;
 const ASCEND: i32 = 1;
 const DESCEND: i32 = 2;
 
-/// An in-process client of this member's KV and Lease services (etcd's `v3client`).
+/// An in-process client of this member's KV and Lease services (etcd's `v3client`), acting for one
+/// caller.
 #[derive(Clone)]
 pub struct Local {
     app: App,
+    guard: Guard,
     kv: Arc<KvService>,
     lease: Arc<LeaseService>,
+    identity: Identity,
 }
 
 impl Local {
-    /// A client of `app`'s services, with the client port's request limit. Its calls carry no token
-    /// yet, so with auth enabled the guard refuses them as anonymous (etcd passes the caller's on).
+    /// A client of `app`'s services, with the client port's request limit, acting for nobody until
+    /// [`Local::acting_for`].
     pub fn new(app: App, guard: Guard, max_request_bytes: usize) -> Self {
         Local {
             kv: Arc::new(KvService::new(
@@ -49,8 +57,18 @@ impl Local {
                 guard.clone(),
                 max_request_bytes,
             )),
-            lease: Arc::new(LeaseService::new(app.clone(), guard, true)),
+            lease: Arc::new(LeaseService::new(app.clone(), guard.clone(), true)),
+            guard,
             app,
+            identity: Identity::default(),
+        }
+    }
+
+    /// This client, making its calls as the caller of `req`.
+    pub fn acting_for<T>(&self, req: &Request<T>) -> Local {
+        Local {
+            identity: Identity::of(req),
+            ..self.clone()
         }
     }
 
@@ -64,19 +82,19 @@ impl Local {
             ttl: SESSION_TTL,
             id: 0,
         };
-        let resp = self.lease.lease_grant(Request::new(req)).await;
+        let resp = self.lease.lease_grant(self.identity.lend(req)).await;
         Ok(resp.map_err(through_client)?.into_inner().id)
     }
 
     /// A Txn through the KV service.
     pub async fn txn(&self, t: PbTxnRequest) -> Result<PbTxnResponse, Status> {
-        let resp = self.kv.txn(Request::new(t)).await;
+        let resp = self.kv.txn(self.identity.lend(t)).await;
         Ok(resp.map_err(through_client)?.into_inner())
     }
 
     /// A linearizable Range through the KV service.
     pub async fn get(&self, r: PbRangeRequest) -> Result<PbRangeResponse, Status> {
-        let resp = self.kv.range(Request::new(r)).await;
+        let resp = self.kv.range(self.identity.lend(r)).await;
         Ok(resp.map_err(through_client)?.into_inner())
     }
 
@@ -86,7 +104,7 @@ impl Local {
             key: key.to_vec(),
             ..Default::default()
         };
-        let resp = self.kv.delete_range(Request::new(req)).await;
+        let resp = self.kv.delete_range(self.identity.lend(req)).await;
         Ok(resp.map_err(through_client)?.into_inner())
     }
 
@@ -124,8 +142,13 @@ impl Local {
         }
     }
 
-    /// A watcher on `[key, range_end)` from revision `rev` on this member's store.
+    /// A watcher on `[key, range_end)` from revision `rev` on this member's store, if the caller may
+    /// read there (the Watch service's check, and its refusal as the client sees it).
     pub fn watch(&self, key: &[u8], range_end: &[u8], rev: i64) -> Result<Watching, Status> {
+        if self.guard.watch(&self.identity, key, range_end).is_err() {
+            let denied = to_status(MvccError::Auth(AuthError::PermissionDenied));
+            return Err(through_client(denied));
+        }
         let spec = WatchSpec {
             key: key.to_vec(),
             range_end: range_end.to_vec(),

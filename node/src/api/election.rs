@@ -35,12 +35,11 @@ impl ElectionService {
     /// etcd's `Election.Proclaim` for a leader key: replace the value while `key` is still the one
     /// created at `rev`.
     async fn proclaim_as(
-        &self,
+        local: &Local,
         l: &LeaderKey,
         value: &[u8],
     ) -> Result<Option<PbResponseHeader>, Status> {
-        let t = self
-            .local
+        let t = local
             .txn(PbTxnRequest {
                 compare: vec![created_at(&l.key, l.rev)],
                 success: vec![op_put(&l.key, value, l.lease)],
@@ -62,8 +61,8 @@ impl Election for ElectionService {
         &self,
         req: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let local = &self.local.acting_for(&req);
         let req = req.into_inner();
-        let local = &self.local;
         let lease = local.session_lease(req.lease).await?;
         let prefix = name_prefix(&req.name);
         let key = session_key(&prefix, lease);
@@ -85,7 +84,7 @@ impl Election for ElectionService {
             let existing = range_kvs(&t, 0).first().cloned().unwrap_or_default();
             leader.rev = existing.create_revision;
             if existing.value != req.value {
-                if let Err(e) = self.proclaim_as(&leader, &req.value).await {
+                if let Err(e) = Self::proclaim_as(local, &leader, &req.value).await {
                     resign(local, &leader).await.ok();
                     return Err(e);
                 }
@@ -105,9 +104,10 @@ impl Election for ElectionService {
         &self,
         req: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let local = self.local.acting_for(&req);
         let req = req.into_inner();
         let leader = req.leader.ok_or(to_status(ApiError::MissingLeaderKey))?;
-        let header = self.proclaim_as(&leader, &req.value).await?;
+        let header = Self::proclaim_as(&local, &leader, &req.value).await?;
         Ok(Response::new(ProclaimResponse { header }))
     }
 
@@ -115,8 +115,9 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let local = self.local.acting_for(&req);
         let prefix = name_prefix(&req.into_inner().name);
-        let resp = self.local.get(first_create(&prefix)).await?;
+        let resp = local.get(first_create(&prefix)).await?;
         let kv = resp
             .kvs
             .into_iter()
@@ -134,9 +135,9 @@ impl Election for ElectionService {
         &self,
         req: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let local = self.local.acting_for(&req);
         let prefix = name_prefix(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
-        let local = self.local.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tx.closed() => {}
@@ -150,11 +151,12 @@ impl Election for ElectionService {
         &self,
         req: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let local = self.local.acting_for(&req);
         let leader = req
             .into_inner()
             .leader
             .ok_or(to_status(ApiError::MissingLeaderKey))?;
-        let header = resign(&self.local, &leader).await?;
+        let header = resign(&local, &leader).await?;
         Ok(Response::new(ResignResponse { header }))
     }
 }

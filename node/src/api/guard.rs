@@ -8,15 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::proto::{
-    PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTxnOpRequest, PbTxnRequest,
-};
-use tonic::metadata::MetadataMap;
+use etcd_client::proto::{PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTxnRequest};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
+use super::jwt::Jwt;
 use super::status::to_status;
 use crate::member::App;
-use crate::mvcc::auth::{AuthError, AuthState, Need};
+use crate::mvcc::auth::{AuthError, Need};
+use crate::mvcc::authorize::{Access, AuthInfo};
 use crate::mvcc::MvccError;
 
 /// The verified client certificate's Common Name; the server puts it on every request of a TLS
@@ -25,14 +25,16 @@ use crate::mvcc::MvccError;
 pub struct ClientCertName(pub String);
 
 /// How tokens are made (`--auth-token`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum TokenKind {
     /// etcd's simple tokens: random, registered on every member through Raft, expiring after the TTL.
     Simple,
+    /// Signed JWTs carrying the user and the auth revision at login.
+    Jwt(Arc<Jwt>),
 }
 
 /// The auth flags (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`, `--client-cert-auth`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthOptions {
     pub token: TokenKind,
     pub token_ttl: Duration,
@@ -52,9 +54,50 @@ impl Default for AuthOptions {
     }
 }
 
-/// Who a request comes from: a user name, or nobody (anonymous).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Caller(pub Option<String>);
+/// What names the caller of a request: its token and its client certificate. Long-lived calls (watch
+/// streams, Lock and Election waits) keep it and resolve the caller again at each step, as etcd reads
+/// the stream's context at each watch creation; Lock and Election lend it to the KV, Lease and Watch
+/// calls they make for the caller, as etcd passes the caller's metadata to its in-process client.
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    token: Option<String>,
+    cert: Option<ClientCertName>,
+}
+
+impl Identity {
+    /// The identity a request carries.
+    pub fn of<T>(req: &Request<T>) -> Identity {
+        let md = req.metadata();
+        let token = md.get("token").or_else(|| md.get("authorization"));
+        let token = token.map(|t| {
+            let t = t.to_str().unwrap_or_default();
+            t.strip_prefix("Bearer ").unwrap_or(t).to_string()
+        });
+        Identity {
+            token,
+            cert: req.extensions().get::<ClientCertName>().cloned(),
+        }
+    }
+
+    /// A request carrying this identity, for a call made on the caller's behalf.
+    pub fn lend<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .and_then(|t| MetadataValue::try_from(t).ok())
+        {
+            req.metadata_mut().insert("token", t);
+        }
+        if let Some(cert) = &self.cert {
+            req.extensions_mut().insert(cert.clone());
+        }
+        req
+    }
+}
+
+/// Who a request comes from (a user name, or nobody) and the auth revision its identity is from.
+pub type Caller = AuthInfo;
 
 /// The auth checks, shared by every service (cheap to clone).
 #[derive(Clone)]
@@ -84,136 +127,110 @@ impl Guard {
     /// The caller of a request (etcd `AuthInfoFromCtx`): the user of the token in metadata `token`
     /// (or `authorization`, as the gateway sends it), else the client certificate's CN when
     /// `--client-cert-auth` is on, else anonymous. A token that is not (or no longer) valid is
-    /// etcd's "invalid auth token", which makes clientv3 authenticate again.
+    /// etcd's "invalid auth token", which makes clientv3 authenticate again. A simple token or a
+    /// certificate speaks for the current auth revision, a JWT for the one it was issued at.
     pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        self.caller_of(req.metadata(), req.extensions().get::<ClientCertName>())
+        self.caller_of(&Identity::of(req)).map_err(denied)
     }
 
-    fn caller_of(&self, md: &MetadataMap, cert: Option<&ClientCertName>) -> Result<Caller, Status> {
+    /// The caller an identity names now.
+    pub fn caller_of(&self, id: &Identity) -> Result<Caller, AuthError> {
         let store = self.app.store();
         let store = store.read();
+        let revision = store.auth().revision;
         if !store.auth().enabled {
-            return Ok(Caller(None));
+            return Ok(Caller {
+                user: None,
+                revision,
+            });
         }
-        let token = md.get("token").or_else(|| md.get("authorization"));
-        if let Some(token) = token {
-            let token = token.to_str().unwrap_or_default();
-            let token = token.strip_prefix("Bearer ").unwrap_or(token);
-            return match store.tokens().user(token) {
-                Some(user) => Ok(Caller(Some(user))),
-                None => Err(denied(AuthError::InvalidAuthToken)),
+        if let Some(token) = &id.token {
+            let known = match &self.opts.token {
+                TokenKind::Simple => store.tokens().user(token).map(|user| Caller {
+                    user: Some(user),
+                    revision,
+                }),
+                TokenKind::Jwt(jwt) => jwt.check(token).map(|t| Caller {
+                    user: Some(t.user),
+                    revision: t.revision,
+                }),
             };
+            return known.ok_or(AuthError::InvalidAuthToken);
         }
-        if self.opts.client_cert_auth {
-            if let Some(ClientCertName(cn)) = cert {
-                return Ok(Caller(Some(cn.clone())));
-            }
-        }
-        Ok(Caller(None))
+        let user = match &id.cert {
+            Some(ClientCertName(cn)) if self.opts.client_cert_auth => Some(cn.clone()),
+            _ => None,
+        };
+        Ok(Caller { user, revision })
     }
 
-    /// Run `f` on the auth state, if auth is enabled.
-    fn with_auth(&self, f: impl FnOnce(&AuthState) -> Result<(), AuthError>) -> Result<(), Status> {
+    /// Check `caller` with `f`, if auth is enabled; the caller to propose with (None while the auth
+    /// store was never used, see `Command::by`).
+    fn check(
+        &self,
+        caller: Caller,
+        f: impl FnOnce(&Access<'_>) -> Result<(), AuthError>,
+    ) -> Result<Option<Caller>, Status> {
         let store = self.app.store();
         let store = store.read();
         let auth = store.auth();
-        if !auth.enabled {
-            return Ok(());
+        if auth.enabled {
+            f(&Access::new(auth, &caller)).map_err(denied)?;
         }
-        f(auth).map_err(denied)
+        Ok((auth.revision > 0).then_some(caller))
     }
 
     /// Admin operations (member changes, compaction, defragment, snapshot, alarms, auth management,
-    /// move-leader) need the root role.
-    pub fn admin<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+    /// move-leader) need the root role. The caller, to propose with.
+    pub fn admin<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
         let caller = self.caller(req)?;
-        self.with_auth(|a| a.check_admin(caller.0.as_deref()))?;
-        Ok(caller)
+        self.check(caller, |a| a.admin())
     }
 
     /// Range needs read on its range.
     pub fn range(&self, req: &Request<PbRangeRequest>) -> Result<(), Status> {
         let caller = self.caller(req)?;
-        self.with_auth(|a| range_ok(a, &caller, req.get_ref()))
+        self.check(caller, |a| a.range(req.get_ref())).map(drop)
     }
 
     /// Put needs write on its key (and read, with prev_kv).
-    pub fn put(&self, req: &Request<PbPutRequest>) -> Result<(), Status> {
+    pub fn put(&self, req: &Request<PbPutRequest>) -> Result<Option<Caller>, Status> {
         let caller = self.caller(req)?;
-        self.with_auth(|a| put_ok(a, &caller, req.get_ref()))
+        self.check(caller, |a| a.put(req.get_ref()))
     }
 
     /// DeleteRange needs write on its range (and read, with prev_kv).
-    pub fn delete(&self, req: &Request<PbDeleteRequest>) -> Result<(), Status> {
+    pub fn delete(&self, req: &Request<PbDeleteRequest>) -> Result<Option<Caller>, Status> {
         let caller = self.caller(req)?;
-        self.with_auth(|a| delete_ok(a, &caller, req.get_ref()))
+        self.check(caller, |a| a.delete(req.get_ref()))
     }
 
     /// Txn needs read on every compare and the rights of every operation of both branches.
-    pub fn txn(&self, req: &Request<PbTxnRequest>) -> Result<(), Status> {
+    pub fn txn(&self, req: &Request<PbTxnRequest>) -> Result<Option<Caller>, Status> {
         let caller = self.caller(req)?;
-        self.with_auth(|a| txn_ok(a, &caller, req.get_ref()))
+        self.check(caller, |a| a.txn(req.get_ref()))
     }
 
-    /// A watch needs read on its range.
-    pub fn watch(&self, caller: &Caller, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
+    /// A watch needs read on its range (checked with the caller its stream names now).
+    pub fn watch(&self, id: &Identity, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
+        let caller = self.caller_of(id)?;
         let store = self.app.store();
         let store = store.read();
-        store
-            .auth()
-            .check(caller.0.as_deref(), key, range_end, Need::Read)
+        Access::new(store.auth(), &caller).need(key, range_end, Need::Read)
     }
 
     /// LeaseRevoke needs write on every key attached to the lease.
-    pub fn lease_revoke<T>(&self, req: &Request<T>, id: i64) -> Result<(), Status> {
+    pub fn lease_revoke<T>(&self, req: &Request<T>, id: i64) -> Result<Option<Caller>, Status> {
         let caller = self.caller(req)?;
         let keys = {
             let store = self.app.store();
             let store = store.read();
             if !store.auth().enabled {
-                return Ok(());
+                Vec::new()
+            } else {
+                store.lease_info(id).map(|l| l.keys).unwrap_or_default()
             }
-            store.lease_info(id).map(|l| l.keys).unwrap_or_default()
         };
-        self.with_auth(|a| {
-            keys.iter()
-                .try_for_each(|k| a.check(caller.0.as_deref(), k, b"", Need::Write))
-        })
+        self.check(caller, |a| a.lease_keys(keys.iter().map(Vec::as_slice)))
     }
-}
-
-fn range_ok(a: &AuthState, c: &Caller, r: &PbRangeRequest) -> Result<(), AuthError> {
-    a.check(c.0.as_deref(), &r.key, &r.range_end, Need::Read)
-}
-
-fn put_ok(a: &AuthState, c: &Caller, r: &PbPutRequest) -> Result<(), AuthError> {
-    a.check(c.0.as_deref(), &r.key, b"", Need::Write)?;
-    if r.prev_kv {
-        a.check(c.0.as_deref(), &r.key, b"", Need::Read)?;
-    }
-    Ok(())
-}
-
-fn delete_ok(a: &AuthState, c: &Caller, r: &PbDeleteRequest) -> Result<(), AuthError> {
-    a.check(c.0.as_deref(), &r.key, &r.range_end, Need::Write)?;
-    if r.prev_kv {
-        a.check(c.0.as_deref(), &r.key, &r.range_end, Need::Read)?;
-    }
-    Ok(())
-}
-
-fn txn_ok(a: &AuthState, c: &Caller, t: &PbTxnRequest) -> Result<(), AuthError> {
-    for cmp in &t.compare {
-        a.check(c.0.as_deref(), &cmp.key, &cmp.range_end, Need::Read)?;
-    }
-    for op in t.success.iter().chain(&t.failure) {
-        match &op.request {
-            Some(PbTxnOpRequest::RequestRange(r)) => range_ok(a, c, r)?,
-            Some(PbTxnOpRequest::RequestPut(p)) => put_ok(a, c, p)?,
-            Some(PbTxnOpRequest::RequestDeleteRange(d)) => delete_ok(a, c, d)?,
-            Some(PbTxnOpRequest::RequestTxn(n)) => txn_ok(a, c, n)?,
-            None => {}
-        }
-    }
-    Ok(())
 }

@@ -95,7 +95,7 @@ impl PbKvService for KvService {
     }
 
     async fn put(&self, req: Request<PbPutRequest>) -> Result<Response<PbPutResponse>, Status> {
-        self.guard.put(&req)?;
+        let by = self.guard.put(&req)?;
         let req = req.into_inner();
         check_put(&req)?;
         self.app
@@ -103,8 +103,9 @@ impl PbKvService for KvService {
             .await
             .map_err(to_status)?;
         let bytes = req.encode_to_vec();
-        let (mut resp, rev): (PbPutResponse, _) =
-            self.write(Command::Put(bytes), req.encoded_len()).await?;
+        let (mut resp, rev): (PbPutResponse, _) = self
+            .write(Command::Put(bytes).by(by), req.encoded_len())
+            .await?;
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }
@@ -113,21 +114,21 @@ impl PbKvService for KvService {
         &self,
         req: Request<PbDeleteRequest>,
     ) -> Result<Response<PbDeleteResponse>, Status> {
-        self.guard.delete(&req)?;
+        let by = self.guard.delete(&req)?;
         let req = req.into_inner();
         if req.key.is_empty() {
             return Err(to_status(ApiError::EmptyKey));
         }
         let size = req.encoded_len();
         let (mut resp, rev): (PbDeleteResponse, _) = self
-            .write(Command::DeleteRange(req.encode_to_vec()), size)
+            .write(Command::DeleteRange(req.encode_to_vec()).by(by), size)
             .await?;
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, req: Request<PbTxnRequest>) -> Result<Response<PbTxnResponse>, Status> {
-        self.guard.txn(&req)?;
+        let by = self.guard.txn(&req)?;
         let req = req.into_inner();
         check_txn(&req)?;
         self.app
@@ -135,8 +136,9 @@ impl PbKvService for KvService {
             .await
             .map_err(to_status)?;
         let size = req.encoded_len();
-        let (mut resp, rev): (PbTxnResponse, _) =
-            self.write(Command::Txn(req.encode_to_vec()), size).await?;
+        let (mut resp, rev): (PbTxnResponse, _) = self
+            .write(Command::Txn(req.encode_to_vec()).by(by), size)
+            .await?;
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }

@@ -116,14 +116,11 @@ impl PbLeaseService for LeaseService {
         &self,
         req: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
-        self.guard.lease_revoke(&req, req.get_ref().id)?;
-        let r = self
-            .app
-            .propose(Command::LeaseRevoke {
-                id: req.into_inner().id,
-            })
-            .await
-            .map_err(to_status)?;
+        let by = self.guard.lease_revoke(&req, req.get_ref().id)?;
+        let revoke = Command::LeaseRevoke {
+            id: req.into_inner().id,
+        };
+        let r = self.app.propose(revoke.by(by)).await.map_err(to_status)?;
         if let Some(e) = r.error {
             return Err(to_status(e));
         }

@@ -66,8 +66,8 @@ impl Drop for Abandon {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let local = &self.local.acting_for(&req);
         let req = req.into_inner();
-        let local = &self.local;
         let lease = local.session_lease(req.lease).await?;
         let prefix = name_prefix(&req.name);
         let key = session_key(&prefix, lease);
@@ -118,7 +118,8 @@ impl Lock for LockService {
         &self,
         req: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
-        let resp = self.local.delete(&req.into_inner().key).await?;
+        let local = self.local.acting_for(&req);
+        let resp = local.delete(&req.into_inner().key).await?;
         Ok(Response::new(UnlockResponse {
             header: resp.header,
         }))

@@ -6,6 +6,7 @@ mod concurrency;
 mod election;
 pub mod guard;
 mod header;
+pub mod jwt;
 mod kv;
 mod lease;
 mod lock;
@@ -45,7 +46,7 @@ pub const CLUSTER_VERSION: &str = "3.4.0";
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// What the client-port services take from the member's flags.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApiOptions {
     /// `--max-request-bytes`.
     pub max_request_bytes: usize,
@@ -65,7 +66,7 @@ pub fn services(app: App, opts: ApiOptions) -> axum::Router {
     let leader = require_leader::Interceptor::new(app.clone());
     let monitor = LeaderMonitor::spawn(app.clone());
     app.store().read().tokens().set_ttl(opts.auth.token_ttl);
-    let guard = guard::Guard::new(app.clone(), opts.auth);
+    let guard = guard::Guard::new(app.clone(), opts.auth.clone());
     let local = concurrency::Local::new(app.clone(), guard.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
     let watch = watch::WatchService::new(

@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::guard::{Caller, Guard};
+use super::guard::{Guard, Identity};
 use super::header::{current, header};
 use crate::member::App;
+use crate::mvcc::auth::AuthError;
 use crate::mvcc::{WatchId, WatchSpec, WatchStart};
 
 /// etcd's InvalidWatchID: the ID of a progress response that answers a ProgressRequest.
@@ -57,7 +58,7 @@ struct Stream {
     fragment_bytes: usize,
     progress_interval: Duration,
     /// The auth checks, and the user the stream's token (or certificate) names.
-    access: (Guard, Caller),
+    access: (Guard, Identity),
 }
 
 #[tonic::async_trait]
@@ -69,7 +70,8 @@ impl PbWatchService for WatchService {
         req: Request<Streaming<PbWatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         // The stream's token (or certificate) names the user of every watch created on it.
-        let caller = self.guard.caller(&req)?;
+        self.guard.caller(&req)?;
+        let identity = Identity::of(&req);
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(128);
         let stream = Stream {
@@ -77,7 +79,7 @@ impl PbWatchService for WatchService {
             out: tx,
             fragment_bytes: self.fragment_bytes,
             progress_interval: self.progress_interval,
-            access: (self.guard.clone(), caller),
+            access: (self.guard.clone(), identity),
         };
         tokio::spawn(session(stream, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -146,16 +148,17 @@ async fn session(stream: Stream, mut inbound: Streaming<PbWatchRequest>) {
                     }
                     continue;
                 };
-                let (guard, caller) = &stream.access;
-                if let Err(e) = guard.watch(caller, &c.key, &c.range_end) {
-                    // etcd answers created + canceled with the gRPC error's text as the reason.
+                let (guard, identity) = &stream.access;
+                if guard.watch(identity, &c.key, &c.range_end).is_err() {
+                    // etcd answers created + canceled with permission denied, whatever the refusal.
                     let refused = PbWatchResponse {
                         header: current(app),
                         watch_id: id,
                         created: true,
                         canceled: true,
                         cancel_reason: format!(
-                            "rpc error: code = PermissionDenied desc = etcdserver: {e}"
+                            "rpc error: code = PermissionDenied desc = etcdserver: {}",
+                            AuthError::PermissionDenied
                         ),
                         ..Default::default()
                     };

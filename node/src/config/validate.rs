@@ -68,14 +68,7 @@ impl Config {
         if !(4..=31).contains(&self.bcrypt_cost) {
             return err(format!("invalid bcrypt-cost: {}", self.bcrypt_cost));
         }
-        if self.auth_token != "simple" {
-            let kind = self.auth_token.split(',').next().unwrap_or_default();
-            return err(match kind {
-                "jwt" => "--auth-token jwt is not supported by cairn yet; use --auth-token simple"
-                    .to_string(),
-                _ => format!("unknown token type: {kind}"),
-            });
-        }
+        self.auth_token()?;
         self.auto_compaction()?;
         self.validate_tls()
     }

@@ -38,6 +38,12 @@ pub enum Command {
         member_id: u64,
         alarm: i32,
     },
+    /// A client's command with the user and auth revision its rights were checked at; the applier
+    /// checks them again against the auth state it applies to (see `authorize`).
+    Authorized {
+        by: super::authorize::AuthInfo,
+        cmd: Box<Command>,
+    },
 }
 
 impl Command {
@@ -48,7 +54,30 @@ impl Command {
                 b.len()
             }
             Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+            Command::Authorized { cmd, .. } => cmd.approx_size(),
             _ => 64,
+        }
+    }
+}
+
+impl Command {
+    /// `self` proposed on behalf of `by`, or as it is when there is no one to check (the auth store
+    /// was never used: nothing can be revoked in flight, and the log entry stays as small as before).
+    pub fn by(self, by: Option<super::authorize::AuthInfo>) -> Command {
+        match by {
+            Some(by) => Command::Authorized {
+                by,
+                cmd: Box::new(self),
+            },
+            None => self,
+        }
+    }
+
+    /// The command without its requester, and the requester.
+    pub fn unwrapped(&self) -> (&Command, Option<&super::authorize::AuthInfo>) {
+        match self {
+            Command::Authorized { by, cmd } => (cmd, Some(by)),
+            c => (c, None),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod alarm;
 pub mod auth;
+pub mod authorize;
 mod command;
 mod error;
 mod keyspace;
@@ -130,7 +131,10 @@ impl Store {
     }
 
     fn apply_one(&mut self, cmd: &Command) -> CommandResponse {
-        if let Some(e) = self.refused_by_alarm(cmd) {
+        let (cmd, by) = cmd.unwrapped();
+        // etcd's auth applier comes first: a refused request is refused whatever the alarms say.
+        let authorized = by.map_or(Ok(()), |by| authorize::at_apply(&self.state, by, cmd));
+        if let Some(e) = authorized.err().or_else(|| self.refused_by_alarm(cmd)) {
             return CommandResponse {
                 revision: self.state.revision,
                 error: Some(e),
@@ -179,10 +183,11 @@ impl Store {
                     .map_err(MvccError::Auth)
             }
             // Member attributes live beside the store (the state machine keeps them); batches are
-            // taken apart by `apply`.
-            Command::PublishMember { .. } | Command::Batch(_) | Command::Alarm { .. } => {
-                Ok(Vec::new())
-            }
+            // taken apart by `apply`, requesters above.
+            Command::PublishMember { .. }
+            | Command::Batch(_)
+            | Command::Alarm { .. }
+            | Command::Authorized { .. } => Ok(Vec::new()),
         };
         let (wrote, events) = (w.sub > 0, w.events);
         if wrote {

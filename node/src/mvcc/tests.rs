@@ -714,4 +714,5 @@ fn snapshot_round_trip_keeps_users_roles_and_the_auth_flag() {
     assert!(t.auth().enabled && t.auth().is_root(ROOT));
 }
 
+mod authorize;
 mod batch;

@@ -19,18 +19,33 @@ pub fn client_router(
     opts: crate::api::ApiOptions,
     access: crate::http::access::Access,
 ) -> Result<axum::Router, crate::http::gateway::RoutesError> {
+    let max_request_bytes = opts.max_request_bytes;
     let grpc = crate::api::services(app.clone(), opts);
-    crate::http::client_port(app.clone(), grpc, opts.max_request_bytes, access)
+    crate::http::client_port(app.clone(), grpc, max_request_bytes, access)
 }
 
-/// The auth flags the client services need.
-pub fn auth_options(cfg: &Config) -> crate::api::AuthOptions {
-    crate::api::AuthOptions {
-        token: crate::api::guard::TokenKind::Simple,
+/// The auth flags the client services need; reads the JWT keys of `--auth-token jwt,...`.
+pub fn auth_options(cfg: &Config) -> anyhow::Result<crate::api::AuthOptions> {
+    use crate::api::guard::TokenKind;
+    let token = match cfg.auth_token()? {
+        crate::config::AuthToken::Simple => TokenKind::Simple,
+        crate::config::AuthToken::Jwt(spec) => {
+            if !spec.unknown.is_empty() {
+                tracing::warn!(options = ?spec.unknown, "unknown JWT options in --auth-token");
+            }
+            let jwt = crate::api::jwt::Jwt::load(&spec)?;
+            if !jwt.signs() {
+                tracing::info!("--auth-token jwt without priv-key: this member checks tokens but does not issue them");
+            }
+            TokenKind::Jwt(std::sync::Arc::new(jwt))
+        }
+    };
+    Ok(crate::api::AuthOptions {
+        token,
         token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
         bcrypt_cost: cfg.bcrypt_cost,
         client_cert_auth: cfg.client_cert_auth,
-    }
+    })
 }
 
 /// The peer listener's routes: our Raft transport, plus etcd's Lease service for forwarded keep-alives.
@@ -107,6 +122,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         peer_server_tls,
         peer_client_tls,
     } = Tls::from_config(&cfg)?;
+    let auth = auth_options(&cfg)?;
 
     let peer_listeners = listen::bind_all("listen-peer-urls", &cfg.listen_peer_urls).await?;
     let client_listeners = listen::bind_all("listen-client-urls", &cfg.listen_client_urls).await?;
@@ -126,7 +142,7 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         crate::api::ApiOptions {
             max_request_bytes: cfg.max_request_bytes,
             watch_progress_interval: cfg.watch_progress_interval(),
-            auth: auth_options(&cfg),
+            auth,
         },
         crate::http::access::Access::new(&cfg.cors, &cfg.host_whitelist),
     )

@@ -6,6 +6,8 @@ mod apply_auth;
 mod apply_ssh;
 mod apps;
 mod auth;
+mod auth_jwt;
+mod auth_services;
 mod chaos;
 mod cluster;
 mod container;
