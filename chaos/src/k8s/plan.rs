@@ -63,13 +63,19 @@ pub fn short(t: Timing) -> Vec<Step> {
     ]
 }
 
-/// `count` faults, each kind equally likely, the partition always first.
+/// `count` faults: the partition first, a leader kill second, a compaction third (so a run has each
+/// kind), then each kind equally likely.
 pub fn random(rng: &mut impl Rng, t: Timing, count: usize) -> Vec<Step> {
     let mut out = vec![Step::IsolateWatchMember {
         ms: hold(t) + rng.random_range(0..=2 * t.election_ms),
     }];
     while out.len() < count {
-        out.push(match rng.random_range(0..3) {
+        let kind = match out.len() {
+            1 => 0,
+            2 => 2,
+            _ => rng.random_range(0..3),
+        };
+        out.push(match kind {
             0 => Step::KillLeader {
                 restart_ms: if rng.random_bool(0.5) {
                     0
