@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A bootable cairn appliance for any hypervisor (BIOS + extlinux, qcow2), since Nix cannot be run here:
-# Debian 12 minbase from debootstrap, its kernel, systemd, sshd, sudo, the static cairn binary and the systemd
-# unit that `provision render` writes. Nothing member-specific is in the image (no host keys, no users):
+# Debian 12 minbase from debootstrap, its kernel, systemd, sshd, sudo, rsyslog, the static cairn binary and
+# the systemd unit that `provision render` writes. Nothing member-specific is in the image (no host keys, no users):
 # at every boot cairn-seed.service reads a second disk labelled CAIRNSEED (made by the `seed` command) and,
 # when its contents differ from the last seed applied, installs what it carries: the login user (sudo, no
 # password) with its authorized key, the SSH host key, a static address, the host name, and a member's
@@ -135,7 +135,7 @@ EOF
   fi
 
   local root="$work/rootfs" mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux,openssh-server,sudo,procps
+  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux,openssh-server,sudo,procps,rsyslog
   local t0=$SECONDS
   # The bare Debian root only depends on the package list and the mirror: kept as a tarball beside the
   # image, so changing cairn or this script's own files re-assembles the image without downloading again.
@@ -215,6 +215,9 @@ fi
 if [ -f "$s/hostname" ]; then
   cat "$s/hostname" >/etc/hostname
   hostname "$(cat "$s/hostname")"
+  # sudo resolves the host's own name on every call; without this line each one waits for DNS to fail.
+  sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+  echo "127.0.1.1 $(cat "$s/hostname")" >>/etc/hosts
 fi
 if [ -f "$s/cairn.env" ]; then
   install -d -m 0750 -o root -g cairn /etc/cairn
