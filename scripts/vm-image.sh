@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A bootable cairn appliance for any hypervisor (BIOS + extlinux, qcow2), since Nix cannot be run here:
-# Debian 12 minbase from debootstrap, its kernel, systemd, sshd, sudo, the static cairn binary and the systemd
-# unit that `provision render` writes. Nothing member-specific is in the image (no host keys, no users):
+# Debian 12 minbase from debootstrap, its kernel, systemd, sshd, sudo, rsyslog, the static cairn binary and
+# the systemd unit that `provision render` writes. Nothing member-specific is in the image (no host keys, no users):
 # at every boot cairn-seed.service reads a second disk labelled CAIRNSEED (made by the `seed` command) and,
 # when its contents differ from the last seed applied, installs what it carries: the login user (sudo, no
 # password) with its authorized key, the SSH host key, a static address, the host name, and a member's
@@ -10,7 +10,9 @@
 #
 # Usage:
 #   scripts/vm-image.sh build [OUT.qcow2]          default out/vm/cairn-appliance.qcow2; skipped when the
-#                                                  inputs (binary, unit, this script) are unchanged
+#                                                  inputs (binary, unit, this script) are unchanged;
+#                                                  CAIRN_VM_BINARY=PATH puts that cairn in instead of the
+#                                                  static release build
 #   scripts/vm-image.sh seed [NODE_DIR|-] OUT.img [--user NAME --authorized-key FILE.pub]
 #                            [--host-key FILE] [--address CIDR] [--gateway IP] [--hostname NAME]
 #       NODE_DIR = OUT/nodes/<name> of `provision render` (`-`: none, `provision apply` installs the member);
@@ -73,8 +75,9 @@ seed() {
   fi
   [ -z "$hostname" ] || echo "$hostname" >"$dir/hostname"
   rm -f "$out"
+  truncate -s 8M "$out"
   # -d fills the filesystem from a directory: no mount, no loop device.
-  mkfs.ext4 -q -L CAIRNSEED -d "$dir" "$out" 8M
+  mkfs.ext4 -q -L CAIRNSEED -d "$dir" "$out"
   echo "seed $out: $(cd "$dir" && find . -type f | sed 's|^./||' | sort | paste -sd' ') (label CAIRNSEED)"
   rm -rf "$dir"
 }
@@ -87,10 +90,20 @@ build() {
   [ "$(id -u)" = 0 ] || die "building the image needs root (debootstrap, loop devices)"
   mkdir -p "$(dirname "$out")"
 
-  echo "==> static cairn and provision"
-  (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p cairn-node \
-    --bin cairn --target x86_64-unknown-linux-gnu && cargo build --locked -p provision --bin provision)
-  local bin="$repo/target/x86_64-unknown-linux-gnu/release/cairn"
+  local bin="${CAIRN_VM_BINARY:-}"
+  if [ -n "$bin" ]; then
+    # A quicker loop while working on the image itself: any cairn that runs on Debian 12 (the debug build
+    # links the same glibc), instead of the static release build with fat LTO (tens of minutes here).
+    [ -x "$bin" ] || die "CAIRN_VM_BINARY=$bin is not an executable"
+    bin=$(realpath "$bin")
+    echo "==> cairn from CAIRN_VM_BINARY ($bin); provision"
+    (cd "$repo" && cargo build --locked -p provision --bin provision)
+  else
+    echo "==> static cairn and provision"
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p cairn-node \
+      --bin cairn --target x86_64-unknown-linux-gnu && cargo build --locked -p provision --bin provision)
+    bin="$repo/target/x86_64-unknown-linux-gnu/release/cairn"
+  fi
   # Globals, not locals: the EXIT trap runs after this function has returned.
   work=$(mktemp -d /var/tmp/cairn-vm.XXXXXX)
   mnt="$work/mnt"
@@ -122,14 +135,26 @@ EOF
   fi
 
   local root="$work/rootfs" mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux,openssh-server,sudo,procps
-  echo "==> debootstrap bookworm minbase + kernel ($mirror)"
+  local pkgs=linux-image-amd64,systemd,systemd-sysv,udev,dbus,kmod,iproute2,ca-certificates,e2fsprogs,util-linux,openssh-server,sudo,procps,rsyslog
   local t0=$SECONDS
-  debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-    tail -n 30 "$work/debootstrap.log" >&2
-    die "debootstrap failed (log above); is $mirror reachable?"
-  }
-  echo "    $((SECONDS - t0)) s"
+  # The bare Debian root only depends on the package list and the mirror: kept as a tarball beside the
+  # image, so changing cairn or this script's own files re-assembles the image without downloading again.
+  local base
+  base="$(dirname "$out")/rootfs-bookworm-$(echo "$pkgs $mirror" | sha256sum | cut -c1-12).tar"
+  if [ -f "$base" ]; then
+    echo "==> debootstrap bookworm minbase + kernel: reusing $base"
+    mkdir "$root"
+    tar -C "$root" -xf "$base"
+  else
+    echo "==> debootstrap bookworm minbase + kernel ($mirror)"
+    debootstrap --variant=minbase --include="$pkgs" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+      tail -n 30 "$work/debootstrap.log" >&2
+      die "debootstrap failed (log above); is $mirror reachable?"
+    }
+    rm -f "$root"/var/cache/apt/archives/*.deb
+    tar -C "$root" -cf "$base.part" . && mv "$base.part" "$base"
+    echo "    $((SECONDS - t0)) s"
+  fi
 
   echo "==> cairn, its unit, first-boot seeding, network"
   install -m 0755 "$bin" "$root/usr/local/bin/cairn"
@@ -161,7 +186,15 @@ if [ "$(cat /var/lib/cairn-seed/applied 2>/dev/null)" = "$sum" ]; then
 fi
 if [ -f "$s/ssh/user" ]; then
   user=$(cat "$s/ssh/user")
-  id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash -G sudo "$user"
+  # Debian's base-passwd already has some groups a login may be named after (operator, staff, users):
+  # then that group is the user's primary group instead of a clash that fails useradd.
+  if ! id "$user" >/dev/null 2>&1; then
+    if getent group "$user" >/dev/null; then
+      useradd -m -s /bin/bash -g "$user" -G sudo "$user"
+    else
+      useradd -m -s /bin/bash -U -G sudo "$user"
+    fi
+  fi
   install -d -m 0700 -o "$user" -g "$user" "/home/$user/.ssh"
   install -m 0600 -o "$user" -g "$user" "$s/ssh/authorized_keys" "/home/$user/.ssh/authorized_keys"
   echo "$user ALL=(ALL) NOPASSWD:ALL" >/etc/sudoers.d/cairn-seed
@@ -182,6 +215,9 @@ fi
 if [ -f "$s/hostname" ]; then
   cat "$s/hostname" >/etc/hostname
   hostname "$(cat "$s/hostname")"
+  # sudo resolves the host's own name on every call; without this line each one waits for DNS to fail.
+  sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+  echo "127.0.1.1 $(cat "$s/hostname")" >>/etc/hosts
 fi
 if [ -f "$s/cairn.env" ]; then
   install -d -m 0750 -o root -g cairn /etc/cairn
@@ -206,6 +242,9 @@ Wants=network-pre.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/lib/cairn/seed.sh
+# On the serial console too: there is no login before the seed is applied, so its errors must be seen there.
+StandardOutput=journal+console
+StandardError=journal+console
 
 [Install]
 WantedBy=multi-user.target
@@ -278,7 +317,7 @@ EOF
   mkdir -p "$mnt"
   mount "$loop" "$mnt"
   tar -C "$root" -c . | tar -C "$mnt" -x
-  extlinux --install "$mnt/boot/extlinux" >/dev/null 2>&1
+  extlinux --install "$mnt/boot/extlinux" >/dev/null
   umount "$mnt"
   losetup -d "$loop"
   loop=""

@@ -49,6 +49,15 @@ fn build_image() -> Result<std::path::PathBuf> {
     Ok(image)
 }
 
+/// The cairn the image carries, which `provision apply` installs too: `CAIRN_VM_BINARY` when set (as for
+/// scripts/vm-image.sh), else the static release build.
+fn appliance_cairn() -> std::path::PathBuf {
+    match std::env::var_os("CAIRN_VM_BINARY") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => workspace::root().join("target/x86_64-unknown-linux-gnu/release/cairn"),
+    }
+}
+
 /// A throw-away overlay of `image`, so the built image stays pristine for the next boot.
 fn overlay(image: &Path, disk: &Path) -> Result<()> {
     run_ok(
@@ -121,7 +130,7 @@ fn vm_appliance_boots_from_its_seed_disk_and_serves_health_through_a_forwarded_p
     let url = format!("https://127.0.0.1:{port}/health");
     let body = wait::wait_for(
         "cairn's /health through the forwarded port",
-        Duration::from_secs(420),
+        Duration::from_secs(900),
         Duration::from_secs(2),
         || {
             let o = Command::new(&curl)
@@ -187,7 +196,7 @@ fn keygen(path: &Path, comment: &str) -> Result<()> {
 fn vm_three_appliances_seeded_with_a_login_are_managed_by_provision_apply_over_ssh() -> Result<()> {
     let qemu = require("qemu-system-x86_64", "qemu-system-x86")?;
     let image = build_image()?;
-    let cairn = workspace::root().join("target/x86_64-unknown-linux-gnu/release/cairn");
+    let cairn = appliance_cairn();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
 
