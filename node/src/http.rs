@@ -3,6 +3,7 @@
 //! gateway (`/v3/...`, gateway/).
 
 pub mod gateway;
+mod grpc_metrics;
 
 use std::time::Duration;
 
@@ -112,6 +113,8 @@ pub fn client_port(
     grpc: Router,
     max_request_bytes: usize,
 ) -> Result<Router, gateway::RoutesError> {
+    // Counted below the gateway too, as etcd's gateway reaches its gRPC server like any client.
+    let grpc = grpc.layer(axum::middleware::from_fn(grpc_metrics::count));
     let http = router(app)
         .merge(gateway::router(grpc.clone(), max_request_bytes)?)
         .fallback(not_found);

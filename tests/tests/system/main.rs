@@ -7,6 +7,7 @@ mod apps;
 mod auth;
 mod chaos;
 mod cluster;
+mod compat;
 mod container;
 mod discovery;
 mod dr;
