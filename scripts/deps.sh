@@ -16,7 +16,7 @@ TEST=(
   bind9 bind9-utils bind9-dnsutils
   rsyslog nftables iptables openssl
   iproute2 netcat-openbsd curl
-  systemd python3
+  systemd python3 python3-venv
   nix-bin ansible-core
   debootstrap openssh-client
 )

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod gateway;
+mod grpc_metrics;
 
 use std::time::Duration;
 
@@ -114,6 +115,8 @@ pub fn client_port(
     max_request_bytes: usize,
     access: access::Access,
 ) -> Result<Router, gateway::RoutesError> {
+    // Counted below the gateway too, as etcd's gateway reaches its gRPC server like any client.
+    let grpc = grpc.layer(axum::middleware::from_fn(grpc_metrics::count));
     let http = router(app)
         .merge(gateway::router(grpc.clone(), max_request_bytes)?)
         .fallback(not_found);

@@ -2,6 +2,8 @@
 //! text-format encoder: counters and histograms are atomics updated on hot paths; gauges are read from
 //! the member's state when scraped.
 
+pub mod grpc;
+
 use std::fmt::Write;
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -242,6 +244,7 @@ pub fn render(s: &Snapshot) -> String {
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",
     );
+    grpc::render(o);
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         gauge(
             o,

@@ -10,6 +10,7 @@ mod auth_jwt;
 mod auth_services;
 mod chaos;
 mod cluster;
+mod compat;
 mod container;
 mod discovery;
 mod dr;
