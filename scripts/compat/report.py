@@ -13,11 +13,6 @@ from pathlib import Path
 # etcd's bbolt snapshot file where cairn truly cannot give it (cairn writes etcd's format, so none today),
 # and a test waiting on an open item of another issue, until that item lands.
 ALLOWED: dict[tuple[str, str], str] = {
-    # Its Lock call with an expired token gets "etcdserver: user name is empty" from cairn, where etcd says
-    # "etcdserver: invalid auth token" (which makes the client authenticate again): cairn's Lock service
-    # does not yet pass the caller's token on to the KV/Lease calls it makes (issue 17, Lock and Election
-    # token forwarding, in progress). Remove this entry when that lands.
-    ("etcd-client", "test_auth_refresh_token"): "Lock/Election do not forward the caller's token yet (issue 17)",
 }
 
 
