@@ -82,6 +82,7 @@ async fn one(cli: &Cli, flavor: Flavor, bin: PathBuf) -> Result<apiserver::Repor
         compact_every: Duration::from_secs(cli.compact_every.max(1)),
         seed: cli.seed,
         watch_member: None,
+        watch_pause: None,
     };
     eprintln!("==> {name}: running the workload for {}s", cli.seconds);
     apiserver::run(&cluster.pki, &endpoints, &opts)

@@ -44,6 +44,10 @@ pub struct Options {
     /// them over the members. After a stream ends, a watch resumes on the next member in turn, as
     /// clientv3's round-robin balancer does.
     pub watch_member: Option<usize>,
+    /// Makes the watches lag, as a watch cache whose connection stalled: every stream is closed after
+    /// being open this long and reopened this long later from where it was. With compactions more
+    /// often than that, the reopened watch meets a compacted revision and must re-list.
+    pub watch_pause: Option<Duration>,
 }
 
 impl Options {
@@ -59,6 +63,7 @@ impl Options {
             compact_every: Duration::from_secs(2),
             seed: 0,
             watch_member: None,
+            watch_pause: None,
         }
     }
 }
@@ -125,6 +130,11 @@ pub struct Recorded {
     pub conflicts: usize,
     pub progress_notifications: usize,
     pub watch_resumes: usize,
+    /// Watches canceled by a compaction that re-listed their range and watched on from the list.
+    pub relists: usize,
+    /// Per watch, the revisions a re-list covered instead of events: (first missed, list revision),
+    /// both included. Writes in them are known from the list, not from the watch.
+    pub relisted: BTreeMap<String, Vec<(i64, i64)>>,
     /// Leader-election leases that expired (their keep-alives failed longer than the TTL).
     pub lease_expiries: usize,
     /// Why watch streams ended before the run did (each was resumed).

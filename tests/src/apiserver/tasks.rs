@@ -110,6 +110,8 @@ pub async fn run(
             name,
             key,
             start_rev + 1,
+            opts.page,
+            opts.watch_pause,
             rec.clone(),
             stop.clone(),
         )));
@@ -157,21 +159,41 @@ pub async fn run(
     Ok(r)
 }
 
-/// Waits until every watch has delivered the last acknowledged write of its range.
+/// Waits until every watch has delivered the last acknowledged write of its range (or re-listed
+/// past it). The writers have stopped: the last writes are known once.
 async fn wait_watches_caught_up(rec: &Shared, within: Duration) {
     let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let behind = {
-            let g = lock(rec);
-            g.watched.iter().any(|(name, evs)| {
-                let last_acked = g
+    let last_acked: Vec<(String, i64)> = {
+        let g = lock(rec);
+        g.watched
+            .keys()
+            .map(|name| {
+                let last = g
                     .acked
                     .iter()
                     .filter(|a| super::check::in_range(name, &a.key))
                     .map(|a| a.revision)
                     .max()
                     .unwrap_or(0);
-                evs.last().map_or(0, |e| e.1) < last_acked
+                (name.clone(), last)
+            })
+            .collect()
+    };
+    while Instant::now() < deadline {
+        let behind = {
+            let g = lock(rec);
+            last_acked.iter().any(|(name, last)| {
+                let delivered = g
+                    .watched
+                    .get(name)
+                    .and_then(|e| e.last())
+                    .map_or(0, |e| e.1);
+                let listed = g
+                    .relisted
+                    .get(name)
+                    .and_then(|r| r.last())
+                    .map_or(0, |r| r.1);
+                delivered.max(listed) < *last
             })
         };
         if !behind {
@@ -332,7 +354,7 @@ async fn lister(mut c: Client, opts: super::Options, deadline: Deadline, rec: Sh
 }
 
 /// One paginated list: (prefix, revision, keys with mod revisions); checks count and order itself.
-async fn list(c: &mut Client, prefix: &str, page: i64) -> Result<super::ListSnapshot> {
+pub(super) async fn list(c: &mut Client, prefix: &str, page: i64) -> Result<super::ListSnapshot> {
     let first = c
         .get(
             prefix,

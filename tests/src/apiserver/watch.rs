@@ -1,14 +1,15 @@
 //! One watch as the API server's watch cache keeps it: require-leader, prev_kv, progress notify,
 //! resumed after any error from the revision after the last one it knows complete, on the next member
 //! in turn (clientv3's round-robin balancer). Every stream is recorded with its member and times, so a
-//! fault injector can tell how long a cut-off member kept its watches.
+//! fault injector can tell how long a cut-off member kept its watches. A watch canceled because its
+//! revision was compacted re-lists its range and watches on from the list, as the reflector does.
 
 use std::time::{Duration, Instant};
 
 use etcd_client::{WatchOptions, WatchResponse};
 use tokio::sync::watch;
 
-use super::tasks::{lock, Shared};
+use super::tasks::{self, lock, Shared};
 use super::WatchStream;
 use crate::pki::Pki;
 
@@ -22,12 +23,15 @@ pub(super) async fn watch_resource(
     name: String,
     key: String,
     mut from: i64,
+    page: i64,
+    pause: Option<Duration>,
     rec: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
     lock(&rec).watched.entry(name.clone()).or_default();
     let mut member = first_member;
     let mut first = true;
+    let mut relist = false;
     while !*stop.borrow() {
         if !first {
             lock(&rec).watch_resumes += 1;
@@ -40,6 +44,29 @@ pub(super) async fn watch_resource(
             end(format!("member {member} not reachable at {from}"));
             continue;
         };
+        if relist {
+            // The reflector's answer to "too old resource version": list the range again, paginated
+            // at one revision, and watch on from that list's revision. A single key's watch lists
+            // the prefix that is its key, which the list check covers the same way.
+            let list = tasks::list(&mut c, &key, page).await;
+            match list {
+                Ok(l) => {
+                    let mut g = lock(&rec);
+                    g.relists += 1;
+                    g.relisted
+                        .entry(name.clone())
+                        .or_default()
+                        .push((from, l.revision));
+                    from = l.revision + 1;
+                    g.list_snapshots.push(l);
+                    relist = false;
+                }
+                Err(e) => {
+                    end(format!("re-list on member {member} failed: {e:#}"));
+                    continue;
+                }
+            }
+        }
         let mut opts = WatchOptions::new()
             .with_prev_key()
             .with_progress_notify()
@@ -55,17 +82,33 @@ pub(super) async fn watch_resource(
             }
         };
         let mut stream = None;
+        // With `pause`, the stream is dropped after this long (see Options::watch_pause).
+        let paused = tokio::time::sleep(pause.unwrap_or(Duration::from_secs(365 * 24 * 3600)));
+        tokio::pin!(paused);
         loop {
             let msg = tokio::select! {
                 m = s.message() => m,
                 _ = stop.changed() => return,
+                _ = &mut paused => {
+                    end_stream(&rec, &name, stream, format!("paused on member {member} at {from}"));
+                    if let Some(p) = pause {
+                        tokio::time::sleep(p).await;
+                    }
+                    break;
+                }
             };
             let why = match msg {
+                Ok(Some(r)) if r.canceled() && r.compact_revision() > 0 => {
+                    relist = true;
+                    format!(
+                        "canceled on member {member} at {from}: compacted to {}",
+                        r.compact_revision()
+                    )
+                }
                 Ok(Some(r)) if r.canceled() => {
                     lock(&rec).problems.push(format!(
-                        "watch {name} canceled at {from}: {} (compact revision {})",
-                        r.cancel_reason(),
-                        r.compact_revision()
+                        "watch {name} canceled at {from}: {}",
+                        r.cancel_reason()
                     ));
                     return;
                 }
@@ -76,14 +119,19 @@ pub(super) async fn watch_resource(
                 Ok(None) => format!("ended on member {member} at {from}"),
                 Err(e) => format!("failed on member {member} at {from}: {e}"),
             };
-            let mut g = lock(&rec);
-            if let Some(i) = stream {
-                g.streams[i].ended = Some((Instant::now(), why.clone()));
-            }
-            g.watch_ends.push(format!("{name}: {why}"));
+            end_stream(&rec, &name, stream, why);
             break;
         }
     }
+}
+
+/// Notes why stream `stream` of watch `name` ended (it is resumed).
+fn end_stream(rec: &Shared, name: &str, stream: Option<usize>, why: String) {
+    let mut g = lock(rec);
+    if let Some(i) = stream {
+        g.streams[i].ended = Some((Instant::now(), why.clone()));
+    }
+    g.watch_ends.push(format!("{name}: {why}"));
 }
 
 /// Records one response: the stream on its `created` response, events in order, and the revision
