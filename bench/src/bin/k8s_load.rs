@@ -39,6 +39,10 @@ struct Cli {
     /// Single-object watches.
     #[arg(long, default_value_t = 200)]
     small_watches: usize,
+    /// Single-object watches sharing one connection per member per 100, each its own gRPC stream:
+    /// as many as an API server holds open (0: none).
+    #[arg(long, default_value_t = 0)]
+    open_streams: usize,
     /// List page size (the API server's is 500).
     #[arg(long, default_value_t = 500)]
     page: i64,
@@ -66,7 +70,7 @@ async fn one(cli: &Cli, flavor: Flavor, bin: PathBuf) -> Result<apiserver::Repor
         )])
         .create()?;
     cluster.start_all()?;
-    cluster.wait_ready(Duration::from_secs(30)).await?;
+    cluster.wait_ready(apiserver::RETRY_FOR).await?;
     let endpoints: Vec<&str> = cluster
         .members
         .iter()
@@ -78,6 +82,7 @@ async fn one(cli: &Cli, flavor: Flavor, bin: PathBuf) -> Result<apiserver::Repor
         objects: cli.objects,
         writers: cli.writers,
         small_watches: cli.small_watches,
+        open_streams: cli.open_streams,
         page: cli.page,
         compact_every: Duration::from_secs(cli.compact_every.max(1)),
         seed: cli.seed,

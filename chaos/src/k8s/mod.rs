@@ -114,7 +114,7 @@ pub async fn run(spec: &Spec, net: &Net, print: &dyn Fn(&str)) -> Result<Outcome
     let mut probes = lists::Outcome::default();
     sleep(warmup).await;
     // Every watch open before the first fault, so the first partition finds all of them.
-    let watches = load.resources + load.small_watches;
+    let watches = load.resources + load.small_watches + load.open_streams;
     let ready_by = tokio::time::Instant::now() + Duration::from_secs(30);
     while workload.open_streams().iter().sum::<usize>() < watches
         && tokio::time::Instant::now() < ready_by

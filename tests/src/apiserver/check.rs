@@ -19,18 +19,24 @@ pub struct Report {
     pub violations: Vec<String>,
 }
 
-/// True when `key` is in the range a watch `name` covers (a prefix, or `=key` for one key).
+/// True when `key` is in the range a watch `name` covers (a prefix, or `=key` or `=key#n` for one key).
 pub fn in_range(name: &str, key: &str) -> bool {
     match name.strip_prefix('=') {
-        Some(exact) => key == exact,
+        // An open stream's name ends in `#n`, as several may watch one key.
+        Some(exact) => key == exact.split('#').next().unwrap_or(exact),
         None => key.starts_with(name),
     }
 }
 
-pub async fn check(mut client: Client, recorded: Recorded, opts: &Options) -> Result<Report> {
-    let now = client
-        .get("/registry/", Some(GetOptions::new().with_prefix()))
-        .await?;
+pub async fn check(client: Client, recorded: Recorded, opts: &Options) -> Result<Report> {
+    let now = super::tasks::retrying("reading back /registry/", || {
+        let mut c = client.clone();
+        async move {
+            let opts = GetOptions::new().with_prefix();
+            Ok(c.get("/registry/", Some(opts)).await?)
+        }
+    })
+    .await?;
     let held: BTreeMap<String, (i64, String)> = now
         .kvs()
         .iter()
@@ -232,11 +238,12 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "acknowledged writes {}, conflicts retried {}, watch events {events} on {} watches \
-             ({} resumes, {} re-lists after compaction, {} progress notifications), lists {} \
+             ({} streams opened, {} resumes, {} re-lists after compaction, {} progress notifications), lists {} \
              ({} too old), compactions {}, uncertain writes {}, election leases expired {}",
             r.acked.len(),
             r.conflicts,
             r.watched.len(),
+            r.streams.len(),
             r.watch_resumes,
             r.relists,
             r.progress_notifications,

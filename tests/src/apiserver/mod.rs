@@ -21,6 +21,13 @@ use crate::pki::Pki;
 
 pub use check::Report;
 
+/// How many of the open streams share one connection to a member.
+pub const STREAMS_PER_CONNECTION: usize = 100;
+
+/// How long setup and the final read-back retry a failing call (a slow leader election at the
+/// start, or one left by a fault at the end, is no failed run).
+pub const RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// How much load, for how long.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -32,8 +39,11 @@ pub struct Options {
     pub objects: usize,
     /// Concurrent writers.
     pub writers: usize,
-    /// Small single-object watches besides the per-resource ones.
+    /// Small single-object watches besides the per-resource ones, each on its own connection.
     pub small_watches: usize,
+    /// More single-object watches, as many as an API server holds open: these share one connection
+    /// per member for every [`STREAMS_PER_CONNECTION`], each its own gRPC stream.
+    pub open_streams: usize,
     /// Page size of lists (the API server's is 500).
     pub page: i64,
     /// The API server's compaction interval (its `--etcd-compaction-interval`, 5m by default).
@@ -59,6 +69,7 @@ impl Options {
             objects: 40,
             writers: 4,
             small_watches: 20,
+            open_streams: 0,
             page: 10,
             compact_every: Duration::from_secs(2),
             seed: 0,
@@ -203,7 +214,10 @@ impl Workload {
     pub async fn finish(self) -> Result<Report> {
         let recorded = self.task.await.context("the workload's task")??;
         let endpoints: Vec<&str> = self.endpoints.iter().map(String::as_str).collect();
-        let client = crate::grpc::connect_with(&self.pki, &endpoints, false).await?;
+        let client = tasks::retrying("connecting for the read-back", || {
+            crate::grpc::connect_with(&self.pki, &endpoints, false)
+        })
+        .await?;
         check::check(client, recorded, &self.opts).await
     }
 }

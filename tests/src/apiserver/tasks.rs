@@ -8,7 +8,7 @@ use anyhow::Result;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::watch;
 
-use super::watch::watch_resource;
+use super::watch::{watch_resource, Conn};
 use super::{Acked, Options, Recorded};
 use crate::pki::Pki;
 
@@ -36,6 +36,24 @@ async fn timed<T>(
         }
     }
     r
+}
+
+/// Calls `f` until it succeeds, for up to [`super::RETRY_FOR`]; then fails with its last error.
+pub(super) async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + super::RETRY_FOR;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("{what}, retried for {:?}", super::RETRY_FOR)))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// A small deterministic generator (the workload needs variety, not randomness).
@@ -89,23 +107,43 @@ pub async fn run(
 ) -> Result<Recorded> {
     let opts = &opts;
     let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
-    let client = crate::grpc::connect_with(&pki, &eps, false).await?;
-    let start = client.clone().get("/registry/", None).await?;
+    let client = retrying("connecting", || {
+        crate::grpc::connect_with(&pki, &eps, false)
+    })
+    .await?;
+    let start = retrying("reading the start revision", || {
+        let mut c = client.clone();
+        async move { Ok(c.get("/registry/", None).await?) }
+    })
+    .await?;
     let start_rev = start.header().map(|h| h.revision()).unwrap_or(0);
     let (stop_tx, stop) = watch::channel(false);
 
-    let names = (0..opts.resources)
-        .map(|r| (resource_prefix(r), resource_prefix(r)))
+    let own = || Conn::Own;
+    let mut names: Vec<(String, String, Conn)> = (0..opts.resources)
+        .map(|r| (resource_prefix(r), resource_prefix(r), own()))
         .chain((0..opts.small_watches).map(|i| {
             let key = format!("{}ns{}/o{}", resource_prefix(0), i % 3, i);
-            (format!("={key}"), key)
-        }));
+            (format!("={key}"), key, own())
+        }))
+        .collect();
+    let mut pool = Conn::shared(endpoints.len());
+    for i in 0..opts.open_streams {
+        if i > 0 && i % super::STREAMS_PER_CONNECTION == 0 {
+            pool = Conn::shared(endpoints.len());
+        }
+        let resources = opts.resources.max(1);
+        let o = (i / resources) % opts.objects.max(1);
+        let key = format!("{}ns{}/o{o}", resource_prefix(i % resources), o % 3);
+        names.push((format!("={key}#{i}"), key, pool.clone()));
+    }
     let mut watches = Vec::new();
-    for (i, (name, key)) in names.enumerate() {
+    for (i, (name, key, conn)) in names.into_iter().enumerate() {
         let first_member = opts.watch_member.unwrap_or(i) % endpoints.len().max(1);
         watches.push(tokio::spawn(watch_resource(
             pki.clone(),
             endpoints.clone(),
+            conn,
             first_member,
             name,
             key,
@@ -116,7 +154,12 @@ pub async fn run(
             stop.clone(),
         )));
     }
-    let event_lease = client.clone().lease_grant(3600, None).await?.id();
+    let event_lease = retrying("granting the events' lease", || {
+        let mut c = client.clone();
+        async move { Ok(c.lease_grant(3600, None).await?) }
+    })
+    .await?
+    .id();
     let mut load = Vec::new();
     for w in 0..opts.writers {
         load.push(tokio::spawn(writer(

@@ -4,14 +4,51 @@
 //! fault injector can tell how long a cut-off member kept its watches. A watch canceled because its
 //! revision was compacted re-lists its range and watches on from the list, as the reflector does.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{WatchOptions, WatchResponse};
+use etcd_client::{Client, WatchOptions, WatchResponse};
 use tokio::sync::watch;
 
 use super::tasks::{self, lock, Shared};
 use super::WatchStream;
 use crate::pki::Pki;
+
+/// Where a watch's streams get their connection to a member: their own, or one shared by many
+/// watches, as an API server's client multiplexes its watches over one connection.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Own,
+    /// One lazily made connection per member (index into the endpoints).
+    Shared(Arc<tokio::sync::Mutex<Vec<Option<Client>>>>),
+}
+
+impl Conn {
+    /// A new shared set of connections to `members` members.
+    pub(super) fn shared(members: usize) -> Conn {
+        Conn::Shared(Arc::new(tokio::sync::Mutex::new(vec![None; members])))
+    }
+
+    /// A require-leader client of `endpoints[member]`.
+    async fn to(&self, pki: &Pki, endpoints: &[String], member: usize) -> anyhow::Result<Client> {
+        let endpoint = [endpoints[member].as_str()];
+        let connect = || crate::grpc::connect_with(pki, &endpoint, true);
+        match self {
+            Conn::Own => connect().await,
+            Conn::Shared(pool) => {
+                let mut g = pool.lock().await;
+                if let Some(Some(c)) = g.get(member) {
+                    return Ok(c.clone());
+                }
+                let c = connect().await?;
+                if let Some(slot) = g.get_mut(member) {
+                    *slot = Some(c.clone());
+                }
+                Ok(c)
+            }
+        }
+    }
+}
 
 /// Runs one watch until `stop`. `name` is the prefix, or `=key` for a single key; the first stream
 /// opens on `endpoints[first_member]`.
@@ -19,6 +56,7 @@ use crate::pki::Pki;
 pub(super) async fn watch_resource(
     pki: Pki,
     endpoints: Vec<String>,
+    conn: Conn,
     first_member: usize,
     name: String,
     key: String,
@@ -40,7 +78,7 @@ pub(super) async fn watch_resource(
         }
         first = false;
         let end = |why: String| lock(&rec).watch_ends.push(format!("{name}: {why}"));
-        let Ok(mut c) = crate::grpc::connect_with(&pki, &[&endpoints[member]], true).await else {
+        let Ok(mut c) = conn.to(&pki, &endpoints, member).await else {
             end(format!("member {member} not reachable at {from}"));
             continue;
         };
