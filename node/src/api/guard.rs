@@ -48,7 +48,7 @@ impl Default for AuthOptions {
         AuthOptions {
             token: TokenKind::Simple,
             token_ttl: Duration::from_secs(300),
-            bcrypt_cost: 10,
+            bcrypt_cost: crate::config::DEFAULT_BCRYPT_COST,
             client_cert_auth: false,
         }
     }
