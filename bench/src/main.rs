@@ -55,6 +55,10 @@ struct Cli {
     /// Concurrent clients of the auth off / on puts.
     #[arg(long, default_value_t = 128)]
     auth_clients: usize,
+    /// Rounds of the auth comparison (auth off, certificate user, token user, back to back in each):
+    /// the report gives each mode's median, spread and the per-round ratios to auth off.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    auth_rounds: u32,
     /// gRPC connections (TLS channels) the clients share, spread over the members (etcd benchmark --conns).
     #[arg(long, default_value_t = 16)]
     conns: usize,
@@ -188,7 +192,12 @@ async fn run(cli: Cli) -> Result<bool> {
         watch_rate: cli.watch_rate,
         etcdctl: &cli.etcdctl,
     };
-    let plan = steps::plan(&cli.workloads, &cli.put_clients, &cli.check_perf);
+    let plan = steps::plan(
+        &cli.workloads,
+        &cli.put_clients,
+        &cli.check_perf,
+        cli.auth_rounds,
+    );
     let n = suts.len();
     for (k, step) in plan.iter().enumerate() {
         // Rotate who goes first, so no system always runs right after the same other one.

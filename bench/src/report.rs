@@ -3,6 +3,7 @@
 
 use crate::ledger::Verdict;
 use crate::workload::Outcome;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Line in the `--out` file after which everything is generated (text above it is kept on re-runs).
@@ -236,69 +237,120 @@ fn ratios(s: &mut String, workloads: &[&str], runs: &[SystemRun]) {
     }
 }
 
+/// One auth-comparison row's figures by round: ops/s, p99 ms, member CPU ms per op.
+type Rounds = BTreeMap<u32, (f64, f64, f64)>;
+
+/// The round of a row of `mode`, from its label "`mode` (round r)".
+fn auth_round(workload: &str, mode: &str) -> Option<u32> {
+    workload
+        .strip_prefix(mode)?
+        .strip_prefix(" (round ")?
+        .strip_suffix(')')?
+        .parse()
+        .ok()
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Each round's ratio of `on` to auth off in the same round (rounds missing either are left out).
+fn round_ratios(on: &Rounds, off: &Rounds) -> Vec<f64> {
+    on.iter()
+        .filter_map(|(r, (ops, ..))| off.get(r).map(|(base, ..)| ops / base.max(1e-9)))
+        .collect()
+}
+
 /// Auth on against auth off, per system, from the rows measured back to back in rounds (issue 17):
-/// each mode's figures pool its rounds.
+/// each mode's median over the rounds and its spread, and each round's ratio to the auth-off figure of
+/// the same round (neighbours in time, so load drift between rounds cancels out of the ratio).
 fn auth_cost(s: &mut String, runs: &[SystemRun]) {
-    let pooled = |run: &SystemRun, mode: &str| -> Option<(f64, f64, f64, Vec<f64>)> {
-        let rows: Vec<&Row> = run
-            .rows
+    let rounds = |run: &SystemRun, mode: &str| -> Rounds {
+        run.rows
             .iter()
-            .filter(|r| r.workload.starts_with(&format!("{mode} (round")))
-            .collect();
-        if rows.is_empty() {
-            return None;
-        }
-        let ops: u64 = rows.iter().map(|r| r.outcome.ops).sum();
-        let secs: f64 = rows.iter().map(|r| r.outcome.elapsed.as_secs_f64()).sum();
-        let cpu: f64 = rows.iter().map(|r| r.cpu_seconds).sum();
-        let mut lat: Vec<u32> = rows
-            .iter()
-            .flat_map(|r| r.outcome.latencies.iter().copied())
-            .collect();
-        lat.sort_unstable();
-        let each = rows.iter().map(|r| r.ops_per_sec()).collect();
-        Some((
-            ops as f64 / secs.max(1e-9),
-            quantile_ms(&lat, 0.99),
-            cpu * 1000.0 / ops.max(1) as f64,
-            each,
-        ))
+            .filter_map(|r| {
+                let cpu = r.cpu_seconds * 1000.0 / r.outcome.ops.max(1) as f64;
+                auth_round(&r.workload, mode).map(|n| (n, (r.ops_per_sec(), r.p(0.99), cpu)))
+            })
+            .collect()
     };
     let with_auth: Vec<&SystemRun> = runs
         .iter()
-        .filter(|r| pooled(r, AUTH_OFF).is_some())
+        .filter(|r| !rounds(r, AUTH_OFF).is_empty())
         .collect();
     if with_auth.is_empty() {
         return;
     }
-    let _ = writeln!(s, "\n## Cost of auth: the same puts, auth off then on, back to back, in rounds\n\n| system | auth | ops/s (rounds pooled) | ÷ auth off | each round ops/s | p99 ms | p99 ÷ auth off | CPU ms/op |\n|---|---|---:|---:|---|---:|---:|---:|");
+    let _ = writeln!(s, "\n## Cost of auth: the same puts, auth off then on, back to back, in rounds\n\nMedians over the rounds; each round's ratio is to auth off in the same round.\n\n| system | auth | rounds | ops/s median | ops/s min–max | each round ops/s | ÷ auth off, each round | ÷ auth off, median | p99 ms median | CPU ms/op median |\n|---|---|---:|---:|---|---|---|---:|---:|---:|");
     for run in with_auth {
-        let Some(off) = pooled(run, AUTH_OFF) else {
-            continue;
-        };
+        let off = rounds(run, AUTH_OFF);
         for (mode, how) in [
             (AUTH_OFF, "off"),
             (AUTH_CERT, "on, certificate CN user"),
             (AUTH_TOKEN, "on, password token user"),
         ] {
-            if let Some((ops, p99, cpu, each)) = pooled(run, mode) {
-                let each: Vec<String> = each.iter().map(|o| format!("{o:.0}")).collect();
-                let _ = writeln!(
-                    s,
-                    "| {} | {how} | {ops:.0} | {:.2}× | {} | {p99:.2} | {:.2}× | {cpu:.3} |",
-                    run.system,
-                    ops / off.0,
-                    each.join(" / "),
-                    p99 / off.1,
-                );
+            let on = rounds(run, mode);
+            if on.is_empty() {
+                continue;
             }
+            let ops: Vec<f64> = on.values().map(|v| v.0).collect();
+            let p99: Vec<f64> = on.values().map(|v| v.1).collect();
+            let cpu: Vec<f64> = on.values().map(|v| v.2).collect();
+            let ratios = round_ratios(&on, &off);
+            let (lo, hi) = ops.iter().fold((f64::INFINITY, 0f64), |(lo, hi), o| {
+                (lo.min(*o), hi.max(*o))
+            });
+            let each: Vec<String> = ops.iter().map(|o| format!("{o:.0}")).collect();
+            let each_ratio: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {how} | {} | {:.0} | {lo:.0}–{hi:.0} | {} | {} | {:.2}× | {:.2} | {:.3} |",
+                run.system,
+                on.len(),
+                median(&ops),
+                each.join(" / "),
+                each_ratio.join(" / "),
+                median(&ratios),
+                median(&p99),
+                median(&cpu),
+            );
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::quantile_ms;
+    use super::{auth_round, median, quantile_ms, round_ratios, Rounds, AUTH_CERT, AUTH_OFF};
+
+    #[test]
+    fn auth_rounds_are_read_from_labels_and_compared_round_by_round() {
+        assert_eq!(auth_round("put, auth off (round 12)", AUTH_OFF), Some(12));
+        assert_eq!(auth_round("put, auth off (round 2)", AUTH_CERT), None);
+        assert_eq!(auth_round("put, 128 clients", AUTH_OFF), None);
+        let off: Rounds = [(1, (100.0, 0.0, 0.0)), (2, (50.0, 0.0, 0.0))].into();
+        let on: Rounds = [
+            (1, (90.0, 0.0, 0.0)),
+            (2, (50.0, 0.0, 0.0)),
+            (3, (1.0, 0.0, 0.0)),
+        ]
+        .into();
+        // Round 3 has no auth-off neighbour: no ratio.
+        assert_eq!(round_ratios(&on, &off), vec![0.9, 1.0]);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
 
     #[test]
     fn quantiles_pick_the_nearest_rank() {

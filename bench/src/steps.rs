@@ -67,7 +67,12 @@ pub struct Settings<'a> {
 }
 
 /// The steps in order for these workloads, put client counts and `check perf` loads.
-pub fn plan(workloads: &[String], put_clients: &[usize], loads: &[String]) -> Vec<Step> {
+pub fn plan(
+    workloads: &[String],
+    put_clients: &[usize],
+    loads: &[String],
+    auth_rounds: u32,
+) -> Vec<Step> {
     let wants = |w: &str| workloads.iter().any(|x| x == w);
     let mut steps = Vec::new();
     for &c in put_clients.iter().filter(|_| wants("put")) {
@@ -98,10 +103,11 @@ pub fn plan(workloads: &[String], put_clients: &[usize], loads: &[String]) -> Ve
             steps.push(Step::CheckPerf(l.clone()));
         }
     }
-    // Two rounds of off/on, because the machine's load drifts between any two measurements. Auth stays
-    // on after the last (the restart's read-back then runs as the certificate user).
+    // Rounds of off/on (`--auth-rounds`), because the machine's load drifts between any two
+    // measurements: each round's ratios compare neighbours. Auth stays on after the last (the
+    // restart's read-back then runs as the certificate user).
     if wants("auth") {
-        for r in 1..=2 {
+        for r in 1..=auth_rounds {
             if r > 1 {
                 steps.push(Step::AuthDisable);
             }
@@ -335,7 +341,7 @@ mod tests {
     #[test]
     fn auth_comes_after_check_perf_and_before_the_restart() {
         let all: Vec<String> = ["put", "auth"].map(String::from).to_vec();
-        let steps = plan(&all, &[1, 16], &["s".into(), "s".into()]);
+        let steps = plan(&all, &[1, 16], &["s".into(), "s".into()], 3);
         let names: Vec<String> = steps.iter().map(|s| format!("{s:?}")).collect();
         let at = |p: &str| names.iter().position(|n| n.starts_with(p));
         assert_eq!(
@@ -346,7 +352,12 @@ mod tests {
         assert!(at("AuthEnable") < at("AuthCert"));
         assert!(at("AuthToken") < at("AuthDisable"));
         assert!(names.iter().any(|n| n == "AuthOff(2)"));
-        assert!(at("AuthToken(2)") < at("Restart"));
+        assert_eq!(
+            names.iter().filter(|n| n.starts_with("AuthCert")).count(),
+            3
+        );
+        assert_eq!(names.iter().filter(|n| *n == "AuthDisable").count(), 2);
+        assert!(at("AuthToken(3)") < at("Restart"));
         assert!(matches!(steps.last(), Some(Step::Restart)));
         assert_eq!(names.iter().filter(|n| n.starts_with("PutOne")).count(), 3);
     }

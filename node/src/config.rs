@@ -11,6 +11,8 @@ use clap::{Parser, ValueEnum};
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// etcd's `MaxQuotaBytes`: a larger quota is accepted with a warning.
 pub const MAX_QUOTA_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// etcd's default `--bcrypt-cost` (Go's `bcrypt.DefaultCost`).
+pub const DEFAULT_BCRYPT_COST: u32 = 10;
 
 /// Whether this member founds a new cluster or joins an existing one (`--initial-cluster-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -128,7 +130,7 @@ pub struct Config {
     #[arg(long, env = "CAIRN_AUTH_TOKEN_TTL", default_value_t = 300)]
     pub auth_token_ttl: u64,
     /// Specify bcrypt algorithm cost factor for auth password hashing.
-    #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = 10)]
+    #[arg(long, env = "CAIRN_BCRYPT_COST", default_value_t = DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
     /// Comma-separated white list of origins for CORS (cross-origin resource sharing) on the client
     /// port's HTTP side; empty or * allows all.

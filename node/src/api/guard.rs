@@ -17,7 +17,7 @@ use super::status::to_status;
 use crate::member::App;
 use crate::mvcc::auth::{AuthError, Need};
 use crate::mvcc::authorize::{Access, AuthInfo};
-use crate::mvcc::MvccError;
+use crate::mvcc::{MvccError, Store};
 
 /// The verified client certificate's Common Name; the server puts it on every request of a TLS
 /// connection whose client presented one.
@@ -48,7 +48,7 @@ impl Default for AuthOptions {
         AuthOptions {
             token: TokenKind::Simple,
             token_ttl: Duration::from_secs(300),
-            bcrypt_cost: 10,
+            bcrypt_cost: crate::config::DEFAULT_BCRYPT_COST,
             client_cert_auth: false,
         }
     }
@@ -67,14 +67,8 @@ pub struct Identity {
 impl Identity {
     /// The identity a request carries.
     pub fn of<T>(req: &Request<T>) -> Identity {
-        let md = req.metadata();
-        let token = md.get("token").or_else(|| md.get("authorization"));
-        let token = token.map(|t| {
-            let t = t.to_str().unwrap_or_default();
-            t.strip_prefix("Bearer ").unwrap_or(t).to_string()
-        });
         Identity {
-            token,
+            token: token_of(req).map(str::to_string),
             cert: req.extensions().get::<ClientCertName>().cloned(),
         }
     }
@@ -98,6 +92,15 @@ impl Identity {
 
 /// Who a request comes from (a user name, or nobody) and the auth revision its identity is from.
 pub type Caller = AuthInfo;
+
+/// The token of a request, borrowed from its metadata `token` (or `authorization`, as the gateway
+/// sends it, with or without "Bearer ").
+fn token_of<T>(req: &Request<T>) -> Option<&str> {
+    let md = req.metadata();
+    let t = md.get("token").or_else(|| md.get("authorization"))?;
+    let t = t.to_str().unwrap_or_default();
+    Some(t.strip_prefix("Bearer ").unwrap_or(t))
+}
 
 /// The auth checks, shared by every service (cheap to clone).
 #[derive(Clone)]
@@ -130,13 +133,24 @@ impl Guard {
     /// etcd's "invalid auth token", which makes clientv3 authenticate again. A simple token or a
     /// certificate speaks for the current auth revision, a JWT for the one it was issued at.
     pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
-        self.caller_of(&Identity::of(req)).map_err(denied)
+        let store = self.app.store().read();
+        self.resolve(&store, token_of(req), req.extensions().get())
+            .map_err(denied)
     }
 
     /// The caller an identity names now.
     pub fn caller_of(&self, id: &Identity) -> Result<Caller, AuthError> {
-        let store = self.app.store();
-        let store = store.read();
+        let store = self.app.store().read();
+        self.resolve(&store, id.token.as_deref(), id.cert.as_ref())
+    }
+
+    /// The caller a token or certificate names in `store` (whose lock the caller holds).
+    fn resolve(
+        &self,
+        store: &Store,
+        token: Option<&str>,
+        cert: Option<&ClientCertName>,
+    ) -> Result<Caller, AuthError> {
         let revision = store.auth().revision;
         if !store.auth().enabled {
             return Ok(Caller {
@@ -144,7 +158,7 @@ impl Guard {
                 revision,
             });
         }
-        if let Some(token) = &id.token {
+        if let Some(token) = token {
             let known = match &self.opts.token {
                 TokenKind::Simple => store.tokens().user(token).map(|user| Caller {
                     user: Some(user),
@@ -157,80 +171,75 @@ impl Guard {
             };
             return known.ok_or(AuthError::InvalidAuthToken);
         }
-        let user = match &id.cert {
+        let user = match cert {
             Some(ClientCertName(cn)) if self.opts.client_cert_auth => Some(cn.clone()),
             _ => None,
         };
         Ok(Caller { user, revision })
     }
 
-    /// Check `caller` with `f`, if auth is enabled; the caller to propose with (None while the auth
-    /// store was never used, see `Command::by`).
-    fn check(
+    /// Resolve the caller of `req` and check it with `f` (if auth is enabled), under one read lock of
+    /// the store: the caller to propose with (None while the auth store was never used, see
+    /// `Command::by`). It carries the auth revision of the state just checked, so that the applier may
+    /// trust the check when it applies at that same revision (`mvcc::authorize::at_apply`). A JWT issued
+    /// at a revision this member has not applied yet was checked against older permissions: proposed
+    /// with the older revision, it is refused at apply as "revision of auth store is old" and the
+    /// client authenticates again.
+    fn check<T>(
         &self,
-        caller: Caller,
-        f: impl FnOnce(&Access<'_>) -> Result<(), AuthError>,
+        req: &Request<T>,
+        f: impl FnOnce(&Store, &Access<'_>) -> Result<(), AuthError>,
     ) -> Result<Option<Caller>, Status> {
-        let store = self.app.store();
-        let store = store.read();
+        let store = self.app.store().read();
+        let mut caller = self
+            .resolve(&store, token_of(req), req.extensions().get())
+            .map_err(denied)?;
         let auth = store.auth();
         if auth.enabled {
-            f(&Access::new(auth, &caller)).map_err(denied)?;
+            f(&store, &Access::new(auth, &caller)).map_err(denied)?;
         }
+        caller.revision = auth.revision;
         Ok((auth.revision > 0).then_some(caller))
     }
 
     /// Admin operations (member changes, compaction, defragment, snapshot, alarms, auth management,
     /// move-leader) need the root role. The caller, to propose with.
     pub fn admin<T>(&self, req: &Request<T>) -> Result<Option<Caller>, Status> {
-        let caller = self.caller(req)?;
-        self.check(caller, |a| a.admin())
+        self.check(req, |_, a| a.admin())
     }
 
     /// Range needs read on its range.
     pub fn range(&self, req: &Request<PbRangeRequest>) -> Result<(), Status> {
-        let caller = self.caller(req)?;
-        self.check(caller, |a| a.range(req.get_ref())).map(drop)
+        self.check(req, |_, a| a.range(req.get_ref())).map(drop)
     }
 
     /// Put needs write on its key (and read, with prev_kv).
     pub fn put(&self, req: &Request<PbPutRequest>) -> Result<Option<Caller>, Status> {
-        let caller = self.caller(req)?;
-        self.check(caller, |a| a.put(req.get_ref()))
+        self.check(req, |_, a| a.put(req.get_ref()))
     }
 
     /// DeleteRange needs write on its range (and read, with prev_kv).
     pub fn delete(&self, req: &Request<PbDeleteRequest>) -> Result<Option<Caller>, Status> {
-        let caller = self.caller(req)?;
-        self.check(caller, |a| a.delete(req.get_ref()))
+        self.check(req, |_, a| a.delete(req.get_ref()))
     }
 
     /// Txn needs read on every compare and the rights of every operation of both branches.
     pub fn txn(&self, req: &Request<PbTxnRequest>) -> Result<Option<Caller>, Status> {
-        let caller = self.caller(req)?;
-        self.check(caller, |a| a.txn(req.get_ref()))
+        self.check(req, |_, a| a.txn(req.get_ref()))
     }
 
     /// A watch needs read on its range (checked with the caller its stream names now).
     pub fn watch(&self, id: &Identity, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
-        let caller = self.caller_of(id)?;
-        let store = self.app.store();
-        let store = store.read();
+        let store = self.app.store().read();
+        let caller = self.resolve(&store, id.token.as_deref(), id.cert.as_ref())?;
         Access::new(store.auth(), &caller).need(key, range_end, Need::Read)
     }
 
     /// LeaseRevoke needs write on every key attached to the lease.
     pub fn lease_revoke<T>(&self, req: &Request<T>, id: i64) -> Result<Option<Caller>, Status> {
-        let caller = self.caller(req)?;
-        let keys = {
-            let store = self.app.store();
-            let store = store.read();
-            if !store.auth().enabled {
-                Vec::new()
-            } else {
-                store.lease_info(id).map(|l| l.keys).unwrap_or_default()
-            }
-        };
-        self.check(caller, |a| a.lease_keys(keys.iter().map(Vec::as_slice)))
+        self.check(req, |store, a| {
+            let keys = store.lease_info(id).map(|l| l.keys).unwrap_or_default();
+            a.lease_keys(keys.iter().map(Vec::as_slice))
+        })
     }
 }

@@ -153,3 +153,25 @@ fn auto_compaction_retention_is_read_per_mode() {
     let c = Config::try_parse_from(base()).unwrap();
     assert_eq!(c.auto_compaction(), Ok(Retention::Off));
 }
+
+#[test]
+fn bcrypt_cost_outside_4_to_31_is_not_refused_and_falls_back_to_10_with_etcds_warning() {
+    let cfg = |cost: &str| {
+        let mut args = base();
+        let flag = format!("--bcrypt-cost={cost}");
+        args.push(&flag);
+        let cfg = Config::try_parse_from(args).expect("parses");
+        assert_eq!(cfg.validate(), Ok(()), "--bcrypt-cost={cost} refused");
+        cfg.bcrypt_cost_in_use()
+    };
+    assert_eq!(cfg("4"), (4, None));
+    assert_eq!(cfg("31"), (31, None));
+    assert_eq!(
+        cfg("3"),
+        (
+            10,
+            Some("Use default bcrypt-cost 10 instead of the invalid value 3".into())
+        )
+    );
+    assert_eq!(cfg("32").0, 10);
+}

@@ -1,6 +1,6 @@
 //! The one validation pass over all flags, with etcd's messages.
 
-use super::{err, parse_initial_cluster, parse_url, Config, ConfigError};
+use super::{err, parse_initial_cluster, parse_url, Config, ConfigError, DEFAULT_BCRYPT_COST};
 
 impl Config {
     /// Check every flag together; the first refusal is returned with etcd's wording.
@@ -64,13 +64,25 @@ impl Config {
         if self.max_request_bytes == 0 {
             return err("--max-request-bytes must be greater than 0");
         }
-        // etcd: bcrypt.MinCost..=bcrypt.MaxCost.
-        if !(4..=31).contains(&self.bcrypt_cost) {
-            return err(format!("invalid bcrypt-cost: {}", self.bcrypt_cost));
-        }
+        // --bcrypt-cost is not refused: see `bcrypt_cost_in_use`.
         self.auth_token()?;
         self.auto_compaction()?;
         self.validate_tls()
+    }
+
+    /// The bcrypt cost passwords are hashed with, and etcd's warning when `--bcrypt-cost` is outside
+    /// bcrypt's 4..=31 (Go's `bcrypt.MinCost`..=`MaxCost`): etcd 3.4.23 does not refuse to start
+    /// then, it logs "Use default bcrypt-cost 10 instead of the invalid value 3" and hashes with its
+    /// default (`auth.NewAuthStore`).
+    pub fn bcrypt_cost_in_use(&self) -> (u32, Option<String>) {
+        if (4..=31).contains(&self.bcrypt_cost) {
+            return (self.bcrypt_cost, None);
+        }
+        let warning = format!(
+            "Use default bcrypt-cost {DEFAULT_BCRYPT_COST} instead of the invalid value {}",
+            self.bcrypt_cost
+        );
+        (DEFAULT_BCRYPT_COST, Some(warning))
     }
 
     fn validate_tls(&self) -> Result<(), ConfigError> {

@@ -351,19 +351,60 @@ impl AuthState {
         if u.roles.contains(ROOT) {
             return Ok(());
         }
-        let mut granted: Vec<(Vec<u8>, Option<Vec<u8>>)> = u
+        let mut perms = u
             .roles
             .iter()
             .filter_map(|r| self.roles.get(r))
             .flatten()
-            .filter(|p| p.kind.allows(need))
-            .map(|p| interval(&p.key, &p.range_end))
-            .collect();
-        if covered(&mut granted, interval(key, range_end)) {
+            .filter(|p| p.kind.allows(need));
+        let Some(first) = perms.next() else {
+            return Err(AuthError::PermissionDenied);
+        };
+        let ok = match perms.next() {
+            // The common case (a client confined to one prefix): no union to build, nothing allocated.
+            None => covers_one(first, key, range_end),
+            Some(second) => {
+                let mut granted: Vec<(Vec<u8>, Option<Vec<u8>>)> = [first, second]
+                    .into_iter()
+                    .chain(perms)
+                    .map(|p| interval(&p.key, &p.range_end))
+                    .collect();
+                covered(&mut granted, interval(key, range_end))
+            }
+        };
+        if ok {
             Ok(())
         } else {
             Err(AuthError::PermissionDenied)
         }
+    }
+}
+
+/// Whether the one permission `p` covers `[key, range_end)`: exactly what [`covered`] answers for a
+/// union of one interval, compared in place. A permission's range end "" stands for `p.key + "\0"`,
+/// the least key above `p.key`, so `k < p.key + "\0"` is `k <= p.key`.
+fn covers_one(p: &Perm, key: &[u8], range_end: &[u8]) -> bool {
+    let start = p.key.as_slice();
+    if key < start {
+        return false;
+    }
+    // `key` is at or above the permission's start: is it also below its end?
+    let holds_key = || match p.range_end.as_slice() {
+        [] => key == start,
+        [0] => true,
+        end => key < end,
+    };
+    match range_end {
+        [] => holds_key(),
+        [0] => p.range_end == [0],
+        // An empty or inverted range asks for its first key (as `covered` does).
+        end if end <= key => holds_key(),
+        end => match p.range_end.as_slice() {
+            // Only `[start, start + "\0")` fits in a one-key permission.
+            [] => end.len() == start.len() + 1 && end.starts_with(start) && end.last() == Some(&0),
+            [0] => true,
+            granted_end => end <= granted_end,
+        },
     }
 }
 
@@ -411,18 +452,26 @@ fn covered(granted: &mut [(Vec<u8>, Option<Vec<u8>>)], want: (Vec<u8>, Option<Ve
 }
 
 /// Simple tokens of this member: token → (user, last use). A token lives `ttl` past its last use
-/// (etcd's `simpleTokenTTLKeeper` resets the deadline on every use).
+/// (etcd's `simpleTokenTTLKeeper` resets the deadline on every use). One lock for the TTL and the
+/// table: every request with a token takes it once.
 #[derive(Debug)]
 pub struct Tokens {
-    ttl: Mutex<Duration>,
-    map: Mutex<HashMap<String, (String, Instant)>>,
+    table: Mutex<TokenTable>,
+}
+
+#[derive(Debug)]
+struct TokenTable {
+    ttl: Duration,
+    live: HashMap<String, (String, Instant)>,
 }
 
 impl Default for Tokens {
     fn default() -> Self {
         Tokens {
-            ttl: Mutex::new(Duration::from_secs(300)),
-            map: Mutex::default(),
+            table: Mutex::new(TokenTable {
+                ttl: Duration::from_secs(300),
+                live: HashMap::new(),
+            }),
         }
     }
 }
@@ -430,37 +479,38 @@ impl Default for Tokens {
 impl Tokens {
     /// Set `--auth-token-ttl`.
     pub fn set_ttl(&self, ttl: Duration) {
-        *self.ttl.lock() = ttl;
+        self.table.lock().ttl = ttl;
     }
 
     fn assign(&self, token: &str, user: &str) {
-        let mut map = self.map.lock();
+        let mut t = self.table.lock();
         let now = Instant::now();
-        let ttl = *self.ttl.lock();
-        map.retain(|_, (_, used)| now.duration_since(*used) < ttl);
-        map.insert(token.to_string(), (user.to_string(), now));
+        let ttl = t.ttl;
+        t.live
+            .retain(|_, (_, used)| now.duration_since(*used) < ttl);
+        t.live.insert(token.to_string(), (user.to_string(), now));
     }
 
     /// The user a live token belongs to; using it extends its life.
     pub fn user(&self, token: &str) -> Option<String> {
-        let ttl = *self.ttl.lock();
-        let mut map = self.map.lock();
+        let mut t = self.table.lock();
         let now = Instant::now();
-        let (user, used) = map.get_mut(token)?;
-        if now.duration_since(*used) >= ttl {
-            map.remove(token);
-            return None;
+        let ttl = t.ttl;
+        let (user, used) = t.live.get_mut(token)?;
+        if now.duration_since(*used) < ttl {
+            *used = now;
+            return Some(user.clone());
         }
-        *used = now;
-        Some(user.clone())
+        t.live.remove(token);
+        None
     }
 
     fn invalidate_user(&self, user: &str) {
-        self.map.lock().retain(|_, (u, _)| u != user);
+        self.table.lock().live.retain(|_, (u, _)| u != user);
     }
 
     fn clear(&self) {
-        self.map.lock().clear();
+        self.table.lock().live.clear();
     }
 }
 
@@ -607,5 +657,134 @@ mod tests {
         assert_eq!(t.user("tok.1").as_deref(), Some(ROOT));
         a.apply(&AuthCommand::Disable, &t).expect("disable");
         assert_eq!(t.user("tok.1"), None);
+    }
+
+    /// splitmix64: a seeded, dependency-free generator for the randomized comparison below.
+    struct Mix(u64);
+
+    impl Mix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        /// Short keys over {"\0", "a", "b"}, so equal keys, prefixes and successors ("k\0") are common.
+        fn key(&mut self) -> Vec<u8> {
+            let len = self.below(4);
+            (0..len)
+                .map(|_| [0u8, b'a', b'b'][self.below(3) as usize])
+                .collect()
+        }
+
+        /// A range end as clients send them: none (one key), "\0" (everything from the key), the key's
+        /// successor, or any key (empty and inverted ranges included).
+        fn range_end(&mut self, key: &[u8]) -> Vec<u8> {
+            match self.below(5) {
+                0 => Vec::new(),
+                1 => vec![0],
+                2 => [key, &[0]].concat(),
+                _ => self.key(),
+            }
+        }
+    }
+
+    #[test]
+    fn one_permission_fast_path_answers_as_the_union_does() {
+        let mut rng = Mix(17);
+        let (mut allowed, mut refused) = (0, 0);
+        for _ in 0..200_000 {
+            let key = rng.key();
+            let p = perm(PermKind::ReadWrite, "", "");
+            let p = Perm {
+                range_end: rng.range_end(&key),
+                key,
+                ..p
+            };
+            let want = rng.key();
+            let want_end = rng.range_end(&want);
+            let fast = covers_one(&p, &want, &want_end);
+            let general = covered(
+                &mut [interval(&p.key, &p.range_end)],
+                interval(&want, &want_end),
+            );
+            assert_eq!(fast, general, "{p:?} over {want:?}..{want_end:?}");
+            if fast {
+                allowed += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // Both answers were exercised, not one trivially.
+        assert!(allowed > 10_000 && refused > 10_000, "{allowed} {refused}");
+    }
+
+    #[test]
+    fn check_with_one_or_several_permissions_matches_the_union() {
+        let t = Tokens::default();
+        let mut rng = Mix(29);
+        for _ in 0..2_000 {
+            let mut a = AuthState::default();
+            for c in [
+                AuthCommand::UserAdd {
+                    name: "u".into(),
+                    password_hash: None,
+                },
+                AuthCommand::RoleAdd { name: "r1".into() },
+                AuthCommand::RoleAdd { name: "r2".into() },
+                AuthCommand::UserGrantRole {
+                    user: "u".into(),
+                    role: "r1".into(),
+                },
+                AuthCommand::UserGrantRole {
+                    user: "u".into(),
+                    role: "r2".into(),
+                },
+            ] {
+                a.apply(&c, &t).expect("setup");
+            }
+            let n = rng.below(4);
+            for i in 0..n {
+                let key = rng.key();
+                let kind = PermKind::from_i32(rng.below(3) as i32);
+                let range_end = rng.range_end(&key);
+                let role = if i % 2 == 0 { "r1" } else { "r2" };
+                a.roles.get_mut(role).expect("role").push(Perm {
+                    kind,
+                    key,
+                    range_end,
+                });
+            }
+            a.enabled = true;
+            for _ in 0..20 {
+                let key = rng.key();
+                let range_end = rng.range_end(&key);
+                let need = if rng.below(2) == 0 {
+                    Need::Read
+                } else {
+                    Need::Write
+                };
+                let mut granted: Vec<_> = a
+                    .roles
+                    .values()
+                    .flatten()
+                    .filter(|p| p.kind.allows(need))
+                    .map(|p| interval(&p.key, &p.range_end))
+                    .collect();
+                let union = covered(&mut granted, interval(&key, &range_end));
+                assert_eq!(
+                    a.check(Some("u"), &key, &range_end, need).is_ok(),
+                    union,
+                    "{:?} {need:?} {key:?}..{range_end:?}",
+                    a.roles
+                );
+            }
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! checked with (etcd's request header `username` + `auth_revision`, `etcdserver/apply_auth.go`). So a
 //! permission revoked while a request is in flight applies to it: a request checked at an older auth
 //! revision is refused with "revision of auth store is old", on which clients authenticate again and
-//! retry (clientv3's retry interceptor), and the retry meets the new permissions.
+//! retry (clientv3's retry interceptor), and the retry meets the new permissions. A request applied at
+//! the very auth revision it was checked at is not checked again (see [`at_apply`] for why that is
+//! sound), except LeaseRevoke.
 
 use etcd_client::proto::{
     PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTxnOpRequest, PbTxnRequest,
@@ -18,7 +20,8 @@ use super::{decode, Command, MvccError, State};
 pub struct AuthInfo {
     /// None: no token and no client certificate (anonymous).
     pub user: Option<String>,
-    /// The auth store's revision when the request was checked (for a JWT: when it was issued).
+    /// The auth store's revision its rights were checked at (the guard proposes with the revision of
+    /// the state it checked; a JWT's caller names the revision it was issued at until then).
     pub revision: u64,
 }
 
@@ -106,6 +109,18 @@ impl<'a> Access<'a> {
 /// never reach here.
 pub(super) fn at_apply(st: &State, who: &AuthInfo, cmd: &Command) -> Result<(), MvccError> {
     if !st.auth.enabled {
+        return Ok(());
+    }
+    // Checked at the auth revision it is applied at: skip the second check. Sound because the auth
+    // revision covers everything a verdict here reads besides the command itself: `AuthState::apply`
+    // bumps it on every change of the enabled flag, users, their roles and the roles' permissions
+    // (only no-ops and Authenticate, which registers a token and grants nothing, leave it), and every
+    // member reaches the same auth state at the same revision. The API's guard checks these same rules
+    // with the caller's revision read under the same lock as the state it checks (`api::guard`), so
+    // equal revisions mean the guard's verdict was reached on this very permission set. LeaseRevoke is
+    // the exception: its verdict also reads the keys attached to the lease, which puts change without
+    // a new auth revision, so it is always checked again.
+    if who.revision == st.auth.revision && !matches!(cmd, Command::LeaseRevoke { .. }) {
         return Ok(());
     }
     let a = Access::new(&st.auth, who);

@@ -40,10 +40,14 @@ pub fn auth_options(cfg: &Config) -> anyhow::Result<crate::api::AuthOptions> {
             TokenKind::Jwt(std::sync::Arc::new(jwt))
         }
     };
+    let (bcrypt_cost, warning) = cfg.bcrypt_cost_in_use();
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     Ok(crate::api::AuthOptions {
         token,
         token_ttl: std::time::Duration::from_secs(cfg.auth_token_ttl),
-        bcrypt_cost: cfg.bcrypt_cost,
+        bcrypt_cost,
         client_cert_auth: cfg.client_cert_auth,
     })
 }

@@ -330,3 +330,74 @@ fn the_etcd_client_crate_manages_users_and_roles_and_is_refused_outside_its_gran
         must(root.auth_disable().await.map_err(Into::into));
     });
 }
+
+/// The bcrypt costs (`$2a$10$`, `$2b$10$`: two digits) of every password hash found in `dir`'s files,
+/// whatever holds them (cairn's Raft log and snapshots, etcd's bbolt file).
+fn bcrypt_costs_under(dir: &Path) -> Vec<String> {
+    let mut costs = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            for w in bytes.windows(7) {
+                let is_hash = w[0] == b'$'
+                    && w[1] == b'2'
+                    && matches!(w[2], b'a' | b'b' | b'y')
+                    && w[3] == b'$'
+                    && w[4].is_ascii_digit()
+                    && w[5].is_ascii_digit()
+                    && w[6] == b'$';
+                if is_hash {
+                    costs.push(String::from_utf8_lossy(&w[4..6]).into_owned());
+                }
+            }
+        }
+    }
+    costs
+}
+
+#[test]
+fn bcrypt_cost_outside_4_to_31_starts_with_etcds_warning_and_hashes_at_10() {
+    // etcd 3.4.23 does not refuse `--bcrypt-cost 3`: it warns and uses its default, 10.
+    let flavor = must(cairn_tests::cluster::Flavor::from_env());
+    let c = must(
+        cairn_tests::cluster::Cluster::builder(flavor, 1)
+            .extra_args(["--bcrypt-cost=3"])
+            .start(),
+    );
+    let o = c.etcdctl().run(&["user", "add", "hashed:pw-of-hashed"]);
+    let o = must(o);
+    assert!(o.success(), "{o:?}");
+    let log = must(std::fs::read_to_string(&c.members[0].log).map_err(Into::into));
+    assert!(
+        log.contains("Use default bcrypt-cost 10 instead of the invalid value 3"),
+        "no warning in the log:\n{}",
+        c.logs()
+    );
+    // The stored hash is read from the member's data (it never leaves the server otherwise).
+    let data = c.members[0].data_dir.clone();
+    let costs = must(cairn_tests::wait::wait_for(
+        "the user's password hash on disk",
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(200),
+        || {
+            let costs = bcrypt_costs_under(&data);
+            if costs.is_empty() {
+                Err(format!("no bcrypt hash under {}", data.display()))
+            } else {
+                Ok(costs)
+            }
+        },
+    ));
+    assert!(costs.iter().all(|c| c == "10"), "hash costs {costs:?}");
+}

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::mvcc::auth::{AuthCommand as A, AuthError, Perm, PermKind, ROOT};
-use crate::mvcc::authorize::AuthInfo;
+use crate::mvcc::authorize::{Access, AuthInfo};
 
 /// A store with user `root` holding the root role, auth still off.
 fn with_root() -> Store {
@@ -84,20 +84,69 @@ fn a_put_checked_before_a_revoke_is_refused_when_applied_after_it() {
     let r = s.apply(&in_flight);
     assert_eq!(auth_error(&r), Some(AuthError::AuthOldRevision));
     assert_eq!(s.revision(), 2, "the refused put wrote nothing");
-    // The client's retry, checked at the new revision, meets the new permissions.
-    let retry = as_user(&s, "alice", put_cmd("/app/x", "1"));
+    // The client's retry is checked at the new revision and meets the new permissions (the guard's
+    // check is this same `Access`).
+    let retry = AuthInfo {
+        user: Some("alice".into()),
+        revision: s.auth().revision,
+    };
+    let put = PbPutRequest {
+        key: b"/app/x".to_vec(),
+        value: b"1".to_vec(),
+        ..Default::default()
+    };
     assert_eq!(
-        auth_error(&s.apply(&retry)),
-        Some(AuthError::PermissionDenied)
+        Access::new(s.auth(), &retry).put(&put),
+        Err(AuthError::PermissionDenied)
     );
     // Inside a batch (one Raft entry) the check is the same, command by command.
-    let batch = Command::Batch(vec![
-        as_user(&s, ROOT, put_cmd("/other", "1")),
-        as_user(&s, "alice", put_cmd("/app/z", "1")),
-    ]);
+    let stale = in_flight.clone();
+    let batch = Command::Batch(vec![as_user(&s, ROOT, put_cmd("/other", "1")), stale]);
     let r = s.apply(&batch);
     assert_eq!(r.batch[0].error, None);
-    assert_eq!(auth_error(&r.batch[1]), Some(AuthError::PermissionDenied));
+    assert_eq!(auth_error(&r.batch[1]), Some(AuthError::AuthOldRevision));
+}
+
+#[test]
+fn a_request_applied_at_the_auth_revision_it_was_checked_at_is_not_checked_again() {
+    let mut s = enabled();
+    // A put the guard could not have let through (alice may not write /other) but vouched for at
+    // the current auth revision: the applier trusts the check, so nothing refuses it.
+    let vouched = as_user(&s, "alice", put_cmd("/other/k", "1"));
+    assert_eq!(s.apply(&vouched).error, None);
+    assert_eq!(s.revision(), 2);
+    // The same request one auth change later is checked again, and refused.
+    let stale = as_user(&s, "alice", put_cmd("/other/k", "2"));
+    assert_eq!(
+        s.apply(&Command::Auth(A::RoleAdd { name: "x".into() }))
+            .error,
+        None
+    );
+    assert_eq!(
+        auth_error(&s.apply(&stale)),
+        Some(AuthError::AuthOldRevision)
+    );
+    // LeaseRevoke is checked again even at the same revision: puts attach keys to a lease without a
+    // new auth revision. The lease holds a key of alice's prefix when she is checked ...
+    assert_eq!(s.apply(&Command::LeaseGrant { id: 9, ttl: 60 }).error, None);
+    let leased = |s: &Store, key: &str| {
+        let put = PbPutRequest {
+            key: key.as_bytes().to_vec(),
+            lease: 9,
+            ..Default::default()
+        };
+        as_user(s, ROOT, Command::Put(put.encode_to_vec()))
+    };
+    let mine = leased(&s, "/app/mine");
+    assert_eq!(s.apply(&mine).error, None);
+    let revoke = as_user(&s, "alice", Command::LeaseRevoke { id: 9 });
+    // ... and one outside it by the time her revoke is applied, at the same auth revision.
+    let theirs = leased(&s, "/other/theirs");
+    assert_eq!(s.apply(&theirs).error, None);
+    assert_eq!(
+        auth_error(&s.apply(&revoke)),
+        Some(AuthError::PermissionDenied)
+    );
 }
 
 #[test]
