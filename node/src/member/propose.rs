@@ -138,7 +138,7 @@ impl App {
     /// Propose a command (usually a batch) a follower forwarded, with the leader's own queued
     /// proposals; returns the log index it was committed at and its response. "Not leader" when this
     /// member does not lead: nothing was appended then.
-    pub async fn propose_forwarded(
+    pub(super) async fn propose_forwarded(
         &self,
         cmd: Command,
     ) -> Result<(u64, CommandResponse), MemberError> {
