@@ -16,7 +16,6 @@ pub mod read_index;
 mod start;
 pub mod wire;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,17 +271,17 @@ impl App {
         }
     }
 
+    /// Wait until this member's state machine has applied `index` (None: nothing to wait for).
     async fn wait_applied(&self, index: Option<u64>) -> Result<(), MemberError> {
-        let applied = self.inner.shared.applied_index.load(Ordering::Acquire);
-        if index.is_none_or(|i| applied >= i) {
+        let Some(index) = index else {
+            return Ok(());
+        };
+        let applied = &self.inner.shared.applied_index;
+        if applied.get() >= index {
             return Ok(());
         }
-        self.inner
-            .raft
-            .wait(Some(REQUEST_TIMEOUT))
-            .applied_index_at_least(index, "read index applied")
+        tokio::time::timeout(REQUEST_TIMEOUT, applied.wait_at_least(index))
             .await
-            .map(|_| ())
             .map_err(|_| MemberError::Timeout)
     }
 }

@@ -2,7 +2,7 @@
 //! changes from other members, as frames (raft/frames.rs) and, for snapshots, joiners and leadership
 //! transfer, as gRPC. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use crate::codec::{decode, encode};
 use crate::member::read_index::{leader_read_index, ReadFloor};
 use crate::member::wire::{ProposeReply, ReadIndexReply};
-use crate::member::MemberError;
+use crate::member::{App, MemberError};
 use crate::mvcc::Command;
 use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
 use crate::raft::pb::peer_server::{Peer, PeerServer};
@@ -24,22 +24,20 @@ pub struct PeerService {
     cluster_id: u64,
     shared: std::sync::Arc<crate::storage::state_machine::Shared>,
     read_floor: ReadFloor,
+    /// Forwarded proposals join this member's proposal queue (`propose`).
+    app: App,
 }
 
 impl PeerService {
-    /// Serves `raft` of cluster `cluster_id`; `read_floor` bounds the read indexes it answers (see
-    /// app/read_index.rs).
-    pub fn new(
-        raft: Raft,
-        cluster_id: u64,
-        shared: std::sync::Arc<crate::storage::state_machine::Shared>,
-        read_floor: ReadFloor,
-    ) -> PeerService {
+    /// Serves the Raft of `app`'s member, of cluster `cluster_id`; `read_floor` bounds the read
+    /// indexes it answers (see member/read_index.rs).
+    pub fn new(app: App, cluster_id: u64, read_floor: ReadFloor) -> PeerService {
         PeerService {
-            raft,
+            raft: app.inner.raft.clone(),
             cluster_id,
-            shared,
+            shared: app.inner.shared.clone(),
             read_floor,
+            app,
         }
     }
 
@@ -116,15 +114,9 @@ impl PeerService {
         Ok(out)
     }
 
-    /// Replicate a proposal a follower forwarded.
+    /// Replicate a proposal a follower forwarded, in one entry with the leader's own queued ones.
     async fn propose(&self, cmd: Command) -> ProposeReply {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok((r.log_id.index, r.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(MemberError::NotLeader)
-            }
-            Err(e) => Err(MemberError::raft(e)),
-        }
+        self.app.propose_forwarded(cmd).await
     }
 
     /// The read index for a follower's linearizable read.

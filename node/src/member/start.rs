@@ -150,7 +150,6 @@ impl App {
                 .map_err(|e| anyhow::anyhow!("recording member identity: {e}"))?;
         }
 
-        let peer_service = PeerService::new(raft.clone(), cluster_id, shared.clone(), read_floor);
         let app = App {
             inner: Arc::new_cyclic(|me| Inner {
                 id: identity.member_id,
@@ -176,6 +175,7 @@ impl App {
                 crate::config::MAX_QUOTA_BYTES
             );
         }
+        let peer_service = PeerService::new(app.clone(), cluster_id, read_floor);
         app.spawn_leader_watch();
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
         app.spawn_auto_compaction(cfg.auto_compaction()?);

@@ -17,6 +17,7 @@ use openraft::{
     StoredMembership,
 };
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 
 use crate::codec::decode;
 use crate::mvcc::{Command, CommandResponse};
@@ -41,9 +42,45 @@ pub struct Shared {
     pub store: SharedStore,
     /// Names and client URLs members published (`Command::PublishMember`).
     pub members: RwLock<BTreeMap<NodeId, MemberAttrs>>,
-    /// The index of the last log entry applied (a lock-free check for reads waiting on a read index;
-    /// openraft's metrics channel is the slow path).
-    pub applied_index: AtomicU64,
+    /// The index of the last log entry applied, for reads and forwarded writes that wait on an index.
+    pub applied_index: AppliedIndex,
+}
+
+/// The state machine's last applied log index, published after every apply so that waiters wake
+/// only when it moves (openraft's metrics watch wakes a waiter on every change of any metric, and
+/// clones the whole metrics struct for each check).
+#[derive(Debug, Default)]
+pub struct AppliedIndex {
+    index: AtomicU64,
+    moved: Notify,
+}
+
+impl AppliedIndex {
+    /// The last applied index (0: nothing applied yet).
+    pub fn get(&self) -> u64 {
+        self.index.load(Ordering::Acquire)
+    }
+
+    /// Record that everything up to `index` is applied and wake the waiters.
+    pub fn publish(&self, index: u64) {
+        self.index.store(index, Ordering::Release);
+        self.moved.notify_waiters();
+    }
+
+    /// Return once the applied index is at least `index`.
+    pub async fn wait_at_least(&self, index: u64) {
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            // Registered before the check: a publish between the check and the await still wakes
+            // this waiter (`notify_waiters` only reaches registered futures).
+            moved.as_mut().enable();
+            if self.get() >= index {
+                return;
+            }
+            moved.await;
+        }
+    }
 }
 
 /// openraft's state machine over the mvcc store.
@@ -63,7 +100,7 @@ impl StateMachine {
         let shared = Arc::new(Shared {
             store: Arc::new(RwLock::new(Store::in_dir(values_dir))),
             members: RwLock::default(),
-            applied_index: AtomicU64::new(0),
+            applied_index: AppliedIndex::default(),
         });
         let mut sm = StateMachine {
             shared,
@@ -96,7 +133,7 @@ impl StateMachine {
         *self.shared.members.write() = d.members;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
-            self.shared.applied_index.store(l.index, Ordering::Release);
+            self.shared.applied_index.publish(l.index);
         }
         self.membership = meta.last_membership.clone();
         Ok(())
@@ -194,7 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         drop(store);
         if let Some(l) = self.applied {
-            self.shared.applied_index.store(l.index, Ordering::Release);
+            self.shared.applied_index.publish(l.index);
         }
         Ok(out)
     }
@@ -268,5 +305,51 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: f.meta.clone(),
             snapshot: Box::new(Cursor::new(f.data.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppliedIndex;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_waiter_on_the_applied_index_wakes_when_it_is_reached_and_not_before() {
+        let applied = Arc::new(AppliedIndex::default());
+        let waiter = tokio::spawn({
+            let applied = applied.clone();
+            async move { applied.wait_at_least(5).await }
+        });
+        tokio::task::yield_now().await;
+        applied.publish(3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "woke at index 3 while waiting for 5");
+        applied.publish(7);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("publishing 7 did not wake the waiter for 5")
+            .expect("waiter task");
+        // Already reached: returns without a publish.
+        tokio::time::timeout(Duration::from_secs(5), applied.wait_at_least(7))
+            .await
+            .expect("an index already applied must not wait");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_publish_is_lost_between_the_check_and_the_wait() {
+        // Publisher and waiters race on two threads; a lost wake-up leaves a waiter stuck.
+        let applied = Arc::new(AppliedIndex::default());
+        for i in 1..=2000u64 {
+            let waiter = tokio::spawn({
+                let applied = applied.clone();
+                async move { applied.wait_at_least(i).await }
+            });
+            applied.publish(i);
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .unwrap_or_else(|_| panic!("waiter for {i} missed its publish"))
+                .expect("waiter task");
+        }
     }
 }

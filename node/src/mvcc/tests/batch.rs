@@ -74,6 +74,16 @@ fn watch_all(s: &mut Store) -> (WatchId, WatchFeed) {
     }
 }
 
+/// Same keys with history, same leases, same watch events seen by each store's watcher.
+fn assert_same_store(
+    a: (&mut Store, WatchId, &mut WatchFeed),
+    b: (&mut Store, WatchId, &mut WatchFeed),
+) {
+    assert_eq!(a.0.hash_kv(0), b.0.hash_kv(0));
+    assert_eq!(a.0.lease_ids(), b.0.lease_ids());
+    assert_eq!(drain(a.0, a.1, a.2), drain(b.0, b.1, b.2));
+}
+
 #[test]
 fn a_batch_applies_exactly_like_separate_entries() {
     let cmds = mixed_commands();
@@ -87,11 +97,9 @@ fn a_batch_applies_exactly_like_separate_entries() {
 
     assert_eq!(out.batch, separate);
     assert_eq!(out.revision, one_by_one.revision());
-    assert_eq!(batched.hash_kv(0), one_by_one.hash_kv(0));
-    assert_eq!(batched.lease_ids(), one_by_one.lease_ids());
-    assert_eq!(
-        drain(&mut batched, id2, &mut feed2),
-        drain(&mut one_by_one, id1, &mut feed1)
+    assert_same_store(
+        (&mut batched, id2, &mut feed2),
+        (&mut one_by_one, id1, &mut feed1),
     );
 
     // Each write got a revision of its own; the refusals are reported per command.
@@ -111,4 +119,40 @@ fn a_batch_applies_exactly_like_separate_entries() {
         Ok(vec![]),
         "revoking the lease deleted b"
     );
+}
+
+#[test]
+fn a_forwarded_batch_nested_in_the_leaders_applies_like_the_flat_sequence() {
+    // The leader's batch: two of its own commands, a follower's forwarded batch, then its own again.
+    let cmds = mixed_commands();
+    let (own_before, rest) = cmds.split_at(3);
+    let (forwarded, own_after) = rest.split_at(6);
+    let mut nested_cmds = own_before.to_vec();
+    nested_cmds.push(Command::Batch(forwarded.to_vec()));
+    nested_cmds.extend_from_slice(own_after);
+
+    let mut flat = Store::new();
+    let (id1, mut feed1) = watch_all(&mut flat);
+    let separate: Vec<CommandResponse> = cmds.iter().map(|c| flat.apply(c)).collect();
+
+    let mut nested = Store::new();
+    let (id2, mut feed2) = watch_all(&mut nested);
+    let out = nested.apply(&Command::Batch(nested_cmds));
+
+    // The outer batch answers per item; the forwarded item answers per command of its own batch,
+    // which is what the follower hands back to each of its callers.
+    assert_eq!(out.batch.len(), own_before.len() + 1 + own_after.len());
+    let inner = &out.batch[own_before.len()];
+    assert_eq!(inner.batch.len(), forwarded.len());
+    let mut unnested: Vec<CommandResponse> = out.batch[..own_before.len()].to_vec();
+    unnested.extend(inner.batch.iter().cloned());
+    unnested.extend(out.batch[own_before.len() + 1..].iter().cloned());
+    assert_eq!(unnested, separate, "responses and revisions");
+    assert_eq!(
+        inner.revision,
+        separate[own_before.len() + forwarded.len() - 1].revision,
+        "the forwarded batch's own revision is that of its last command"
+    );
+    assert_eq!(out.revision, flat.revision());
+    assert_same_store((&mut nested, id2, &mut feed2), (&mut flat, id1, &mut feed1));
 }
