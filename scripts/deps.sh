@@ -29,13 +29,25 @@ case "${1:-all}" in
   vm) PKGS=("${QUICKSTART[@]}" "${TEST[@]}" "${VM[@]}") ;;
   *) echo "usage: $0 [quickstart|test|all|vm|bench]" >&2; exit 2 ;;
 esac
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+# The packages of the set dpkg does not list as installed (not-installed, removed, half-configured).
+not_installed() {
+  local p
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t missing < <(not_installed)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "==> installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # --no-remove: apt may otherwise satisfy a conflict by removing a package of the set in silence (here
+  # qemu-utils from bookworm-backports went when qemu-system-x86 came from bookworm); better to stop.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
+fi
+# Check the whole set again: an install that removed or failed to configure a package must not pass.
+mapfile -t absent < <(not_installed)
+if [ "${#absent[@]}" -gt 0 ]; then
+  echo "error: still not installed after apt-get: ${absent[*]} (try: apt-get install ${absent[*]})" >&2
+  exit 1
 fi

@@ -287,6 +287,11 @@ DHCP=ipv4
 EOF
   chroot "$root" systemctl enable systemd-networkd.service systemd-networkd-wait-online.service >/dev/null 2>&1
   echo cairn >"$root/etc/hostname"
+  # debootstrap writes no /etc/hosts: without one the host name does not resolve (sudo waits for DNS to
+  # fail on every call) and the seed's hostname line has no file to go into.
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\tcairn\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+  # Boot to multi-user.target (no display manager here), where cairn, ssh and cairn-seed are wanted.
+  ln -sf /lib/systemd/system/multi-user.target "$root/etc/systemd/system/default.target"
   printf 'LABEL=cairnroot / ext4 errors=remount-ro 0 1\n' >"$root/etc/fstab"
   # No password login anywhere: root is locked; the seed's user logs in over SSH with its key.
   chroot "$root" passwd -l root >/dev/null

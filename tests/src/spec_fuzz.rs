@@ -75,6 +75,9 @@ fn valid(field: &str, i: usize, rng: &mut Rng) -> Value {
         "file" => s("/var/log/cairn/cairn.log"),
         "namespace" => s("monitoring"),
         "max_clock_skew_seconds" | "health_timeout_seconds" => s("60"),
+        // Valid alone and together: 200 is 5 heartbeats in the default 1000 ms election timeout.
+        "heartbeat_interval_ms" => s("200"),
+        "election_timeout_ms" => one_of(rng, &["1000", "10000"]),
         "address" => match rng.below(3) {
             0 => Value::Scalar(format!("10.1.0.{}", 10 + i)),
             1 => Value::Scalar(format!("\"fd00:1::{}\"", 10 + i)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::codec::decode;
 use crate::config::{Config, ConfigError};
 use crate::member::wire::ClusterInfo;
-use crate::raft::network::PeerChannels;
+use crate::raft::network::{peer_dial_timeout, PeerChannels};
 use crate::raft::types::{NodeId, PeerNode};
 use crate::storage::log::StoredIdentity;
 
@@ -44,7 +44,8 @@ pub async fn discover(
     listed: &BTreeMap<NodeId, PeerNode>,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<StoredIdentity> {
-    let peers = PeerChannels::new(0, tls);
+    let peers =
+        PeerChannels::new(0, tls).with_dial_timeout(peer_dial_timeout(cfg.election_timeout));
     let mine = sorted(&cfg.initial_advertise_peer_urls);
     let deadline = tokio::time::Instant::now() + DISCOVER_FOR;
     let mut last_err = String::from("no other member listed in --initial-cluster");

@@ -13,7 +13,7 @@ use crate::member::peer_service::PeerService;
 use crate::member::read_index::ReadFloor;
 use crate::member::{App, Inner};
 use crate::mvcc::Command;
-use crate::raft::network::PeerChannels;
+use crate::raft::network::{peer_dial_timeout, PeerChannels};
 use crate::raft::types::Raft;
 use crate::storage::data_dir::DataDir;
 use crate::storage::log::LogStore;
@@ -130,7 +130,9 @@ impl App {
         let snaps = SnapshotDir::new(data_dir.snap())?;
         let sm = StateMachine::open(snaps, data_dir.values()).map_err(|e| anyhow::anyhow!(e))?;
         let shared = sm.shared();
-        let peers = PeerChannels::new(cluster_id, peer_tls).with_dns(dns);
+        let peers = PeerChannels::new(cluster_id, peer_tls)
+            .with_dns(dns)
+            .with_dial_timeout(peer_dial_timeout(cfg.election_timeout));
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
         let read_floor = ReadFloor::at_start(&log, identity.member_id)
             .await

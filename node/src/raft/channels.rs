@@ -24,6 +24,13 @@ use crate::raft::types::{NodeId, PeerNode};
 /// Idle frame connections kept per member (more are opened while calls overlap, then closed).
 const MAX_IDLE_FRAME_CONNS: usize = 4;
 
+/// How long a peer dial (TCP + TLS handshake) may take with `--election-timeout` `election_timeout_ms`:
+/// like etcd's PeerDialTimeout, 1 s plus the election timeout, so a slow host (a VM under emulation
+/// handshakes in seconds) that is given a longer election timeout also gets time to connect.
+pub fn peer_dial_timeout(election_timeout_ms: u64) -> Duration {
+    Duration::from_secs(1) + Duration::from_millis(election_timeout_ms)
+}
+
 /// Idle frame connections to one member and the URL they were dialled for.
 type IdleConns = (String, Vec<Box<dyn Io>>);
 
@@ -51,6 +58,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub struct PeerChannels {
     cluster_id: u64,
     tls: Option<Arc<ClientConfig>>,
+    /// Limit on one dial, TCP connect and TLS handshake ([`peer_dial_timeout`]).
+    dial_timeout: Duration,
     /// Resolver for peer URLs with host names (SRV bootstrap with `--dns-server`); None = system's.
     dns: Option<crate::dns::Dns>,
     cache: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
@@ -122,11 +131,13 @@ pub struct DialError {
 }
 
 impl PeerChannels {
-    /// Channels for cluster `cluster_id`, dialled with `tls` when members use https peer URLs.
+    /// Channels for cluster `cluster_id`, dialled with `tls` when members use https peer URLs, with
+    /// the dial timeout of the default election timeout (see [`Self::with_dial_timeout`]).
     pub fn new(cluster_id: u64, tls: Option<Arc<ClientConfig>>) -> Self {
         PeerChannels {
             cluster_id,
             tls,
+            dial_timeout: peer_dial_timeout(1000),
             dns: None,
             cache: Arc::default(),
             idle: Arc::default(),
@@ -137,6 +148,12 @@ impl PeerChannels {
     /// Resolve host names in peer URLs with `dns` instead of the system resolver.
     pub fn with_dns(mut self, dns: Option<crate::dns::Dns>) -> Self {
         self.dns = dns;
+        self
+    }
+
+    /// Give up a dial (TCP connect and TLS handshake) after `d`; see [`peer_dial_timeout`].
+    pub fn with_dial_timeout(mut self, d: Duration) -> Self {
+        self.dial_timeout = d;
         self
     }
 
@@ -197,7 +214,7 @@ impl PeerChannels {
                 url: t.url.clone(),
                 msg: e.to_string(),
             })?
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(self.dial_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .tcp_nodelay(true);
         let url = t.url.clone();
@@ -242,16 +259,16 @@ impl PeerChannels {
         }
     }
 
-    /// A new frame connection to member `id`: dialled (within 2 s) and past the preface.
+    /// A new frame connection to member `id`: dialled (within the dial timeout) and past the preface.
     async fn connect(&self, id: NodeId, node: &PeerNode) -> Result<Box<dyn Io>, FrameError> {
         let t = self.target(id, node).map_err(FrameError::Dial)?;
         let dial = async {
-            let mut io = tokio::time::timeout(Duration::from_secs(2), t.dial())
+            let mut io = tokio::time::timeout(self.dial_timeout, t.dial())
                 .await
                 .map_err(|_| {
                     std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        "connecting timed out after 2s",
+                        format!("connecting timed out after {:?}", self.dial_timeout),
                     )
                 })??;
             io.write_all(frames::PREFACE).await?;
@@ -300,5 +317,25 @@ impl PeerChannels {
             cluster_id: self.cluster_id,
             payload: encode(msg)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_timeout_is_one_second_plus_the_election_timeout() {
+        assert_eq!(peer_dial_timeout(1000), Duration::from_secs(2));
+        assert_eq!(peer_dial_timeout(15_000), Duration::from_secs(16));
+        assert_eq!(peer_dial_timeout(0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn channels_use_the_dial_timeout_they_are_given() {
+        let c = PeerChannels::new(1, None);
+        assert_eq!(c.dial_timeout, Duration::from_secs(2));
+        let c = c.with_dial_timeout(peer_dial_timeout(20_000));
+        assert_eq!(c.dial_timeout, Duration::from_secs(21));
     }
 }

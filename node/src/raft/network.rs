@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{decode, encode};
-pub use crate::raft::channels::PeerChannels;
 use crate::raft::channels::{describe, FrameError};
+pub use crate::raft::channels::{peer_dial_timeout, PeerChannels};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 

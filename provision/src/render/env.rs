@@ -32,6 +32,10 @@ pub fn vars(spec: &Spec, node: &Node) -> Vec<(String, String)> {
         ("INITIAL_CLUSTER_TOKEN", spec.token.clone()),
         ("INITIAL_CLUSTER_STATE", "new".into()),
     ];
+    if let Some(t) = spec.raft_timing {
+        v.push(("HEARTBEAT_INTERVAL", t.heartbeat_interval_ms.to_string()));
+        v.push(("ELECTION_TIMEOUT", t.election_timeout_ms.to_string()));
+    }
     match (spec.bootstrap, &spec.dns, &spec.discovery) {
         (Bootstrap::Dns, Some(d), _) => {
             v.push(("DISCOVERY_SRV", d.domain.clone()));

@@ -39,6 +39,29 @@ fn env_file_has_every_etcd_flag_for_a_static_tls_member() {
 }
 
 #[test]
+fn raft_timing_of_the_appliance_example_reaches_the_env_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/appliance.yaml");
+    let s = crate::spec::load(&path).expect("examples/appliance.yaml is valid");
+    let got: Vec<String> = env::vars(&s, &s.nodes[0])
+        .into_iter()
+        .filter(|(k, _)| k.ends_with("_INTERVAL") || k.ends_with("_TIMEOUT"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "CAIRN_HEARTBEAT_INTERVAL=2000",
+            "CAIRN_ELECTION_TIMEOUT=20000"
+        ]
+    );
+    // Without the fields nothing is written and cairn keeps its defaults.
+    let s = static3();
+    assert!(env::vars(&s, &s.nodes[0])
+        .iter()
+        .all(|(k, _)| !k.ends_with("_INTERVAL") && !k.ends_with("_TIMEOUT")));
+}
+
+#[test]
 fn every_artifact_of_the_layout_is_rendered() {
     let s = static3();
     let t = Templates::load(None).expect("built-in templates parse");

@@ -36,6 +36,8 @@ pub struct Spec {
     pub discovery: Option<Discovery>,
     /// Where certificates and env files live on the host.
     pub config_dir: String,
+    /// `--heartbeat-interval` and `--election-timeout` in ms when given (else cairn's 100 and 1000).
+    pub raft_timing: Option<RaftTiming>,
     /// TLS settings; None = plain http.
     pub tls: Option<Tls>,
     /// Firewall backend and allowed client networks.
@@ -52,6 +54,16 @@ pub struct Spec {
     pub nodes: Vec<Node>,
     /// Non-fatal findings (e.g. an even member count).
     pub warnings: Vec<Problem>,
+}
+
+/// Raft timing for slow hosts or links (etcd's tuning guide: heartbeat about the round trip, election
+/// timeout at least 5 heartbeats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// `--heartbeat-interval` (ms).
+    pub heartbeat_interval_ms: u32,
+    /// `--election-timeout` (ms).
+    pub election_timeout_ms: u32,
 }
 
 /// DNS discovery settings.

@@ -55,6 +55,8 @@ pub struct RawCluster {
     pub data_dir: Option<String>,
     pub config_dir: Option<String>,
     pub transport: Option<TransportKind>,
+    pub heartbeat_interval_ms: Option<u32>,
+    pub election_timeout_ms: Option<u32>,
 }
 
 /// How members find each other at first start.

@@ -24,6 +24,8 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "data_dir",
             "config_dir",
             "transport",
+            "heartbeat_interval_ms",
+            "election_timeout_ms",
         ],
     ),
     (
@@ -470,6 +472,8 @@ impl<'f> Reader<'f> {
             data_dir: self.field_text(&f, "data_dir"),
             config_dir: self.field_text(&f, "config_dir"),
             transport: self.field_choice(&f, "transport"),
+            heartbeat_interval_ms: self.field_count(&f, "heartbeat_interval_ms", "milliseconds"),
+            election_timeout_ms: self.field_count(&f, "election_timeout_ms", "milliseconds"),
         }
     }
 

@@ -112,6 +112,8 @@ pub enum Rule {
     BadNamespace,
     /// A health timeout of 0.
     ZeroHealthTimeout,
+    /// An election timeout below 5 heartbeats or above 50 s, or a heartbeat of 0.
+    BadRaftTiming,
     // auth:
     /// `auth:` without TLS (no client certificates to name users).
     AuthWithoutTls,
@@ -225,6 +227,7 @@ impl Rule {
         Rule::BadClientSource,
         Rule::BadNamespace,
         Rule::ZeroHealthTimeout,
+        Rule::BadRaftTiming,
         Rule::AuthWithoutTls,
         Rule::BadRoleName,
         Rule::DuplicateRole,
@@ -302,6 +305,7 @@ impl Rule {
             BadClientSource => "`firewall.client_sources[]`",
             BadNamespace => "`monitoring.namespace`",
             ZeroHealthTimeout => "`apply.health_timeout_seconds`",
+            BadRaftTiming => "`cluster.heartbeat_interval_ms`, `cluster.election_timeout_ms`",
             AuthWithoutTls => "`auth`",
             BadRoleName | DuplicateRole | RootRoleRedefined => "`auth.roles[].name`",
             UnknownAuthClient | ReservedAuthClient => "`auth.roles[].clients[]`",
@@ -375,6 +379,7 @@ impl Rule {
             BadClientSource => "not a CIDR network or an IP",
             BadNamespace => "not a Kubernetes name (lowercase letters, digits, `-`)",
             ZeroHealthTimeout => "0",
+            BadRaftTiming => "election timeout below 5 heartbeats or above 50000, or heartbeat 0",
             AuthWithoutTls => "given without TLS (users are named by client certificates)",
             BadRoleName => "not letters, digits, `-`, `_` (1–63)",
             DuplicateRole => "a role named twice",

@@ -205,6 +205,9 @@ fn vm_three_appliances_seeded_with_a_login_are_managed_by_provision_apply_over_s
     let mut known_hosts = String::new();
     let lan = Lan::create(&format!("cvm{}", std::process::id()), "10.77.0.1")?;
     let mut vms = Vec::new();
+    // The serial consoles outlive the test's temporary directory, for diagnosis after a failure.
+    let consoles = workspace::root().join("out/vm");
+    std::fs::create_dir_all(&consoles)?;
     let boot = Instant::now();
     for (i, (name, address)) in APPLIANCES.iter().enumerate() {
         let host_key = d.join(format!("{name}_host_key"));
@@ -233,7 +236,7 @@ fn vm_three_appliances_seeded_with_a_login_are_managed_by_provision_apply_over_s
         let tap = format!("tap{i}");
         lan.hub.ip(&["tuntap", "add", &tap, "mode", "tap"])?;
         lan.hub.ip(&["link", "set", &tap, "master", "br0", "up"])?;
-        let console = d.join(format!("{name}.console"));
+        let console = consoles.join(format!("{name}.console"));
         let vm = lan
             .hub
             .command(&qemu)
@@ -347,15 +350,52 @@ fn vm_three_appliances_seeded_with_a_login_are_managed_by_provision_apply_over_s
             d.join("out/appliance/pki/clients/admin.key"),
         )),
     };
-    let health = run_ok(
-        lan.hub
-            .command(require("etcdctl", "etcd-client")?)
-            .env("ETCDCTL_API", "3")
-            .args(ctl.argv(&["endpoint", "health"])),
+    let etcdctl = require("etcdctl", "etcd-client")?;
+    // Handshakes with an emulated guest take seconds: etcdctl's 3 s dial and 5 s command timeouts are
+    // raised (pflag keeps the last of a flag given twice).
+    let run_ctl = |ctl: &Etcdctl, args: &[&str]| -> Result<String> {
+        run_ok(
+            lan.hub
+                .command(&etcdctl)
+                .env("ETCDCTL_API", "3")
+                .args(ctl.argv(args))
+                .args(["--dial-timeout=30s", "--command-timeout=60s"]),
+        )
+    };
+    // Right after apply a member may still be catching up with the leader (elections take seconds with
+    // the example's TCG timings), so health is polled rather than read once.
+    let health = wait::wait_for(
+        "etcdctl endpoint health: 3 healthy",
+        Duration::from_secs(300),
+        Duration::from_secs(5),
+        || {
+            let h = run_ctl(&ctl, &["endpoint", "health"]).map_err(|e| format!("{e:#}"))?;
+            if h.matches("is healthy").count() == 3 {
+                Ok(h)
+            } else {
+                Err(h)
+            }
+        },
+    )?;
+    eprintln!("{health}");
+    let members = run_ctl(&ctl, &["member", "list"])?;
+    ensure!(
+        members.lines().filter(|l| l.contains("started")).count() == 3,
+        "etcdctl member list:\n{members}"
+    );
+    // A write through the first appliance is read through the last (linearizable get: via the leader).
+    let (first_vm, last_vm) = (APPLIANCES[0].1, APPLIANCES[2].1);
+    run_ctl(
+        &ctl.with_endpoints(format!("https://{first_vm}:2379")),
+        &["put", "appliance", "managed"],
+    )?;
+    let got = run_ctl(
+        &ctl.with_endpoints(format!("https://{last_vm}:2379")),
+        &["get", "appliance", "--print-value-only"],
     )?;
     ensure!(
-        health.matches("is healthy").count() == 3,
-        "etcdctl endpoint health:\n{health}"
+        got.trim() == "managed",
+        "get appliance on {last_vm}: {got:?}"
     );
     let again = apply("re-apply")?;
     ensure!(

@@ -171,6 +171,7 @@ fn example(rule: Rule) -> String {
         BadClientSource => with("firewall: { client_sources: [10.0.0.0/33] }"),
         BadNamespace => with("monitoring: { kubernetes: true, namespace: Monitoring }"),
         ZeroHealthTimeout => with("apply: { health_timeout_seconds: 0 }"),
+        BadRaftTiming => cluster("  heartbeat_interval_ms: 1000\n  election_timeout_ms: 3000\n"),
         AuthWithoutTls => with("auth: { roles: [{ name: apiserver, clients: [apiserver] }] }"),
         BadRoleName => auth("{ name: \"api server\", clients: [apiserver] }"),
         DuplicateRole => auth("{ name: api, clients: [apiserver] }, { name: api, clients: [backup] }"),

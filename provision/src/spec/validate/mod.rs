@@ -152,6 +152,7 @@ pub(super) fn validate(
     let config_dir = rc.config_dir.clone().unwrap_or_else(|| "/etc/cairn".into());
     check_dir(&mut c, &data_dir, "cluster.data_dir");
     check_dir(&mut c, &config_dir, "cluster.config_dir");
+    let raft_timing = check_raft_timing(&mut c, rc.heartbeat_interval_ms, rc.election_timeout_ms);
 
     let tls = raw
         .tls
@@ -264,6 +265,7 @@ pub(super) fn validate(
         dns,
         discovery,
         config_dir,
+        raft_timing,
         tls,
         firewall,
         log_file,
@@ -273,6 +275,38 @@ pub(super) fn validate(
         nodes,
         warnings: c.warnings,
     })
+}
+
+/// Either field alone takes cairn's default for the other; the pair must pass etcd's checks (election
+/// timeout at least 5 heartbeats, which cairn refuses to start without too, and at most 50 s).
+fn check_raft_timing(
+    c: &mut Collector,
+    heartbeat: Option<u32>,
+    election: Option<u32>,
+) -> Option<RaftTiming> {
+    if heartbeat.is_none() && election.is_none() {
+        return None;
+    }
+    let t = RaftTiming {
+        heartbeat_interval_ms: heartbeat.unwrap_or(100),
+        election_timeout_ms: election.unwrap_or(1000),
+    };
+    let (h, e) = (t.heartbeat_interval_ms, t.election_timeout_ms);
+    if h == 0 || u64::from(e) < 5 * u64::from(h) || e > 50_000 {
+        let field = if election.is_some() {
+            "cluster.election_timeout_ms"
+        } else {
+            "cluster.heartbeat_interval_ms"
+        };
+        c.error(
+            Rule::BadRaftTiming,
+            field,
+            format!("an election timeout of {e} ms with a heartbeat of {h} ms is outside what etcd accepts"),
+            "make the election timeout at least 5 heartbeats and at most 50000 ms, with a heartbeat above 0 \
+             (e.g. 100 and 1000, the defaults; slow hosts: 1000 and 10000)",
+        );
+    }
+    Some(t)
 }
 
 fn check_privileged(c: &mut Collector, port: Option<u16>, field: &str) {
