@@ -12,7 +12,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::pki::Pki;
 
-async fn channel(pki: &Pki, url: &str) -> Result<Channel> {
+/// A connection to the member at `url`, for calls made later without a handshake's delay.
+pub async fn channel(pki: &Pki, url: &str) -> Result<Channel> {
     let read =
         |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = ClientTlsConfig::new()
@@ -40,7 +41,20 @@ where
     Q: prost::Message + Send + Sync + 'static,
     A: prost::Message + Default + Send + Sync + 'static,
 {
-    let mut grpc = tonic::client::Grpc::new(channel(pki, url).await?);
+    unary_on(channel(pki, url).await?, path, token, message).await
+}
+
+async fn unary_on<Q, A>(
+    ch: Channel,
+    path: &'static str,
+    token: Option<&str>,
+    message: Q,
+) -> Result<std::result::Result<A, tonic::Status>>
+where
+    Q: prost::Message + Send + Sync + 'static,
+    A: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(ch);
     grpc.ready().await.context("gRPC channel not ready")?;
     let mut req = tonic::Request::new(message);
     if let Some(t) = token {
@@ -83,5 +97,21 @@ pub async fn put(
     };
     let answer: std::result::Result<PbPutResponse, _> =
         unary(pki, url, "/etcdserverpb.KV/Put", Some(token), req).await?;
+    Ok(answer.map(drop))
+}
+
+/// Put `key` over the open connection `ch` with `token`: Ok, or the member's refusal.
+pub async fn put_on(
+    ch: Channel,
+    token: &str,
+    key: &str,
+) -> Result<std::result::Result<(), tonic::Status>> {
+    let req = PbPutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    let answer: std::result::Result<PbPutResponse, _> =
+        unary_on(ch, "/etcdserverpb.KV/Put", Some(token), req).await?;
     Ok(answer.map(drop))
 }

@@ -8,6 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request as HttpRequest;
+use axum::middleware::Next;
+use axum::response::Response;
 use etcd_client::proto::{PbDeleteRequest, PbPutRequest, PbRangeRequest, PbTxnRequest};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
@@ -96,8 +99,13 @@ pub type Caller = AuthInfo;
 /// The token of a request, borrowed from its metadata `token` (or `authorization`, as the gateway
 /// sends it, with or without "Bearer ").
 fn token_of<T>(req: &Request<T>) -> Option<&str> {
-    let md = req.metadata();
-    let t = md.get("token").or_else(|| md.get("authorization"))?;
+    token_in(req.metadata().as_ref())
+}
+
+fn token_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let t = headers
+        .get("token")
+        .or_else(|| headers.get("authorization"))?;
     let t = t.to_str().unwrap_or_default();
     Some(t.strip_prefix("Bearer ").unwrap_or(t))
 }
@@ -125,6 +133,28 @@ impl Guard {
     /// The auth flags.
     pub fn options(&self) -> &AuthOptions {
         &self.opts
+    }
+
+    /// Middleware in front of every client-port service. A simple token is registered through Raft by
+    /// the member that authenticated it, so a client that logs in on one member and calls another
+    /// (clientv3 balances over its endpoints) may present it before this member applied that entry.
+    /// An unknown simple token therefore waits for a read barrier (every committed entry applied here,
+    /// bounded by the election timeout) before the services judge it; a token still unknown then is
+    /// "invalid auth token" as before. Known tokens, JWTs and calls without a token pass at once.
+    pub async fn settle_token(self, req: HttpRequest, next: Next) -> Response {
+        if matches!(self.opts.token, TokenKind::Simple) {
+            let unknown = token_in(req.headers()).is_some_and(|t| {
+                let store = self.app.store().read();
+                store.auth().enabled && store.tokens().user(t).is_none()
+            });
+            if unknown {
+                let wait = self.app.election_timeout().max(Duration::from_secs(1));
+                // On timeout or without a leader the services answer "invalid auth token", which
+                // makes the client authenticate again.
+                let _ = tokio::time::timeout(wait, self.app.read_barrier()).await;
+            }
+        }
+        next.run(req).await
     }
 
     /// The caller of a request (etcd `AuthInfoFromCtx`): the user of the token in metadata `token`

@@ -67,6 +67,7 @@ pub fn services(app: App, opts: ApiOptions) -> axum::Router {
     let monitor = LeaderMonitor::spawn(app.clone());
     app.store().read().tokens().set_ttl(opts.auth.token_ttl);
     let guard = guard::Guard::new(app.clone(), opts.auth.clone());
+    let settle = guard.clone();
     let local = concurrency::Local::new(app.clone(), guard.clone(), opts.max_request_bytes);
     // etcd's watch server fragments at the request limit plus gRPC's overhead, as it accepts requests.
     let watch = watch::WatchService::new(
@@ -121,6 +122,9 @@ pub fn services(app: App, opts: ApiOptions) -> axum::Router {
     .into_axum_router()
     .layer(axum::middleware::from_fn(move |req, next| {
         monitor.clone().end_streams(req, next)
+    }))
+    .layer(axum::middleware::from_fn(move |req, next| {
+        settle.clone().settle_token(req, next)
     }))
     .layer(axum::middleware::map_response(too_large::rewrite))
 }
