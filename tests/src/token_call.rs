@@ -90,14 +90,7 @@ pub async fn put(
     token: &str,
     key: &str,
 ) -> Result<std::result::Result<(), tonic::Status>> {
-    let req = PbPutRequest {
-        key: key.into(),
-        value: b"v".to_vec(),
-        ..Default::default()
-    };
-    let answer: std::result::Result<PbPutResponse, _> =
-        unary(pki, url, "/etcdserverpb.KV/Put", Some(token), req).await?;
-    Ok(answer.map(drop))
+    put_on(channel(pki, url).await?, token, key).await
 }
 
 /// Put `key` over the open connection `ch` with `token`: Ok, or the member's refusal.
