@@ -135,24 +135,31 @@ impl Guard {
         &self.opts
     }
 
-    /// Middleware in front of every client-port service. A simple token is registered through Raft by
-    /// the member that authenticated it, so a client that logs in on one member and calls another
-    /// (clientv3 balances over its endpoints) may present it before this member applied that entry.
-    /// An unknown simple token therefore waits for a read barrier (every committed entry applied here,
-    /// bounded by the election timeout) before the services judge it; a token still unknown then is
-    /// "invalid auth token" as before. Known tokens, JWTs and calls without a token pass at once.
+    /// Middleware in front of every client-port service, for a token issued by another member that
+    /// this member has not caught up with. A simple token is registered through Raft by the member
+    /// that authenticated it; a JWT names the auth revision it was issued at. A client that logs in at
+    /// one member and calls another (clientv3 balances over its endpoints) may present it before this
+    /// member applied that far: the simple token would be "invalid auth token" (which cancels a
+    /// watch), the JWT's writes "revision of auth store is old". Such a call first waits for a read
+    /// barrier (every committed entry applied here, bounded by the election timeout); then the
+    /// services judge the token as before. Other calls pass at once.
     pub async fn settle_token(self, req: HttpRequest, next: Next) -> Response {
-        if matches!(self.opts.token, TokenKind::Simple) {
-            let unknown = token_in(req.headers()).is_some_and(|t| {
-                let store = self.app.store().read();
-                store.auth().enabled && store.tokens().user(t).is_none()
-            });
-            if unknown {
-                let wait = self.app.election_timeout().max(Duration::from_secs(1));
-                // On timeout or without a leader the services answer "invalid auth token", which
-                // makes the client authenticate again.
-                let _ = tokio::time::timeout(wait, self.app.read_barrier()).await;
-            }
+        let behind = token_in(req.headers()).is_some_and(|t| {
+            let store = self.app.store().read();
+            let auth = store.auth();
+            auth.enabled
+                && match &self.opts.token {
+                    TokenKind::Simple => store.tokens().user(t).is_none(),
+                    TokenKind::Jwt(_) => {
+                        Jwt::claimed_revision(t).is_some_and(|r| r > auth.revision)
+                    }
+                }
+        });
+        if behind {
+            let wait = self.app.election_timeout().max(Duration::from_secs(1));
+            // On timeout or without a leader the services answer as they would have, and the
+            // client authenticates again.
+            let _ = tokio::time::timeout(wait, self.app.read_barrier()).await;
         }
         next.run(req).await
     }
