@@ -98,6 +98,17 @@ fn claims(token: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// An auth change (a new auth revision): root grants app read on /shared/.
+const GRANT_READ_SHARED: [&str; 7] = [
+    "--user=root:rootpw",
+    "role",
+    "grant-permission",
+    "app",
+    "--prefix=true",
+    "read",
+    "/shared/",
+];
+
 fn jwt_arg(keys: &str) -> String {
     format!("--auth-token=jwt,{keys},sign-method=RS256,ttl={TTL_SECS}s")
 }
@@ -211,15 +222,7 @@ fn jwt_tokens_from_one_member_work_on_the_others_until_they_expire_or_auth_chang
 
     // Any auth change makes tokens issued before it old; clients log in again.
     let before = login(&c, 0, "alice", "alicepw");
-    let grant = [
-        "--user=root:rootpw",
-        "role",
-        "grant-permission",
-        "app",
-        "--prefix=true",
-        "read",
-        "/shared/",
-    ];
+    let grant = GRANT_READ_SHARED;
     must(c.etcdctl().ok(&grant));
     refused(
         &put(&c, 2, &before, "/app/e"),
@@ -265,15 +268,7 @@ fn a_jwt_issued_after_an_auth_change_works_at_once_on_a_lagging_follower() {
         );
     };
     signal("-STOP");
-    let grant = [
-        "--user=root:rootpw",
-        "role",
-        "grant-permission",
-        "app",
-        "--prefix=true",
-        "read",
-        "/shared/",
-    ];
+    let grant = GRANT_READ_SHARED;
     let granted = c.etcdctl_for(leader).run(&grant);
     let token = login(&c, leader, "alice", "alicepw");
     let answer = rt.block_on(async {
