@@ -233,9 +233,23 @@ impl Keyspace {
             !vs.is_empty()
         });
         if self.values.wants_rewrite() {
-            let refs = self.keys.values_mut().flatten().map(|v| &mut v.value);
-            self.values.rewrite(refs);
+            let refs = self.keys.values().flatten().map(|v| &v.value);
+            self.values.start_rewrite(refs);
         }
+    }
+
+    /// Use the value file a rewrite made once its copy is done (never waits): called at the start of
+    /// each applied command, when no value is stored without its version.
+    pub fn swap_rewritten_values(&mut self) {
+        if self.values.rewrite_ready() {
+            self.finish_rewrite();
+        }
+    }
+
+    /// Wait for a running rewrite and use its file.
+    pub fn finish_rewrite(&mut self) {
+        let refs = self.keys.values_mut().flatten().map(|v| &mut v.value);
+        self.values.swap_rewritten(refs);
     }
 
     /// Every retained version with its key, in key then revision order (for hashing).

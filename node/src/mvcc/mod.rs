@@ -109,6 +109,12 @@ impl Store {
         self.state.keys.live_value_bytes()
     }
 
+    /// Wait for a value-file rewrite started by a compaction, and use its file.
+    #[cfg(test)]
+    pub fn finish_value_rewrite(&mut self) {
+        self.state.keys.finish_rewrite();
+    }
+
     /// The first I/O error of the value file, if any. The state machine stops applying on it: a
     /// member that carried on without a value would diverge from the others.
     pub fn failure(&self) -> Option<&str> {
@@ -118,6 +124,7 @@ impl Store {
     /// Apply one committed command. Deterministic: the same commands in the same order give the same
     /// state and responses on every member. Notifies watchers of the resulting events.
     pub fn apply(&mut self, cmd: &Command) -> CommandResponse {
+        self.state.keys.swap_rewritten_values();
         let Command::Batch(cmds) = cmd else {
             return self.apply_one(cmd);
         };

@@ -644,6 +644,14 @@ fn values_read_back_through_the_value_file_a_compaction_rewrite_and_a_snapshot()
         ..Default::default()
     };
     s.apply(&Command::Compact(compact.encode_to_vec()));
+    // The rewrite copies off the apply path; writes and reads go on meanwhile, from the old file.
+    put(&mut s, "k100", "written during the rewrite");
+    assert_eq!(get(&s, key("k042")), Ok(vec![kv("k042", &value(42, 4))]));
+    s.finish_value_rewrite();
+    assert_eq!(
+        get(&s, key("k100")),
+        Ok(vec![kv("k100", "written during the rewrite")])
+    );
     assert!(
         s.value_bytes() < 2 * 100 * 4096,
         "rewritten to the live values"

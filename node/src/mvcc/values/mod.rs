@@ -9,24 +9,30 @@
 //! The file is a cache derived from the Raft log and the snapshot, never a source of truth: it is not
 //! fsynced, it is emptied when the store is rebuilt (start, snapshot install), and it is unnamed (made
 //! with `O_TMPFILE` in the data dir where the kernel supports it), so nothing is left behind after a
-//! crash. After a compaction frees most of it, the live values are copied into a fresh file.
+//! crash. After a compaction frees most of it, the live values are copied into a fresh file, off the
+//! apply path ([`rewrite`]).
 //!
 //! An I/O error is fatal to the member: it is recorded ([`ValueLog::failure`]) and the state machine
 //! stops applying, because a member that carried on with a missing value would diverge from the others.
+
+mod rewrite;
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::MvccError;
+use rewrite::Rewrite;
 
 /// Appended bytes are written to the file once this many have gathered.
 const TAIL_BYTES: usize = 256 * 1024;
 /// A compaction rewrites the file only when it holds at least this much and under half of it is live
 /// (less in unit tests, so that they reach a rewrite with little data).
 const REWRITE_MIN_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
+/// The swap copies the bytes appended during a rewrite in reads of this size.
+const SWAP_COPY_BYTES: u64 = 1 << 20;
 
 /// Where one value's bytes are in the value file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,8 +53,8 @@ impl ValueRef {
 pub struct ValueLog {
     /// Directory the file is made in (the system's temp dir when unset, as in unit tests).
     dir: Option<PathBuf>,
-    /// Opened on the first write.
-    file: Option<File>,
+    /// Opened on the first write (shared with a rewrite that reads it).
+    file: Option<Arc<File>>,
     /// Bytes written to the file; the tail starts here.
     written: u64,
     /// Appended bytes not yet written.
@@ -57,6 +63,8 @@ pub struct ValueLog {
     live: u64,
     /// The first I/O error; once set the member must stop applying.
     failed: OnceLock<String>,
+    /// A rewrite copying the live values to a fresh file, if one runs.
+    rewrite: Option<Rewrite>,
 }
 
 impl ValueLog {
@@ -139,27 +147,123 @@ impl ValueLog {
         total >= REWRITE_MIN_BYTES && self.live * 2 < total
     }
 
-    /// Copy the values `refs` point at into a fresh file and repoint them.
-    pub fn rewrite<'a>(&mut self, refs: impl Iterator<Item = &'a mut ValueRef>) {
-        let mut fresh = ValueLog {
-            dir: self.dir.clone(),
-            ..ValueLog::default()
-        };
-        for r in refs {
-            let bytes = self.read_in_apply(*r);
-            *r = fresh.append(&bytes);
-        }
-        if let Some(e) = self.failure() {
-            // Keep the old file: the member stops anyway, and the old references still point into it.
-            let _ = fresh.failed.set(e.to_string());
+    /// Start copying the values `refs` point at (every kept version's) into a fresh file, on a thread
+    /// of its own, unless a rewrite runs already. [`ValueLog::swap_rewritten`] finishes it.
+    pub fn start_rewrite<'a>(&mut self, refs: impl Iterator<Item = &'a ValueRef>) {
+        if self.rewrite.is_some() || self.failure().is_some() {
             return;
         }
-        fresh.failed = std::mem::take(&mut self.failed);
+        // Everything the copy reads must be in the file: it cannot see the tail.
+        self.flush();
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        let refs = refs.copied().filter(|r| r.len > 0).collect();
+        match Rewrite::start(file, self.written, refs, self.dir.clone()) {
+            Ok(rw) => self.rewrite = Some(rw),
+            // The old file stays; the next compaction tries again.
+            Err(e) => tracing::warn!("value file not rewritten: {e}"),
+        }
+    }
+
+    /// Whether a rewrite has finished copying, so that [`ValueLog::swap_rewritten`] will not wait.
+    pub fn rewrite_ready(&self) -> bool {
+        self.rewrite.as_ref().is_some_and(Rewrite::is_finished)
+    }
+
+    /// Finish a rewrite (waiting for its copy if needed): move the values appended since it started
+    /// behind the copied ones, repoint `refs` (every kept version's) and use the fresh file. If the
+    /// copy failed, or a kept value was not copied, the old file stays and nothing changes.
+    pub fn swap_rewritten<'a>(&mut self, refs: impl Iterator<Item = &'a mut ValueRef>) {
+        let Some(rw) = self.rewrite.take() else {
+            return;
+        };
+        if self.failure().is_some() {
+            // The member stops applying; the references must keep pointing into the old file.
+            return;
+        }
+        let upto = rw.upto;
+        let started = std::time::Instant::now();
+        let rewrite::Copied { fresh, moved } = match rw.join() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("value file not rewritten, the old one stays: {e}");
+                return;
+            }
+        };
+        let (mut fresh, base) = match self.append_since(upto, fresh) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("value file not rewritten, the old one stays: {e}");
+                return;
+            }
+        };
+        let mut refs: Vec<&mut ValueRef> = refs.filter(|r| r.len > 0).collect();
+        let mut repointed = Vec::with_capacity(refs.len());
+        for r in &refs {
+            let new = if r.off >= upto {
+                Some(ValueRef {
+                    off: base + (r.off - upto),
+                    len: r.len,
+                })
+            } else {
+                rewrite::moved_ref(&moved, **r)
+            };
+            match new {
+                Some(n) => repointed.push(n),
+                None => {
+                    tracing::error!(
+                        "value file not rewritten, the old one stays: the value at {}+{} was not copied",
+                        r.off,
+                        r.len
+                    );
+                    return;
+                }
+            }
+        }
+        for (r, n) in refs.iter_mut().zip(repointed) {
+            **r = n;
+        }
+        fresh.live = self.live;
+        tracing::info!(
+            before_mib = self.bytes() >> 20,
+            after_mib = fresh.bytes() >> 20,
+            swap_ms = started.elapsed().as_millis() as u64,
+            "value file rewritten after compaction"
+        );
         *self = fresh;
+    }
+
+    /// `fresh` with the bytes of this log from offset `from` on (file and tail) appended verbatim, and
+    /// where they start in it: a value at `from + k` here is at `start + k` there.
+    fn append_since(&self, from: u64, mut fresh: ValueLog) -> Result<(ValueLog, u64), String> {
+        let start = fresh.bytes();
+        let mut off = from;
+        let mut buf = Vec::new();
+        while off < self.written {
+            let n = (self.written - off).min(SWAP_COPY_BYTES);
+            buf.resize(n as usize, 0);
+            let file = self
+                .file
+                .as_ref()
+                .ok_or("the value file was never opened")?;
+            file.read_exact_at(&mut buf, off)
+                .map_err(|e| format!("reading the value file at {off}: {e}"))?;
+            fresh.append(&buf);
+            off += n;
+        }
+        fresh.append(&self.tail);
+        fresh.flush();
+        match fresh.failure() {
+            Some(e) => Err(e.to_string()),
+            None => Ok((fresh, start)),
+        }
     }
 
     /// Drop every value (the store is being rebuilt from a snapshot).
     pub fn clear(&mut self) {
+        // A rewrite of the old values is pointless now; dropping it stops it.
+        self.rewrite = None;
         self.tail = Vec::new();
         self.live = 0;
         self.written = 0;
@@ -184,7 +288,7 @@ impl ValueLog {
         if self.file.is_none() {
             let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
             match tempfile::tempfile_in(&dir) {
-                Ok(f) => self.file = Some(f),
+                Ok(f) => self.file = Some(Arc::new(f)),
                 Err(e) => {
                     self.fail(format!(
                         "creating the value file in {}: {e} (check that the data dir is writable)",
@@ -239,10 +343,67 @@ mod tests {
         let mut keep = log.append(b"keep me");
         let gone = log.append(&vec![1u8; TAIL_BYTES * 2]);
         log.release(gone);
-        log.rewrite(std::iter::once(&mut keep));
+        log.start_rewrite(std::iter::once(&keep));
+        log.swap_rewritten(std::iter::once(&mut keep));
         assert_eq!(log.read(keep), Ok(b"keep me".to_vec()));
         assert_eq!(log.bytes(), 7);
         assert_eq!(log.live, 7);
+        assert!(log.rewrite.is_none());
+    }
+
+    #[test]
+    fn values_appended_while_a_rewrite_copies_are_kept_at_the_swap() {
+        let mut log = ValueLog::default();
+        let mut old = log.append(b"old and kept");
+        let gone = log.append(&vec![1u8; TAIL_BYTES * 2]);
+        log.release(gone);
+        log.start_rewrite(std::iter::once(&old));
+        assert!(log.rewrite.is_some());
+        // Appended after the start: one reaches the file, one stays in the tail.
+        let big = vec![2u8; TAIL_BYTES];
+        let mut to_file = log.append(&big);
+        let mut in_tail = log.append(b"in the tail");
+        assert_eq!(
+            log.read(old),
+            Ok(b"old and kept".to_vec()),
+            "reads use the old file meanwhile"
+        );
+        // A second compaction while the first rewrite runs starts nothing.
+        log.start_rewrite(std::iter::once(&old));
+        log.swap_rewritten([&mut old, &mut to_file, &mut in_tail].into_iter());
+        assert_eq!(log.read(old), Ok(b"old and kept".to_vec()));
+        assert_eq!(log.read(to_file), Ok(big));
+        assert_eq!(log.read(in_tail), Ok(b"in the tail".to_vec()));
+        assert_eq!(log.bytes(), 12 + TAIL_BYTES as u64 + 11);
+        // Appends go on in the fresh file.
+        let next = log.append(b"next");
+        assert_eq!(log.read(next), Ok(b"next".to_vec()));
+        assert_eq!(log.failure(), None);
+    }
+
+    #[test]
+    fn a_rewrite_that_missed_a_kept_value_changes_nothing() {
+        let mut log = ValueLog::default();
+        let a = log.append(&vec![1u8; TAIL_BYTES]);
+        let mut b = log.append(&vec![2u8; TAIL_BYTES]);
+        log.start_rewrite(std::iter::once(&a));
+        let before = log.bytes();
+        log.swap_rewritten(std::iter::once(&mut b));
+        assert_eq!(log.bytes(), before, "the old file stays");
+        assert_eq!(log.read(b), Ok(vec![2u8; TAIL_BYTES]));
+    }
+
+    #[test]
+    fn clearing_during_a_rewrite_drops_it() {
+        let mut log = ValueLog::default();
+        let a = log.append(&vec![1u8; TAIL_BYTES * 4]);
+        log.start_rewrite(std::iter::once(&a));
+        log.clear();
+        assert!(log.rewrite.is_none());
+        assert!(!log.rewrite_ready());
+        let b = log.append(b"after");
+        assert_eq!(log.read(b), Ok(b"after".to_vec()));
+        assert_eq!(log.failure(), None);
     }
 
     #[test]
