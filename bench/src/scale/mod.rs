@@ -59,6 +59,8 @@ const STEPS: [Step; 10] = [
 
 /// Members started; the one more created is the learner.
 const VOTERS: usize = 3;
+/// `--quota-backend-bytes` of every member: 8 GiB.
+const QUOTA_BYTES: u64 = 8 << 30;
 /// Clients of the put probes (issue 20: 16).
 const PUT_CLIENTS: usize = 16;
 
@@ -76,7 +78,10 @@ pub async fn run(systems: &[System], opts: &Options) -> Result<bool> {
     let mut all = Vec::new();
     for sys in systems {
         eprintln!("==> {}: starting {VOTERS} members", sys.label);
-        let cluster = launch(sys, &opts.work.join(&sys.key), VOTERS + 1, VOTERS, &[]).await?;
+        // etcd's 2 GiB default quota would raise NOSPACE before a 1 GiB dataset with its history is in;
+        // the same 8 GiB (etcd's largest advised) for both, so neither refuses writes.
+        let quota = [format!("--quota-backend-bytes={QUOTA_BYTES}")];
+        let cluster = launch(sys, &opts.work.join(&sys.key), VOTERS + 1, VOTERS, &quota).await?;
         let urls: Vec<String> = cluster.members[..VOTERS]
             .iter()
             .map(|m| m.client_url.clone())
