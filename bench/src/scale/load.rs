@@ -42,6 +42,8 @@ enum Pass {
     Put,
     OverwriteEven,
     DeleteTenth,
+    /// Every key once more (the compaction-of-all-history probe's garbage).
+    OverwriteAll,
 }
 
 impl Pass {
@@ -50,6 +52,7 @@ impl Pass {
             Pass::Put => true,
             Pass::OverwriteEven => i % 2 == 0,
             Pass::DeleteTenth => i % 10 == 0,
+            Pass::OverwriteAll => true,
         }
     }
     fn op(self, i: u64) -> TxnOp {
@@ -57,6 +60,7 @@ impl Pass {
             Pass::Put => TxnOp::put(key(i), value(i, 1), None),
             Pass::OverwriteEven => TxnOp::put(key(i), value(i, 2), None),
             Pass::DeleteTenth => TxnOp::delete(key(i), None),
+            Pass::OverwriteAll => TxnOp::put(key(i), value(i, 3), None),
         }
     }
 }
@@ -83,6 +87,11 @@ pub async fn dataset(pool: &[Client], clients: usize, keys: u64) -> Result<Loade
         first_rev,
         last_rev,
     })
+}
+
+/// Overwrites every key once more, so that most of the stored values become history: key writes done.
+pub async fn overwrite_all(pool: &[Client], clients: usize, keys: u64) -> Result<u64> {
+    run_pass(pool, clients, keys, Pass::OverwriteAll).await
 }
 
 /// The store's current revision.
@@ -143,6 +152,7 @@ mod tests {
         assert_eq!(touched(Pass::Put), 100);
         assert_eq!(touched(Pass::OverwriteEven), 50);
         assert_eq!(touched(Pass::DeleteTenth), 10);
+        assert_eq!(touched(Pass::OverwriteAll), 100);
         assert_eq!(value(7, 2).len(), VALUE_BYTES);
         assert!(key(7) < key(10));
     }
