@@ -24,7 +24,7 @@ use sut::Sut;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
-    /// Systems to run: etcd (3.4, --etcd), etcd35 (3.5, --etcd35), cairn.
+    /// Systems to run: etcd (3.4, --etcd), etcd35 (3.5, --etcd35), cairn, cairn-before (--cairn-before).
     #[arg(long, value_delimiter = ',', default_value = "etcd,etcd35,cairn")]
     systems: Vec<String>,
     /// The etcd 3.4 server binary.
@@ -36,6 +36,10 @@ struct Cli {
     /// The cairn server binary.
     #[arg(long, default_value = "target/release/cairn")]
     cairn: PathBuf,
+    /// Another cairn build, run as system `cairn-before` beside `cairn` (an A/B of two builds in
+    /// one interleaved run; cairn's column is compared with it like with etcd's).
+    #[arg(long)]
+    cairn_before: Option<PathBuf>,
     /// The etcdctl binary, for `check perf`.
     #[arg(long, default_value = "/usr/bin/etcdctl")]
     etcdctl: PathBuf,
@@ -137,7 +141,13 @@ async fn main() -> ExitCode {
 /// Returns Ok(false) when a system failed or lost an acknowledged write.
 async fn run(cli: Cli) -> Result<bool> {
     let etcd35 = sut::expand_home(&cli.etcd35);
-    let systems = sut::resolve(&cli.systems, &cli.etcd, &etcd35, &cli.cairn)?;
+    let systems = sut::resolve(
+        &cli.systems,
+        &cli.etcd,
+        &etcd35,
+        &cli.cairn,
+        cli.cairn_before.as_deref(),
+    )?;
     if let Some(w) = cli
         .workloads
         .iter()

@@ -31,14 +31,28 @@ pub fn expand_home(path: &str) -> PathBuf {
 }
 
 /// Resolves `--systems` against the binaries given for each.
-pub fn resolve(keys: &[String], etcd: &Path, etcd35: &Path, cairn: &Path) -> Result<Vec<System>> {
+pub fn resolve(
+    keys: &[String],
+    etcd: &Path,
+    etcd35: &Path,
+    cairn: &Path,
+    cairn_before: Option<&Path>,
+) -> Result<Vec<System>> {
     let mut out = Vec::new();
     for key in keys {
         let (flavor, binary, flag) = match key.as_str() {
             "etcd" => (Flavor::Etcd, etcd, "--etcd"),
             "etcd35" => (Flavor::Etcd, etcd35, "--etcd35"),
             "cairn" => (Flavor::Cairn, cairn, "--cairn"),
-            other => bail!("--systems: unknown system '{other}': use etcd, etcd35 and/or cairn"),
+            "cairn-before" => match cairn_before {
+                Some(b) => (Flavor::Cairn, b, "--cairn-before"),
+                None => bail!(
+                    "--systems cairn-before needs --cairn-before PATH (the build to compare with)"
+                ),
+            },
+            other => bail!(
+                "--systems: unknown system '{other}': use etcd, etcd35, cairn and/or cairn-before"
+            ),
         };
         if !binary.is_file() {
             let hint = if key == "etcd35" {
@@ -48,9 +62,10 @@ pub fn resolve(keys: &[String], etcd: &Path, etcd35: &Path, cairn: &Path) -> Res
             };
             bail!("{flag}: {} does not exist{hint}", binary.display());
         }
-        let label = match flavor {
-            Flavor::Cairn => "cairn".to_string(),
-            Flavor::Etcd => format!("etcd {}", etcd_version(binary)?),
+        let label = match (flavor, key.as_str()) {
+            (Flavor::Cairn, "cairn-before") => "cairn before".to_string(),
+            (Flavor::Cairn, _) => "cairn".to_string(),
+            (Flavor::Etcd, _) => format!("etcd {}", etcd_version(binary)?),
         };
         if out.iter().any(|s: &System| s.label == label) {
             bail!("--systems: {label} is named twice (are --etcd and --etcd35 the same binary?)");
