@@ -56,6 +56,30 @@ pub struct StoredIdentity {
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 
+/// Bytes of commands one AppendEntries carries (at least one entry, whatever its size), etcd's
+/// `MaxSizePerMsg`. openraft gives each AppendEntries one heartbeat interval to be sent, written and
+/// fsynced by the follower; 32 entries of 1 MiB values never made it, so a learner joining after
+/// such writes was sent the same timed-out message forever and never caught up.
+const MAX_APPEND_BYTES: usize = 1 << 20;
+
+/// About how many bytes an entry takes on the wire.
+fn entry_bytes(e: &Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(cmd) => cmd.approx_size(),
+        _ => 64,
+    }
+}
+
+/// How many of `entries` (at least one) fit in `budget` bytes.
+fn fitting(entries: &[Entry<TypeConfig>], budget: usize) -> usize {
+    let mut bytes = 0;
+    let over = entries.iter().position(|e| {
+        bytes += entry_bytes(e);
+        bytes > budget
+    });
+    over.map_or(entries.len(), |i| i.max(1))
+}
+
 fn write_err(e: impl ToString) -> StorageError<NodeId> {
     StorageIOError::write_logs(AnyError::error(e.to_string())).into()
 }
@@ -276,6 +300,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         self.wal().read(start, end).map_err(read_err)
     }
+
+    /// The entries replication sends in one AppendEntries: a prefix of `[start, end)` within
+    /// [`MAX_APPEND_BYTES`].
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        let mut entries = self.try_get_log_entries(start..end).await?;
+        let keep = fitting(&entries, MAX_APPEND_BYTES);
+        entries.truncate(keep);
+        Ok(entries)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -348,10 +385,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(entries) => {
                 let mut recent = self.recent();
                 for e in entries {
-                    let size = match &e.payload {
-                        openraft::EntryPayload::Normal(cmd) => cmd.approx_size(),
-                        _ => 64,
-                    };
+                    let size = entry_bytes(&e);
                     recent.push(e, size);
                 }
                 drop(recent);
@@ -400,6 +434,26 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    #[test]
+    fn an_append_message_holds_a_prefix_within_the_byte_budget_and_never_nothing() {
+        let put = |index: u64, bytes: usize| Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::mvcc::Command::Put(vec![0; bytes])),
+        };
+        let mib = 1 << 20;
+        let big: Vec<_> = (1..=32).map(|i| put(i, mib)).collect();
+        assert_eq!(
+            fitting(&big, MAX_APPEND_BYTES),
+            1,
+            "one entry over the budget still goes"
+        );
+        let small: Vec<_> = (1..=32).map(|i| put(i, 1000)).collect();
+        assert_eq!(fitting(&small, MAX_APPEND_BYTES), 32);
+        let mixed = vec![put(1, 400_000), put(2, 400_000), put(3, 400_000), entry(4)];
+        assert_eq!(fitting(&mixed, MAX_APPEND_BYTES), 2);
+        assert_eq!(fitting(&[], MAX_APPEND_BYTES), 0);
     }
 
     fn indexes(v: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {

@@ -503,3 +503,36 @@ fn a_voter_added_to_a_one_member_cluster_is_listed_unstarted_at_once_and_joins_w
         "OK\n"
     );
 }
+
+/// A learner that joins after writes of 1 MiB values catches up from the log (they are within the
+/// entries kept after a snapshot) and is promoted. Replication sends it at most about 1 MiB per
+/// message, as etcd does (`MaxSizePerMsg`): 32 such entries per message never made it within the
+/// heartbeat interval openraft allows, and the learner was sent the same message forever.
+#[test]
+fn a_learner_joining_after_1_mib_values_catches_up_from_the_log_and_is_promoted() {
+    let c = partly_started(4, 3, &[]);
+    let live = vec![0, 1, 2];
+    let ctl = ctl_for(&c, &live);
+    let value = "v".repeat(1 << 20);
+    for i in 0..40 {
+        let key = format!("big/{i:02}");
+        let out = must(ctl.run_with_stdin(&["put", &key], Some(&value)));
+        assert!(out.success(), "put {key}: {out:?}");
+    }
+    let (id, initial) = must(member_add(&c, &live, 3, true));
+    let mut c = c;
+    must(c.start_member_with(3, &initial, "existing"));
+    must(wait_for(
+        "learner m3 promoted",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || {
+            ctl.ok(&["member", "promote", &id])
+                .map_err(|e| format!("{e:#}"))
+        },
+    ));
+    must(c.wait_members_healthy(&[3], START_TIMEOUT));
+    let on_m3 = ctl_for(&c, &[3]);
+    let got = must(on_m3.ok(&["get", "big/39", "--consistency=s", "--print-value-only"]));
+    assert_eq!(got.trim_end().len(), 1 << 20, "big/39 on the new member");
+}
