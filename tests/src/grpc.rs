@@ -34,19 +34,36 @@ pub async fn connect_requiring_leader(pki: &Pki, endpoint: &str) -> Result<Clien
 
 /// Like [`connect`], authenticated as `user` with `password` (etcd's auth: the client's token).
 pub async fn connect_as(pki: &Pki, endpoint: &str, user: &str, password: &str) -> Result<Client> {
-    connect_opts(pki, &[endpoint], false, Some((user, password))).await
+    connect_opts(
+        pki,
+        &[endpoint],
+        false,
+        Some((user, password)),
+        CALL_TIMEOUT,
+    )
+    .await
+}
+
+/// Like [`connect`], with calls that may take up to `timeout` (a physical compaction of a large store
+/// takes etcd minutes).
+pub async fn connect_patient(pki: &Pki, endpoint: &str, timeout: Duration) -> Result<Client> {
+    connect_opts(pki, &[endpoint], false, None, timeout).await
 }
 
 /// A client balanced over `endpoints` (client URLs), optionally sending require-leader.
 pub async fn connect_with(pki: &Pki, endpoints: &[&str], require_leader: bool) -> Result<Client> {
-    connect_opts(pki, endpoints, require_leader, None).await
+    connect_opts(pki, endpoints, require_leader, None, CALL_TIMEOUT).await
 }
+
+/// How long a call of the clients above may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 async fn connect_opts(
     pki: &Pki,
     endpoints: &[&str],
     require_leader: bool,
     user: Option<(&str, &str)>,
+    timeout: Duration,
 ) -> Result<Client> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     let tls = TlsOptions::new()
@@ -58,7 +75,7 @@ async fn connect_opts(
     let opts = ConnectOptions::new()
         .with_tls(tls)
         .with_connect_timeout(Duration::from_secs(3))
-        .with_timeout(Duration::from_secs(15))
+        .with_timeout(timeout)
         .with_require_leader(require_leader);
     let opts = match user {
         Some((name, password)) => opts.with_user(name, password),
