@@ -158,7 +158,7 @@ fn puts(run: &mut ScaleRun, what: &str, o: &Outcome) {
 /// A client for compactions: etcd's physical compaction of a large store outlasts the pool's 15 s.
 async fn patient(cluster: &Cluster) -> Result<Client> {
     let url = &cluster.members[0].client_url;
-    cairn_tests::grpc::connect_patient(&cluster.pki, url, Duration::from_secs(900)).await
+    cairn_tests::grpc::connect_patient(&cluster.pki, url, probes::PATIENCE).await
 }
 
 async fn one(opts: &Options, s: &mut Scaled, step: Step) -> Result<()> {
