@@ -31,20 +31,6 @@ pub async fn channel(pki: &Pki, url: &str) -> Result<Channel> {
 }
 
 async fn unary<Q, A>(
-    pki: &Pki,
-    url: &str,
-    path: &'static str,
-    token: Option<&str>,
-    message: Q,
-) -> Result<std::result::Result<A, tonic::Status>>
-where
-    Q: prost::Message + Send + Sync + 'static,
-    A: prost::Message + Default + Send + Sync + 'static,
-{
-    unary_on(channel(pki, url).await?, path, token, message).await
-}
-
-async fn unary_on<Q, A>(
     ch: Channel,
     path: &'static str,
     token: Option<&str>,
@@ -78,8 +64,13 @@ pub async fn authenticate(
         name: user.into(),
         password: password.into(),
     };
-    let answer: std::result::Result<PbAuthenticateResponse, _> =
-        unary(pki, url, "/etcdserverpb.Auth/Authenticate", None, req).await?;
+    let answer: std::result::Result<PbAuthenticateResponse, _> = unary(
+        channel(pki, url).await?,
+        "/etcdserverpb.Auth/Authenticate",
+        None,
+        req,
+    )
+    .await?;
     Ok(answer.map(|a| a.token))
 }
 
@@ -105,6 +96,6 @@ pub async fn put_on(
         ..Default::default()
     };
     let answer: std::result::Result<PbPutResponse, _> =
-        unary_on(ch, "/etcdserverpb.KV/Put", Some(token), req).await?;
+        unary(ch, "/etcdserverpb.KV/Put", Some(token), req).await?;
     Ok(answer.map(drop))
 }

@@ -51,7 +51,7 @@ impl std::fmt::Debug for Rewrite {
 }
 
 impl Rewrite {
-    /// Start copying the values at `refs` (all below `upto`, in `old`) into a fresh file in `dir`.
+    /// Start copying the values at `refs` (non-empty, all below `upto`, in `old`) into a fresh file in `dir`.
     pub fn start(
         old: Arc<File>,
         upto: u64,
@@ -114,9 +114,6 @@ fn copy(
     for (i, r) in refs.iter().enumerate() {
         if i % CANCEL_CHECK_EVERY == 0 && stop.load(Ordering::Relaxed) {
             return Err("canceled".into());
-        }
-        if r.len == 0 {
-            continue;
         }
         buf.resize(r.len(), 0);
         old.read_exact_at(&mut buf, r.off)
