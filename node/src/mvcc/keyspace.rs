@@ -7,7 +7,7 @@ use std::ops::Bound;
 use etcd_client::proto::PbKeyValue;
 use serde::{Deserialize, Serialize};
 
-use super::values::{ValueLog, ValueRef};
+use super::values::{Layers, ValueLog, ValueRef};
 use super::MvccError;
 
 /// A revision with its position inside a multi-write transaction (etcd's main/sub revision).
@@ -18,7 +18,7 @@ pub struct Rev {
 }
 
 /// One version of a key. A tombstone records a deletion at `rev`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     pub rev: Rev,
     pub create: i64,
@@ -139,16 +139,23 @@ impl Keyspace {
         self.values.clear();
     }
 
-    /// Add the versions of one key, as read from a snapshot (their value refs are replaced).
-    pub fn load(&mut self, key: Vec<u8>, versions: Vec<(Version, Vec<u8>)>) {
-        let vs = versions
-            .into_iter()
-            .map(|(mut v, bytes)| {
-                v.value = self.values.append(&bytes);
-                v
-            })
-            .collect();
-        self.keys.insert(key, vs);
+    /// Replace every key and value: `keys` point into `values` (a snapshot's).
+    pub fn restore(&mut self, keys: BTreeMap<Vec<u8>, Vec<Version>>, values: ValueLog) {
+        self.keys = keys;
+        self.values.replace(values);
+    }
+
+    /// A fresh value log in this keyspace's directory whose base is a snapshot file's values.
+    pub fn values_from(&self, base: std::sync::Arc<std::fs::File>, len: u64) -> ValueLog {
+        match self.values.dir() {
+            Some(dir) => ValueLog::with_base(dir.to_path_buf(), base, len),
+            None => ValueLog::with_base(std::env::temp_dir(), base, len),
+        }
+    }
+
+    /// The value bytes as they are now, readable without the store's lock.
+    pub fn value_layers(&self) -> Layers {
+        self.values.layers()
     }
 
     /// Number of keys with retained versions (live or not).

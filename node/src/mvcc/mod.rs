@@ -31,6 +31,7 @@ pub use lease::LeaseInfo;
 pub use records::test_writes;
 pub use records::{Importer, Record};
 pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
+pub use snapshot::{Capture, Sections};
 pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
@@ -217,18 +218,34 @@ impl Store {
         }
     }
 
-    /// Serialize the replicated state (keys with history since compaction, leases). Fails only when
-    /// a value cannot be read back from the value file.
-    pub fn snapshot(&self) -> Result<Vec<u8>, MvccError> {
-        snapshot::encode(&self.state)
+    /// Capture the replicated state (keys with history since compaction, leases, users) for a
+    /// snapshot: the key index now, the values read by [`Capture::write_to`] without this lock.
+    pub fn capture(&self) -> Result<Capture, MvccError> {
+        snapshot::capture(&self.state)
     }
 
-    /// Replace the state with a snapshot made by [`Store::snapshot`]; existing watchers stay
-    /// subscribed and catch up through the new state's history (canceled if it was compacted).
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), MvccError> {
-        snapshot::decode_into(&mut self.state, bytes)?;
+    /// Replace the state with the snapshot whose store sections [`Capture::write_to`] wrote to
+    /// `file`; its values are read from there when needed. Existing watchers stay subscribed and
+    /// catch up through the new state's history (canceled if it was compacted).
+    pub fn restore_from(
+        &mut self,
+        file: Arc<std::fs::File>,
+        sections: &Sections,
+    ) -> Result<(), MvccError> {
+        snapshot::restore(&mut self.state, file, sections)?;
         self.hub.state_replaced();
         Ok(())
+    }
+
+    /// Make `into` a copy of this store through a snapshot file.
+    #[cfg(test)]
+    pub fn copy_into(&self, into: &mut Store) -> Result<(), MvccError> {
+        let mut f = tempfile::tempfile().map_err(|e| MvccError::Storage(e.to_string()))?;
+        let s = self
+            .capture()?
+            .write_to(&mut f)
+            .map_err(|e| MvccError::Storage(e.to_string()))?;
+        into.restore_from(Arc::new(f), &s)
     }
 
     /// The replicated users, roles and permissions.

@@ -1,198 +1,293 @@
-//! The store's snapshot encoding: MessagePack of the replicated state with every value inline.
+//! The store's part of a snapshot file: its values, then a key index that points into them.
 //!
-//! The layout is the one snapshots had when values were kept in memory (the derived encoding of
-//! [`Owned`]), so snapshot files and snapshots sent by members of either build read the same. Writing
-//! streams the values out of the value file one at a time instead of building an owned copy.
+//! A snapshot is written in two steps so that writes are not held up while a large store is copied:
+//! [`capture`] encodes the index under the store's lock (no value is read; each value is given the
+//! offset it will have in the value section), and [`Capture::write_to`] then reads the values, without
+//! the lock, from the [`Layers`] taken at the same moment. [`restore`] reads only the index back: the
+//! snapshot file becomes the base of the store's value log, so a restart or a snapshot install reads
+//! no value.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
-use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::auth::AuthState;
-use super::keyspace::{Keyspace, Rev, Version};
+use super::keyspace::{Keyspace, Version};
 use super::lease::Lease;
+use super::values::{Layers, ValueRef};
 use super::{MvccError, State};
 
-/// The state as a snapshot holds it.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Owned {
-    keys: OwnedKeys,
+/// Where the store's sections are in a snapshot file: the values from offset 0, the index after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sections {
+    /// Bytes of values (the index starts here).
+    pub values_len: u64,
+    /// Bytes of the encoded index.
+    pub index_len: u64,
+    /// CRC-32 of the index, checked when it is read back.
+    pub index_crc: u32,
+    /// CRC-32 of the values.
+    pub values_crc: u32,
+}
+
+/// The replicated state captured for a snapshot: the encoded index, and where its values are now.
+pub struct Capture {
+    index: Vec<u8>,
+    /// The value of each version with one, in value-section order.
+    refs: Vec<ValueRef>,
+    layers: Layers,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("index_bytes", &self.index.len())
+            .field("values", &self.refs.len())
+            .finish()
+    }
+}
+
+/// The index as restored.
+#[derive(Deserialize)]
+struct Index {
+    /// In key order.
+    keys: Vec<(Key, Vec<Version>)>,
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
     auth: AuthState,
 }
 
-#[derive(Serialize, Deserialize)]
-struct OwnedKeys {
-    keys: BTreeMap<Vec<u8>, Vec<OwnedVersion>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OwnedVersion {
-    rev: Rev,
-    create: i64,
-    version: i64,
-    lease: i64,
-    value: Vec<u8>,
-    tombstone: bool,
-}
-
-/// Encode `st` in the [`Owned`] layout.
-pub(super) fn encode(st: &State) -> Result<Vec<u8>, MvccError> {
-    let view = StateView {
-        keys: KeysView {
-            keys: VersionsByKey(&st.keys),
-        },
-        revision: st.revision,
-        compact_revision: st.compact_revision,
-        leases: &st.leases,
-        auth: &st.auth,
-    };
-    rmp_serde::to_vec(&view).map_err(|e| MvccError::Storage(format!("encoding a snapshot: {e}")))
-}
-
-/// Replace `st`'s keys, revisions and leases with a snapshot's.
-pub(super) fn decode_into(st: &mut State, bytes: &[u8]) -> Result<(), MvccError> {
-    let owned: Owned = rmp_serde::from_slice(bytes)
-        .map_err(|e| MvccError::Malformed(format!("store snapshot: {e}")))?;
-    st.keys.clear();
-    for (key, versions) in owned.keys.keys {
-        let vs = versions
-            .into_iter()
-            .map(|v| {
-                let meta = Version {
-                    rev: v.rev,
-                    create: v.create,
-                    version: v.version,
-                    lease: v.lease,
-                    value: Default::default(),
-                    tombstone: v.tombstone,
-                };
-                (meta, v.value)
-            })
-            .collect();
-        st.keys.load(key, vs);
-    }
-    st.revision = owned.revision;
-    st.compact_revision = owned.compact_revision;
-    st.leases = owned.leases;
-    st.auth = owned.auth;
-    Ok(())
-}
-
-// Borrowed twins of the owned types; field names and order must match them.
+/// [`Index`] borrowed from the store; the field names and order must match it.
 #[derive(Serialize)]
-struct StateView<'a> {
-    keys: KeysView<'a>,
+struct IndexView<'a> {
+    keys: Repointed<'a>,
     revision: i64,
     compact_revision: i64,
     leases: &'a BTreeMap<i64, Lease>,
     auth: &'a AuthState,
 }
 
-#[derive(Serialize)]
-struct KeysView<'a> {
-    keys: VersionsByKey<'a>,
-}
-
-#[derive(Serialize)]
-struct VersionView<'a> {
-    rev: Rev,
-    create: i64,
-    version: i64,
-    lease: i64,
-    value: &'a [u8],
-    tombstone: bool,
-}
-
-struct VersionsByKey<'a>(&'a Keyspace);
-
-struct Versions<'a> {
+/// The versions by key, each value given its offset in the value section; collects where the values
+/// are now in the same order.
+struct Repointed<'a> {
     keys: &'a Keyspace,
-    versions: &'a [Version],
+    placed: RefCell<(u64, Vec<ValueRef>)>,
 }
 
-impl Serialize for VersionsByKey<'_> {
+/// A key as MessagePack binary, not as an array of integers (half the size).
+#[derive(Deserialize)]
+struct Key(#[serde(with = "crate::codec::bytes")] Vec<u8>);
+
+struct KeyBytes<'a>(&'a [u8]);
+
+impl Serialize for KeyBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // A known length: without one the encoder would buffer the whole map.
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (key, versions) in self.0.iter() {
-            map.serialize_entry(
-                key,
-                &Versions {
-                    keys: self.0,
-                    versions,
-                },
-            )?;
-        }
-        map.end()
+        s.serialize_bytes(self.0)
     }
 }
 
-impl Serialize for Versions<'_> {
+impl Serialize for Repointed<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.versions.len()))?;
-        for v in self.versions {
-            let value = self.keys.value(v).map_err(S::Error::custom)?;
-            seq.serialize_element(&VersionView {
-                rev: v.rev,
-                create: v.create,
-                version: v.version,
-                lease: v.lease,
-                value: &value,
-                tombstone: v.tombstone,
-            })?;
+        let mut placed = self.placed.borrow_mut();
+        // A known length: without one the encoder would buffer the whole sequence.
+        let mut seq = s.serialize_seq(Some(self.keys.len()))?;
+        for (key, versions) in self.keys.iter() {
+            let moved: Vec<Version> = versions
+                .iter()
+                .map(|v| {
+                    let mut v = v.clone();
+                    if v.value.len() > 0 {
+                        let at = placed.0;
+                        placed.0 += v.value.len() as u64;
+                        placed.1.push(v.value);
+                        v.value = v.value.at(at);
+                    }
+                    v
+                })
+                .collect();
+            seq.serialize_element(&(KeyBytes(key), &moved))?;
         }
         seq.end()
     }
 }
 
+/// Capture `st` for a snapshot. Under the store's lock: encodes the index (no value is read).
+pub(super) fn capture(st: &State) -> Result<Capture, MvccError> {
+    let view = IndexView {
+        keys: Repointed {
+            keys: &st.keys,
+            placed: RefCell::new((0, Vec::new())),
+        },
+        revision: st.revision,
+        compact_revision: st.compact_revision,
+        leases: &st.leases,
+        auth: &st.auth,
+    };
+    let index = rmp_serde::to_vec(&view)
+        .map_err(|e| MvccError::Storage(format!("encoding the snapshot's key index: {e}")))?;
+    let (_, refs) = view.keys.placed.into_inner();
+    Ok(Capture {
+        index,
+        refs,
+        layers: st.keys.value_layers(),
+    })
+}
+
+impl Capture {
+    /// Write the values, then the index, to `w` (at offset 0 of the snapshot file); reads the values
+    /// from the layers taken with the index, so the store's lock is not needed.
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<Sections> {
+        let mut values = crc32fast::Hasher::new();
+        let mut values_len = 0u64;
+        let mut buf = Vec::new();
+        for r in &self.refs {
+            self.layers.read_into(*r, &mut buf)?;
+            values.update(&buf);
+            w.write_all(&buf)?;
+            values_len += buf.len() as u64;
+        }
+        w.write_all(&self.index)?;
+        Ok(Sections {
+            values_len,
+            index_len: self.index.len() as u64,
+            index_crc: crc32fast::hash(&self.index),
+            values_crc: values.finalize(),
+        })
+    }
+}
+
+/// Replace `st`'s keys, revisions, leases and users with the snapshot's in `file`, whose values
+/// become the base of the store's value log (they are not read).
+pub(super) fn restore(st: &mut State, file: Arc<File>, s: &Sections) -> Result<(), MvccError> {
+    let len = usize::try_from(s.index_len)
+        .map_err(|_| MvccError::Malformed(format!("a key index of {} bytes", s.index_len)))?;
+    let mut bytes = vec![0; len];
+    file.read_exact_at(&mut bytes, s.values_len)
+        .map_err(|e| MvccError::Storage(format!("reading the snapshot's key index: {e}")))?;
+    if crc32fast::hash(&bytes) != s.index_crc {
+        return Err(MvccError::Malformed(
+            "the snapshot's key index does not match its checksum (the file is corrupt)".into(),
+        ));
+    }
+    let index: Index = rmp_serde::from_slice(&bytes)
+        .map_err(|e| MvccError::Malformed(format!("the snapshot's key index: {e}")))?;
+    drop(bytes);
+    let mut placed = 0u64;
+    for v in index.keys.iter().flat_map(|(_, vs)| vs) {
+        if v.value.end() > s.values_len {
+            return Err(MvccError::Malformed(format!(
+                "the snapshot's key index points past its {} bytes of values",
+                s.values_len
+            )));
+        }
+        placed += v.value.len() as u64;
+    }
+    if placed != s.values_len {
+        return Err(MvccError::Malformed(format!(
+            "the snapshot's key index refers to {placed} bytes of values, the file holds {}",
+            s.values_len
+        )));
+    }
+    if !index.keys.windows(2).all(|w| w[0].0 .0 < w[1].0 .0) {
+        return Err(MvccError::Malformed(
+            "the snapshot's key index is not in key order".into(),
+        ));
+    }
+    let keys: BTreeMap<Vec<u8>, Vec<Version>> =
+        index.keys.into_iter().map(|(k, vs)| (k.0, vs)).collect();
+    let values = st.keys.values_from(file, s.values_len);
+    st.keys.restore(keys, values);
+    st.revision = index.revision;
+    st.compact_revision = index.compact_revision;
+    st.leases = index.leases;
+    st.auth = index.auth;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mvcc::keyspace::Rev;
+
+    fn put(st: &mut State, key: &str, value: &str, rev: i64) {
+        let value = st.keys.store_value(value.as_bytes());
+        st.keys.push(
+            key.as_bytes(),
+            Version {
+                rev: Rev { main: rev, sub: 0 },
+                create: 2,
+                version: 1,
+                lease: 0,
+                value,
+                tombstone: false,
+            },
+        );
+    }
+
+    fn written(st: &State) -> (tempfile::NamedTempFile, Sections) {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        let s = capture(st)
+            .expect("capture")
+            .write_to(f.as_file_mut())
+            .expect("write");
+        (f, s)
+    }
 
     #[test]
-    fn the_streamed_encoding_is_the_owned_layout() {
+    fn a_restored_state_reads_its_values_from_the_snapshot_file() {
         let mut st = State::default();
-        for (key, value, rev) in [("a", "1", 2), ("a", "22", 3), ("b", "", 4)] {
-            let value = st.keys.store_value(value.as_bytes());
-            st.keys.push(
-                key.as_bytes(),
-                Version {
-                    rev: Rev { main: rev, sub: 0 },
-                    create: 2,
-                    version: 1,
-                    lease: 0,
-                    value,
-                    tombstone: false,
-                },
-            );
-        }
-        st.revision = 4;
+        put(&mut st, "a", "1", 2);
+        put(&mut st, "a", "22", 3);
+        put(&mut st, "b", "", 4);
+        put(&mut st, "c", "333", 5);
+        st.revision = 5;
         st.leases.insert(7, Lease::new(30));
-        let streamed = encode(&st).expect("encode");
-        let version = |main, value: &str| OwnedVersion {
-            rev: Rev { main, sub: 0 },
-            create: 2,
+        let (f, s) = written(&st);
+        assert_eq!(s.values_len, 6, "only values, back to back");
+        let mut back = State::default();
+        restore(&mut back, Arc::new(f.reopen().expect("reopen")), &s).expect("restore");
+        assert_eq!(back.revision, 5);
+        assert!(back.leases.contains_key(&7));
+        let read: Vec<(Vec<u8>, Vec<u8>)> = back
+            .keys
+            .all_versions()
+            .map(|(k, v)| (k.to_vec(), back.keys.value(v).expect("value")))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("a", "22"), ("b", ""), ("c", "333")]
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(read, want);
+        // Appends go after the snapshot's values, into the member's own file.
+        let later = back.keys.store_value(b"later");
+        assert_eq!(back.keys.value_bytes(), 6 + 5);
+        let v = Version {
+            rev: Rev { main: 6, sub: 0 },
+            create: 6,
             version: 1,
             lease: 0,
-            value: value.as_bytes().to_vec(),
+            value: later,
             tombstone: false,
         };
-        let owned = Owned {
-            keys: OwnedKeys {
-                keys: BTreeMap::from([
-                    (b"a".to_vec(), vec![version(2, "1"), version(3, "22")]),
-                    (b"b".to_vec(), vec![version(4, "")]),
-                ]),
-            },
-            revision: 4,
-            compact_revision: 0,
-            leases: st.leases.clone(),
-            auth: AuthState::default(),
-        };
-        assert_eq!(streamed, rmp_serde::to_vec(&owned).expect("owned"));
+        assert_eq!(back.keys.value(&v).expect("later"), b"later");
+    }
+
+    #[test]
+    fn a_corrupt_index_is_refused_with_the_reason() {
+        let mut st = State::default();
+        put(&mut st, "a", "1", 2);
+        let (f, s) = written(&st);
+        let file = f.reopen().expect("reopen");
+        file.write_all_at(b"\xff", s.values_len + 2)
+            .expect("corrupt");
+        let err = restore(&mut State::default(), Arc::new(file), &s).expect_err("corrupt");
+        assert!(err.to_string().contains("checksum"), "{err}");
     }
 }

@@ -495,9 +495,7 @@ fn a_snapshot_replacing_the_state_hands_watchers_what_they_missed_or_cancels_the
     let WatchStart::Watching(ahead, mut ahead_feed) = member.watch(spec(), 5) else {
         panic!("watch refused")
     };
-    member
-        .restore(&leader.snapshot().expect("snapshot"))
-        .expect("restore");
+    leader.copy_into(&mut member).expect("restore");
     let revs = |b: Vec<WatchBatch>| b.iter().map(|b| b.revision).collect::<Vec<i64>>();
     assert_eq!(
         revs(drain(&mut member, live, &mut live_feed)),
@@ -524,9 +522,7 @@ fn a_snapshot_replacing_the_state_hands_watchers_what_they_missed_or_cancels_the
         }
         .encode_to_vec(),
     ));
-    member
-        .restore(&leader.snapshot().expect("snapshot"))
-        .expect("restore");
+    leader.copy_into(&mut member).expect("restore");
     assert!(matches!(member.catch_up(old), CatchUp::Compacted(10)));
 }
 
@@ -659,8 +655,7 @@ fn values_read_back_through_the_value_file_a_compaction_rewrite_and_a_snapshot()
     assert_eq!(get(&s, key("k042")), Ok(vec![kv("k042", &value(42, 4))]));
     assert_eq!(get(&s, at(2 + 342)), Err(MvccError::Compacted));
     let mut t = Store::in_dir(dir.path().to_path_buf());
-    t.restore(&s.snapshot().expect("snapshot"))
-        .expect("restore");
+    s.copy_into(&mut t).expect("restore");
     assert_eq!(t.hash_kv(0), s.hash_kv(0));
     assert_ne!(t.hash_kv(0), Ok(hash));
     assert_eq!(get(&t, key("k007")), Ok(vec![kv("k007", &value(7, 4))]));
@@ -674,8 +669,7 @@ fn snapshot_round_trip_keeps_history_leases_and_hash() {
     put(&mut s, "a", "1");
     put(&mut s, "a", "2");
     let mut t = Store::new();
-    t.restore(&s.snapshot().expect("snapshot"))
-        .expect("restore");
+    s.copy_into(&mut t).expect("restore");
     assert_eq!(t.revision(), s.revision());
     assert_eq!(
         get(
@@ -691,7 +685,15 @@ fn snapshot_round_trip_keeps_history_leases_and_hash() {
     assert_eq!(t.hash_kv(0), s.hash_kv(0));
     put(&mut t, "a", "3");
     assert_ne!(t.hash_kv(0).map(|h| h.0), s.hash_kv(0).map(|h| h.0));
-    assert!(t.restore(b"not a snapshot").is_err());
+    let garbage = Sections {
+        values_len: 0,
+        index_len: 14,
+        index_crc: crc32fast::hash(b"not a snapshot"),
+        values_crc: 0,
+    };
+    let mut f = tempfile::tempfile().expect("temp file");
+    std::io::Write::write_all(&mut f, b"not a snapshot").expect("write");
+    assert!(t.restore_from(Arc::new(f), &garbage).is_err());
 }
 
 #[test]
@@ -716,8 +718,7 @@ fn snapshot_round_trip_keeps_users_roles_and_the_auth_flag() {
     // Auth changes are not key-value writes: the revision stays.
     assert_eq!(s.revision(), 1);
     let mut t = Store::new();
-    t.restore(&s.snapshot().expect("snapshot"))
-        .expect("restore");
+    s.copy_into(&mut t).expect("restore");
     assert_eq!(t.auth(), s.auth());
     assert!(t.auth().enabled && t.auth().is_root(ROOT));
 }

@@ -2,7 +2,6 @@
 //! are named and dialled.
 
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 use crate::mvcc::{Command, CommandResponse};
 
@@ -32,7 +31,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = PeerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

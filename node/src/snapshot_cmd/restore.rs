@@ -22,7 +22,7 @@ use crate::mvcc::Store;
 use crate::raft::types::{NodeId, PeerNode};
 use crate::storage::data_dir::DataDir;
 use crate::storage::log::{LogStore, StoredIdentity};
-use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir};
+use crate::storage::snapshot::{MemberAttrs, SnapshotDir};
 
 /// Arguments of `cairn snapshot restore` (etcdctl's names and defaults).
 #[derive(Debug, Clone, Args)]
@@ -104,13 +104,10 @@ pub fn restore_data_dir(args: &RestoreArgs) -> anyhow::Result<Restored> {
     let mut store = Store::in_dir(member_dir.clone());
     let loaded = import::load(&snap.db, &mut store)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let store_bytes = store
-        .snapshot()
-        .map_err(|e| anyhow::anyhow!("encoding the restored store: {e}"))?;
-    drop(store);
     crate::bootstrap::restored::record(&member_dir, &args.initial_cluster_token)
         .with_context(|| format!("writing {}", member_dir.display()))?;
-    write_member(&DataDir::new(&staging), identity, &members, store_bytes)?;
+    write_member(&DataDir::new(&staging), identity, &members, &store)?;
+    drop(store);
     if data_dir.exists() {
         // Empty (checked above): replaced by the restored one.
         std::fs::remove_dir(&data_dir)
@@ -146,7 +143,7 @@ fn write_member(
     data_dir: &DataDir,
     identity: StoredIdentity,
     members: &BTreeMap<NodeId, PeerNode>,
-    store: Vec<u8>,
+    store: &Store,
 ) -> anyhow::Result<()> {
     let index = members.len() as u64;
     let log_id = LogId::new(CommittedLeaderId::new(0, 0), index);
@@ -167,14 +164,11 @@ fn write_member(
             (*id, a)
         })
         .collect();
-    let data = crate::codec::encode(&SnapshotData {
-        store,
-        members: attrs,
-        // etcd's restore clears alarms too (a restored member starts without them).
-        alarms: Vec::new(),
-    })
-    .context("encoding the snapshot")?;
-    SnapshotDir::new(data_dir.snap())?.save(&meta, &data)?;
+    let capture = store
+        .capture()
+        .map_err(|e| anyhow::anyhow!("encoding the restored store: {e}"))?;
+    // etcd's restore clears alarms too (a restored member starts without them).
+    SnapshotDir::new(data_dir.snap())?.save(&meta, attrs, Vec::new(), &capture)?;
     let log_path = data_dir.log_db();
     let log =
         LogStore::open(data_dir).with_context(|| format!("creating {}", log_path.display()))?;
@@ -262,10 +256,10 @@ mod tests {
         assert_eq!(log.identity().unwrap(), Some(r.identity));
         let snap = SnapshotDir::new(dir.join("member/snap"))
             .unwrap()
-            .load()
+            .open()
             .unwrap()
             .unwrap();
-        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(1));
+        assert_eq!(snap.header.meta.last_log_id.map(|l| l.index), Some(1));
         assert!(!tmp.path().join("data.restoring").exists());
     }
 

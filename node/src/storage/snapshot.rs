@@ -1,17 +1,39 @@
-//! Snapshot contents and their durable file in the data dir. A snapshot is the mvcc store's own bytes
-//! plus the member attributes published through Raft; the file adds openraft's metadata so a restart
-//! loads it and openraft replays only the log after it.
+//! The snapshot file in the data dir: what a restart loads (openraft then replays only the log after
+//! it) and, byte for byte, what InstallSnapshot sends to a member that is too far behind.
+//!
+//! Layout (format [`FORMAT`]):
+//! ```text
+//! [store values][store key index][header: MessagePack][trailer: 32 bytes]
+//! ```
+//! The store writes its two sections ([`crate::mvcc::Capture`]); the header names where they are and
+//! adds openraft's metadata, the member attributes and the alarms; the trailer locates the header:
+//! header offset (u64 LE), header length (u64 LE), header CRC-32 (u32 LE), format (u32 LE), magic.
+//! Opening a snapshot reads the trailer, the header and the store's index, never the values: the
+//! store reads those from this file when a request needs them.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use openraft::SnapshotMeta;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::decode;
+use crate::mvcc::{Capture, Sections};
 use crate::raft::types::{NodeId, PeerNode};
 use crate::storage::data_dir::SNAPSHOT_FILE;
+
+/// The snapshot file format this build writes and reads. Nothing was released: other formats are
+/// refused, not converted.
+pub const FORMAT: u32 = 2;
+const MAGIC: &[u8; 8] = b"CAIRNSNP";
+const TRAILER_LEN: u64 = 32;
+/// Unfinished files (a snapshot being written or received) carry this suffix; a start removes them.
+const PART: &str = ".part";
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,34 +42,24 @@ pub struct MemberAttrs {
     pub client_urls: Vec<String>,
 }
 
-/// What travels to a follower in InstallSnapshot (the openraft snapshot data).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SnapshotData {
-    /// `mvcc::Store::snapshot()` bytes.
-    #[serde(with = "crate::codec::bytes")]
-    pub store: Vec<u8>,
+/// What a snapshot file says besides the store's sections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// openraft's metadata: last log ID, membership, snapshot ID.
+    pub meta: SnapshotMeta<NodeId, PeerNode>,
     /// Published member attributes by member ID.
     pub members: BTreeMap<NodeId, MemberAttrs>,
-    /// Raised alarms (member ID, alarm type); absent in snapshots made before alarms existed.
-    #[serde(default)]
+    /// Raised alarms (member ID, alarm type).
     pub alarms: Vec<(u64, i32)>,
+    /// Where the store's values and index are.
+    pub store: Sections,
 }
 
-/// What is persisted on disk: metadata plus the data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotFile {
-    pub meta: SnapshotMeta<NodeId, PeerNode>,
-    /// Encoded [`SnapshotData`], exactly the bytes sent to followers.
-    #[serde(with = "crate::codec::bytes")]
-    pub data: Vec<u8>,
-}
-
-/// [`SnapshotFile`] borrowed, for writing: the same fields, so the same bytes.
-#[derive(Serialize)]
-struct SnapshotFileRef<'a> {
-    meta: &'a SnapshotMeta<NodeId, PeerNode>,
-    #[serde(with = "crate::codec::bytes")]
-    data: &'a [u8],
+/// A snapshot file, open, with its header read and checked.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: File,
+    pub header: Header,
 }
 
 /// Errors reading or writing the snapshot file, naming the path.
@@ -66,107 +78,395 @@ pub enum SnapshotError {
 #[derive(Debug, Clone)]
 pub struct SnapshotDir {
     dir: PathBuf,
+    /// Serializes replacing the current file (a snapshot built and one received may finish together).
+    replacing: Arc<Mutex<()>>,
+}
+
+static PART_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError {
+    let path = path.to_path_buf();
+    move |source| SnapshotError::Io { path, source }
 }
 
 impl SnapshotDir {
-    /// Use (and create) `dir`.
+    /// Use (and create) `dir`; files left unfinished by a crash are removed.
     pub fn new(dir: PathBuf) -> Result<Self, SnapshotError> {
-        fs::create_dir_all(&dir).map_err(|source| SnapshotError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(SnapshotDir { dir })
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        for entry in fs::read_dir(&dir).map_err(io_at(&dir))? {
+            let path = entry.map_err(io_at(&dir))?.path();
+            if path.to_string_lossy().ends_with(PART) {
+                fs::remove_file(&path).map_err(io_at(&path))?;
+            }
+        }
+        Ok(SnapshotDir {
+            dir,
+            replacing: Arc::default(),
+        })
     }
 
     fn current(&self) -> PathBuf {
         self.dir.join(SNAPSHOT_FILE)
     }
 
-    /// Durably replace the current snapshot: write a temp file, fsync, rename over, fsync the directory,
-    /// so a crash leaves either the old or the new snapshot, never a torn one.
+    fn part(&self, what: &str) -> PathBuf {
+        let n = PART_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{what}-{n}{PART}"))
+    }
+
+    /// Write a snapshot of `capture` and make it the current one, durably: a temp file, fsync,
+    /// rename over, fsync the directory, so a crash leaves the old or the new snapshot, never a torn
+    /// one. Returns the file, open at its start (what InstallSnapshot sends). A snapshot older than
+    /// the current one (a newer one was installed meanwhile) is written but does not replace it.
     pub fn save(
         &self,
         meta: &SnapshotMeta<NodeId, PeerNode>,
-        data: &[u8],
-    ) -> Result<(), SnapshotError> {
-        let tmp = self.dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SnapshotError::Io { path, source }
-        };
+        members: BTreeMap<NodeId, MemberAttrs>,
+        alarms: Vec<(u64, i32)>,
+        capture: &Capture,
+    ) -> Result<File, SnapshotError> {
         let started = std::time::Instant::now();
-        // Streamed to the file: the snapshot can be most of the member's memory, and an encoded copy
-        // next to it would double the member's peak RSS.
-        let mut f = std::io::BufWriter::new(File::create(&tmp).map_err(io(&tmp))?);
-        rmp_serde::encode::write_named(&mut f, &SnapshotFileRef { meta, data }).map_err(|e| {
-            SnapshotError::Corrupt {
-                path: tmp.clone(),
-                msg: e.to_string(),
+        let tmp = self.part("build");
+        let file = create_new(&tmp)?;
+        let written = write_snapshot(&file, meta, members, alarms, capture).and_then(|()| {
+            file.sync_all()?;
+            Ok(())
+        });
+        if let Err(source) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(SnapshotError::Io { path: tmp, source });
+        }
+        {
+            let _replacing = self.replacing.lock();
+            let newer = self
+                .open()
+                .ok()
+                .flatten()
+                .is_some_and(|cur| cur.header.meta.last_log_id > meta.last_log_id);
+            if newer {
+                fs::remove_file(&tmp).map_err(io_at(&tmp))?;
+            } else {
+                self.make_current(&tmp)?;
             }
-        })?;
-        let f = f.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, self.current()).map_err(io(&self.current()))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        }
         // The snapshot file is what persists the state machine: our "backend commit".
         crate::metrics::BACKEND_COMMIT.observe(started.elapsed());
-        Ok(())
+        rewound(file, &tmp)
     }
 
-    /// Load the current snapshot, if one was saved.
-    pub fn load(&self) -> Result<Option<SnapshotFile>, SnapshotError> {
+    /// A fresh file to receive a snapshot into (InstallSnapshot chunks), with its path for
+    /// [`SnapshotDir::install`].
+    pub fn receiving(&self) -> Result<(File, PathBuf), SnapshotError> {
+        let path = self.part("receiving");
+        let file = create_new(&path)?;
+        Ok((file, path))
+    }
+
+    /// Make the received snapshot at `path` (all of it written through `file`) the current one, after
+    /// checking that it is whole and that it is the snapshot `meta` describes.
+    pub fn install(
+        &self,
+        path: &Path,
+        file: File,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+    ) -> Result<Opened, SnapshotError> {
+        let file = match same_file(&file, path) {
+            Ok(true) => file,
+            // The data was handed over as another file (openraft's storage suite does this):
+            // copied into the one made for it.
+            Ok(false) => copy_into(file, path).map_err(io_at(path))?,
+            Err(e) => {
+                return Err(SnapshotError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
+        };
+        let checked = file
+            .sync_all()
+            .map_err(io_at(path))
+            .and_then(|()| read_header(&file, path))
+            .and_then(|header| {
+                if header.meta == *meta {
+                    Ok(header)
+                } else {
+                    Err(SnapshotError::Corrupt {
+                        path: path.to_path_buf(),
+                        msg: format!(
+                            "it holds snapshot {} where {} was sent",
+                            header.meta.snapshot_id, meta.snapshot_id
+                        ),
+                    })
+                }
+            });
+        let header = match checked {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        {
+            let _replacing = self.replacing.lock();
+            self.make_current(path)?;
+        }
+        let file = rewound(file, &self.current())?;
+        Ok(Opened { file, header })
+    }
+
+    fn make_current(&self, path: &Path) -> Result<(), SnapshotError> {
+        fs::rename(path, self.current()).map_err(io_at(&self.current()))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(&self.dir))
+    }
+
+    /// Open the current snapshot, if one was saved, reading and checking its header.
+    pub fn open(&self) -> Result<Option<Opened>, SnapshotError> {
         let path = self.current();
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotError::Io { path, source }),
         };
-        decode(&bytes)
-            .map(Some)
-            .map_err(|e| SnapshotError::Corrupt {
-                path,
-                msg: e.to_string(),
-            })
+        let header = read_header(&file, &path)?;
+        Ok(Some(Opened { file, header }))
     }
+}
+
+fn create_new(path: &Path) -> Result<File, SnapshotError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_at(path))
+}
+
+/// Whether `file` is the file at `path`.
+fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = (file.metadata()?, fs::metadata(path)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// The whole of `from` copied into a new file at `path`, which is returned.
+fn copy_into(mut from: File, path: &Path) -> std::io::Result<File> {
+    let mut to = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    from.seek(SeekFrom::Start(0))?;
+    std::io::copy(&mut from, &mut to)?;
+    Ok(to)
+}
+
+/// `file` positioned at its start.
+fn rewound(mut file: File, path: &Path) -> Result<File, SnapshotError> {
+    file.seek(SeekFrom::Start(0)).map_err(io_at(path))?;
+    Ok(file)
+}
+
+fn write_snapshot(
+    file: &File,
+    meta: &SnapshotMeta<NodeId, PeerNode>,
+    members: BTreeMap<NodeId, MemberAttrs>,
+    alarms: Vec<(u64, i32)>,
+    capture: &Capture,
+) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let store = capture.write_to(&mut w)?;
+    let header = Header {
+        meta: meta.clone(),
+        members,
+        alarms,
+        store,
+    };
+    let bytes = crate::codec::encode(&header).map_err(std::io::Error::other)?;
+    let header_off = store.values_len + store.index_len;
+    w.write_all(&bytes)?;
+    w.write_all(&header_off.to_le_bytes())?;
+    w.write_all(&(bytes.len() as u64).to_le_bytes())?;
+    w.write_all(&crc32fast::hash(&bytes).to_le_bytes())?;
+    w.write_all(&FORMAT.to_le_bytes())?;
+    w.write_all(MAGIC)?;
+    w.flush()
+}
+
+fn read_header(file: &File, path: &Path) -> Result<Header, SnapshotError> {
+    let corrupt = |msg: String| SnapshotError::Corrupt {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let len = file.metadata().map_err(io_at(path))?.len();
+    if len < TRAILER_LEN {
+        return Err(corrupt(format!(
+            "{len} bytes, shorter than its trailer (a write was cut short)"
+        )));
+    }
+    let mut t = [0u8; TRAILER_LEN as usize];
+    file.read_exact_at(&mut t, len - TRAILER_LEN)
+        .map_err(io_at(path))?;
+    let u64_at = |i: usize| u64::from_le_bytes(t[i..i + 8].try_into().unwrap_or_default());
+    let u32_at = |i: usize| u32::from_le_bytes(t[i..i + 4].try_into().unwrap_or_default());
+    if &t[24..32] != MAGIC {
+        return Err(corrupt(
+            "no snapshot trailer at its end (a write was cut short, or it is not a cairn snapshot)"
+                .into(),
+        ));
+    }
+    let format = u32_at(20);
+    if format != FORMAT {
+        return Err(corrupt(format!(
+            "format {format}; this build reads format {FORMAT} only (remove the member's data dir and \
+             add it again, or restore it from `etcdctl snapshot save`)"
+        )));
+    }
+    let (off, hlen, crc) = (u64_at(0), u64_at(8), u32_at(16));
+    if off.checked_add(hlen) != Some(len - TRAILER_LEN) {
+        return Err(corrupt(format!(
+            "its header at {off}+{hlen} does not end where the trailer starts ({})",
+            len - TRAILER_LEN
+        )));
+    }
+    let mut bytes = vec![0; hlen as usize];
+    file.read_exact_at(&mut bytes, off).map_err(io_at(path))?;
+    if crc32fast::hash(&bytes) != crc {
+        return Err(corrupt("its header does not match its checksum".into()));
+    }
+    let header: Header =
+        crate::codec::decode(&bytes).map_err(|e| corrupt(format!("its header: {e}")))?;
+    if header.store.values_len + header.store.index_len != off {
+        return Err(corrupt(format!(
+            "its store sections ({} + {} bytes) do not end where its header starts ({off})",
+            header.store.values_len, header.store.index_len
+        )));
+    }
+    Ok(header)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::encode;
+    use crate::mvcc::{Command, Store};
+
+    fn store() -> Store {
+        let mut s = Store::new();
+        let put = etcd_client::proto::PbPutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        s.apply(&Command::Put(prost::Message::encode_to_vec(&put)));
+        s
+    }
+
+    fn meta(id: &str, index: u64) -> SnapshotMeta<NodeId, PeerNode> {
+        SnapshotMeta {
+            last_log_id: Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 0),
+                index,
+            )),
+            snapshot_id: id.into(),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn saved_snapshot_loads_back() {
+    fn a_saved_snapshot_opens_with_its_header_and_its_store() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SnapshotDir::new(tmp.path().join("snap")).unwrap();
-        assert!(dir.load().unwrap().is_none());
-        let mut members = BTreeMap::new();
-        members.insert(
+        assert!(dir.open().unwrap().is_none());
+        let members = BTreeMap::from([(
             7,
             MemberAttrs {
                 name: "infra0".into(),
                 client_urls: vec!["http://a:1".into()],
             },
-        );
-        let data = encode(&SnapshotData {
-            store: vec![1, 2, 3],
-            members,
-            alarms: vec![(7, 1)],
-        })
+        )]);
+        let s = store();
+        let capture = s.capture().unwrap();
+        dir.save(&meta("1-2-3", 2), members, vec![(7, 1)], &capture)
+            .unwrap();
+        let back = dir.open().unwrap().unwrap();
+        assert_eq!(back.header.meta, meta("1-2-3", 2));
+        assert_eq!(back.header.members[&7].name, "infra0");
+        assert_eq!(back.header.alarms, vec![(7, 1)]);
+        let mut t = Store::new();
+        t.restore_from(Arc::new(back.file), &back.header.store)
+            .unwrap();
+        assert_eq!(t.hash_kv(0), s.hash_kv(0));
+        // An older snapshot finishing late does not replace a newer one.
+        dir.save(&meta("1-1-4", 1), BTreeMap::new(), vec![], &capture)
+            .unwrap();
+        assert_eq!(dir.open().unwrap().unwrap().header.meta, meta("1-2-3", 2));
+    }
+
+    #[test]
+    fn a_cut_short_or_foreign_file_is_refused_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::new(tmp.path().join("snap")).unwrap();
+        let s = store();
+        dir.save(
+            &meta("1-2-3", 2),
+            BTreeMap::new(),
+            vec![],
+            &s.capture().unwrap(),
+        )
         .unwrap();
-        let meta = SnapshotMeta {
-            snapshot_id: "1-2-3".into(),
-            ..Default::default()
-        };
-        dir.save(&meta, &data).unwrap();
-        let back = dir.load().unwrap().unwrap();
-        assert_eq!(back.meta, meta);
-        assert_eq!(back.data, data);
-        let d: SnapshotData = decode(&back.data).unwrap();
-        assert_eq!(d.members[&7].name, "infra0");
-        assert_eq!(d.alarms, vec![(7, 1)]);
+        let path = dir.current();
+        let len = fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 1).unwrap();
+        let err = dir.open().unwrap_err().to_string();
+        assert!(
+            err.contains("trailer") && err.contains("current.snap"),
+            "{err}"
+        );
+        fs::write(
+            &path,
+            b"something else entirely, long enough to have a trailer",
+        )
+        .unwrap();
+        let err = dir.open().unwrap_err().to_string();
+        assert!(err.contains("not a cairn snapshot"), "{err}");
+    }
+
+    #[test]
+    fn a_received_snapshot_is_installed_only_when_it_is_the_one_sent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leader = SnapshotDir::new(tmp.path().join("leader")).unwrap();
+        let follower = SnapshotDir::new(tmp.path().join("follower")).unwrap();
+        let s = store();
+        let mut sent = leader
+            .save(
+                &meta("1-2-3", 2),
+                BTreeMap::new(),
+                vec![],
+                &s.capture().unwrap(),
+            )
+            .unwrap();
+        let (mut file, path) = follower.receiving().unwrap();
+        std::io::copy(&mut sent, &mut file).unwrap();
+        let err = follower
+            .install(&path, file.try_clone().unwrap(), &meta("1-9-9", 9))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1-9-9"), "{err}");
+        assert!(!path.exists(), "a refused file is removed");
+        let (mut file, path) = follower.receiving().unwrap();
+        sent.seek(SeekFrom::Start(0)).unwrap();
+        std::io::copy(&mut sent, &mut file).unwrap();
+        let opened = follower.install(&path, file, &meta("1-2-3", 2)).unwrap();
+        assert_eq!(opened.header.meta, meta("1-2-3", 2));
+        assert_eq!(
+            follower.open().unwrap().unwrap().header,
+            leader.open().unwrap().unwrap().header
+        );
+        // Leftovers of a crash are removed at the next start.
+        let (_f, part) = follower.receiving().unwrap();
+        SnapshotDir::new(tmp.path().join("follower")).unwrap();
+        assert!(!part.exists());
     }
 }

@@ -1,13 +1,14 @@
 //! The Raft state machine: applies committed commands to the shared mvcc store in log order, keeps the
-//! last-applied log id and membership with it, and builds / installs snapshots. The state lives in
-//! memory and in the store's value file, a cache; durability comes from the Raft log plus the snapshot
-//! file (a restart loads the snapshot and openraft re-applies the committed log after it).
+//! last-applied log id and membership with it, and builds / installs snapshots. The key index lives
+//! in memory; values live in the snapshot file and the store's value file (a cache). Durability comes
+//! from the Raft log plus the snapshot file: a restart opens the snapshot (reading its key index, not
+//! its values) and openraft re-applies the committed log after it. Snapshots travel as that file.
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,11 +20,10 @@ use openraft::{
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::codec::decode;
-use crate::mvcc::{Command, CommandResponse};
+use crate::mvcc::{Capture, Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
-use crate::storage::snapshot::{MemberAttrs, SnapshotData, SnapshotDir, SnapshotFile};
+use crate::storage::snapshot::{MemberAttrs, Opened, SnapshotDir};
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -89,7 +89,8 @@ pub struct StateMachine {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, PeerNode>,
     dir: SnapshotDir,
-    current: Option<SnapshotFile>,
+    /// The file InstallSnapshot chunks are being written to.
+    receiving: Option<PathBuf>,
     counter: Arc<AtomicU64>,
 }
 
@@ -107,13 +108,16 @@ impl StateMachine {
             applied: None,
             membership: StoredMembership::default(),
             dir,
-            current: None,
+            receiving: None,
             counter: Arc::new(AtomicU64::new(0)),
         };
-        if let Some(file) = sm.dir.load().map_err(|e| e.to_string())? {
-            sm.restore(&file.meta, &file.data)
-                .map_err(|e| e.to_string())?;
-            sm.current = Some(file);
+        if let Some(snap) = sm.dir.open().map_err(|e| e.to_string())? {
+            let started = std::time::Instant::now();
+            sm.restore(snap).map_err(|e| e.to_string())?;
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "opened the snapshot"
+            );
         }
         Ok(sm)
     }
@@ -123,14 +127,17 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn restore(&mut self, meta: &SnapshotMeta<NodeId, PeerNode>, data: &[u8]) -> StoreResult<()> {
-        let d: SnapshotData = decode(data).map_err(snap_err)?;
+    fn restore(&mut self, snap: Opened) -> StoreResult<()> {
+        let Opened { file, header } = snap;
         {
             let mut store = self.shared.store.write();
-            store.restore(&d.store).map_err(snap_err)?;
-            store.set_alarms(d.alarms.into_iter().collect());
+            store
+                .restore_from(Arc::new(file), &header.store)
+                .map_err(snap_err)?;
+            store.set_alarms(header.alarms.into_iter().collect());
         }
-        *self.shared.members.write() = d.members;
+        *self.shared.members.write() = header.members;
+        let meta = header.meta;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
             self.shared.applied_index.publish(l.index);
@@ -164,28 +171,37 @@ impl StateMachine {
     }
 }
 
-/// Builds a snapshot from state captured when the builder was made (applies may continue meanwhile).
+/// What a snapshot holds besides openraft's metadata, captured when the builder was made.
+struct Captured {
+    store: Capture,
+    members: BTreeMap<NodeId, MemberAttrs>,
+    alarms: Vec<(u64, i32)>,
+}
+
+/// Builds a snapshot from state captured when the builder was made (applies go on meanwhile: the
+/// values are read while the file is written, without the store's lock).
 pub struct Builder {
     meta: SnapshotMeta<NodeId, PeerNode>,
     /// The captured state, or why it could not be captured (reported by `build_snapshot`, never
     /// replaced by an empty snapshot).
-    data: Result<Vec<u8>, String>,
+    data: Result<Captured, String>,
     dir: SnapshotDir,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
-        // Taken, not cloned: a builder builds once, and every copy of a snapshot adds to peak RSS.
         let data = std::mem::replace(&mut self.data, Err("snapshot already built".into()))
             .map_err(snap_err)?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
-        let data = tokio::task::spawn_blocking(move || dir.save(&meta, &data).map(|()| data))
-            .await
-            .map_err(snap_err)?
-            .map_err(snap_err)?;
+        let file = tokio::task::spawn_blocking(move || {
+            dir.save(&meta, data.members, data.alarms, &data.store)
+        })
+        .await
+        .map_err(snap_err)?
+        .map_err(snap_err)?;
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -240,18 +256,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let data = {
             let (s, m) = (self.shared.store.read(), self.shared.members.read());
-            s.snapshot().map_err(|e| e.to_string()).and_then(|store| {
-                let data = SnapshotData {
+            s.capture()
+                .map(|store| Captured {
                     store,
                     members: m.clone(),
                     alarms: s.alarm_set().iter().copied().collect(),
-                };
-                // Sized once: growing by doubling would briefly hold up to three times the store.
-                let mut out = Vec::with_capacity(data.store.len() + 4096);
-                rmp_serde::encode::write_named(&mut out, &data)
-                    .map(|()| out)
-                    .map_err(|e| format!("encoding the snapshot: {e}"))
-            })
+                })
+                .map_err(|e| e.to_string())
         };
         let id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),
@@ -269,41 +280,54 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<tokio::fs::File>> {
+        let dir = self.dir.clone();
+        let (file, path) = tokio::task::spawn_blocking(move || dir.receiving())
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        // A transfer that was replaced by this one will not be installed.
+        if let Some(old) = self.receiving.replace(path) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, PeerNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> StoreResult<()> {
-        let data = snapshot.into_inner();
-        self.restore(meta, &data)?;
+        let mut file = *snapshot;
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(snap_err)?;
+        let file = file.into_std().await;
+        let path = self
+            .receiving
+            .take()
+            .ok_or_else(|| snap_err("a snapshot was installed that was not being received"))?;
         let (dir, m) = (self.dir.clone(), meta.clone());
-        let data = tokio::task::spawn_blocking(move || dir.save(&m, &data).map(|()| data))
+        let opened = tokio::task::spawn_blocking(move || dir.install(&path, file, &m))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
+        self.restore(opened)?;
         // etcd's line, so an operator (and the system test) sees that a member caught up by snapshot.
         let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
         tracing::info!("finished applying incoming snapshot at index {index}");
-        self.current = Some(SnapshotFile {
-            meta: meta.clone(),
-            data,
-        });
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
-        // A snapshot built since the last install is on disk; read the newest from there.
-        let latest = self.dir.load().map_err(snap_err)?;
-        if let Some(f) = latest {
-            self.current = Some(f);
-        }
-        Ok(self.current.as_ref().map(|f| Snapshot {
-            meta: f.meta.clone(),
-            snapshot: Box::new(Cursor::new(f.data.clone())),
+        let dir = self.dir.clone();
+        let current = tokio::task::spawn_blocking(move || dir.open())
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        Ok(current.map(|o| Snapshot {
+            meta: o.header.meta,
+            snapshot: Box::new(tokio::fs::File::from_std(o.file)),
         }))
     }
 }

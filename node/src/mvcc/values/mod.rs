@@ -6,11 +6,14 @@
 //! bbolt's memory-mapped file; here they go to an append-only file that the kernel's page cache
 //! serves, so resident memory holds only the index.
 //!
-//! The file is a cache derived from the Raft log and the snapshot, never a source of truth: it is not
-//! fsynced, it is emptied when the store is rebuilt (start, snapshot install), and it is unnamed (made
-//! with `O_TMPFILE` in the data dir where the kernel supports it), so nothing is left behind after a
-//! crash. After a compaction frees most of it, the live values are copied into a fresh file, off the
-//! apply path ([`rewrite`]).
+//! Two layers: a store rebuilt from a snapshot reads the values the snapshot holds from the snapshot
+//! file itself (its *base*, never written: a restart or a snapshot install reads no value), and
+//! appends later values to its own file. The appended file is a cache derived from the Raft log, never
+//! a source of truth: it is not fsynced, it is replaced when the store is rebuilt, and it is unnamed
+//! (made with `O_TMPFILE` in the data dir where the kernel supports it), so nothing is left behind
+//! after a crash. Bytes once written are never changed (a rebuild starts a new file), so a reader that
+//! took the [`Layers`] can read them without the store's lock. After a compaction frees most of the
+//! values, the live ones are copied into a fresh file, off the apply path ([`rewrite`]).
 //!
 //! An I/O error is fatal to the member: it is recorded ([`ValueLog::failure`]) and the state machine
 //! stops applying, because a member that carried on with a missing value would diverge from the others.
@@ -34,8 +37,8 @@ const REWRITE_MIN_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
 /// The swap copies the bytes appended during a rewrite in reads of this size.
 const SWAP_COPY_BYTES: u64 = 1 << 20;
 
-/// Where one value's bytes are in the value file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where one value's bytes are in the value log (offsets run across the base, then the file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ValueRef {
     off: u64,
     len: u32,
@@ -46,6 +49,79 @@ impl ValueRef {
     pub fn len(&self) -> usize {
         self.len as usize
     }
+
+    /// The same value at offset `off` (of a snapshot's value section).
+    pub fn at(self, off: u64) -> ValueRef {
+        ValueRef { off, len: self.len }
+    }
+
+    /// The offset just past the value.
+    pub fn end(self) -> u64 {
+        self.off + u64::from(self.len)
+    }
+}
+
+/// The files of a value log.
+#[derive(Debug, Clone, Default)]
+struct Files {
+    /// A snapshot file whose first `base_len` bytes are values: offsets below `base_len`.
+    base: Option<Arc<File>>,
+    base_len: u64,
+    /// The appended file: offset `base_len + k` is its byte `k`.
+    file: Option<Arc<File>>,
+}
+
+impl Files {
+    /// Fill `buf` from offset `off`, where the appended file holds `written` bytes and `tail` follows.
+    fn read_at(&self, buf: &mut [u8], mut off: u64, written: u64, tail: &[u8]) -> io::Result<()> {
+        let missing = |what: &str| io::Error::other(format!("the {what} is not open"));
+        let mut done = 0;
+        while done < buf.len() {
+            let want = &mut buf[done..];
+            let n = if off < self.base_len {
+                let n = want.len().min((self.base_len - off) as usize);
+                let f = self.base.as_ref().ok_or_else(|| missing("snapshot file"))?;
+                f.read_exact_at(&mut want[..n], off)?;
+                n
+            } else if off - self.base_len < written {
+                let at = off - self.base_len;
+                let n = want.len().min((written - at) as usize);
+                let f = self.file.as_ref().ok_or_else(|| missing("value file"))?;
+                f.read_exact_at(&mut want[..n], at)?;
+                n
+            } else {
+                let at = (off - self.base_len - written) as usize;
+                let src = tail.get(at..at + want.len()).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("offset {off} is past the end of the values"),
+                    )
+                })?;
+                want.copy_from_slice(src);
+                want.len()
+            };
+            done += n;
+            off += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A value log's bytes as they were when taken: readable without the store's lock, because bytes
+/// once written are never changed (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Layers {
+    files: Files,
+    written: u64,
+    tail: Vec<u8>,
+}
+
+impl Layers {
+    /// The bytes at `r` into `buf` (resized to fit).
+    pub fn read_into(&self, r: ValueRef, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.resize(r.len(), 0);
+        self.files.read_at(buf, r.off, self.written, &self.tail)
+    }
 }
 
 /// The append-only value file of one store.
@@ -53,9 +129,10 @@ impl ValueRef {
 pub struct ValueLog {
     /// Directory the file is made in (the system's temp dir when unset, as in unit tests).
     dir: Option<PathBuf>,
-    /// Opened on the first write (shared with a rewrite that reads it).
-    file: Option<Arc<File>>,
-    /// Bytes written to the file; the tail starts here.
+    /// The snapshot file and the appended file (opened on the first write); shared with readers
+    /// that took the [`Layers`].
+    files: Files,
+    /// Bytes written to the appended file; the tail starts here.
     written: u64,
     /// Appended bytes not yet written.
     tail: Vec<u8>,
@@ -76,13 +153,42 @@ impl ValueLog {
         }
     }
 
+    /// A value log whose first `len` bytes are the values at the start of the snapshot file `base`
+    /// (all of them live), appending to a file it makes in `dir`.
+    pub fn with_base(dir: PathBuf, base: Arc<File>, len: u64) -> Self {
+        ValueLog {
+            dir: Some(dir),
+            files: Files {
+                base: Some(base),
+                base_len: len,
+                file: None,
+            },
+            live: len,
+            ..ValueLog::default()
+        }
+    }
+
+    /// The directory the appended file is made in, if one was given.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// The bytes as they are now, for a reader that works without the store's lock.
+    pub fn layers(&self) -> Layers {
+        Layers {
+            files: self.files.clone(),
+            written: self.written,
+            tail: self.tail.clone(),
+        }
+    }
+
     /// Store `bytes` and return where they are.
     pub fn append(&mut self, bytes: &[u8]) -> ValueRef {
         if bytes.is_empty() {
             return ValueRef::default();
         }
         let r = ValueRef {
-            off: self.written + self.tail.len() as u64,
+            off: self.bytes(),
             len: bytes.len() as u32,
         };
         self.tail.extend_from_slice(bytes);
@@ -98,24 +204,16 @@ impl ValueLog {
         if r.len == 0 {
             return Ok(Vec::new());
         }
-        if r.off >= self.written {
-            let start = (r.off - self.written) as usize;
-            return match self.tail.get(start..start + r.len()) {
-                Some(b) => Ok(b.to_vec()),
-                None => Err(self.fail(format!(
-                    "value at {}+{} is past the end of the value file",
-                    r.off, r.len
-                ))),
-            };
-        }
         let mut buf = vec![0; r.len()];
-        let res = match &self.file {
-            Some(f) => f.read_exact_at(&mut buf, r.off),
-            None => Err(io::Error::other("the value file was never opened")),
-        };
-        match res {
+        match self
+            .files
+            .read_at(&mut buf, r.off, self.written, &self.tail)
+        {
             Ok(()) => Ok(buf),
-            Err(e) => Err(self.fail(format!("reading the value file: {e}"))),
+            Err(e) => Err(self.fail(format!(
+                "reading the value at {}+{} from the value file: {e}",
+                r.off, r.len
+            ))),
         }
     }
 
@@ -131,9 +229,9 @@ impl ValueLog {
         self.live = self.live.saturating_sub(u64::from(r.len));
     }
 
-    /// Bytes stored, garbage included (the file and the tail).
+    /// Bytes stored, garbage included (the snapshot's values, the file and the tail).
     pub fn bytes(&self) -> u64 {
-        self.written + self.tail.len() as u64
+        self.files.base_len + self.written + self.tail.len() as u64
     }
 
     /// Bytes of values some kept version still refers to.
@@ -153,13 +251,13 @@ impl ValueLog {
         if self.rewrite.is_some() || self.failure().is_some() {
             return;
         }
-        // Everything the copy reads must be in the file: it cannot see the tail.
+        // Everything the copy reads must be in the files: it cannot see the tail.
         self.flush();
-        let Some(file) = self.file.clone() else {
+        if self.bytes() == 0 || self.failure().is_some() {
             return;
-        };
+        }
         let refs = refs.copied().filter(|r| r.len > 0).collect();
-        match Rewrite::start(file, self.written, refs, self.dir.clone()) {
+        match Rewrite::start(self.layers(), self.bytes(), refs, self.dir.clone()) {
             Ok(rw) => self.rewrite = Some(rw),
             // The old file stays; the next compaction tries again.
             Err(e) => tracing::warn!("value file not rewritten: {e}"),
@@ -226,15 +324,7 @@ impl ValueLog {
         }
         fresh.live = self.live;
         let before = self.bytes();
-        let old = std::mem::replace(self, fresh);
-        // Closing the old file frees all its blocks, which took as long as the rest of the swap
-        // (hundreds of ms for 750 MiB): done on a thread of its own, apply goes on.
-        let dropped = std::thread::Builder::new()
-            .name("value-file-drop".into())
-            .spawn(move || drop(old));
-        if let Err(e) = dropped {
-            tracing::warn!("closing the old value file on this thread: {e}");
-        }
+        drop_elsewhere(std::mem::replace(self, fresh));
         tracing::info!(
             before_mib = before >> 20,
             after_mib = self.bytes() >> 20,
@@ -249,14 +339,12 @@ impl ValueLog {
         let start = fresh.bytes();
         let mut off = from;
         let mut buf = Vec::new();
-        while off < self.written {
-            let n = (self.written - off).min(SWAP_COPY_BYTES);
+        let in_files = self.files.base_len + self.written;
+        while off < in_files {
+            let n = (in_files - off).min(SWAP_COPY_BYTES);
             buf.resize(n as usize, 0);
-            let file = self
-                .file
-                .as_ref()
-                .ok_or("the value file was never opened")?;
-            file.read_exact_at(&mut buf, off)
+            self.files
+                .read_at(&mut buf, off, self.written, &[])
                 .map_err(|e| format!("reading the value file at {off}: {e}"))?;
             fresh.append(&buf);
             off += n;
@@ -269,18 +357,23 @@ impl ValueLog {
         }
     }
 
-    /// Drop every value (the store is being rebuilt from a snapshot).
-    pub fn clear(&mut self) {
-        // A rewrite of the old values is pointless now; dropping it stops it.
-        self.rewrite = None;
-        self.tail = Vec::new();
-        self.live = 0;
-        self.written = 0;
-        if let Some(f) = &self.file {
-            if let Err(e) = f.set_len(0) {
-                self.fail(format!("emptying the value file: {e}"));
-            }
+    /// Use `fresh` from now on (the store is being rebuilt); a recorded failure stays recorded.
+    pub fn replace(&mut self, fresh: ValueLog) {
+        if let Some(f) = self.failure() {
+            let _ = fresh.failed.set(f.to_string());
         }
+        // The old files are dropped, never truncated: a snapshot being written may still read them.
+        // Dropping the old log also drops its rewrite, which stops it.
+        drop_elsewhere(std::mem::replace(self, fresh));
+    }
+
+    /// Drop every value (the store is being rebuilt).
+    pub fn clear(&mut self) {
+        let empty = ValueLog {
+            dir: self.dir.clone(),
+            ..ValueLog::default()
+        };
+        self.replace(empty);
     }
 
     /// The first I/O error, if any: the member must stop applying.
@@ -294,10 +387,10 @@ impl ValueLog {
         if self.tail.is_empty() || self.failed.get().is_some() {
             return;
         }
-        if self.file.is_none() {
+        if self.files.file.is_none() {
             let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
             match tempfile::tempfile_in(&dir) {
-                Ok(f) => self.file = Some(Arc::new(f)),
+                Ok(f) => self.files.file = Some(Arc::new(f)),
                 Err(e) => {
                     self.fail(format!(
                         "creating the value file in {}: {e} (check that the data dir is writable)",
@@ -307,7 +400,7 @@ impl ValueLog {
                 }
             }
         }
-        let Some(f) = &self.file else { return };
+        let Some(f) = &self.files.file else { return };
         match f.write_all_at(&self.tail, self.written) {
             Ok(()) => {
                 self.written += self.tail.len() as u64;
@@ -322,6 +415,20 @@ impl ValueLog {
     fn fail(&self, msg: String) -> MvccError {
         let _ = self.failed.set(msg.clone());
         MvccError::Storage(msg)
+    }
+}
+
+/// Drop `old` on a thread of its own: closing an unlinked file frees all its blocks, which took
+/// hundreds of ms for 750 MiB, and apply must not wait for it.
+fn drop_elsewhere(old: ValueLog) {
+    if old.files.file.is_none() && old.files.base.is_none() {
+        return;
+    }
+    let dropped = std::thread::Builder::new()
+        .name("value-file-drop".into())
+        .spawn(move || drop(old));
+    if let Err(e) = dropped {
+        tracing::warn!("closing the old value file on this thread: {e}");
     }
 }
 

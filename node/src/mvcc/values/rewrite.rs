@@ -9,14 +9,12 @@
 //! every reference is repointed. Offsets are local to this member (the file is a cache), so when the
 //! swap happens changes nothing that members must agree on.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{ValueLog, ValueRef};
+use super::{Layers, ValueLog, ValueRef};
 
 /// How often (in values) the copy looks whether it was canceled.
 const CANCEL_CHECK_EVERY: usize = 4096;
@@ -53,7 +51,7 @@ impl std::fmt::Debug for Rewrite {
 impl Rewrite {
     /// Start copying the values at `refs` (non-empty, all below `upto`, in `old`) into a fresh file in `dir`.
     pub fn start(
-        old: Arc<File>,
+        old: Layers,
         upto: u64,
         mut refs: Vec<ValueRef>,
         dir: Option<PathBuf>,
@@ -100,7 +98,7 @@ impl Drop for Rewrite {
 }
 
 fn copy(
-    old: &File,
+    old: &Layers,
     refs: &[ValueRef],
     dir: Option<PathBuf>,
     stop: &AtomicBool,
@@ -115,8 +113,7 @@ fn copy(
         if i % CANCEL_CHECK_EVERY == 0 && stop.load(Ordering::Relaxed) {
             return Err("canceled".into());
         }
-        buf.resize(r.len(), 0);
-        old.read_exact_at(&mut buf, r.off)
+        old.read_into(*r, &mut buf)
             .map_err(|e| format!("reading the value file at {}+{}: {e}", r.off, r.len))?;
         moved.push((r.off, fresh.append(&buf)));
     }
