@@ -13,6 +13,7 @@ use crate::member::wire::{ProposeReply, ReadIndexReply};
 use crate::member::{App, MemberError};
 use crate::mvcc::Command;
 use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
+use crate::raft::network::SnapshotChunk;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::Raft;
@@ -95,7 +96,7 @@ impl PeerService {
             Method::InstallSnapshot => encode(
                 &self
                     .raft
-                    .install_snapshot(decode(payload).map_err(bad)?)
+                    .install_snapshot(decode::<SnapshotChunk>(payload).map_err(bad)?.into())
                     .await,
             ),
             Method::Propose => encode(&self.propose(decode(payload).map_err(bad)?).await),
@@ -155,8 +156,8 @@ impl Peer for PeerService {
         &self,
         req: Request<PeerRequest>,
     ) -> Result<Response<PeerReply>, Status> {
-        let rpc = self.open(req)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        let rpc: SnapshotChunk = self.open(req)?;
+        reply(&self.raft.install_snapshot(rpc.into()).await)
     }
 
     async fn members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {
