@@ -16,3 +16,4 @@ pub mod server;
 pub mod snapshot_cmd;
 pub mod storage;
 pub mod tls;
+pub mod writeback;

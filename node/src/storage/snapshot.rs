@@ -275,7 +275,7 @@ fn write_snapshot(
     alarms: Vec<(u64, i32)>,
     capture: &Capture,
 ) -> std::io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut w = BufWriter::with_capacity(1 << 20, crate::writeback::Paced::new(file));
     let store = capture.write_to(&mut w)?;
     let header = Header {
         meta: meta.clone(),

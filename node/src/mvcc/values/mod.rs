@@ -282,14 +282,32 @@ impl ValueLog {
         }
         let upto = rw.upto;
         let started = std::time::Instant::now();
-        let rewrite::Copied { fresh, moved } = match rw.join() {
+        let rewrite::Copied {
+            fresh,
+            moved,
+            caught_up,
+        } = match rw.join() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("value file not rewritten, the old one stays: {e}");
                 return;
             }
         };
-        let (mut fresh, base) = match self.append_since(upto, fresh) {
+        // The thread copied [upto, to) verbatim to `base` on; the rest follows it.
+        let tail = match caught_up {
+            Some((base, to)) => self.append_since(to, fresh).and_then(|(f, start)| {
+                if start == base + (to - upto) {
+                    Ok((f, base))
+                } else {
+                    Err(format!(
+                        "the copy's catch-up ends at {start}, not at {}",
+                        base + (to - upto)
+                    ))
+                }
+            }),
+            None => self.append_since(upto, fresh),
+        };
+        let (mut fresh, base) = match tail {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("value file not rewritten, the old one stays: {e}");
@@ -405,6 +423,9 @@ impl ValueLog {
             Ok(()) => {
                 self.written += self.tail.len() as u64;
                 self.tail.clear();
+                if let Some(rw) = &self.rewrite {
+                    rw.published(self.files.base_len + self.written);
+                }
             }
             Err(e) => {
                 self.fail(format!("writing the value file: {e}"));

@@ -3,27 +3,38 @@
 //! waited for it when it ran inside apply).
 //!
 //! The thread copies the values that were live when it started, in file order, into a fresh file.
-//! Apply keeps appending to the old file meanwhile, and reads keep using it. Once the copy is done,
-//! the next write [`swaps`](super::ValueLog::swap_rewritten) under the store's write lock: the bytes
-//! appended since the start are copied verbatim behind the copied ones (one sequential copy) and
-//! every reference is repointed. Offsets are local to this member (the file is a cache), so when the
+//! Apply keeps appending to the old file meanwhile, and reads keep using it. The thread then copies
+//! the bytes appended since its start verbatim behind the copied ones, in rounds, until what is left
+//! is small. The next write [`swaps`](super::ValueLog::swap_rewritten) under the store's write lock:
+//! it copies that remainder (so the stall does not grow with the write rate during the copy) and
+//! repoints every reference. Offsets are local to this member (the file is a cache), so when the
 //! swap happens changes nothing that members must agree on.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{Layers, ValueLog, ValueRef};
+use crate::writeback::Pacer;
 
 /// How often (in values) the copy looks whether it was canceled.
 const CANCEL_CHECK_EVERY: usize = 4096;
+/// The thread's catch-up stops once fewer bytes than this were appended since its last round: the
+/// swap copies them under the lock.
+const CATCH_UP_SLACK: u64 = if cfg!(test) { 64 << 10 } else { 4 << 20 };
+/// At most this many catch-up rounds (a write rate above the copy's would never let them end).
+const CATCH_UP_ROUNDS: usize = 8;
+/// Bytes per read of the catch-up copy.
+const CATCH_UP_READ: u64 = 1 << 20;
 
 /// What the thread made: the fresh file, and for each copied value (in old-offset order) its old
 /// offset and its new reference.
 pub(super) struct Copied {
     pub fresh: ValueLog,
     pub moved: Vec<(u64, ValueRef)>,
+    /// `(base, to)`: the old bytes from the start's end up to `to` are at `base` on in `fresh`.
+    pub caught_up: Option<(u64, u64)>,
 }
 
 /// The new place of the value that was at `old`, if the rewrite that made `moved` copied it.
@@ -38,6 +49,8 @@ pub(super) struct Rewrite {
     /// Bytes of the old file the copy covers: values at or past this offset were appended after the
     /// start and are copied at the swap.
     pub upto: u64,
+    /// How far the old log's files reach now (published by each flush), for the catch-up.
+    reach: Arc<AtomicU64>,
     cancel: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<Copied, String>>>,
 }
@@ -57,20 +70,29 @@ impl Rewrite {
         dir: Option<PathBuf>,
     ) -> Result<Rewrite, String> {
         let cancel = Arc::new(AtomicBool::new(false));
-        let stop = cancel.clone();
+        let reach = Arc::new(AtomicU64::new(upto));
+        let (stop, reached) = (cancel.clone(), reach.clone());
         let thread = std::thread::Builder::new()
             .name("value-rewrite".into())
             .spawn(move || {
                 refs.sort_unstable_by_key(|r| r.off);
                 refs.dedup();
-                copy(&old, &refs, dir, &stop)
+                let mut c = copy(&old, &refs, dir, &stop)?;
+                c.caught_up = catch_up(&old, upto, &reached, &mut c.fresh, &stop)?;
+                Ok(c)
             })
             .map_err(|e| format!("starting the value-file rewrite thread: {e}"))?;
         Ok(Rewrite {
             upto,
+            reach,
             cancel,
             thread: Some(thread),
         })
+    }
+
+    /// The old log's files now reach offset `end` (everything below it is written).
+    pub fn published(&self, end: u64) {
+        self.reach.store(end, Ordering::Release);
     }
 
     /// Whether the copy is over (done, failed or canceled): the swap will not wait.
@@ -109,6 +131,7 @@ fn copy(
     };
     let mut moved = Vec::with_capacity(refs.len());
     let mut buf = Vec::new();
+    let mut pacer = Pacer::default();
     for (i, r) in refs.iter().enumerate() {
         if i % CANCEL_CHECK_EVERY == 0 && stop.load(Ordering::Relaxed) {
             return Err("canceled".into());
@@ -116,10 +139,101 @@ fn copy(
         old.read_into(*r, &mut buf)
             .map_err(|e| format!("reading the value file at {}+{}: {e}", r.off, r.len))?;
         moved.push((r.off, fresh.append(&buf)));
+        if let Some(f) = &fresh.files.file {
+            pacer.written(f, fresh.written);
+        }
     }
     fresh.flush();
     match fresh.failure() {
         Some(e) => Err(e.to_string()),
-        None => Ok(Copied { fresh, moved }),
+        None => Ok(Copied {
+            fresh,
+            moved,
+            caught_up: None,
+        }),
+    }
+}
+
+/// Copy the bytes the old log appended since `upto` verbatim into `fresh`, in rounds, until fewer
+/// than [`CATCH_UP_SLACK`] are left: returns where they start in `fresh` and how far they reach.
+fn catch_up(
+    old: &Layers,
+    upto: u64,
+    reach: &AtomicU64,
+    fresh: &mut ValueLog,
+    stop: &AtomicBool,
+) -> Result<Option<(u64, u64)>, String> {
+    if old.files.file.is_none() {
+        // Nothing was in the appended file at the start: what follows is in a file this copy
+        // cannot see; the swap copies it.
+        return Ok(None);
+    }
+    let base = fresh.bytes();
+    let mut to = upto;
+    let mut buf = Vec::new();
+    let mut pacer = Pacer::from(fresh.written);
+    for _ in 0..CATCH_UP_ROUNDS {
+        let end = reach.load(Ordering::Acquire);
+        if end.saturating_sub(to) < CATCH_UP_SLACK {
+            break;
+        }
+        // Bytes below `end` are in the appended file (published after they were written).
+        let written = end - old.files.base_len;
+        while to < end {
+            if stop.load(Ordering::Relaxed) {
+                return Err("canceled".into());
+            }
+            let n = (end - to).min(CATCH_UP_READ);
+            buf.resize(n as usize, 0);
+            old.files
+                .read_at(&mut buf, to, written, &[])
+                .map_err(|e| format!("reading the value file at {to}: {e}"))?;
+            fresh.append(&buf);
+            if let Some(f) = &fresh.files.file {
+                pacer.written(f, fresh.written);
+            }
+            to += n;
+        }
+    }
+    fresh.flush();
+    match fresh.failure() {
+        Some(e) => Err(e.to_string()),
+        None => Ok(Some((base, to))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catch_up_copies_what_was_appended_since_the_start_verbatim() {
+        let mut old = ValueLog::default();
+        old.append(&vec![1u8; 300 << 10]);
+        old.flush();
+        let upto = old.bytes();
+        let start = old.layers();
+        // Appended after the start: more than the slack, so the thread copies it.
+        let later: Vec<u8> = (0..=255u8).cycle().take(200 << 10).collect();
+        let r = old.append(&later);
+        old.flush();
+        let reach = AtomicU64::new(old.bytes());
+        let mut fresh = ValueLog::default();
+        fresh.append(b"copied before");
+        let (base, to) = catch_up(&start, upto, &reach, &mut fresh, &AtomicBool::new(false))
+            .expect("catch-up")
+            .expect("something to copy");
+        assert_eq!((base, to), (13, upto + later.len() as u64));
+        let moved = ValueRef {
+            off: base + (r.off - upto),
+            len: r.len,
+        };
+        assert_eq!(fresh.read(moved), Ok(later));
+        // Under the slack: left to the swap.
+        let reach = AtomicU64::new(upto + 1000);
+        let mut fresh = ValueLog::default();
+        let got = catch_up(&start, upto, &reach, &mut fresh, &AtomicBool::new(false));
+        assert_eq!(got, Ok(Some((0, upto))));
+        assert_eq!(fresh.bytes(), 0);
     }
 }
