@@ -151,6 +151,12 @@ impl SnapshotDir {
         }
         // The snapshot file is what persists the state machine: our "backend commit".
         crate::metrics::BACKEND_COMMIT.observe(started.elapsed());
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
+        tracing::info!(
+            bytes = file.metadata().map(|m| m.len()).unwrap_or_default(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "saved snapshot at index {index}"
+        );
         rewound(file, &tmp)
     }
 

@@ -308,14 +308,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .take()
             .ok_or_else(|| snap_err("a snapshot was installed that was not being received"))?;
         let (dir, m) = (self.dir.clone(), meta.clone());
+        let started = std::time::Instant::now();
         let opened = tokio::task::spawn_blocking(move || dir.install(&path, file, &m))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
+        let synced = started.elapsed();
         self.restore(opened)?;
         // etcd's line, so an operator (and the system test) sees that a member caught up by snapshot.
         let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
-        tracing::info!("finished applying incoming snapshot at index {index}");
+        tracing::info!(
+            sync_ms = synced.as_millis() as u64,
+            open_ms = (started.elapsed() - synced).as_millis() as u64,
+            "finished applying incoming snapshot at index {index}"
+        );
         Ok(())
     }
 
