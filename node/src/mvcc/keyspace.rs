@@ -146,11 +146,13 @@ impl Keyspace {
     }
 
     /// A fresh value log in this keyspace's directory whose base is a snapshot file's values.
-    pub fn values_from(&self, base: std::sync::Arc<std::fs::File>, len: u64) -> ValueLog {
-        match self.values.dir() {
-            Some(dir) => ValueLog::with_base(dir.to_path_buf(), base, len),
-            None => ValueLog::with_base(std::env::temp_dir(), base, len),
-        }
+    /// (of CRC-32 `crc`, checked on a thread).
+    pub fn values_from(&self, base: std::sync::Arc<std::fs::File>, len: u64, crc: u32) -> ValueLog {
+        let dir = self
+            .values
+            .dir()
+            .map_or_else(std::env::temp_dir, |d| d.to_path_buf());
+        ValueLog::with_base(dir, base, len, crc)
     }
 
     /// The value bytes as they are now, readable without the store's lock.

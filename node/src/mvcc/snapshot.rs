@@ -202,7 +202,7 @@ pub(super) fn restore(st: &mut State, file: Arc<File>, s: &Sections) -> Result<(
     }
     let keys: BTreeMap<Vec<u8>, Vec<Version>> =
         index.keys.into_iter().map(|(k, vs)| (k.0, vs)).collect();
-    let values = st.keys.values_from(file, s.values_len);
+    let values = st.keys.values_from(file, s.values_len, s.values_crc);
     st.keys.restore(keys, values);
     st.revision = index.revision;
     st.compact_revision = index.compact_revision;
@@ -277,6 +277,23 @@ mod tests {
             tombstone: false,
         };
         assert_eq!(back.keys.value(&v).expect("later"), b"later");
+    }
+
+    #[test]
+    fn a_corrupt_value_is_found_after_the_restore_and_stops_the_store() {
+        let mut st = State::default();
+        put(&mut st, "a", "some value", 2);
+        let (f, s) = written(&st);
+        let file = f.reopen().expect("reopen");
+        file.write_all_at(b"S", 0).expect("corrupt");
+        let mut back = State::default();
+        restore(&mut back, Arc::new(file), &s).expect("the index is intact");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while back.keys.failure().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let failure = back.keys.failure().expect("the check finds the corrupt value");
+        assert!(failure.contains("corrupt"), "{failure}");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! stops applying, because a member that carried on with a missing value would diverge from the others.
 
 mod rewrite;
+mod verify;
 
 use std::fs::File;
 use std::io;
@@ -28,6 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::MvccError;
 use rewrite::Rewrite;
+use verify::Verify;
 
 /// Appended bytes are written to the file once this many have gathered.
 const TAIL_BYTES: usize = 256 * 1024;
@@ -139,7 +141,10 @@ pub struct ValueLog {
     /// Bytes referenced by retained versions (decides when a rewrite pays).
     live: u64,
     /// The first I/O error; once set the member must stop applying.
-    failed: OnceLock<String>,
+    /// Shared with the check of the snapshot's values, and kept across rewrites.
+    failed: Arc<OnceLock<String>>,
+    /// The check of the base's values, while it runs.
+    verify: Option<Verify>,
     /// A rewrite copying the live values to a fresh file, if one runs.
     rewrite: Option<Rewrite>,
 }
@@ -155,7 +160,10 @@ impl ValueLog {
 
     /// A value log whose first `len` bytes are the values at the start of the snapshot file `base`
     /// (all of them live), appending to a file it makes in `dir`.
-    pub fn with_base(dir: PathBuf, base: Arc<File>, len: u64) -> Self {
+    /// Their CRC-32 `crc` is checked on a thread; a mismatch is this log's failure.
+    pub fn with_base(dir: PathBuf, base: Arc<File>, len: u64, crc: u32) -> Self {
+        let failed = Arc::<OnceLock<String>>::default();
+        let verify = Some(Verify::start(base.clone(), len, crc, failed.clone()));
         ValueLog {
             dir: Some(dir),
             files: Files {
@@ -164,6 +172,8 @@ impl ValueLog {
                 file: None,
             },
             live: len,
+            failed,
+            verify,
             ..ValueLog::default()
         }
     }
@@ -341,6 +351,9 @@ impl ValueLog {
             **r = n;
         }
         fresh.live = self.live;
+        // The check of the snapshot's values goes on: a mismatch stops the member all the same.
+        fresh.failed = self.failed.clone();
+        fresh.verify = self.verify.take();
         let before = self.bytes();
         drop_elsewhere(std::mem::replace(self, fresh));
         tracing::info!(
