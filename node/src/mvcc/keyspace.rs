@@ -147,12 +147,18 @@ impl Keyspace {
 
     /// A fresh value log in this keyspace's directory whose base is a snapshot file's values.
     /// (of CRC-32 `crc`, checked on a thread).
-    pub fn values_from(&self, base: std::sync::Arc<std::fs::File>, len: u64, crc: u32) -> ValueLog {
+    pub fn values_from(
+        &self,
+        base: std::sync::Arc<std::fs::File>,
+        path: &std::path::Path,
+        len: u64,
+        crc: u32,
+    ) -> ValueLog {
         let dir = self
             .values
             .dir()
             .map_or_else(std::env::temp_dir, |d| d.to_path_buf());
-        ValueLog::with_base(dir, base, len, crc)
+        ValueLog::with_base(dir, base, path, len, crc)
     }
 
     /// The value bytes as they are now, readable without the store's lock.

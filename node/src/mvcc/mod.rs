@@ -230,9 +230,10 @@ impl Store {
     pub fn restore_from(
         &mut self,
         file: Arc<std::fs::File>,
+        path: &std::path::Path,
         sections: &Sections,
     ) -> Result<(), MvccError> {
-        snapshot::restore(&mut self.state, file, sections)?;
+        snapshot::restore(&mut self.state, file, path, sections)?;
         self.hub.state_replaced();
         Ok(())
     }
@@ -245,7 +246,7 @@ impl Store {
             .capture()?
             .write_to(&mut f)
             .map_err(|e| MvccError::Storage(e.to_string()))?;
-        into.restore_from(Arc::new(f), &s)
+        into.restore_from(Arc::new(f), std::path::Path::new("a temp file"), &s)
     }
 
     /// The replicated users, roles and permissions.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::ser::SerializeSeq;
@@ -165,7 +166,12 @@ impl Capture {
 
 /// Replace `st`'s keys, revisions, leases and users with the snapshot's in `file`, whose values
 /// become the base of the store's value log (they are not read).
-pub(super) fn restore(st: &mut State, file: Arc<File>, s: &Sections) -> Result<(), MvccError> {
+pub(super) fn restore(
+    st: &mut State,
+    file: Arc<File>,
+    path: &Path,
+    s: &Sections,
+) -> Result<(), MvccError> {
     let len = usize::try_from(s.index_len)
         .map_err(|_| MvccError::Malformed(format!("a key index of {} bytes", s.index_len)))?;
     let mut bytes = vec![0; len];
@@ -202,7 +208,7 @@ pub(super) fn restore(st: &mut State, file: Arc<File>, s: &Sections) -> Result<(
     }
     let keys: BTreeMap<Vec<u8>, Vec<Version>> =
         index.keys.into_iter().map(|(k, vs)| (k.0, vs)).collect();
-    let values = st.keys.values_from(file, s.values_len, s.values_crc);
+    let values = st.keys.values_from(file, path, s.values_len, s.values_crc);
     st.keys.restore(keys, values);
     st.revision = index.revision;
     st.compact_revision = index.compact_revision;
@@ -252,7 +258,13 @@ mod tests {
         let (f, s) = written(&st);
         assert_eq!(s.values_len, 6, "only values, back to back");
         let mut back = State::default();
-        restore(&mut back, Arc::new(f.reopen().expect("reopen")), &s).expect("restore");
+        restore(
+            &mut back,
+            Arc::new(f.reopen().expect("reopen")),
+            f.path(),
+            &s,
+        )
+        .expect("restore");
         assert_eq!(back.revision, 5);
         assert!(back.leases.contains_key(&7));
         let read: Vec<(Vec<u8>, Vec<u8>)> = back
@@ -287,12 +299,15 @@ mod tests {
         let file = f.reopen().expect("reopen");
         file.write_all_at(b"S", 0).expect("corrupt");
         let mut back = State::default();
-        restore(&mut back, Arc::new(file), &s).expect("the index is intact");
+        restore(&mut back, Arc::new(file), f.path(), &s).expect("the index is intact");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while back.keys.failure().is_none() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let failure = back.keys.failure().expect("the check finds the corrupt value");
+        let failure = back
+            .keys
+            .failure()
+            .expect("the check finds the corrupt value");
         assert!(failure.contains("corrupt"), "{failure}");
     }
 
@@ -304,7 +319,8 @@ mod tests {
         let file = f.reopen().expect("reopen");
         file.write_all_at(b"\xff", s.values_len + 2)
             .expect("corrupt");
-        let err = restore(&mut State::default(), Arc::new(file), &s).expect_err("corrupt");
+        let err =
+            restore(&mut State::default(), Arc::new(file), f.path(), &s).expect_err("corrupt");
         assert!(err.to_string().contains("checksum"), "{err}");
     }
 }

@@ -693,7 +693,9 @@ fn snapshot_round_trip_keeps_history_leases_and_hash() {
     };
     let mut f = tempfile::tempfile().expect("temp file");
     std::io::Write::write_all(&mut f, b"not a snapshot").expect("write");
-    assert!(t.restore_from(Arc::new(f), &garbage).is_err());
+    assert!(t
+        .restore_from(Arc::new(f), std::path::Path::new("garbage"), &garbage)
+        .is_err());
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub struct Header {
 #[derive(Debug)]
 pub struct Opened {
     pub file: File,
+    /// Where it is (the current snapshot's path).
+    pub path: PathBuf,
     pub header: Header,
 }
 
@@ -217,7 +219,11 @@ impl SnapshotDir {
             self.make_current(path)?;
         }
         let file = rewound(file, &self.current())?;
-        Ok(Opened { file, header })
+        Ok(Opened {
+            file,
+            path: self.current(),
+            header,
+        })
     }
 
     fn make_current(&self, path: &Path) -> Result<(), SnapshotError> {
@@ -236,7 +242,7 @@ impl SnapshotDir {
             Err(source) => return Err(SnapshotError::Io { path, source }),
         };
         let header = read_header(&file, &path)?;
-        Ok(Some(Opened { file, header }))
+        Ok(Some(Opened { file, path, header }))
     }
 }
 
@@ -400,7 +406,7 @@ mod tests {
         assert_eq!(back.header.members[&7].name, "infra0");
         assert_eq!(back.header.alarms, vec![(7, 1)]);
         let mut t = Store::new();
-        t.restore_from(Arc::new(back.file), &back.header.store)
+        t.restore_from(Arc::new(back.file), &back.path, &back.header.store)
             .unwrap();
         assert_eq!(t.hash_kv(0), s.hash_kv(0));
         // An older snapshot finishing late does not replace a newer one.

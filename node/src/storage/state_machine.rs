@@ -128,11 +128,11 @@ impl StateMachine {
     }
 
     fn restore(&mut self, snap: Opened) -> StoreResult<()> {
-        let Opened { file, header } = snap;
+        let Opened { file, path, header } = snap;
         {
             let mut store = self.shared.store.write();
             store
-                .restore_from(Arc::new(file), &header.store)
+                .restore_from(Arc::new(file), &path, &header.store)
                 .map_err(snap_err)?;
             store.set_alarms(header.alarms.into_iter().collect());
         }

@@ -24,7 +24,7 @@ mod verify;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::MvccError;
@@ -161,9 +161,9 @@ impl ValueLog {
     /// A value log whose first `len` bytes are the values at the start of the snapshot file `base`
     /// (all of them live), appending to a file it makes in `dir`.
     /// Their CRC-32 `crc` is checked on a thread; a mismatch is this log's failure.
-    pub fn with_base(dir: PathBuf, base: Arc<File>, len: u64, crc: u32) -> Self {
+    pub fn with_base(dir: PathBuf, base: Arc<File>, path: &Path, len: u64, crc: u32) -> Self {
         let failed = Arc::<OnceLock<String>>::default();
-        let verify = Some(Verify::start(base.clone(), len, crc, failed.clone()));
+        let verify = Some(Verify::start(base.clone(), path, len, crc, failed.clone()));
         ValueLog {
             dir: Some(dir),
             files: Files {

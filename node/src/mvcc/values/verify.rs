@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -29,8 +30,15 @@ impl Drop for Verify {
 impl Verify {
     /// Check that the first `len` bytes of `base` have CRC-32 `crc`; on a mismatch or a read error,
     /// set `failed`.
-    pub fn start(base: Arc<File>, len: u64, crc: u32, failed: Arc<OnceLock<String>>) -> Verify {
+    pub fn start(
+        base: Arc<File>,
+        path: &Path,
+        len: u64,
+        crc: u32,
+        failed: Arc<OnceLock<String>>,
+    ) -> Verify {
         let cancel = Arc::new(AtomicBool::new(false));
+        let path = path.display().to_string();
         let stop = cancel.clone();
         let spawned = std::thread::Builder::new()
             .name("snapshot-verify".into())
@@ -44,8 +52,8 @@ impl Verify {
                     ),
                     Ok(Some(got)) => {
                         let msg = format!(
-                            "the snapshot file's {len} bytes of values have checksum {got:08x}, not \
-                             {crc:08x}: the file is corrupt (remove this member and add it back, or \
+                            "snapshot file {path}: its {len} bytes of values have checksum {got:08x}, \
+                             not {crc:08x}: the file is corrupt (remove this member and add it back, or \
                              restore it from a snapshot)"
                         );
                         tracing::error!("{msg}");
@@ -53,7 +61,7 @@ impl Verify {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let msg = format!("reading the snapshot file's values: {e}");
+                        let msg = format!("snapshot file {path}: reading its values: {e}");
                         tracing::error!("{msg}");
                         let _ = failed.set(msg);
                     }
