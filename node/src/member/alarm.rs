@@ -35,11 +35,11 @@ impl App {
         Err(MemberError::Mvcc(MvccError::NoSpace))
     }
 
-    /// What the quota limits: the on-disk bytes of the key-value state, i.e. the value file (garbage
-    /// included, as etcd counts bbolt's free pages) and the snapshot file. The Raft log is not counted,
+    /// What the quota limits: the on-disk bytes of the key-value state, i.e. the snapshot file and the
+    /// values beside it (garbage included, as etcd counts bbolt's free pages). The Raft log is not counted,
     /// as etcd does not count its WAL; Status `dbSize` includes it.
     pub fn quota_size(&self) -> u64 {
-        self.inner.data_dir.snapshot_bytes() + self.store().read().value_bytes()
+        self.inner.data_dir.snapshot_bytes() + self.value_bytes_beside_the_snapshot()
     }
 
     /// Raise or clear an alarm through Raft (Maintenance.Alarm ACTIVATE/DEACTIVATE); the alarms it

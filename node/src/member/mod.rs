@@ -13,6 +13,7 @@ mod move_leader;
 pub mod peer_service;
 mod propose;
 pub mod read_index;
+mod snapshot_trigger;
 mod start;
 pub mod wire;
 
@@ -200,13 +201,24 @@ impl App {
     /// Size in bytes of this member's data files (Status.dbSize, `etcd_mvcc_db_total_size_in_bytes`).
     pub fn db_size(&self) -> u64 {
         // The value file is unnamed (it is a cache), so only the store knows its size.
-        self.inner.data_dir.raft_bytes() + self.store().read().value_bytes()
+        self.inner.data_dir.raft_bytes() + self.value_bytes_beside_the_snapshot()
+    }
+
+    /// The store's value bytes that the snapshot file does not hold (the values it reads from the
+    /// current snapshot file are counted with that file).
+    pub fn value_bytes_beside_the_snapshot(&self) -> u64 {
+        let store = self.store().read();
+        let current = self.inner.data_dir.snapshot_file();
+        store.value_bytes() - store.value_bytes_in(&current)
     }
 
     /// The part of [`App::db_size`] in use (Status.dbSizeInUse): without the value file's garbage,
     /// which a rewrite after compaction gives back (as etcd's defragment does for its free pages).
     pub fn db_size_in_use(&self) -> u64 {
-        self.inner.data_dir.raft_bytes() + self.store().read().live_value_bytes()
+        let store = self.store().read();
+        let current = self.inner.data_dir.snapshot_file();
+        let in_snapshot = store.value_bytes_in(&current);
+        self.inner.data_dir.raft_bytes() + store.live_value_bytes().saturating_sub(in_snapshot)
     }
 
     /// The gauges of `/metrics` at this moment.

@@ -161,6 +161,11 @@ impl Keyspace {
         ValueLog::with_base(dir, base, path, len, crc)
     }
 
+    /// The snapshot file the first values are read from, and its bytes of values.
+    pub fn value_base(&self) -> Option<(&std::fs::File, u64)> {
+        self.values.base()
+    }
+
     /// The value bytes as they are now, readable without the store's lock.
     pub fn value_layers(&self) -> Layers {
         self.values.layers()

@@ -105,6 +105,20 @@ impl Store {
         self.state.keys.value_bytes()
     }
 
+    /// Of [`Store::value_bytes`], those read from the snapshot file `current` names, when the store's
+    /// values start in that very file (not in an older snapshot that was replaced since): counted
+    /// with the snapshot file already.
+    pub fn value_bytes_in(&self, current: &std::path::Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Some((base, len)) = self.state.keys.value_base() else {
+            return 0;
+        };
+        match (base.metadata(), std::fs::metadata(current)) {
+            (Ok(a), Ok(b)) if a.dev() == b.dev() && a.ino() == b.ino() => len,
+            _ => 0,
+        }
+    }
+
     /// Bytes in the value file that kept versions refer to (part of Status.dbSizeInUse).
     pub fn live_value_bytes(&self) -> u64 {
         self.state.keys.live_value_bytes()

@@ -58,9 +58,14 @@ impl DataDir {
         self.log_db().exists()
     }
 
+    /// The current snapshot file.
+    pub fn snapshot_file(&self) -> PathBuf {
+        self.snap().join(SNAPSHOT_FILE)
+    }
+
     /// Bytes of the snapshot file (the key-value state as of the last snapshot).
     pub fn snapshot_bytes(&self) -> u64 {
-        std::fs::metadata(self.snap().join(SNAPSHOT_FILE)).map_or(0, |m| m.len())
+        std::fs::metadata(self.snapshot_file()).map_or(0, |m| m.len())
     }
 
     /// Bytes of the Raft files: metadata database, WAL segments and snapshot (not the value file,

@@ -44,6 +44,28 @@ pub struct Shared {
     pub members: RwLock<BTreeMap<NodeId, MemberAttrs>>,
     /// The index of the last log entry applied, for reads and forwarded writes that wait on an index.
     pub applied_index: AppliedIndex,
+    /// Bytes of commands applied since the last snapshot captured the state (or was installed).
+    applied_bytes: AtomicU64,
+    /// Snapshots captured or installed so far.
+    snapshots: AtomicU64,
+}
+
+impl Shared {
+    /// Bytes of commands applied since the last snapshot (what a restart would replay).
+    pub fn applied_since_snapshot(&self) -> u64 {
+        self.applied_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots captured or installed so far (changes when [`Shared::applied_since_snapshot`]
+    /// restarts from zero).
+    pub fn snapshots(&self) -> u64 {
+        self.snapshots.load(Ordering::Relaxed)
+    }
+
+    fn snapshot_taken(&self) {
+        self.applied_bytes.store(0, Ordering::Relaxed);
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The state machine's last applied log index, published after every apply so that waiters wake
@@ -102,6 +124,8 @@ impl StateMachine {
             store: Arc::new(RwLock::new(Store::in_dir(values_dir))),
             members: RwLock::default(),
             applied_index: AppliedIndex::default(),
+            applied_bytes: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
         });
         let mut sm = StateMachine {
             shared,
@@ -137,6 +161,7 @@ impl StateMachine {
             store.set_alarms(header.alarms.into_iter().collect());
         }
         *self.shared.members.write() = header.members;
+        self.shared.snapshot_taken();
         let meta = header.meta;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
@@ -224,6 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::with_capacity(entries.size_hint().0);
         // One store lock for everything openraft hands over at once: readers wait at most one apply.
         let mut store = self.shared.store.write();
+        let mut bytes = 0u64;
         for e in entries {
             self.applied = Some(e.log_id);
             let resp = match &e.payload {
@@ -231,6 +257,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     if matches!(cmd, Command::PublishMember { .. } | Command::Batch(_)) {
                         self.publish_members(cmd)?;
                     }
+                    bytes += cmd.approx_size() as u64;
                     store.apply(cmd)
                 }
                 EntryPayload::Membership(m) => {
@@ -246,6 +273,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Err(sm_err(format!("the value file failed: {f}")));
         }
         drop(store);
+        self.shared
+            .applied_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
         if let Some(l) = self.applied {
             self.shared.applied_index.publish(l.index);
         }
@@ -256,6 +286,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let data = {
             let (s, m) = (self.shared.store.read(), self.shared.members.read());
+            // What a restart would replay starts here (applies wait for this lock).
+            self.shared.snapshot_taken();
             s.capture()
                 .map(|store| Captured {
                     store,

@@ -178,6 +178,12 @@ impl ValueLog {
         }
     }
 
+    /// The snapshot file this log reads its first values from, and how many bytes of it are values.
+    pub fn base(&self) -> Option<(&File, u64)> {
+        let f = self.files.base.as_deref()?;
+        Some((f, self.files.base_len))
+    }
+
     /// The directory the appended file is made in, if one was given.
     pub fn dir(&self) -> Option<&std::path::Path> {
         self.dir.as_deref()
