@@ -9,6 +9,38 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
+/// Lower the calling thread's CPU priority (nice 10) for background work (a snapshot, a rewrite, a
+/// check): on a busy machine it then yields to applying and serving, and takes longer itself.
+pub fn background_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers; they change only this thread.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "background thread keeps its priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Run `f` on a thread of its own at [`background_priority`] and await its result.
+pub async fn in_background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            background_priority();
+            let _ = tx.send(f());
+        })?;
+    rx.await
+        .map_err(|_| std::io::Error::other(format!("the {name} thread ended without a result")))
+}
+
 /// Bytes per window.
 const WINDOW: u64 = 8 << 20;
 

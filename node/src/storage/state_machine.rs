@@ -218,7 +218,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let data = std::mem::replace(&mut self.data, Err("snapshot already built".into()))
             .map_err(snap_err)?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
-        let file = tokio::task::spawn_blocking(move || {
+        let file = crate::writeback::in_background("snapshot-write", move || {
             dir.save(&meta, data.members, data.alarms, &data.store)
         })
         .await

@@ -75,6 +75,7 @@ impl Rewrite {
         let thread = std::thread::Builder::new()
             .name("value-rewrite".into())
             .spawn(move || {
+                crate::writeback::background_priority();
                 refs.sort_unstable_by_key(|r| r.off);
                 refs.dedup();
                 let mut c = copy(&old, &refs, dir, &stop)?;

@@ -43,6 +43,7 @@ impl Verify {
         let spawned = std::thread::Builder::new()
             .name("snapshot-verify".into())
             .spawn(move || {
+                crate::writeback::background_priority();
                 let started = std::time::Instant::now();
                 match checksum(&base, len, &stop) {
                     Ok(Some(got)) if got == crc => tracing::info!(
