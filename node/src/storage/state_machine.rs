@@ -284,6 +284,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Builder {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let data = {
             let (s, m) = (self.shared.store.read(), self.shared.members.read());
             // What a restart would replay starts here (applies wait for this lock).
@@ -296,6 +297,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 })
                 .map_err(|e| e.to_string())
         };
+        // Applies wait while the index is encoded: how long is worth seeing.
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "captured the state for a snapshot"
+        );
         let id = match self.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, n),
             None => format!("0-0-{n}"),
