@@ -208,16 +208,19 @@ impl App {
     /// current snapshot file are counted with that file).
     pub fn value_bytes_beside_the_snapshot(&self) -> u64 {
         let store = self.store().read();
-        let current = self.inner.data_dir.snapshot_file();
-        store.value_bytes() - store.value_bytes_in(&current)
+        store.value_bytes() - self.values_in_current_snapshot(&store)
+    }
+
+    /// The store's value bytes read from the current snapshot file (counted with that file).
+    fn values_in_current_snapshot(&self, store: &crate::mvcc::Store) -> u64 {
+        store.value_bytes_in(&self.inner.data_dir.snapshot_file())
     }
 
     /// The part of [`App::db_size`] in use (Status.dbSizeInUse): without the value file's garbage,
     /// which a rewrite after compaction gives back (as etcd's defragment does for its free pages).
     pub fn db_size_in_use(&self) -> u64 {
         let store = self.store().read();
-        let current = self.inner.data_dir.snapshot_file();
-        let in_snapshot = store.value_bytes_in(&current);
+        let in_snapshot = self.values_in_current_snapshot(&store);
         self.inner.data_dir.raft_bytes() + store.live_value_bytes().saturating_sub(in_snapshot)
     }
 

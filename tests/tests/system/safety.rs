@@ -261,17 +261,7 @@ fn a_member_whose_last_wal_segment_is_corrupt_refuses_to_start_and_no_acked_writ
     eprintln!("flipped 16 bytes at offset {at} of {}", segment.display());
     must(c.start_all());
 
-    let exited = wait_for(
-        "the member with the corrupt WAL to exit",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            c.members[li]
-                .exit_status()
-                .ok_or("still running".to_string())
-        },
-    );
-    match exited {
+    match exit_within_30s(&mut c, li, "the member with the corrupt WAL") {
         Ok(status) => assert!(
             !status.success(),
             "{:?} exited with {status} on a corrupt WAL",
@@ -340,17 +330,7 @@ fn a_member_whose_snapshot_values_are_corrupt_stops_saying_so_and_no_acked_write
     // Writes to apply: the member stops at its first apply after the check found the damage.
     let more = rt.block_on(put_sequence(&c, li, "more/", 50));
     let more = must(more);
-    let exited = wait_for(
-        "the member with the corrupt snapshot to exit",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || {
-            c.members[f]
-                .exit_status()
-                .ok_or("still running".to_string())
-        },
-    );
-    let status = match exited {
+    let status = match exit_within_30s(&mut c, f, "the member with the corrupt snapshot") {
         Ok(s) => s,
         Err(e) => panic!("{e:#}\n{}", c.logs()),
     };
@@ -371,6 +351,20 @@ fn a_member_whose_snapshot_values_are_corrupt_stops_saying_so_and_no_acked_write
             lost.len()
         );
     }
+}
+
+/// How member `i` (`who`) exited, if it did within 30 s.
+fn exit_within_30s(c: &mut Cluster, i: usize, who: &str) -> Result<std::process::ExitStatus> {
+    wait_for(
+        &format!("{who} to exit"),
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            c.members[i]
+                .exit_status()
+                .ok_or("still running".to_string())
+        },
+    )
 }
 
 /// Flip 16 bytes of `path` at `at` (durably); returns `at`.

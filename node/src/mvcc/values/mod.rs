@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::MvccError;
+use crate::writeback::Pacer;
 use rewrite::Rewrite;
 use verify::Verify;
 
@@ -36,8 +37,8 @@ const TAIL_BYTES: usize = 256 * 1024;
 /// A compaction rewrites the file only when it holds at least this much and under half of it is live
 /// (less in unit tests, so that they reach a rewrite with little data).
 const REWRITE_MIN_BYTES: u64 = if cfg!(test) { 1 << 20 } else { 64 << 20 };
-/// The swap copies the bytes appended during a rewrite in reads of this size.
-const SWAP_COPY_BYTES: u64 = 1 << 20;
+/// Bytes appended during a rewrite are copied (by its catch-up and its swap) in reads of this size.
+const COPY_PIECE_BYTES: u64 = 1 << 20;
 
 /// Where one value's bytes are in the value log (offsets run across the base, then the file).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +108,31 @@ impl Files {
         }
         Ok(())
     }
+}
+
+/// Append the bytes `[from, to)` of `files` (all in the files, `written` of them in the appended
+/// one) to `fresh` verbatim, a piece at a time; `each` runs after every piece (a cancel check,
+/// pacing) and stops the copy with its error.
+fn copy_verbatim(
+    files: &Files,
+    written: u64,
+    (from, to): (u64, u64),
+    fresh: &mut ValueLog,
+    mut each: impl FnMut(&ValueLog) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut off = from;
+    let mut buf = Vec::new();
+    while off < to {
+        let n = (to - off).min(COPY_PIECE_BYTES);
+        buf.resize(n as usize, 0);
+        files
+            .read_at(&mut buf, off, written, &[])
+            .map_err(|e| format!("reading the value file at {off}: {e}"))?;
+        fresh.append(&buf);
+        each(fresh)?;
+        off += n;
+    }
+    Ok(())
 }
 
 /// A value log's bytes as they were when taken: readable without the store's lock, because bytes
@@ -182,6 +208,13 @@ impl ValueLog {
     pub fn base(&self) -> Option<(&File, u64)> {
         let f = self.files.base.as_deref()?;
         Some((f, self.files.base_len))
+    }
+
+    /// Push what was written so far to the disk a window at a time (see [`Pacer`]).
+    fn pace(&self, pacer: &mut Pacer) {
+        if let Some(f) = &self.files.file {
+            pacer.written(f, self.written);
+        }
     }
 
     /// The directory the appended file is made in, if one was given.
@@ -374,18 +407,14 @@ impl ValueLog {
     /// where they start in it: a value at `from + k` here is at `start + k` there.
     fn append_since(&self, from: u64, mut fresh: ValueLog) -> Result<(ValueLog, u64), String> {
         let start = fresh.bytes();
-        let mut off = from;
-        let mut buf = Vec::new();
         let in_files = self.files.base_len + self.written;
-        while off < in_files {
-            let n = (in_files - off).min(SWAP_COPY_BYTES);
-            buf.resize(n as usize, 0);
-            self.files
-                .read_at(&mut buf, off, self.written, &[])
-                .map_err(|e| format!("reading the value file at {off}: {e}"))?;
-            fresh.append(&buf);
-            off += n;
-        }
+        copy_verbatim(
+            &self.files,
+            self.written,
+            (from, in_files),
+            &mut fresh,
+            |_| Ok(()),
+        )?;
         fresh.append(&self.tail);
         fresh.flush();
         match fresh.failure() {

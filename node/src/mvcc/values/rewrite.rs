@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use super::{Layers, ValueLog, ValueRef};
+use super::{copy_verbatim, Layers, ValueLog, ValueRef};
 use crate::writeback::Pacer;
 
 /// How often (in values) the copy looks whether it was canceled.
@@ -25,8 +25,6 @@ const CANCEL_CHECK_EVERY: usize = 4096;
 const CATCH_UP_SLACK: u64 = if cfg!(test) { 64 << 10 } else { 4 << 20 };
 /// At most this many catch-up rounds (a write rate above the copy's would never let them end).
 const CATCH_UP_ROUNDS: usize = 8;
-/// Bytes per read of the catch-up copy.
-const CATCH_UP_READ: u64 = 1 << 20;
 
 /// What the thread made: the fresh file, and for each copied value (in old-offset order) its old
 /// offset and its new reference.
@@ -140,9 +138,7 @@ fn copy(
         old.read_into(*r, &mut buf)
             .map_err(|e| format!("reading the value file at {}+{}: {e}", r.off, r.len))?;
         moved.push((r.off, fresh.append(&buf)));
-        if let Some(f) = &fresh.files.file {
-            pacer.written(f, fresh.written);
-        }
+        fresh.pace(&mut pacer);
     }
     fresh.flush();
     match fresh.failure() {
@@ -171,7 +167,6 @@ fn catch_up(
     }
     let base = fresh.bytes();
     let mut to = upto;
-    let mut buf = Vec::new();
     let mut pacer = Pacer::from(fresh.written);
     for _ in 0..CATCH_UP_ROUNDS {
         let end = reach.load(Ordering::Acquire);
@@ -180,21 +175,14 @@ fn catch_up(
         }
         // Bytes below `end` are in the appended file (published after they were written).
         let written = end - old.files.base_len;
-        while to < end {
+        copy_verbatim(&old.files, written, (to, end), fresh, |fresh| {
             if stop.load(Ordering::Relaxed) {
                 return Err("canceled".into());
             }
-            let n = (end - to).min(CATCH_UP_READ);
-            buf.resize(n as usize, 0);
-            old.files
-                .read_at(&mut buf, to, written, &[])
-                .map_err(|e| format!("reading the value file at {to}: {e}"))?;
-            fresh.append(&buf);
-            if let Some(f) = &fresh.files.file {
-                pacer.written(f, fresh.written);
-            }
-            to += n;
-        }
+            fresh.pace(&mut pacer);
+            Ok(())
+        })?;
+        to = end;
     }
     fresh.flush();
     match fresh.failure() {
