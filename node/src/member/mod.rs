@@ -24,7 +24,6 @@ use crate::mvcc::{Command, CommandResponse};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::data_dir::DataDir;
-use crate::storage::log::LogStore;
 use crate::storage::state_machine::Shared;
 
 pub use alarm::{KV_OVERHEAD, LEASE_COST};
@@ -82,8 +81,6 @@ struct Inner {
     election_timeout: Duration,
     /// The space quota in bytes (`--quota-backend-bytes`; None: disabled).
     quota: Option<u64>,
-    /// The Raft log: a follower answers an AppendEntries once what it appended is durable.
-    log: LogStore,
 }
 
 impl App {

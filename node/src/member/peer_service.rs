@@ -86,21 +86,12 @@ impl PeerService {
         crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
         let bad = |e: rmp_serde::decode::Error| format!("malformed peer message: {e}");
         let out = match method {
-            Method::Append => {
-                let resp = self
+            Method::Append => encode(
+                &self
                     .raft
                     .append_entries(decode(payload).map_err(bad)?)
-                    .await;
-                // openraft was told the entries were flushed when they were queued (storage/log.rs):
-                // the leader may count them as ours only once they are on disk.
-                if resp.is_ok() {
-                    self.app
-                        .log_durable()
-                        .await
-                        .map_err(|why| format!("the Raft log could not be written: {why}"))?;
-                }
-                encode(&resp)
-            }
+                    .await,
+            ),
             Method::Vote => encode(&self.raft.vote(decode(payload).map_err(bad)?).await),
             Method::InstallSnapshot => encode(
                 &self

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use openraft::LogId;
 use parking_lot::Mutex;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -69,48 +68,6 @@ pub struct PeerChannels {
     /// Per peer: the last failure logged and when, so an unreachable peer is reported once (and every
     /// 30 s), not per heartbeat.
     pub(crate) failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
-    /// The highest commit index this member may tell followers about (its log's durable end).
-    pub(crate) commit_ceiling: Option<Arc<CommitCeiling>>,
-}
-
-/// The log id up to which this member's own log is on disk (storage/log.rs: a leader tells followers
-/// of a commit only up to there), and the commit index held back for it, to be announced (by a
-/// heartbeat) once the log reaches it.
-pub struct CommitCeiling {
-    durable: Box<dyn Fn() -> Option<LogId<NodeId>> + Send + Sync>,
-    held_back: std::sync::atomic::AtomicU64,
-    wake: tokio::sync::Notify,
-}
-
-impl CommitCeiling {
-    /// A ceiling at what `durable` returns.
-    pub fn new(durable: impl Fn() -> Option<LogId<NodeId>> + Send + Sync + 'static) -> Self {
-        CommitCeiling {
-            durable: Box::new(durable),
-            held_back: Default::default(),
-            wake: Default::default(),
-        }
-    }
-
-    /// The commit index to send instead of `commit`: at most the durable end (noting what was held
-    /// back).
-    pub fn cap(&self, commit: Option<LogId<NodeId>>) -> Option<LogId<NodeId>> {
-        let c = commit?;
-        let durable = (self.durable)();
-        if durable.is_some_and(|d| d.index >= c.index) {
-            return commit;
-        }
-        self.held_back
-            .fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
-        self.wake.notify_one();
-        durable
-    }
-
-    /// Waits until a commit index was held back; returns the highest one so far.
-    pub async fn held_back(&self) -> u64 {
-        self.wake.notified().await;
-        self.held_back.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 /// The peer URL a member is dialled at (its first).
@@ -160,12 +117,8 @@ pub enum FrameError {
     Dial(DialError),
     #[error("{0}")]
     Io(std::io::Error),
-    /// Connected, but the answer did not come in time (a busy or slow member).
     #[error("no answer in time")]
     Timeout,
-    /// No connection in time (a stopped, partitioned or overloaded member).
-    #[error("no connection in time")]
-    DialTimeout,
 }
 
 /// Why a channel to a member could not be made.
@@ -189,14 +142,7 @@ impl PeerChannels {
             cache: Arc::default(),
             idle: Arc::default(),
             failing: Arc::default(),
-            commit_ceiling: None,
         }
-    }
-
-    /// Cap the commit index sent in AppendEntries at `ceiling` (see [`CommitCeiling`]).
-    pub fn with_commit_ceiling(mut self, ceiling: Arc<CommitCeiling>) -> Self {
-        self.commit_ceiling = Some(ceiling);
-        self
     }
 
     /// Resolve host names in peer URLs with `dns` instead of the system resolver.
@@ -293,23 +239,18 @@ impl PeerChannels {
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, String>, FrameError> {
         let url = peer_url(node);
-        let connected = std::sync::atomic::AtomicBool::new(false);
         let work = async {
             let mut io = match self.take_idle(id, &url) {
                 Some(io) => io,
                 None => self.connect(id, node).await?,
             };
-            connected.store(true, std::sync::atomic::Ordering::Relaxed);
             let out = frames::call(&mut io, method, self.cluster_id, payload)
                 .await
                 .map_err(FrameError::Io)?;
             Ok((io, out))
         };
         match tokio::time::timeout(timeout, work).await {
-            Err(_) if connected.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(FrameError::Timeout)
-            }
-            Err(_) => Err(FrameError::DialTimeout),
+            Err(_) => Err(FrameError::Timeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok((io, out))) => {
                 self.put_idle(id, url, io);
@@ -396,35 +337,5 @@ mod tests {
         assert_eq!(c.dial_timeout, Duration::from_secs(2));
         let c = c.with_dial_timeout(peer_dial_timeout(20_000));
         assert_eq!(c.dial_timeout, Duration::from_secs(21));
-    }
-
-    #[tokio::test]
-    async fn a_connected_member_that_does_not_answer_in_time_is_a_timeout_not_a_dial_failure() {
-        // Accepts and reads, never answers: a member busy past the heartbeat interval.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let silent = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.expect("accept");
-            let mut buf = vec![0u8; 4096];
-            while tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
-                .await
-                .is_ok_and(|n| n > 0)
-            {}
-        });
-        let node = PeerNode {
-            name: "m1".into(),
-            peer_urls: vec![format!("http://{addr}")],
-        };
-        let c = PeerChannels::new(1, None);
-        let res = c
-            .frame_call(2, &node, Method::Append, b"x", Duration::from_millis(100))
-            .await;
-        assert!(
-            matches!(res, Err(FrameError::Timeout)),
-            "expected a timeout on the connected call, got {res:?}"
-        );
-        silent.abort();
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::raft::channels::{describe, FrameError};
-pub use crate::raft::channels::{peer_dial_timeout, CommitCeiling, PeerChannels};
+pub use crate::raft::channels::{peer_dial_timeout, PeerChannels};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 
@@ -154,19 +154,8 @@ impl PeerConnection {
                     *why = Some(msg.0.clone());
                     return Err(RPCError::Network(NetworkError::new(&msg)));
                 }
-                // A slow answer is not an unreachable member: openraft backs off 500 ms after
-                // Unreachable, and a heartbeat interval's delay on a busy machine (or behind a
-                // follower's fsync) then stopped commits for half a second. Retried at once instead.
                 Err(FrameError::Timeout) => {
-                    let msg = Msg("peer RPC timed out".into());
-                    *why = Some(msg.0.clone());
-                    return Err(RPCError::Network(NetworkError::new(&msg)));
-                }
-                Err(FrameError::DialTimeout) => {
-                    return Err(unreachable(
-                        why,
-                        "peer RPC timed out while connecting".into(),
-                    ))
+                    return Err(unreachable(why, "peer RPC timed out".into()))
                 }
                 Err(e) => return Err(unreachable(why, e.to_string())),
             }
@@ -224,14 +213,9 @@ impl PeerConnection {
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        mut rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        if let Some(ceiling) = &self.peers.commit_ceiling {
-            // Our own copy may not be on disk yet (storage/log.rs): a commit index past it could let
-            // a follower apply an entry that a crash of this member takes from the majority.
-            rpc.leader_commit = ceiling.cap(rpc.leader_commit);
-        }
         self.call(Method::Append, &rpc, &option).await
     }
 
