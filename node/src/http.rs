@@ -91,11 +91,10 @@ struct Versions {
     cairn: &'static str,
 }
 
-/// Go's `http.NotFound`, which etcd answers for any path it does not serve. A small request body is
-/// read first: answering before the client finished sending made h2 reset the stream, which curl
-/// reported as a framing error instead of the 404.
+/// Go's `http.NotFound`, which etcd answers for any path it does not serve (the body is drained
+/// first, see [`gateway::drain`]).
 async fn not_found(req: axum::extract::Request) -> impl IntoResponse {
-    let _ = axum::body::to_bytes(req.into_body(), 64 * 1024).await;
+    gateway::drain(req).await;
     (
         StatusCode::NOT_FOUND,
         [

@@ -61,6 +61,12 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
         .into_response()
 }
 
+/// Reads a small refused request's body before the answer: answering while the client is still
+/// sending makes h2 reset the stream, which curl reports as a framing error instead of the status.
+pub async fn drain(req: Request) {
+    let _ = axum::body::to_bytes(req.into_body(), 64 * 1024).await;
+}
+
 /// A JSON answer.
 fn json(status: u16, body: impl Into<Body>) -> Response {
     let mut resp = Response::new(body.into());
@@ -107,9 +113,11 @@ fn explain(status: Status, rpc: &Rpc) -> Status {
 
 async fn handle(State(gw): State<Gateway>, Path(path): Path<String>, req: Request) -> Response {
     let Some(rpc) = gw.routes.get(&path).cloned() else {
+        drain(req).await;
         return plain(StatusCode::NOT_FOUND, "Not Found");
     };
     if req.method() != Method::POST {
+        drain(req).await;
         return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     }
     let (parts, body) = req.into_parts();
