@@ -24,6 +24,7 @@ use crate::mvcc::{Command, CommandResponse};
 use crate::raft::network::PeerChannels;
 use crate::raft::types::{NodeId, PeerNode, Raft};
 use crate::storage::data_dir::DataDir;
+use crate::storage::log::LogStore;
 use crate::storage::state_machine::Shared;
 
 pub use alarm::{KV_OVERHEAD, LEASE_COST};
@@ -73,14 +74,14 @@ struct Inner {
     reads: read_index::Queue,
     /// The leader's lease deadlines.
     lessor: lessor::Lessor,
-    /// The least read index while leading the term resumed at start (`read_index`).
-    read_floor: read_index::ReadFloor,
     /// When this member, as leader, last heard from a quorum (`check_quorum`).
     quorum: check_quorum::QuorumClock,
     /// etcd's `--election-timeout`: a leader not acknowledged by a quorum for longer stops leading here.
     election_timeout: Duration,
     /// The space quota in bytes (`--quota-backend-bytes`; None: disabled).
     quota: Option<u64>,
+    /// The Raft log: a follower answers an AppendEntries once what it appended is durable.
+    log: LogStore,
 }
 
 impl App {

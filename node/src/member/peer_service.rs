@@ -8,7 +8,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::codec::{decode, encode};
-use crate::member::read_index::{leader_read_index, ReadFloor};
+use crate::member::read_index::leader_read_index;
 use crate::member::wire::{ProposeReply, ReadIndexReply};
 use crate::member::{App, MemberError};
 use crate::mvcc::Command;
@@ -24,20 +24,17 @@ pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
     shared: std::sync::Arc<crate::storage::state_machine::Shared>,
-    read_floor: ReadFloor,
     /// Forwarded proposals join this member's proposal queue (`propose`).
     app: App,
 }
 
 impl PeerService {
-    /// Serves the Raft of `app`'s member, of cluster `cluster_id`; `read_floor` bounds the read
-    /// indexes it answers (see member/read_index.rs).
-    pub fn new(app: App, cluster_id: u64, read_floor: ReadFloor) -> PeerService {
+    /// Serves the Raft of `app`'s member, of cluster `cluster_id`.
+    pub fn new(app: App, cluster_id: u64) -> PeerService {
         PeerService {
             raft: app.inner.raft.clone(),
             cluster_id,
             shared: app.inner.shared.clone(),
-            read_floor,
             app,
         }
     }
@@ -86,12 +83,21 @@ impl PeerService {
         crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
         let bad = |e: rmp_serde::decode::Error| format!("malformed peer message: {e}");
         let out = match method {
-            Method::Append => encode(
-                &self
+            Method::Append => {
+                let resp = self
                     .raft
                     .append_entries(decode(payload).map_err(bad)?)
-                    .await,
-            ),
+                    .await;
+                // openraft was told the entries were flushed when they were queued (storage/log.rs):
+                // the leader may count them as ours only once they are on disk.
+                if resp.is_ok() {
+                    self.app
+                        .log_durable()
+                        .await
+                        .map_err(|why| format!("the Raft log could not be written: {why}"))?;
+                }
+                encode(&resp)
+            }
             Method::Vote => encode(&self.raft.vote(decode(payload).map_err(bad)?).await),
             Method::InstallSnapshot => encode(
                 &self
@@ -122,7 +128,7 @@ impl PeerService {
 
     /// The read index for a follower's linearizable read.
     async fn read_index(&self) -> ReadIndexReply {
-        match leader_read_index(&self.raft, self.read_floor).await {
+        match leader_read_index(&self.raft).await {
             Ok(read) => Ok(read),
             // Not leader, or no quorum confirmed leadership: the follower retries (as a local read
             // does) until its deadline, then answers "no leader".

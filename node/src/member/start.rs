@@ -10,10 +10,9 @@ use openraft::SnapshotPolicy;
 use crate::bootstrap::static_cluster::{self, Plan};
 use crate::config::Config;
 use crate::member::peer_service::PeerService;
-use crate::member::read_index::ReadFloor;
 use crate::member::{App, Inner};
 use crate::mvcc::Command;
-use crate::raft::network::{peer_dial_timeout, PeerChannels};
+use crate::raft::network::{peer_dial_timeout, CommitCeiling, PeerChannels};
 use crate::raft::types::Raft;
 use crate::storage::data_dir::DataDir;
 use crate::storage::log::LogStore;
@@ -134,15 +133,17 @@ impl App {
         );
 
         let snaps = SnapshotDir::new(data_dir.snap())?;
-        let sm = StateMachine::open(snaps, data_dir.values()).map_err(|e| anyhow::anyhow!(e))?;
+        let sm = StateMachine::open(snaps, data_dir.values())
+            .map_err(|e| anyhow::anyhow!(e))?
+            .after_log(log.durability());
         let shared = sm.shared();
+        let durable = log.durability();
+        let ceiling = Arc::new(CommitCeiling::new(move || durable.last()));
         let peers = PeerChannels::new(cluster_id, peer_tls)
             .with_dns(dns)
-            .with_dial_timeout(peer_dial_timeout(cfg.election_timeout));
+            .with_dial_timeout(peer_dial_timeout(cfg.election_timeout))
+            .with_commit_ceiling(ceiling.clone());
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
-        let read_floor = ReadFloor::at_start(&log, identity.member_id)
-            .await
-            .with_context(|| format!("reading the vote and log state of {}", log_path.display()))?;
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
             .context("starting Raft")?;
@@ -168,10 +169,10 @@ impl App {
                 proposals: super::propose::spawn(me.clone()),
                 reads: super::read_index::spawn(me.clone()),
                 lessor: Default::default(),
-                read_floor,
                 quorum: Default::default(),
                 election_timeout: Duration::from_millis(cfg.election_timeout),
                 quota: cfg.quota_bytes(),
+                log: log.clone(),
             }),
         };
         if let Some(q) = cfg
@@ -183,8 +184,9 @@ impl App {
                 crate::config::MAX_QUOTA_BYTES
             );
         }
-        let peer_service = PeerService::new(app.clone(), cluster_id, read_floor);
+        let peer_service = PeerService::new(app.clone(), cluster_id);
         app.spawn_leader_watch();
+        app.spawn_commit_announcer(ceiling);
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
         app.spawn_auto_compaction(cfg.auto_compaction()?);
         app.spawn_snapshot_trigger();
@@ -273,6 +275,37 @@ impl App {
                 return "the Raft core ended".into();
             }
         }
+    }
+
+    /// Announce a commit index held back for this member's own log (raft/channels.rs
+    /// [`CommitCeiling`]) with a heartbeat as soon as the log is durable that far: followers would
+    /// otherwise learn of it only at the next heartbeat, and a put through a follower, answered once
+    /// applied there, would wait for it.
+    fn spawn_commit_announcer(&self, ceiling: Arc<CommitCeiling>) {
+        let raft = self.inner.raft.clone();
+        let log = self.inner.log.durability();
+        tokio::spawn(async move {
+            loop {
+                let index = ceiling.held_back().await;
+                if log.until_index(index).await.is_err()
+                    || raft.trigger().heartbeat().await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Resolves, with the reason, once the Raft log could not be written (storage/log.rs): the
+    /// member must then exit, as for [`Self::raft_stopped`].
+    pub async fn log_failed(&self) -> String {
+        self.inner.log.durability().failure().await
+    }
+
+    /// Wait until everything this member appended to its log so far is on disk.
+    pub(super) async fn log_durable(&self) -> Result<(), String> {
+        let log = &self.inner.log;
+        log.durability().until_seq(log.submitted()).await
     }
 
     /// Stop the lessor, then Raft (graceful shutdown): no lease is revoked while stopping.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use openraft::LogId;
 use parking_lot::Mutex;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
@@ -68,6 +69,48 @@ pub struct PeerChannels {
     /// Per peer: the last failure logged and when, so an unreachable peer is reported once (and every
     /// 30 s), not per heartbeat.
     pub(crate) failing: Arc<Mutex<HashMap<NodeId, (String, std::time::Instant)>>>,
+    /// The highest commit index this member may tell followers about (its log's durable end).
+    pub(crate) commit_ceiling: Option<Arc<CommitCeiling>>,
+}
+
+/// The log id up to which this member's own log is on disk (storage/log.rs: a leader tells followers
+/// of a commit only up to there), and the commit index held back for it, to be announced (by a
+/// heartbeat) once the log reaches it.
+pub struct CommitCeiling {
+    durable: Box<dyn Fn() -> Option<LogId<NodeId>> + Send + Sync>,
+    held_back: std::sync::atomic::AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl CommitCeiling {
+    /// A ceiling at what `durable` returns.
+    pub fn new(durable: impl Fn() -> Option<LogId<NodeId>> + Send + Sync + 'static) -> Self {
+        CommitCeiling {
+            durable: Box::new(durable),
+            held_back: Default::default(),
+            wake: Default::default(),
+        }
+    }
+
+    /// The commit index to send instead of `commit`: at most the durable end (noting what was held
+    /// back).
+    pub fn cap(&self, commit: Option<LogId<NodeId>>) -> Option<LogId<NodeId>> {
+        let c = commit?;
+        let durable = (self.durable)();
+        if durable.is_some_and(|d| d.index >= c.index) {
+            return commit;
+        }
+        self.held_back
+            .fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
+        self.wake.notify_one();
+        durable
+    }
+
+    /// Waits until a commit index was held back; returns the highest one so far.
+    pub async fn held_back(&self) -> u64 {
+        self.wake.notified().await;
+        self.held_back.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The peer URL a member is dialled at (its first).
@@ -142,7 +185,14 @@ impl PeerChannels {
             cache: Arc::default(),
             idle: Arc::default(),
             failing: Arc::default(),
+            commit_ceiling: None,
         }
+    }
+
+    /// Cap the commit index sent in AppendEntries at `ceiling` (see [`CommitCeiling`]).
+    pub fn with_commit_ceiling(mut self, ceiling: Arc<CommitCeiling>) -> Self {
+        self.commit_ceiling = Some(ceiling);
+        self
     }
 
     /// Resolve host names in peer URLs with `dns` instead of the system resolver.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode};
 use crate::raft::channels::{describe, FrameError};
-pub use crate::raft::channels::{peer_dial_timeout, PeerChannels};
+pub use crate::raft::channels::{peer_dial_timeout, CommitCeiling, PeerChannels};
 use crate::raft::frames::Method;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 
@@ -213,9 +213,14 @@ impl PeerConnection {
 impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        if let Some(ceiling) = &self.peers.commit_ceiling {
+            // Our own copy may not be on disk yet (storage/log.rs): a commit index past it could let
+            // a follower apply an entry that a crash of this member takes from the majority.
+            rpc.leader_commit = ceiling.cap(rpc.leader_commit);
+        }
         self.call(Method::Append, &rpc, &option).await
     }
 

@@ -169,6 +169,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
         _ = started.app.removed() => {
             tracing::warn!("the member has been permanently removed from the cluster; exiting");
         }
+        why = started.app.log_failed() => {
+            let _ = stop_tx.send(true);
+            anyhow::bail!(
+                "the Raft log could not be written: {why}; exiting so that the supervisor restarts \
+                 this member once the fault is cleared (nothing unwritten was acknowledged)"
+            );
+        }
         why = started.app.raft_stopped() => {
             let _ = stop_tx.send(true);
             anyhow::bail!(

@@ -1,24 +1,42 @@
-//! The Raft log store: entries in the write-ahead log ([`crate::storage::wal`], one `write` and one
-//! `fdatasync` per append), the vote, identity and purge point in redb (`raft.redb`, one fsynced
-//! transaction each; they change rarely). Every append, truncation, purge and vote save is durable
-//! BEFORE openraft is told it is done: an acknowledged write survives kill -9 and power loss.
+//! The Raft log store: entries in the write-ahead log ([`crate::storage::wal`]), written and fsynced
+//! by the log writer thread ([`crate::storage::log_writer`]); the vote, identity and purge point in
+//! redb (`raft.redb`, one fsynced transaction each; they change rarely, and a vote is durable before
+//! `save_vote` returns, so no entry of a new term is written before its vote).
 //!
-//! The committed log id is the exception: like etcd, which writes its HardState's commit index along
-//! with the next entries and does not sync for a commit-only change (raft `MustSync`), it is kept in
-//! memory and written with the next append. After a crash it may lag by the last advances, which
-//! openraft allows (`save_committed` is optional): the entries are in the log and are applied once
-//! the leader's commit index arrives. Reads do not trust it: a leader that resumes its term after a
-//! restart holds its read index at the log's end (app/read_index.rs).
+//! **Appends are reported flushed before they are.** `append` hands the entries to the writer and
+//! tells openraft at once; the fsync follows on the writer thread (grouping the appends queued
+//! meanwhile). openraft 0.9 replicates an entry only after its `append` is reported, so this lets the
+//! leader's fsync overlap the followers', as etcd's leader does. Three rules keep every guarantee
+//! that a flush before the report gave, each waiting on [`Durability`]:
+//! - **A follower acknowledges only durable entries.** The peer service answers an AppendEntries
+//!   only once everything appended so far is on disk (member/peer_service.rs), so a leader counts a
+//!   follower only for entries that survive the follower's crash.
+//! - **Nothing is applied before it is durable here.** The state machine waits for its entries to
+//!   be on this member's disk (storage/state_machine.rs). A client is answered after the apply, so
+//!   an acknowledged write is on the leader's disk and on a follower's: a majority of three. Reads
+//!   wait for the apply too.
+//! - **Followers learn of a commit only once the leader's copy is durable.** The leader counts its
+//!   own entries before they are on its disk, so its commit index can run ahead of what a majority
+//!   holds durably; the commit index it sends is capped at its durable end (raft/network.rs). No
+//!   follower applies an entry that a crash of the leader could still take from the majority.
+//!
+//! If the writer fails (disk full, I/O error), nothing more is written, every waiter gets the error,
+//! and the member exits (server/mod.rs), as it did when the failed fsync was the core's own.
+//!
+//! The committed log id is written along with the next append: like etcd, which writes its
+//! HardState's commit index with the next entries and does not sync for a commit-only change (raft
+//! `MustSync`). After a crash it may lag by the last advances, which openraft allows
+//! (`save_committed` is optional): the entries are in the log and are applied once the leader's
+//! commit index arrives. A member never resumes leading after a restart (`read_vote`), so no read
+//! index comes from it.
 //!
 //! The newest entries are also kept decoded in memory ([`Recent`]): the leader reads each entry back
 //! once per follower to replicate it and once more to apply it, and a follower once to apply it; these
-//! reads are served without a file read and MessagePack decode.
+//! reads are served without a file read and MessagePack decode. Entries not yet written are always
+//! among them.
 //!
-//! Note (openraft 0.9.25): `RaftCore::append_to_log` awaits the flush callback before the core goes on,
-//! and `write_entry` appends one entry per client write, so the leader issues exactly one `append` per
-//! put and never has two in flight; group commit inside this store cannot merge anything. Batching
-//! therefore happens above: member/propose.rs puts the client commands that arrive together into one
-//! entry.
+//! openraft 0.9.25 appends one entry per client write, so batching happens above as well:
+//! member/propose.rs puts the client commands that arrive together into one entry.
 
 // openraft's storage traits fix the error type (StorageError, ~224 bytes); helpers share it.
 #![allow(clippy::result_large_err)]
@@ -34,10 +52,12 @@ use parking_lot::{Mutex, MutexGuard};
 use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use crate::codec::{decode, encode};
 use crate::raft::types::{NodeId, TypeConfig};
 use crate::storage::data_dir::DataDir;
+use crate::storage::log_writer::{Durability, Op, Writer, PENDING_BYTES};
 use crate::storage::wal::{Wal, WalError};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -188,6 +208,7 @@ pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
     recent: Arc<Mutex<Recent>>,
     committed: Arc<Mutex<Committed>>,
+    writer: Arc<Writer>,
 }
 
 impl LogStore {
@@ -196,23 +217,36 @@ impl LogStore {
         let path = &dir.log_db();
         let db = Database::create(path)?;
         let wal_dir = dir.wal();
-        let wal = Wal::open(&wal_dir)?;
-        let store = LogStore {
-            db: Arc::new(db),
-            wal: Arc::new(Mutex::new(wal)),
-            recent: Arc::default(),
-            committed: Arc::default(),
-        };
+        let mut wal = Wal::open(&wal_dir)?;
+        let db = Arc::new(db);
         let storage =
             |e: StorageError<NodeId>| OpenError::Storage(format!("{}: {e}", path.display()));
-        let purged: Option<LogId<NodeId>> = store.get_meta(KEY_PURGED).map_err(storage)?;
-        let mut wal = store.wal();
+        let purged: Option<LogId<NodeId>> = get_meta_in(&db, KEY_PURGED).map_err(storage)?;
         if let Some(p) = purged {
             // A purge cut off by a crash after its point was recorded.
             wal.purge(p.index)?;
         }
-        drop(wal);
-        Ok(store)
+        let wal = Arc::new(Mutex::new(wal));
+        let writer = Writer::start(wal.clone(), purged)
+            .map_err(|e| OpenError::Storage(format!("starting the log writer thread: {e}")))?;
+        Ok(LogStore {
+            db,
+            wal,
+            recent: Arc::default(),
+            committed: Arc::default(),
+            writer: Arc::new(writer),
+        })
+    }
+
+    /// How far the log is durable (see the module docs for who waits on it).
+    pub fn durability(&self) -> Arc<Durability> {
+        self.writer.durability.clone()
+    }
+
+    /// The sequence number of the last log operation handed to the writer: once
+    /// [`Durability::until_seq`] passes it, everything appended so far is on disk.
+    pub fn submitted(&self) -> u64 {
+        self.writer.submitted()
     }
 
     fn wal(&self) -> MutexGuard<'_, Wal> {
@@ -229,16 +263,7 @@ impl LogStore {
 
     /// Read a metadata value.
     pub fn get_meta<T: DeserializeOwned>(&self, key: &str) -> StoreResult<Option<T>> {
-        let tx = self.db.begin_read().map_err(read_err)?;
-        let table = match tx.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(read_err(e)),
-        };
-        match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode(v.value()).map_err(read_err)?)),
-            None => Ok(None),
-        }
+        get_meta_in(&self.db, key)
     }
 
     /// Write a metadata value durably.
@@ -267,16 +292,12 @@ impl LogStore {
             .map_err(write_err)?
     }
 
-    /// Run a WAL operation (a write and an fdatasync) off the async runtime's worker.
-    async fn with_wal<T: Send + 'static>(
+    /// Queue a truncation, purge or barrier on the writer thread and wait until it is done.
+    async fn on_writer(
         &self,
-        f: impl FnOnce(&mut Wal) -> Result<T, WalError> + Send + 'static,
-    ) -> StoreResult<T> {
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || f(&mut wal.lock()))
-            .await
-            .map_err(write_err)?
-            .map_err(write_err)
+        op: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Op,
+    ) -> StoreResult<()> {
+        self.writer.run(op).await.map_err(write_err)
     }
 }
 
@@ -295,10 +316,31 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
-        if let Some(hit) = self.recent().get(start, end) {
-            return Ok(hit);
+        // `recent` always ends at the log's last entry, and entries not yet written are always in it
+        // (the writer holds back at most PENDING_BYTES, less than RECENT_BYTES): what comes before
+        // its first entry is read from the WAL.
+        let (first, end) = {
+            let recent = self.recent();
+            let (Some(first), Some(last)) = (recent.first_index(), recent.last_index()) else {
+                drop(recent);
+                return self.wal().read(start, end).map_err(read_err);
+            };
+            let end = end.map_or(last + 1, |e| e.min(last + 1));
+            if start >= first {
+                return Ok(recent.get(start, Some(end)).unwrap_or_default());
+            }
+            (first, end)
+        };
+        let mut out = self
+            .wal()
+            .read(start, Some(end.min(first)))
+            .map_err(read_err)?;
+        if end > first && out.last().is_none_or(|l| l.log_id.index + 1 == first) {
+            if let Some(rest) = self.recent().get(first, Some(end)) {
+                out.extend(rest);
+            }
         }
-        self.wal().read(start, end).map_err(read_err)
+        Ok(out)
     }
 
     /// The entries replication sends in one AppendEntries: a prefix of `[start, end)` within
@@ -319,6 +361,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
+        // Everything handed to the writer first, so the WAL shows the whole log.
+        self.on_writer(|done| Op::Barrier { done }).await?;
         let last_purged: Option<LogId<NodeId>> = self.get_meta(KEY_PURGED)?;
         let last = self.wal().last_log_id().max(last_purged);
         Ok(LogState {
@@ -337,7 +381,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        self.get_meta(KEY_VOTE)
+        // Read back uncommitted: openraft 0.9 resumes leading the term of a committed vote for itself
+        // at startup (`Engine::startup`). A leader's entries are reported flushed before they are on
+        // its disk (module docs), so a crash can take its last ones while followers hold them; a
+        // resumed leader would then write other entries under the same term and index, and the
+        // followers would keep theirs as matching: divergence. Uncommitted, the vote still binds this
+        // member to its choice in that term, and leading again takes an election: a new term.
+        let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE)?;
+        Ok(vote.map(|mut v| {
+            v.committed = false;
+            v
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
@@ -369,39 +423,47 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let bytes: usize = entries.iter().map(entry_bytes).sum();
+        // Back-pressure: at most PENDING_BYTES wait for the writer (one larger batch goes alone).
+        let permits = bytes.clamp(1, PENDING_BYTES) as u32;
+        self.writer
+            .room
+            .acquire_many(permits)
+            .await
+            .map_err(write_err)?
+            .forget();
+        if let Some(why) = self.writer.durability.failed() {
+            return Err(write_err(why));
+        }
         let committed = {
             let mut c = self.committed();
             let id = c.id.filter(|_| c.unwritten);
             c.unwritten = false;
             id
         };
-        let started = std::time::Instant::now();
-        // One write and one fdatasync for the whole batch, done before the callback.
-        let res = self
-            .with_wal(move |wal| wal.append(&entries, committed).map(|()| entries))
-            .await;
-        crate::metrics::WAL_FSYNC.observe(started.elapsed());
-        match res {
-            Ok(entries) => {
-                let mut recent = self.recent();
-                for e in entries {
-                    let size = entry_bytes(&e);
-                    recent.push(e, size);
-                }
-                drop(recent);
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e)
+        {
+            let mut recent = self.recent();
+            for e in &entries {
+                recent.push(e.clone(), entry_bytes(e));
             }
         }
+        self.writer
+            .submit(Op::Append {
+                entries,
+                committed,
+                permits,
+            })
+            .map_err(write_err)?;
+        // Reported flushed before the fsync: see the module docs for why this is safe.
+        callback.log_io_completed(Ok(()));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
         self.recent().truncate_from(log_id.index);
-        self.with_wal(move |wal| wal.truncate(log_id.index)).await
+        let index = log_id.index;
+        self.on_writer(move |done| Op::Truncate { index, done })
+            .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
@@ -409,7 +471,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The purge point first: after a crash in between, open() finishes the purge.
         self.blocking(move |db| put_meta_in(db, KEY_PURGED, &log_id))
             .await?;
-        self.with_wal(move |wal| wal.purge(log_id.index)).await
+        self.on_writer(move |done| Op::Purge { upto: log_id, done })
+            .await
+    }
+}
+
+/// Read one metadata value.
+fn get_meta_in<T: DeserializeOwned>(db: &Database, key: &str) -> StoreResult<Option<T>> {
+    let tx = db.begin_read().map_err(read_err)?;
+    let table = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    match table.get(key).map_err(read_err)? {
+        Some(v) => Ok(Some(decode(v.value()).map_err(read_err)?)),
+        None => Ok(None),
     }
 }
 
@@ -434,6 +511,27 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Blank,
         }
+    }
+
+    #[tokio::test]
+    async fn a_committed_vote_reads_back_uncommitted_so_a_restarted_leader_must_be_elected_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = DataDir::new(dir.path());
+        std::fs::create_dir_all(data_dir.member()).expect("member dir");
+        let mut log = LogStore::open(&data_dir).expect("open");
+        log.save_vote(&Vote::new_committed(6, 1))
+            .await
+            .expect("save");
+        drop(log);
+        let mut log = LogStore::open(&data_dir).expect("reopen");
+        let vote = log.read_vote().await.expect("read");
+        assert_eq!(
+            vote,
+            Some(Vote::new(6, 1)),
+            "same term and choice, not committed"
+        );
+        log.save_vote(&Vote::new(7, 2)).await.expect("save");
+        assert_eq!(log.read_vote().await.expect("read"), Some(Vote::new(7, 2)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod data_dir;
 pub mod log;
+pub mod log_writer;
 pub mod snapshot;
 pub mod state_machine;
 pub mod wal;

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use crate::mvcc::{Capture, Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
+use crate::storage::log_writer::Durability;
 use crate::storage::snapshot::{MemberAttrs, Opened, SnapshotDir};
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
@@ -114,6 +115,8 @@ pub struct StateMachine {
     /// The file InstallSnapshot chunks are being written to.
     receiving: Option<PathBuf>,
     counter: Arc<AtomicU64>,
+    /// How far this member's log is durable: entries are applied only once they are on disk.
+    log: Option<Arc<Durability>>,
 }
 
 impl StateMachine {
@@ -134,6 +137,7 @@ impl StateMachine {
             dir,
             receiving: None,
             counter: Arc::new(AtomicU64::new(0)),
+            log: None,
         };
         if let Some(snap) = sm.dir.open().map_err(|e| e.to_string())? {
             let started = std::time::Instant::now();
@@ -144,6 +148,13 @@ impl StateMachine {
             );
         }
         Ok(sm)
+    }
+
+    /// Apply entries only once `log` says they are durable (a member's own state machine; tools
+    /// that only read a data dir need not).
+    pub fn after_log(mut self, log: Arc<Durability>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// The state shared with the API.
@@ -245,8 +256,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries = entries.into_iter();
-        let mut out = Vec::with_capacity(entries.size_hint().0);
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        if let (Some(log), Some(last)) = (&self.log, entries.last()) {
+            // Never ahead of this member's own log on disk (storage/log.rs module docs).
+            log.until_index(last.log_id.index)
+                .await
+                .map_err(|why| sm_err(format!("the Raft log could not be written: {why}")))?;
+        }
+        let mut out = Vec::with_capacity(entries.len());
         // One store lock for everything openraft hands over at once: readers wait at most one apply.
         let mut store = self.shared.store.write();
         let mut bytes = 0u64;
