@@ -17,7 +17,7 @@ fn from_frame_error(e: FrameError) -> MemberError {
         FrameError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             MemberError::NotLeader
         }
-        FrameError::Timeout => MemberError::Timeout,
+        FrameError::Timeout | FrameError::DialTimeout => MemberError::Timeout,
         FrameError::Io(_) | FrameError::Dial(_) => MemberError::NoLeader,
     }
 }

@@ -160,8 +160,12 @@ pub enum FrameError {
     Dial(DialError),
     #[error("{0}")]
     Io(std::io::Error),
+    /// Connected, but the answer did not come in time (a busy or slow member).
     #[error("no answer in time")]
     Timeout,
+    /// No connection in time (a stopped, partitioned or overloaded member).
+    #[error("no connection in time")]
+    DialTimeout,
 }
 
 /// Why a channel to a member could not be made.
@@ -289,18 +293,23 @@ impl PeerChannels {
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, String>, FrameError> {
         let url = peer_url(node);
+        let connected = std::sync::atomic::AtomicBool::new(false);
         let work = async {
             let mut io = match self.take_idle(id, &url) {
                 Some(io) => io,
                 None => self.connect(id, node).await?,
             };
+            connected.store(true, std::sync::atomic::Ordering::Relaxed);
             let out = frames::call(&mut io, method, self.cluster_id, payload)
                 .await
                 .map_err(FrameError::Io)?;
             Ok((io, out))
         };
         match tokio::time::timeout(timeout, work).await {
-            Err(_) => Err(FrameError::Timeout),
+            Err(_) if connected.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(FrameError::Timeout)
+            }
+            Err(_) => Err(FrameError::DialTimeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok((io, out))) => {
                 self.put_idle(id, url, io);
@@ -387,5 +396,35 @@ mod tests {
         assert_eq!(c.dial_timeout, Duration::from_secs(2));
         let c = c.with_dial_timeout(peer_dial_timeout(20_000));
         assert_eq!(c.dial_timeout, Duration::from_secs(21));
+    }
+
+    #[tokio::test]
+    async fn a_connected_member_that_does_not_answer_in_time_is_a_timeout_not_a_dial_failure() {
+        // Accepts and reads, never answers: a member busy past the heartbeat interval.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let silent = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            while tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
+                .await
+                .is_ok_and(|n| n > 0)
+            {}
+        });
+        let node = PeerNode {
+            name: "m1".into(),
+            peer_urls: vec![format!("http://{addr}")],
+        };
+        let c = PeerChannels::new(1, None);
+        let res = c
+            .frame_call(2, &node, Method::Append, b"x", Duration::from_millis(100))
+            .await;
+        assert!(
+            matches!(res, Err(FrameError::Timeout)),
+            "expected a timeout on the connected call, got {res:?}"
+        );
+        silent.abort();
     }
 }

@@ -154,8 +154,19 @@ impl PeerConnection {
                     *why = Some(msg.0.clone());
                     return Err(RPCError::Network(NetworkError::new(&msg)));
                 }
+                // A slow answer is not an unreachable member: openraft backs off 500 ms after
+                // Unreachable, and a heartbeat interval's delay on a busy machine (or behind a
+                // follower's fsync) then stopped commits for half a second. Retried at once instead.
                 Err(FrameError::Timeout) => {
-                    return Err(unreachable(why, "peer RPC timed out".into()))
+                    let msg = Msg("peer RPC timed out".into());
+                    *why = Some(msg.0.clone());
+                    return Err(RPCError::Network(NetworkError::new(&msg)));
+                }
+                Err(FrameError::DialTimeout) => {
+                    return Err(unreachable(
+                        why,
+                        "peer RPC timed out while connecting".into(),
+                    ))
                 }
                 Err(e) => return Err(unreachable(why, e.to_string())),
             }
