@@ -490,10 +490,25 @@ async fn compactor(mut c: Client, opts: super::Options, deadline: Deadline, rec:
 async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
     let key = "/registry/leases/kube-system/kube-scheduler";
     let mut lease = None;
-    let mut rev = 0;
+    // The key's mod revision as last seen (0: absent); None after a read failed, so unknown.
+    let mut rev = Some(0);
     let mut n = 0;
     while !deadline.passed() {
         n += 1;
+        // A renewer that could not read the object reads it again before it writes (client-go's
+        // leader election gets it first): guessing "absent" would make its create fail on a key
+        // it holds.
+        let rev_now = match rev {
+            Some(r) => r,
+            None => match current_mod_revision(&mut c, key).await {
+                Some(r) => r,
+                None => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            },
+        };
+        rev = Some(rev_now);
         let id = match lease {
             Some(id) => id,
             None => match timed(&rec, "lease grant", c.lease_grant(15, None)).await {
@@ -511,10 +526,10 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
         })
         .await;
         let value = format!("renew-{n}");
-        let cmp = if rev == 0 {
+        let cmp = if rev_now == 0 {
             Compare::create_revision(key, CompareOp::Equal, 0)
         } else {
-            Compare::mod_revision(key, CompareOp::Equal, rev)
+            Compare::mod_revision(key, CompareOp::Equal, rev_now)
         };
         let put = TxnOp::put(key, value.as_str(), Some(PutOptions::new().with_lease(id)));
         let txn = Txn::new()
@@ -523,10 +538,11 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
             .or_else([TxnOp::get(key, None)]);
         match timed(&rec, "lease renew", c.txn(txn)).await {
             Ok(t) if t.succeeded() => {
-                rev = t.header().map(|h| h.revision()).unwrap_or(0);
+                let at = t.header().map(|h| h.revision()).unwrap_or(0);
+                rev = Some(at);
                 lock(&rec).acked.push(Acked {
                     key: key.into(),
-                    revision: rev,
+                    revision: at,
                     value: Some(value),
                 });
             }
@@ -542,8 +558,9 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
                         g.uncertain.push(key.into());
                         lease = None;
                     } else {
-                        g.problems
-                            .push(format!("the only renewer of {key} lost its Txn at {rev}"));
+                        g.problems.push(format!(
+                            "the only renewer of {key} lost its Txn at {rev_now}"
+                        ));
                     }
                 }
                 rev = current_mod_revision(&mut c, key).await;
@@ -557,11 +574,8 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
     }
 }
 
-/// The key's mod revision now (0: absent, or the read failed).
-async fn current_mod_revision(c: &mut Client, key: &str) -> i64 {
-    c.get(key, None)
-        .await
-        .ok()
-        .and_then(|g| g.kvs().first().map(|kv| kv.mod_revision()))
-        .unwrap_or(0)
+/// The key's mod revision now (0: absent; None: the read failed).
+async fn current_mod_revision(c: &mut Client, key: &str) -> Option<i64> {
+    let got = c.get(key, None).await.ok()?;
+    Some(got.kvs().first().map_or(0, |kv| kv.mod_revision()))
 }
