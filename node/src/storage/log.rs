@@ -6,8 +6,8 @@
 //! **Appends are reported flushed before they are.** `append` hands the entries to the writer and
 //! tells openraft at once; the fsync follows on the writer thread (grouping the appends queued
 //! meanwhile). openraft 0.9 replicates an entry only after its `append` is reported, so this lets the
-//! leader's fsync overlap the followers', as etcd's leader does. Three rules keep every guarantee
-//! that a flush before the report gave, each waiting on [`Durability`]:
+//! leader's fsync overlap the followers', as etcd's leader does. Four rules keep every guarantee
+//! that a flush before the report gave, the first three waiting on [`Durability`]:
 //! - **A follower acknowledges only durable entries.** The peer service answers an AppendEntries
 //!   only once everything appended so far is on disk (member/peer_service.rs), so a leader counts a
 //!   follower only for entries that survive the follower's crash.
@@ -19,6 +19,9 @@
 //!   own entries before they are on its disk, so its commit index can run ahead of what a majority
 //!   holds durably; the commit index it sends is capped at its durable end (raft/network.rs). No
 //!   follower applies an entry that a crash of the leader could still take from the majority.
+//! - **A restarted leader does not resume its term** (`read_vote`). A crash can take the last entries
+//!   from its log while followers hold them; leading the same term again, it would write other entries
+//!   under the same ids, and the followers would keep theirs as matching.
 //!
 //! If the writer fails (disk full, I/O error), nothing more is written, every waiter gets the error,
 //! and the member exits (server/mod.rs), as it did when the failed fsync was the core's own.
