@@ -385,11 +385,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
         // Read back uncommitted: openraft 0.9 resumes leading the term of a committed vote for itself
-        // at startup (`Engine::startup`). A leader's entries are reported flushed before they are on
-        // its disk (module docs), so a crash can take its last ones while followers hold them; a
-        // resumed leader would then write other entries under the same term and index, and the
-        // followers would keep theirs as matching: divergence. Uncommitted, the vote still binds this
-        // member to its choice in that term, and leading again takes an election: a new term.
+        // at startup (`Engine::startup`), which the module docs' fourth rule forbids. Uncommitted, the
+        // vote still binds this member to its choice in that term, and leading again takes an
+        // election: a new term.
         let vote: Option<Vote<NodeId>> = self.get_meta(KEY_VOTE)?;
         Ok(vote.map(|mut v| {
             v.committed = false;

@@ -498,17 +498,13 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
         // A renewer that could not read the object reads it again before it writes (client-go's
         // leader election gets it first): guessing "absent" would make its create fail on a key
         // it holds.
-        let rev_now = match rev {
-            Some(r) => r,
-            None => match current_mod_revision(&mut c, key).await {
-                Some(r) => r,
-                None => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
-                }
-            },
+        if rev.is_none() {
+            rev = current_mod_revision(&mut c, key).await;
+        }
+        let Some(rev_now) = rev else {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
         };
-        rev = Some(rev_now);
         let id = match lease {
             Some(id) => id,
             None => match timed(&rec, "lease grant", c.lease_grant(15, None)).await {
