@@ -492,6 +492,9 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
     let mut lease = None;
     // The key's mod revision as last seen (0: absent); None after a read failed, so unknown.
     let mut rev = Some(0);
+    // Values of renewals that failed without an answer: each may still commit later (a timed-out
+    // proposal in a log), after the renewer read the key again.
+    let mut unanswered: Vec<String> = Vec::new();
     let mut n = 0;
     while !deadline.passed() {
         n += 1;
@@ -542,7 +545,14 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
                     value: Some(value),
                 });
             }
-            Ok(_) => {
+            Ok(t) => {
+                // The Txn's else branch read the key: one of our unanswered renewals landing late
+                // explains the failed compare; anything else is a lost Txn.
+                let holder = t.op_responses().into_iter().find_map(|r| match r {
+                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.value().to_vec()),
+                    _ => None,
+                });
+                let late = holder.is_some_and(|v| unanswered.iter().any(|u| u.as_bytes() == v));
                 let expired = match c.lease_time_to_live(id, None).await {
                     Ok(t) => t.ttl() <= 0,
                     Err(e) => e.to_string().contains("lease not found"),
@@ -553,6 +563,8 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
                         g.lease_expiries += 1;
                         g.uncertain.push(key.into());
                         lease = None;
+                    } else if late {
+                        g.uncertain.push(key.into());
                     } else {
                         g.problems.push(format!(
                             "the only renewer of {key} lost its Txn at {rev_now}"
@@ -563,6 +575,7 @@ async fn leader_election(mut c: Client, deadline: Deadline, rec: Shared) {
             }
             Err(_) => {
                 lock(&rec).uncertain.push(key.into());
+                unanswered.push(value);
                 rev = current_mod_revision(&mut c, key).await;
             }
         }
