@@ -5,6 +5,7 @@
 # Extra arguments go to cairn-bench, e.g.  scripts/bench.sh --duration 10s --check-perf s,m
 #   scripts/bench.sh --scale [--scale-keys N]   the scale suite instead (cairn vs etcd 3.5, ~1 GiB dataset
 #                                                by default; its own budget, not in CI) → docs/benchmark-scale.md
+#   scripts/bench.sh --scale --scale-steps big-values,learner   the load, then only the steps named
 # Needs /usr/bin/etcd and /usr/bin/etcdctl (Debian etcd-server, etcd-client) and gnuplot
 # (scripts/deps.sh bench). CAIRN_BENCH_NO_BUILD=1 uses the binaries already in target/release.
 set -euo pipefail

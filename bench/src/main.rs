@@ -102,6 +102,10 @@ struct Cli {
     /// Watchers of the scale suite's fan-out.
     #[arg(long, default_value_t = 10_000)]
     scale_watchers: usize,
+    /// Steps of the scale suite to run, in the suite's order (load always runs first): e.g.
+    /// `--scale-steps big-values,learner` to look at one cost without the whole suite. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    scale_steps: Vec<String>,
     /// Draw the put curve (ops/s and p99 against clients) into this PNG with gnuplot; the report links
     /// it by file name, so put it next to --out.
     #[arg(long)]
@@ -170,6 +174,7 @@ async fn run(cli: Cli) -> Result<bool> {
             keys: cli.scale_keys,
             duration: cli.duration,
             watchers: cli.scale_watchers,
+            steps: scale::chosen_steps(&cli.scale_steps)?,
             conns: cli.conns,
             work,
             out: cli.out.clone(),

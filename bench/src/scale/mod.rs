@@ -23,6 +23,8 @@ pub struct Options {
     pub keys: u64,
     pub duration: Duration,
     pub watchers: usize,
+    /// The steps to run, in order.
+    pub steps: Vec<Step>,
     pub conns: usize,
     pub work: PathBuf,
     pub out: Option<PathBuf>,
@@ -30,8 +32,8 @@ pub struct Options {
 }
 
 /// The steps, in order.
-#[derive(Debug, Clone, Copy)]
-enum Step {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
     Load,
     Idle,
     Ranges,
@@ -58,6 +60,44 @@ const STEPS: [Step; 11] = [
     Step::Restart,
     Step::Learner,
 ];
+
+impl Step {
+    /// The name `--scale-steps` takes.
+    fn name(self) -> &'static str {
+        match self {
+            Step::Load => "load",
+            Step::Idle => "idle",
+            Step::Ranges => "ranges",
+            Step::PutsBaseline => "puts",
+            Step::PutsCompact => "compact",
+            Step::PutsCompactAll => "compact-all",
+            Step::PutsDefrag => "defrag",
+            Step::Watch => "watch",
+            Step::BigValues => "big-values",
+            Step::Restart => "restart",
+            Step::Learner => "learner",
+        }
+    }
+}
+
+/// The steps `--scale-steps` names (all when it names none), in the suite's order; the load always
+/// runs, since every other step needs the dataset.
+pub fn chosen_steps(names: &[String]) -> Result<Vec<Step>> {
+    for n in names {
+        if !STEPS.iter().any(|s| s.name() == n) {
+            let known: Vec<&str> = STEPS.iter().map(|s| s.name()).collect();
+            anyhow::bail!(
+                "--scale-steps: unknown step '{n}' (known: {})",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(STEPS
+        .iter()
+        .copied()
+        .filter(|s| names.is_empty() || *s == Step::Load || names.iter().any(|n| n == s.name()))
+        .collect())
+}
 
 /// Members started; the one more created is the learner.
 const VOTERS: usize = 3;
@@ -97,7 +137,7 @@ pub async fn run(systems: &[System], opts: &Options) -> Result<bool> {
         });
     }
     let n = all.len();
-    for (k, step) in STEPS.iter().enumerate() {
+    for (k, step) in opts.steps.iter().enumerate() {
         for j in 0..n {
             let s = &mut all[(j + k) % n];
             if s.run.failure.is_some() {
