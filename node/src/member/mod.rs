@@ -13,6 +13,7 @@ mod move_leader;
 pub mod peer_service;
 mod propose;
 pub mod read_index;
+mod snapshot_receive;
 mod snapshot_trigger;
 mod start;
 pub mod wire;

@@ -1,22 +1,23 @@
 //! The peer server: receives openraft's RPCs and forwarded proposals / read-index requests / membership
-//! changes from other members, as frames (raft/frames.rs) and, for snapshots, joiners and leadership
-//! transfer, as gRPC. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
+//! changes from other members, as frames (raft/frames.rs) and, for snapshots (one stream each),
+//! joiners and leadership transfer, as gRPC. A caller whose cluster ID differs from ours is refused (etcd: "request cluster ID mismatch").
 
 use openraft::error::RaftError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode};
 use crate::member::read_index::leader_read_index;
+use crate::member::snapshot_receive::receive;
 use crate::member::wire::{ProposeReply, ReadIndexReply};
 use crate::member::{App, MemberError};
 use crate::mvcc::Command;
 use crate::raft::frames::{FrameHandler, Method, MAX_PEER_MESSAGE};
-use crate::raft::network::SnapshotChunk;
 use crate::raft::pb::peer_server::{Peer, PeerServer};
 use crate::raft::pb::{PeerReply, PeerRequest};
 use crate::raft::types::Raft;
+use crate::storage::snapshot::SnapshotDir;
 
 /// Serves this member's Raft to the other members.
 #[derive(Clone)]
@@ -26,16 +27,19 @@ pub struct PeerService {
     shared: std::sync::Arc<crate::storage::state_machine::Shared>,
     /// Forwarded proposals join this member's proposal queue (`propose`).
     app: App,
+    /// Where streamed snapshots are received.
+    snaps: SnapshotDir,
 }
 
 impl PeerService {
-    /// Serves the Raft of `app`'s member, of cluster `cluster_id`.
-    pub fn new(app: App, cluster_id: u64) -> PeerService {
+    /// Serves the Raft of `app`'s member, of cluster `cluster_id`, receiving snapshots into `snaps`.
+    pub fn new(app: App, cluster_id: u64, snaps: SnapshotDir) -> PeerService {
         PeerService {
             raft: app.inner.raft.clone(),
             cluster_id,
             shared: app.inner.shared.clone(),
             app,
+            snaps,
         }
     }
 
@@ -99,12 +103,6 @@ impl PeerService {
                 encode(&resp)
             }
             Method::Vote => encode(&self.raft.vote(decode(payload).map_err(bad)?).await),
-            Method::InstallSnapshot => encode(
-                &self
-                    .raft
-                    .install_snapshot(decode::<SnapshotChunk>(payload).map_err(bad)?.into())
-                    .await,
-            ),
             Method::Propose => encode(&self.propose(decode(payload).map_err(bad)?).await),
             Method::ReadIndex => encode(&self.read_index().await),
             Method::ChangeMembers => encode(
@@ -158,12 +156,14 @@ impl FrameHandler for PeerService {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn install_snapshot(
+    async fn send_snapshot(
         &self,
-        req: Request<PeerRequest>,
+        req: Request<Streaming<PeerRequest>>,
     ) -> Result<Response<PeerReply>, Status> {
-        let rpc: SnapshotChunk = self.open(req)?;
-        reply(&self.raft.install_snapshot(rpc.into()).await)
+        let remote = req.remote_addr();
+        let check = |id| self.check_cluster(id, remote);
+        let answer = receive(&self.raft, &self.snaps, req.into_inner(), check).await?;
+        reply(&answer)
     }
 
     async fn members(&self, req: Request<PeerRequest>) -> Result<Response<PeerReply>, Status> {

@@ -19,9 +19,6 @@ use crate::storage::log::LogStore;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::state_machine::StateMachine;
 
-/// Bytes of snapshot per InstallSnapshot call.
-const SNAPSHOT_CHUNK_BYTES: u64 = 8 << 20;
-
 /// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
 const CATCH_UP_ENTRIES: u64 = 5000;
 /// Entries per AppendEntries message. An entry holds a batch of up to 256 KiB plus one command of at
@@ -54,10 +51,8 @@ fn raft_config(cfg: &Config, cluster_id: u64) -> anyhow::Result<openraft::Config
         // E..2E, so a killed leader is replaced within about 1.5 s at the defaults.
         election_timeout_min: cfg.election_timeout / 3,
         election_timeout_max: cfg.election_timeout * 2 / 3,
+        // How long a snapshot's receiver may take no data (raft/snapshot_send.rs).
         install_snapshot_timeout: 30_000,
-        // Each chunk waits for the receiver's answer: 8 MiB rather than openraft's 3 sends a 1 GiB
-        // snapshot in 128 round trips instead of 342 (well under MAX_PEER_MESSAGE).
-        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
         max_in_snapshot_log_to_keep: CATCH_UP_ENTRIES.min(cfg.snapshot_count),
         max_payload_entries: MAX_PAYLOAD_ENTRIES,
@@ -133,7 +128,7 @@ impl App {
         );
 
         let snaps = SnapshotDir::new(data_dir.snap())?;
-        let sm = StateMachine::open(snaps, data_dir.values())
+        let sm = StateMachine::open(snaps.clone(), data_dir.values())
             .map_err(|e| anyhow::anyhow!(e))?
             .after_log(log.durability());
         let shared = sm.shared();
@@ -184,7 +179,7 @@ impl App {
                 crate::config::MAX_QUOTA_BYTES
             );
         }
-        let peer_service = PeerService::new(app.clone(), cluster_id);
+        let peer_service = PeerService::new(app.clone(), cluster_id, snaps);
         app.spawn_leader_watch();
         app.spawn_commit_announcer(ceiling);
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());

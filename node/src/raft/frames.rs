@@ -35,8 +35,8 @@ pub const VERSION: u8 = 1;
 /// then [`VERSION`].
 pub const PREFACE: &[u8; 8] = &[b'C', b'A', b'I', b'R', b'N', b'R', b'F', VERSION];
 
-/// The calls between members. All but `InstallSnapshot` travel as frames; snapshot chunks go over
-/// gRPC (large and rare), as do the joiner's `Members` and leadership transfer's `Campaign`.
+/// The calls between members that travel as frames; whole snapshots go over gRPC (one stream, large
+/// and rare), as do the joiner's `Members` and leadership transfer's `Campaign`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Append = 1,
@@ -44,7 +44,6 @@ pub enum Method {
     Propose = 3,
     ReadIndex = 4,
     ChangeMembers = 5,
-    InstallSnapshot = 6,
 }
 
 /// The member side of the frame protocol: answers one call; `Err` is the refusal, sent back as text.
@@ -81,7 +80,6 @@ impl Method {
             3 => Method::Propose,
             4 => Method::ReadIndex,
             5 => Method::ChangeMembers,
-            6 => Method::InstallSnapshot,
             _ => return None,
         })
     }

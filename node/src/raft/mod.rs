@@ -2,6 +2,7 @@
 pub mod channels;
 pub mod frames;
 pub mod network;
+pub mod snapshot_send;
 pub mod types;
 
 /// Generated from proto/peer.proto.

@@ -1,63 +1,28 @@
 //! openraft's network over the peer port: AppendEntries and Vote as frame calls (raft/frames.rs),
-//! InstallSnapshot as a gRPC call, each carrying MessagePack and our cluster ID; unreachable peers are
-//! logged once.
+//! each carrying MessagePack and our cluster ID, and whole snapshots as one gRPC stream
+//! (raft/snapshot_send.rs); unreachable peers are logged once.
 
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{SnapshotMeta, Vote};
+use openraft::{Snapshot, Vote};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::codec::{decode, encode};
-use crate::raft::channels::{describe, FrameError};
+use crate::raft::channels::FrameError;
 pub use crate::raft::channels::{peer_dial_timeout, CommitCeiling, PeerChannels};
 use crate::raft::frames::Method;
+use crate::raft::snapshot_send::{self, SendError};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
-
-/// An InstallSnapshot request on the wire: openraft's, with the chunk as MessagePack binary (its
-/// derived encoding writes the bytes as an array of integers: up to twice the size, and a per-byte
-/// cost to encode and decode every snapshot chunk).
-#[derive(Serialize, Deserialize)]
-pub struct SnapshotChunk {
-    vote: Vote<NodeId>,
-    meta: SnapshotMeta<NodeId, PeerNode>,
-    offset: u64,
-    #[serde(with = "crate::codec::bytes")]
-    data: Vec<u8>,
-    done: bool,
-}
-
-impl From<InstallSnapshotRequest<TypeConfig>> for SnapshotChunk {
-    fn from(r: InstallSnapshotRequest<TypeConfig>) -> Self {
-        SnapshotChunk {
-            vote: r.vote,
-            meta: r.meta,
-            offset: r.offset,
-            data: r.data,
-            done: r.done,
-        }
-    }
-}
-
-impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
-    fn from(c: SnapshotChunk) -> Self {
-        InstallSnapshotRequest {
-            vote: c.vote,
-            meta: c.meta,
-            offset: c.offset,
-            data: c.data,
-            done: c.done,
-        }
-    }
-}
 
 impl RaftNetworkFactory<TypeConfig> for PeerChannels {
     type Network = PeerConnection;
@@ -100,6 +65,12 @@ impl PeerConnection {
     {
         let mut why = None;
         let res = self.call_once(method, req, option, &mut why).await;
+        self.record(why);
+        res
+    }
+
+    /// Log a change between reachable and not (`why` is the failure of the last call, if it failed).
+    fn record(&self, why: Option<String>) {
         let url = self.node.peer_urls.join(",");
         let peer = format!("{:x}", self.target);
         let mut failing = self.peers.failing.lock();
@@ -120,7 +91,6 @@ impl PeerConnection {
                 }
             }
         }
-        res
     }
 
     async fn call_once<Req, Resp, E>(
@@ -140,7 +110,7 @@ impl PeerConnection {
             *why = Some(msg.0.clone());
             RPCError::Unreachable(Unreachable::new(&msg))
         };
-        let (sent, payload) = if method != Method::InstallSnapshot {
+        let (sent, payload) = {
             let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             let sent = payload.len();
             let answer = self
@@ -170,54 +140,12 @@ impl PeerConnection {
                 }
                 Err(e) => return Err(unreachable(why, e.to_string())),
             }
-        } else {
-            self.grpc_snapshot(req, option, why).await?
         };
         crate::metrics::PEER_SENT_BYTES.add(sent as u64);
         crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-    }
-
-    /// InstallSnapshot as a gRPC call (chunks are large and rare; see raft/frames.rs for the rest).
-    async fn grpc_snapshot<Req: Serialize, E: std::error::Error>(
-        &self,
-        req: &Req,
-        option: &RPCOption,
-        why: &mut Option<String>,
-    ) -> Result<(usize, Vec<u8>), RPCError<NodeId, PeerNode, RaftError<NodeId, E>>> {
-        let mut client = match self.peers.client(self.target, &self.node) {
-            Ok(c) => c,
-            Err(e) => {
-                *why = Some(e.to_string());
-                return Err(RPCError::Unreachable(Unreachable::new(&e)));
-            }
-        };
-        let request = self
-            .peers
-            .request(req)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let sent = request.payload.len();
-        let fut = client.install_snapshot(request);
-        let reply = match tokio::time::timeout(option.hard_ttl(), fut).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Err(_) => {
-                let msg = Msg("peer RPC timed out".into());
-                *why = Some(msg.0.clone());
-                return Err(RPCError::Unreachable(Unreachable::new(&msg)));
-            }
-            Ok(Err(status)) => {
-                let msg = Msg(describe(&status));
-                *why = Some(msg.0.clone());
-                return Err(if status.code() == tonic::Code::Unavailable {
-                    RPCError::Unreachable(Unreachable::new(&msg))
-                } else {
-                    RPCError::Network(NetworkError::new(&msg))
-                });
-            }
-        };
-        Ok((sent, reply.payload))
     }
 }
 
@@ -235,13 +163,31 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         self.call(Method::Append, &rpc, &option).await
     }
 
+    /// Never called: `full_snapshot` streams the whole snapshot instead of openraft's chunks.
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Method::InstallSnapshot, &SnapshotChunk::from(rpc), &option)
-            .await
+        let msg = Msg("snapshots are streamed whole (SendSnapshot), not sent in chunks".into());
+        Err(RPCError::Network(NetworkError::new(&msg)))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, SendError> {
+        let (peers, target, node) = (&self.peers, self.target, &self.node);
+        let res = snapshot_send::send(peers, target, node, vote, snapshot, cancel, &option).await;
+        self.record(match &res {
+            Err(StreamingError::Unreachable(e)) => Some(e.to_string()),
+            Err(StreamingError::Network(e)) => Some(e.to_string()),
+            _ => None,
+        });
+        res
     }
 
     async fn vote(

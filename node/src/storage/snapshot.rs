@@ -170,6 +170,21 @@ impl SnapshotDir {
         Ok((file, path))
     }
 
+    /// The path of `file` if it is one [`SnapshotDir::receiving`] made (a snapshot streamed in whole is
+    /// handed to openraft as an open file, and installed from there).
+    pub fn received_path(&self, file: &File) -> Option<PathBuf> {
+        let prefix = "receiving-";
+        fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(PART))
+            })
+            .find(|p| same_file(file, p).unwrap_or(false))
+    }
+
     /// Make the received snapshot at `path` (all of it written through `file`) the current one, after
     /// checking that it is whole and that it is the snapshot `meta` describes.
     pub fn install(
@@ -374,6 +389,17 @@ mod tests {
         s
     }
 
+    /// A snapshot of the test store with no members or alarms, saved into `dir`.
+    fn save_empty(dir: &SnapshotDir, id: &str, index: u64) -> File {
+        dir.save(
+            &meta(id, index),
+            BTreeMap::new(),
+            vec![],
+            &store().capture().unwrap(),
+        )
+        .unwrap()
+    }
+
     fn meta(id: &str, index: u64) -> SnapshotMeta<NodeId, PeerNode> {
         SnapshotMeta {
             last_log_id: Some(openraft::LogId::new(
@@ -450,15 +476,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let leader = SnapshotDir::new(tmp.path().join("leader")).unwrap();
         let follower = SnapshotDir::new(tmp.path().join("follower")).unwrap();
-        let s = store();
-        let mut sent = leader
-            .save(
-                &meta("1-2-3", 2),
-                BTreeMap::new(),
-                vec![],
-                &s.capture().unwrap(),
-            )
-            .unwrap();
+        let mut sent = save_empty(&leader, "1-2-3", 2);
         let (mut file, path) = follower.receiving().unwrap();
         std::io::copy(&mut sent, &mut file).unwrap();
         let err = follower
@@ -480,5 +498,18 @@ mod tests {
         let (_f, part) = follower.receiving().unwrap();
         SnapshotDir::new(tmp.path().join("follower")).unwrap();
         assert!(!part.exists());
+    }
+
+    #[test]
+    fn a_file_made_for_receiving_is_found_by_its_handle_and_no_other_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::new(tmp.path().join("snap")).unwrap();
+        let (file, path) = dir.receiving().unwrap();
+        let (_other, other_path) = dir.receiving().unwrap();
+        assert_eq!(dir.received_path(&file), Some(path.clone()));
+        assert_ne!(path, other_path);
+        // A snapshot file that was not made for receiving (the current one) is not taken for one.
+        let saved = save_empty(&dir, "1-2-3", 2);
+        assert_eq!(dir.received_path(&saved), None);
     }
 }

@@ -112,7 +112,8 @@ pub struct StateMachine {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, PeerNode>,
     dir: SnapshotDir,
-    /// The file InstallSnapshot chunks are being written to.
+    /// The file openraft's InstallSnapshot chunks are being written to (cairn's peers stream whole
+    /// snapshots instead: member/snapshot_receive.rs).
     receiving: Option<PathBuf>,
     counter: Arc<AtomicU64>,
     /// How far this member's log is durable: entries are applied only once they are on disk.
@@ -358,10 +359,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(snap_err)?;
         let file = file.into_std().await;
-        let path = self
-            .receiving
-            .take()
-            .ok_or_else(|| snap_err("a snapshot was installed that was not being received"))?;
+        let path = match self.dir.received_path(&file) {
+            Some(p) => p,
+            None => self
+                .receiving
+                .take()
+                .ok_or_else(|| snap_err("a snapshot was installed that was not being received"))?,
+        };
         let (dir, m) = (self.dir.clone(), meta.clone());
         let started = std::time::Instant::now();
         let opened = tokio::task::spawn_blocking(move || dir.install(&path, file, &m))
