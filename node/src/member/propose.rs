@@ -34,8 +34,8 @@ use crate::mvcc::{Command, CommandResponse};
 /// At most this many client commands in one Raft entry (a forwarded batch counts its commands).
 pub const MAX_BATCH_COMMANDS: usize = 1024;
 /// Stop adding commands before a batch would hold more than this many payload bytes (a single larger
-/// command still goes alone). With `MAX_PAYLOAD_ENTRIES` in start.rs this keeps an AppendEntries
-/// message under the peer limit.
+/// command still goes alone). With the log store's cut of an AppendEntries at 4 MiB of commands
+/// (storage/log.rs) this keeps a message under the peer limit.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Batches proposed and not yet answered, per member. Two let the leader append the next batch while
 /// the previous one is being replicated (openraft appends and replicates one after the other); 1, 2

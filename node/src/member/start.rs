@@ -21,10 +21,10 @@ use crate::storage::state_machine::StateMachine;
 
 /// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
 const CATCH_UP_ENTRIES: u64 = 5000;
-/// Entries per AppendEntries message. An entry holds a batch of up to 256 KiB plus one command of at
-/// most 1.5 MiB (`--max-request-bytes`), so 32 of them stay under the 64 MiB peer message limit
-/// (openraft's default of 300 could exceed it).
-const MAX_PAYLOAD_ENTRIES: u64 = 32;
+/// Entries per AppendEntries message at most; the log store cuts a message at 4 MiB of commands
+/// (storage/log.rs `MAX_APPEND_BYTES`), so this only bounds a run of tiny entries (a catching-up
+/// member receives 4 MiB of 1 KiB batches in one message, not 32 of them).
+const MAX_PAYLOAD_ENTRIES: u64 = 1024;
 
 /// A started member: the API handle and the peer service to serve on the peer listener.
 pub struct Started {
