@@ -110,41 +110,39 @@ impl PeerConnection {
             *why = Some(msg.0.clone());
             RPCError::Unreachable(Unreachable::new(&msg))
         };
-        let (sent, payload) = {
-            let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            let sent = payload.len();
-            let answer = self
-                .peers
-                .frame_call(self.target, &self.node, method, &payload, option.hard_ttl())
-                .await;
-            match answer {
-                Ok(Ok(reply)) => (sent, reply),
-                Ok(Err(refused)) => {
-                    let msg = Msg(refused);
-                    *why = Some(msg.0.clone());
-                    return Err(RPCError::Network(NetworkError::new(&msg)));
-                }
-                // A slow answer is not an unreachable member: openraft backs off 500 ms after
-                // Unreachable, and a heartbeat interval's delay on a busy machine (or behind a
-                // follower's fsync) then stopped commits for half a second. Retried at once instead.
-                Err(FrameError::Timeout) => {
-                    let msg = Msg("peer RPC timed out".into());
-                    *why = Some(msg.0.clone());
-                    return Err(RPCError::Network(NetworkError::new(&msg)));
-                }
-                Err(FrameError::DialTimeout) => {
-                    return Err(unreachable(
-                        why,
-                        "peer RPC timed out while connecting".into(),
-                    ))
-                }
-                Err(e) => return Err(unreachable(why, e.to_string())),
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let sent = payload.len();
+        let reply = match self
+            .peers
+            .frame_call(self.target, &self.node, method, &payload, option.hard_ttl())
+            .await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(refused)) => {
+                let msg = Msg(refused);
+                *why = Some(msg.0.clone());
+                return Err(RPCError::Network(NetworkError::new(&msg)));
             }
+            // A slow answer is not an unreachable member: openraft backs off 500 ms after
+            // Unreachable, and a heartbeat interval's delay on a busy machine (or behind a
+            // follower's fsync) then stopped commits for half a second. Retried at once instead.
+            Err(FrameError::Timeout) => {
+                let msg = Msg("peer RPC timed out".into());
+                *why = Some(msg.0.clone());
+                return Err(RPCError::Network(NetworkError::new(&msg)));
+            }
+            Err(FrameError::DialTimeout) => {
+                return Err(unreachable(
+                    why,
+                    "peer RPC timed out while connecting".into(),
+                ))
+            }
+            Err(e) => return Err(unreachable(why, e.to_string())),
         };
         crate::metrics::PEER_SENT_BYTES.add(sent as u64);
-        crate::metrics::PEER_RECEIVED_BYTES.add(payload.len() as u64);
+        crate::metrics::PEER_RECEIVED_BYTES.add(reply.len() as u64);
         let result: Result<Resp, RaftError<NodeId, E>> =
-            decode(&payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -19,7 +19,7 @@ use openraft::raft::SnapshotResponse;
 use openraft::{Snapshot, SnapshotMeta, Vote};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode, encode};
+use crate::codec::decode;
 use crate::raft::channels::{describe, PeerChannels};
 use crate::raft::pb::PeerRequest;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
@@ -85,10 +85,7 @@ pub async fn send(
         len,
     };
     let cluster_id = peers.cluster_id();
-    let first = PeerRequest {
-        cluster_id,
-        payload: encode(&header).map_err(|e| network(e.to_string()))?,
-    };
+    let first = peers.request(&header).map_err(|e| network(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     // Capacity READ_AHEAD ≥ 1: the header fits without waiting.
     tx.try_send(first)
@@ -110,18 +107,13 @@ pub async fn send(
             tokio::time::sleep(Duration::from_millis(500)).await;
             let last = Duration::from_millis(progress.load(Ordering::Relaxed));
             let idle = started.elapsed().saturating_sub(last);
-            let limit = if reader.is_finished() {
-                INSTALL_WAIT
+            let (limit, what) = if reader.is_finished() {
+                (INSTALL_WAIT, "installed")
             } else {
-                stalled
+                (stalled, "read")
             };
             if idle > limit {
                 // As unreachable: openraft backs off before sending the whole snapshot again.
-                let what = if reader.is_finished() {
-                    "installed"
-                } else {
-                    "read"
-                };
                 return unreachable(format!(
                     "snapshot not {what} by {target:x} within {limit:?}"
                 ));

@@ -34,6 +34,8 @@ const MAGIC: &[u8; 8] = b"CAIRNSNP";
 const TRAILER_LEN: u64 = 32;
 /// Unfinished files (a snapshot being written or received) carry this suffix; a start removes them.
 const PART: &str = ".part";
+/// What the files made to receive a snapshot are called before their number (`receiving-3.part`).
+const RECEIVING: &str = "receiving";
 
 /// Attributes a member published after it started (etcd's `Attributes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +167,7 @@ impl SnapshotDir {
     /// A fresh file to receive a snapshot into (InstallSnapshot chunks), with its path for
     /// [`SnapshotDir::install`].
     pub fn receiving(&self) -> Result<(File, PathBuf), SnapshotError> {
-        let path = self.part("receiving");
+        let path = self.part(RECEIVING);
         let file = create_new(&path)?;
         Ok((file, path))
     }
@@ -173,14 +175,14 @@ impl SnapshotDir {
     /// The path of `file` if it is one [`SnapshotDir::receiving`] made (a snapshot streamed in whole is
     /// handed to openraft as an open file, and installed from there).
     pub fn received_path(&self, file: &File) -> Option<PathBuf> {
-        let prefix = "receiving-";
+        let prefix = format!("{RECEIVING}-");
         fs::read_dir(&self.dir)
             .ok()?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(PART))
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(PART))
             })
             .find(|p| same_file(file, p).unwrap_or(false))
     }
