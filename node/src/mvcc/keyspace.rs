@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use etcd_client::proto::PbKeyValue;
 use serde::{Deserialize, Serialize};
@@ -28,10 +29,17 @@ pub struct Version {
     pub tombstone: bool,
 }
 
+/// Every key with its versions since the last compaction, oldest first.
+///
+/// Keys and version lists are shared (`Arc`) so that a snapshot can take the whole map in a copy of
+/// its nodes, under the store's lock, and encode it afterwards without the lock: a write then copies
+/// only the version list it changes while a snapshot still holds it.
+pub type KeyMap = BTreeMap<Arc<[u8]>, Arc<Vec<Version>>>;
+
 /// Every key with its versions since the last compaction, oldest first, and their values.
 #[derive(Debug, Default)]
 pub struct Keyspace {
-    keys: BTreeMap<Vec<u8>, Vec<Version>>,
+    keys: KeyMap,
     values: ValueLog,
 }
 
@@ -140,7 +148,7 @@ impl Keyspace {
     }
 
     /// Replace every key and value: `keys` point into `values` (a snapshot's).
-    pub fn restore(&mut self, keys: BTreeMap<Vec<u8>, Vec<Version>>, values: ValueLog) {
+    pub fn restore(&mut self, keys: KeyMap, values: ValueLog) {
         self.keys = keys;
         self.values.replace(values);
     }
@@ -171,16 +179,15 @@ impl Keyspace {
         self.values.layers()
     }
 
-    /// Number of keys with retained versions (live or not).
-    pub fn len(&self) -> usize {
-        self.keys.len()
+    /// Every key with its versions, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[Version])> {
+        self.keys.iter().map(|(k, vs)| (&**k, vs.as_slice()))
     }
 
-    /// Every key with its versions, in key order (for snapshots).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[Version])> {
-        self.keys
-            .iter()
-            .map(|(k, vs)| (k.as_slice(), vs.as_slice()))
+    /// Every key with its versions as they are now, for a snapshot to read without the store's
+    /// lock (a copy of the map's nodes; keys and version lists are shared).
+    pub fn shared_map(&self) -> KeyMap {
+        self.keys.clone()
     }
 
     /// The live version of `key` at revision `at` (None if absent or deleted then).
@@ -195,21 +202,20 @@ impl Keyspace {
         at: i64,
     ) -> impl Iterator<Item = (&'s [u8], &'s Version)> + 's {
         let (lo, hi) = range.bounds();
-        let (lo, hi) = (lo.map(<[u8]>::to_vec), hi.map(<[u8]>::to_vec));
-        let valid = !matches!((&lo, &hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b);
-        let iter = valid.then(|| self.keys.range::<Vec<u8>, _>((lo, hi)));
+        let valid = !matches!((lo, hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b);
+        let iter = valid.then(|| self.keys.range::<[u8], _>((lo, hi)));
         iter.into_iter()
             .flatten()
-            .filter_map(move |(k, vs)| live_at(vs, at).map(|v| (k.as_slice(), v)))
+            .filter_map(move |(k, vs)| live_at(vs, at).map(|v| (&**k, v)))
     }
 
     /// Record a new version (put or tombstone) of `key`.
     pub fn push(&mut self, key: &[u8], v: Version) {
         // Look up before inserting: `entry` would copy the key even when it exists.
         match self.keys.get_mut(key) {
-            Some(vs) => vs.push(v),
+            Some(vs) => Arc::make_mut(vs).push(v),
             None => {
-                self.keys.insert(key.to_vec(), vec![v]);
+                self.keys.insert(Arc::from(key), Arc::new(vec![v]));
             }
         }
     }
@@ -222,15 +228,14 @@ impl Keyspace {
     ) -> Vec<(&'s [u8], &'s Version, Option<&'s Version>)> {
         let mut out = Vec::new();
         let (lo, hi) = range.bounds();
-        let (lo, hi) = (lo.map(<[u8]>::to_vec), hi.map(<[u8]>::to_vec));
-        if matches!((&lo, &hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b) {
+        if matches!((lo, hi), (Bound::Excluded(a), Bound::Excluded(b)) if a == b) {
             return out;
         }
-        for (k, vs) in self.keys.range::<Vec<u8>, _>((lo, hi)) {
+        for (k, vs) in self.keys.range::<[u8], _>((lo, hi)) {
             for (i, v) in vs.iter().enumerate() {
                 if v.rev.main >= from {
                     let prev = i.checked_sub(1).map(|p| &vs[p]).filter(|p| !p.tombstone);
-                    out.push((k.as_slice(), v, prev));
+                    out.push((&**k, v, prev));
                 }
             }
         }
@@ -247,13 +252,21 @@ impl Keyspace {
                 Some(i) => i,
                 None => 0,
             };
-            for v in vs.drain(..keep_from) {
+            if keep_from == 0 {
+                return true;
+            }
+            // Copied only if a snapshot still holds this list.
+            for v in Arc::make_mut(vs).drain(..keep_from) {
                 self.values.release(v.value);
             }
             !vs.is_empty()
         });
         if self.values.wants_rewrite() {
-            let refs = self.keys.values().flatten().map(|v| &v.value);
+            let refs = self
+                .keys
+                .values()
+                .flat_map(|vs| vs.iter())
+                .map(|v| &v.value);
             self.values.start_rewrite(refs);
         }
     }
@@ -268,7 +281,11 @@ impl Keyspace {
 
     /// Wait for a running rewrite and use its file.
     pub fn finish_rewrite(&mut self) {
-        let refs = self.keys.values_mut().flatten().map(|v| &mut v.value);
+        let refs = self
+            .keys
+            .values_mut()
+            .flat_map(|vs| Arc::make_mut(vs).iter_mut())
+            .map(|v| &mut v.value);
         self.values.swap_rewritten(refs);
     }
 
@@ -276,7 +293,7 @@ impl Keyspace {
     pub fn all_versions(&self) -> impl Iterator<Item = (&[u8], &Version)> {
         self.keys
             .iter()
-            .flat_map(|(k, vs)| vs.iter().map(move |v| (k.as_slice(), v)))
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (&**k, v)))
     }
 
     /// Number of keys live at the latest revision.

@@ -233,8 +233,9 @@ impl Store {
     }
 
     /// Capture the replicated state (keys with history since compaction, leases, users) for a
-    /// snapshot: the key index now, the values read by [`Capture::write_to`] without this lock.
-    pub fn capture(&self) -> Result<Capture, MvccError> {
+    /// snapshot: the key index now, encoded and its values read by [`Capture::write_to`] without
+    /// this lock.
+    pub fn capture(&self) -> Capture {
         snapshot::capture(&self.state)
     }
 
@@ -257,7 +258,7 @@ impl Store {
     pub fn copy_into(&self, into: &mut Store) -> Result<(), MvccError> {
         let mut f = tempfile::tempfile().map_err(|e| MvccError::Storage(e.to_string()))?;
         let s = self
-            .capture()?
+            .capture()
             .write_to(&mut f)
             .map_err(|e| MvccError::Storage(e.to_string()))?;
         into.restore_from(Arc::new(f), std::path::Path::new("a temp file"), &s)

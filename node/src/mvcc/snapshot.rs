@@ -1,11 +1,12 @@
 //! The store's part of a snapshot file: its values, then a key index that points into them.
 //!
 //! A snapshot is written in two steps so that writes are not held up while a large store is copied:
-//! [`capture`] encodes the index under the store's lock (no value is read; each value is given the
-//! offset it will have in the value section), and [`Capture::write_to`] then reads the values, without
-//! the lock, from the [`Layers`] taken at the same moment. [`restore`] reads only the index back: the
-//! snapshot file becomes the base of the store's value log, so a restart or a snapshot install reads
-//! no value.
+//! [`capture`] takes, under the store's lock, the key map (a copy of its nodes: keys and version
+//! lists are shared), leases, users and the value [`Layers`]. [`Capture::write_to`] then, without the
+//! lock, encodes the index (each value given the offset it will have in the value section) and reads
+//! the values. Encoding the index of a million keys under the lock held every write for up to a
+//! second. [`restore`] reads only the index back: the snapshot file becomes the base of the store's
+//! value log, so a restart or a snapshot install reads no value.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::auth::AuthState;
-use super::keyspace::{Keyspace, Version};
+use super::keyspace::{KeyMap, Version};
 use super::lease::Lease;
 use super::values::{Layers, ValueRef};
 use super::{MvccError, State};
@@ -37,19 +38,21 @@ pub struct Sections {
     pub values_crc: u32,
 }
 
-/// The replicated state captured for a snapshot: the encoded index, and where its values are now.
+/// The replicated state captured for a snapshot, and where its values are now.
 pub struct Capture {
-    index: Vec<u8>,
-    /// The value of each version with one, in value-section order.
-    refs: Vec<ValueRef>,
+    keys: KeyMap,
+    revision: i64,
+    compact_revision: i64,
+    leases: BTreeMap<i64, Lease>,
+    auth: AuthState,
     layers: Layers,
 }
 
 impl std::fmt::Debug for Capture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Capture")
-            .field("index_bytes", &self.index.len())
-            .field("values", &self.refs.len())
+            .field("keys", &self.keys.len())
+            .field("revision", &self.revision)
             .finish()
     }
 }
@@ -78,7 +81,7 @@ struct IndexView<'a> {
 /// The versions by key, each value given its offset in the value section; collects where the values
 /// are now in the same order.
 struct Repointed<'a> {
-    keys: &'a Keyspace,
+    keys: &'a KeyMap,
     placed: RefCell<(u64, Vec<ValueRef>)>,
 }
 
@@ -119,46 +122,50 @@ impl Serialize for Repointed<'_> {
     }
 }
 
-/// Capture `st` for a snapshot. Under the store's lock: encodes the index (no value is read).
-pub(super) fn capture(st: &State) -> Result<Capture, MvccError> {
-    let view = IndexView {
-        keys: Repointed {
-            keys: &st.keys,
-            placed: RefCell::new((0, Vec::new())),
-        },
+/// Capture `st` for a snapshot. Under the store's lock: copies the key map's nodes (not its keys or
+/// versions), the leases and the users; nothing is encoded or read.
+pub(super) fn capture(st: &State) -> Capture {
+    Capture {
+        keys: st.keys.shared_map(),
         revision: st.revision,
         compact_revision: st.compact_revision,
-        leases: &st.leases,
-        auth: &st.auth,
-    };
-    let index = rmp_serde::to_vec(&view)
-        .map_err(|e| MvccError::Storage(format!("encoding the snapshot's key index: {e}")))?;
-    let (_, refs) = view.keys.placed.into_inner();
-    Ok(Capture {
-        index,
-        refs,
+        leases: st.leases.clone(),
+        auth: st.auth.clone(),
         layers: st.keys.value_layers(),
-    })
+    }
 }
 
 impl Capture {
-    /// Write the values, then the index, to `w` (at offset 0 of the snapshot file); reads the values
-    /// from the layers taken with the index, so the store's lock is not needed.
+    /// Write the values, then the index, to `w` (at offset 0 of the snapshot file). Encodes the
+    /// index and reads the values from the layers taken with it, so the store's lock is not needed.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<Sections> {
+        let view = IndexView {
+            keys: Repointed {
+                keys: &self.keys,
+                placed: RefCell::new((0, Vec::new())),
+            },
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+            leases: &self.leases,
+            auth: &self.auth,
+        };
+        let index = rmp_serde::to_vec(&view)
+            .map_err(|e| io::Error::other(format!("encoding the snapshot's key index: {e}")))?;
+        let (_, refs) = view.keys.placed.into_inner();
         let mut values = crc32fast::Hasher::new();
         let mut values_len = 0u64;
         let mut buf = Vec::new();
-        for r in &self.refs {
+        for r in &refs {
             self.layers.read_into(*r, &mut buf)?;
             values.update(&buf);
             w.write_all(&buf)?;
             values_len += buf.len() as u64;
         }
-        w.write_all(&self.index)?;
+        w.write_all(&index)?;
         Ok(Sections {
             values_len,
-            index_len: self.index.len() as u64,
-            index_crc: crc32fast::hash(&self.index),
+            index_len: index.len() as u64,
+            index_crc: crc32fast::hash(&index),
             values_crc: values.finalize(),
         })
     }
@@ -206,8 +213,11 @@ pub(super) fn restore(
             "the snapshot's key index is not in key order".into(),
         ));
     }
-    let keys: BTreeMap<Vec<u8>, Vec<Version>> =
-        index.keys.into_iter().map(|(k, vs)| (k.0, vs)).collect();
+    let keys: KeyMap = index
+        .keys
+        .into_iter()
+        .map(|(k, vs)| (Arc::from(k.0), Arc::new(vs)))
+        .collect();
     let values = st.keys.values_from(file, path, s.values_len, s.values_crc);
     st.keys.restore(keys, values);
     st.revision = index.revision;
@@ -239,10 +249,7 @@ mod tests {
 
     fn written(st: &State) -> (tempfile::NamedTempFile, Sections) {
         let mut f = tempfile::NamedTempFile::new().expect("temp file");
-        let s = capture(st)
-            .expect("capture")
-            .write_to(f.as_file_mut())
-            .expect("write");
+        let s = capture(st).write_to(f.as_file_mut()).expect("write");
         (f, s)
     }
 
@@ -309,6 +316,52 @@ mod tests {
             .failure()
             .expect("the check finds the corrupt value");
         assert!(failure.contains("corrupt"), "{failure}");
+    }
+
+    #[test]
+    fn a_capture_keeps_the_state_it_was_taken_at_while_writes_go_on() {
+        let mut st = State::default();
+        put(&mut st, "a", "1", 2);
+        put(&mut st, "b", "2", 3);
+        st.revision = 3;
+        let captured = capture(&st);
+        // After the capture: a new version of a shared list, a new key, a compaction that drops
+        // a captured version, and a lease.
+        put(&mut st, "a", "11", 4);
+        put(&mut st, "c", "3", 5);
+        st.revision = 5;
+        st.keys.compact(4);
+        st.leases.insert(9, Lease::new(10));
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        let s = captured.write_to(f.as_file_mut()).expect("write");
+        let mut back = State::default();
+        restore(
+            &mut back,
+            Arc::new(f.reopen().expect("reopen")),
+            f.path(),
+            &s,
+        )
+        .expect("restore");
+        assert_eq!(back.revision, 3);
+        assert!(back.leases.is_empty());
+        let read: Vec<(Vec<u8>, Vec<u8>)> = back
+            .keys
+            .all_versions()
+            .map(|(k, v)| (k.to_vec(), back.keys.value(v).expect("value")))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(read, want);
+        // And the store itself kept its writes.
+        let now: Vec<(Vec<u8>, i64)> = st
+            .keys
+            .all_versions()
+            .map(|(k, v)| (k.to_vec(), v.rev.main))
+            .collect();
+        let want = [("a", 4), ("b", 3), ("c", 5)].map(|(k, r)| (k.as_bytes().to_vec(), r));
+        assert_eq!(now, want);
     }
 
     #[test]

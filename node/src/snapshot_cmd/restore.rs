@@ -164,9 +164,7 @@ fn write_member(
             (*id, a)
         })
         .collect();
-    let capture = store
-        .capture()
-        .map_err(|e| anyhow::anyhow!("encoding the restored store: {e}"))?;
+    let capture = store.capture();
     // etcd's restore clears alarms too (a restored member starts without them).
     SnapshotDir::new(data_dir.snap())?.save(&meta, attrs, Vec::new(), &capture)?;
     let log_path = data_dir.log_db();

@@ -397,7 +397,7 @@ mod tests {
             &meta(id, index),
             BTreeMap::new(),
             vec![],
-            &store().capture().unwrap(),
+            &store().capture(),
         )
         .unwrap()
     }
@@ -426,7 +426,7 @@ mod tests {
             },
         )]);
         let s = store();
-        let capture = s.capture().unwrap();
+        let capture = s.capture();
         dir.save(&meta("1-2-3", 2), members, vec![(7, 1)], &capture)
             .unwrap();
         let back = dir.open().unwrap().unwrap();
@@ -448,13 +448,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SnapshotDir::new(tmp.path().join("snap")).unwrap();
         let s = store();
-        dir.save(
-            &meta("1-2-3", 2),
-            BTreeMap::new(),
-            vec![],
-            &s.capture().unwrap(),
-        )
-        .unwrap();
+        dir.save(&meta("1-2-3", 2), BTreeMap::new(), vec![], &s.capture())
+            .unwrap();
         let path = dir.current();
         let len = fs::metadata(&path).unwrap().len();
         let f = OpenOptions::new().write(true).open(&path).unwrap();

@@ -219,16 +219,17 @@ struct Captured {
 /// values are read while the file is written, without the store's lock).
 pub struct Builder {
     meta: SnapshotMeta<NodeId, PeerNode>,
-    /// The captured state, or why it could not be captured (reported by `build_snapshot`, never
-    /// replaced by an empty snapshot).
-    data: Result<Captured, String>,
+    /// The captured state (taken by `build_snapshot`).
+    data: Option<Captured>,
     dir: SnapshotDir,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
-        let data = std::mem::replace(&mut self.data, Err("snapshot already built".into()))
-            .map_err(snap_err)?;
+        let data = self
+            .data
+            .take()
+            .ok_or_else(|| snap_err("snapshot already built"))?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
         let file = crate::writeback::in_background("snapshot-write", move || {
             dir.save(&meta, data.members, data.alarms, &data.store)
@@ -307,15 +308,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let (s, m) = (self.shared.store.read(), self.shared.members.read());
             // What a restart would replay starts here (applies wait for this lock).
             self.shared.snapshot_taken();
-            s.capture()
-                .map(|store| Captured {
-                    store,
-                    members: m.clone(),
-                    alarms: s.alarm_set().iter().copied().collect(),
-                })
-                .map_err(|e| e.to_string())
+            Some(Captured {
+                store: s.capture(),
+                members: m.clone(),
+                alarms: s.alarm_set().iter().copied().collect(),
+            })
         };
-        // Applies wait while the index is encoded: how long is worth seeing.
+        // Applies wait for the capture: how long is worth seeing.
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "captured the state for a snapshot"
