@@ -22,12 +22,12 @@ use crate::storage::state_machine::StateMachine;
 /// etcd keeps this many entries behind a snapshot so slow followers catch up from the log.
 const CATCH_UP_ENTRIES: u64 = 5000;
 /// Entries per AppendEntries message at most (the log store also cuts a message at 4 MiB of commands,
-/// storage/log.rs `MAX_APPEND_BYTES`). 1024 let a member catching up receive and apply a whole small
-/// log in one batch, writes and a compaction of them together; a watcher it was serving had not been
-/// sent those writes yet and was canceled as compacted, which etcd never does to a watcher that keeps
-/// up (cairn-chaos seed 2300, run 1). Until watchers are fed inside a batch, 32 keeps batches as small
-/// as before.
-const MAX_PAYLOAD_ENTRIES: u64 = 32;
+/// storage/log.rs `MAX_APPEND_BYTES`): enough that small entries fill a message too, so a member
+/// catching up moves 4 MiB per round trip. It then applies many entries at once, perhaps writes and a
+/// compaction of them together; the state machine lets watchers catch up before such a compaction
+/// (`Store::stranded_by`), or they would be canceled (cairn-chaos seed 2300 found that with 1024
+/// before that wait existed).
+const MAX_PAYLOAD_ENTRIES: u64 = 1024;
 
 /// A started member: the API handle and the peer service to serve on the peer listener.
 pub struct Started {

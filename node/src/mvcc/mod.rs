@@ -32,7 +32,7 @@ pub use records::test_writes;
 pub use records::{Importer, Record};
 pub use retention::{ByRevision, Periodic, Retention, REVISION_CHECK};
 pub use snapshot::{Capture, Sections};
-pub use watch::{CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
+pub use watch::{Behind, CatchUp, WatchBatch, WatchFeed, WatchId, WatchSpec, WatchStart};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

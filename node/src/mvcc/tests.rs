@@ -578,6 +578,53 @@ fn a_lagging_watcher_whose_history_was_compacted_is_canceled() {
 }
 
 #[test]
+fn a_compaction_says_which_watchers_it_would_strand_until_they_catch_up() {
+    let mut s = Store::new();
+    let WatchStart::Watching(id, mut feed) = s.watch(
+        WatchSpec {
+            key: b"k".to_vec(),
+            ..Default::default()
+        },
+        0,
+    ) else {
+        panic!("watch refused")
+    };
+    // More revisions than the watcher's buffer, as one long apply would hand it.
+    for i in 0..400 {
+        put(&mut s, "k", &i.to_string());
+    }
+    let compact = |revision| {
+        Command::Compact(
+            PbCompactionRequest {
+                revision,
+                physical: false,
+            }
+            .encode_to_vec(),
+        )
+    };
+    let in_batch = Command::Batch(vec![put_cmd("other", "v"), compact(400)]);
+    let before = s
+        .stranded_by(&compact(400))
+        .expect("the watcher is behind 400");
+    assert!(
+        s.stranded_by(&in_batch).is_some(),
+        "a compaction inside a batch"
+    );
+    assert!(
+        s.stranded_by(&put_cmd("k", "v")).is_none(),
+        "a put strands nobody"
+    );
+    // Draining the buffer is progress the state machine can see.
+    feed.rx.try_recv().expect("a queued batch");
+    assert_ne!(s.stranded_by(&compact(400)), Some(before));
+    let got = drain(&mut s, id, &mut feed);
+    assert_eq!(got.len(), 399, "every revision but the one taken above");
+    assert!(s.stranded_by(&compact(400)).is_none());
+    s.apply(&compact(400));
+    assert_eq!(s.watcher_count(), 1, "the caught-up watcher stays");
+}
+
+#[test]
 fn watch_from_compacted_revision_is_refused() {
     let mut s = Store::new();
     put(&mut s, "a", "1");

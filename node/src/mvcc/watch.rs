@@ -15,7 +15,7 @@ use etcd_client::proto::PbEvent;
 use tokio::sync::mpsc::{channel, Receiver, Sender};
 use tokio::sync::Notify;
 
-use super::{KeyRange, Store};
+use super::{Command, KeyRange, Store};
 
 /// Identifies a watcher inside the hub.
 pub type WatchId = u64;
@@ -44,6 +44,14 @@ pub enum WatchStart {
     Watching(WatchId, WatchFeed),
     /// `start_revision` is older than the last compaction (carried here).
     Compacted(i64),
+}
+
+/// Watchers a compaction would cancel ([`Store::stranded_by`]); two values differ when one of them
+/// drained its buffer or caught up meanwhile.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Behind {
+    watchers: usize,
+    room: usize,
 }
 
 /// How many revisions' batches a watcher may have queued before it is switched to catching up.
@@ -159,6 +167,19 @@ impl Hub {
 }
 
 impl Hub {
+    /// The watchers a compaction to `rev` would cancel: those catching up from a revision below it
+    /// (their streams still open), counted with their buffers' free room, which grows as they drain.
+    fn behind(&self, rev: i64) -> Option<Behind> {
+        let mut out = Behind::default();
+        for w in self.watchers.values() {
+            if w.behind_from.is_some_and(|from| from < rev) && !w.tx.is_closed() {
+                out.watchers += 1;
+                out.room += w.tx.capacity();
+            }
+        }
+        (out.watchers > 0).then_some(out)
+    }
+
     /// A snapshot replaced the state: every watcher catches up from the first revision it has not
     /// been handed, through history, like a lagging one (etcd moves its synced watchers to unsynced).
     pub(super) fn state_replaced(&mut self) {
@@ -224,6 +245,19 @@ impl Store {
         }
     }
 
+    /// The watchers `cmd` would cancel if it were applied now: `cmd` compacts (alone, in a batch, or
+    /// on behalf of a user) to a revision some watcher still has to catch up from.
+    ///
+    /// A member applying many entries at once (catching up, or after a pause) holds the store's lock
+    /// for all of them; a watcher that keeps up is then switched to catching up (its buffer fills
+    /// while it cannot drain) and a compaction in the same run would cancel it, which etcd does only
+    /// to a watcher that fell behind the compacted revision. The state machine lets such watchers
+    /// catch up before it applies the compaction.
+    pub fn stranded_by(&self, cmd: &Command) -> Option<Behind> {
+        let rev = compacts_to(cmd)?;
+        self.hub.behind(rev)
+    }
+
     /// True when the watcher receives live events (it is not catching up from history).
     pub fn watcher_synced(&self, id: WatchId) -> bool {
         self.hub
@@ -240,6 +274,20 @@ impl Store {
     /// Number of registered watchers (for metrics).
     pub fn watcher_count(&self) -> usize {
         self.hub.watchers.len()
+    }
+}
+
+/// The highest revision `cmd` compacts to, if it compacts.
+fn compacts_to(cmd: &Command) -> Option<i64> {
+    match cmd.unwrapped().0 {
+        Command::Compact(b) => {
+            use prost::Message;
+            etcd_client::proto::PbCompactionRequest::decode(b.as_slice())
+                .ok()
+                .map(|r| r.revision)
+        }
+        Command::Batch(cmds) => cmds.iter().filter_map(compacts_to).max(),
+        _ => None,
     }
 }
 

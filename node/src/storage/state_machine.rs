@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
 use openraft::{
@@ -20,7 +21,7 @@ use openraft::{
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::mvcc::{Capture, Command, CommandResponse};
+use crate::mvcc::{Behind, Capture, Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 use crate::storage::log_writer::Durability;
@@ -106,6 +107,11 @@ impl AppliedIndex {
     }
 }
 
+/// How long an apply waits at most for watchers a compaction would cancel (see
+/// `Store::stranded_by`), and how long for any of them to make progress.
+const WATCHERS_AT_MOST: Duration = Duration::from_secs(1);
+const WATCHERS_STILL: Duration = Duration::from_millis(100);
+
 /// openraft's state machine over the mvcc store.
 pub struct StateMachine {
     shared: Arc<Shared>,
@@ -121,6 +127,81 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// Apply `entries[from..]` under one store lock (readers wait at most one apply), stopping before
+    /// an entry whose compaction would cancel watchers (`Store::stranded_by`) unless it is the one at
+    /// `waited` (they had their time): returns its position and those watchers then.
+    fn apply_run(
+        &mut self,
+        entries: &[Entry<TypeConfig>],
+        from: usize,
+        waited: Option<usize>,
+        out: &mut Vec<CommandResponse>,
+        bytes: &mut u64,
+    ) -> StoreResult<Option<(usize, Behind)>> {
+        let mut store = self.shared.store.write();
+        for (at, e) in entries.iter().enumerate().skip(from) {
+            if let EntryPayload::Normal(cmd) = &e.payload {
+                if waited != Some(at) {
+                    if let Some(behind) = store.stranded_by(cmd) {
+                        return Ok(Some((at, behind)));
+                    }
+                }
+            }
+            self.applied = Some(e.log_id);
+            let resp = match &e.payload {
+                EntryPayload::Normal(cmd) => {
+                    if matches!(cmd, Command::PublishMember { .. } | Command::Batch(_)) {
+                        self.publish_members(cmd)?;
+                    }
+                    *bytes += cmd.approx_size() as u64;
+                    store.apply(cmd)
+                }
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    CommandResponse::default()
+                }
+                EntryPayload::Blank => CommandResponse::default(),
+            };
+            out.push(resp);
+        }
+        if let Some(f) = store.failure() {
+            // Stops this member (openraft treats a state machine error as fatal) before any reply.
+            return Err(sm_err(format!("the value file failed: {f}")));
+        }
+        Ok(None)
+    }
+
+    /// Give the watchers that applying `cmd` (a compaction) would cancel time to catch up from the
+    /// history it removes: at most [`WATCHERS_AT_MOST`], and only while one of them makes progress
+    /// (a client that stopped reading is canceled after [`WATCHERS_STILL`], as etcd would).
+    async fn let_watchers_catch_up(&self, cmd: &Command, mut behind: Behind) {
+        let started = Instant::now();
+        let mut moved = started;
+        loop {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let now = self.shared.store.read().stranded_by(cmd);
+            match now {
+                None => break,
+                Some(b) if b != behind => {
+                    behind = b;
+                    moved = Instant::now();
+                }
+                Some(_) => {}
+            }
+            if started.elapsed() >= WATCHERS_AT_MOST || moved.elapsed() >= WATCHERS_STILL {
+                tracing::info!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "a compaction cancels watchers still catching up from the revisions it removes"
+                );
+                return;
+            }
+        }
+        tracing::debug!(
+            waited_ms = started.elapsed().as_millis() as u64,
+            "watchers caught up before a compaction"
+        );
+    }
+
     /// Open the state machine, loading the latest snapshot from `dir` if there is one; the store's
     /// value file is made in `values_dir`.
     pub fn open(dir: SnapshotDir, values_dir: std::path::PathBuf) -> Result<Self, String> {
@@ -266,32 +347,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|why| sm_err(format!("the Raft log could not be written: {why}")))?;
         }
         let mut out = Vec::with_capacity(entries.len());
-        // One store lock for everything openraft hands over at once: readers wait at most one apply.
-        let mut store = self.shared.store.write();
         let mut bytes = 0u64;
-        for e in entries {
-            self.applied = Some(e.log_id);
-            let resp = match &e.payload {
-                EntryPayload::Normal(cmd) => {
-                    if matches!(cmd, Command::PublishMember { .. } | Command::Batch(_)) {
-                        self.publish_members(cmd)?;
-                    }
-                    bytes += cmd.approx_size() as u64;
-                    store.apply(cmd)
-                }
-                EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(e.log_id), m.clone());
-                    CommandResponse::default()
-                }
-                EntryPayload::Blank => CommandResponse::default(),
-            };
-            out.push(resp);
+        let (mut next, mut waited) = (0, None);
+        while let Some((at, behind)) =
+            self.apply_run(&entries, next, waited, &mut out, &mut bytes)?
+        {
+            if let EntryPayload::Normal(cmd) = &entries[at].payload {
+                self.let_watchers_catch_up(cmd, behind).await;
+            }
+            (next, waited) = (at, Some(at));
         }
-        if let Some(f) = store.failure() {
-            // Stops this member (openraft treats a state machine error as fatal) before any reply.
-            return Err(sm_err(format!("the value file failed: {f}")));
-        }
-        drop(store);
         self.shared
             .applied_bytes
             .fetch_add(bytes, Ordering::Relaxed);
