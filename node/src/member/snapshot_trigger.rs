@@ -6,16 +6,21 @@
 //! last snapshot outweigh its live values (at least [`MIN_LOG_BYTES`]): writing the snapshot then
 //! costs no more bytes than the log grew by, and a restart replays at most that much. (With half the
 //! live values as the bar, a 300k-key scale run snapshotted every minute or two, and puts during
-//! those snapshots stalled for up to 1.5 s.)
+//! those snapshots stalled for up to 1.5 s.) It also snapshots once its last snapshot holds more
+//! than half as much again as the live values: a compaction made the rest garbage, and only a new
+//! snapshot gives that space back (a value-file rewrite copies the live values, but the old snapshot
+//! file stays until the next one; a 1 GiB run kept a 1.8 GB snapshot beside 1 GB of live values).
 //!
 //! Members apply the same log, so with one bar they would all snapshot at once: three snapshot files
 //! written together to the disks while every capture holds its store, and a cluster whose quorum is
-//! all busy at the same moment (a 1 GiB scale run lost its leader that way). So each voter waits for
-//! an extra share of the bar before its first snapshot since it started, by its rank among the voters: with three, 0,
-//! 1/3 and 2/3. Afterwards every member uses the same bar, so the shares keep them apart.
+//! all busy at the same moment (a 1 GiB scale run lost its leader that way). So a voter that reaches
+//! the bar waits [`STAGGER`] times its rank among the voters (0, 10 and 20 s with three) before it
+//! triggers, unless its log reaches twice the bar first. A share of the bar instead of a time did not
+//! hold: a compaction lowers the live values, and so the bar, for every member at once, and a 1 GiB
+//! run saw all three snapshot within half a second again.
 
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::member::{App, Inner};
 
@@ -26,38 +31,38 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long a trigger waits for its snapshot before it may trigger again.
 const WAIT_AT_MOST: Duration = Duration::from_secs(120);
 
+/// How long a voter waits per rank once it reaches the bar.
+const STAGGER: Duration = Duration::from_secs(10);
+
+/// The bar: bytes of commands applied since the last snapshot that call for one, with `live` bytes
+/// of values in the store.
+fn bar(live: u64) -> u64 {
+    MIN_LOG_BYTES.max(live)
+}
+
 /// Whether `applied` bytes of commands since the last snapshot call for one, with `live` bytes of
-/// values in the store, for a member that must first wait `share` of the bar more.
-pub fn wants_snapshot(applied: u64, live: u64, share: Share) -> bool {
-    let bar = MIN_LOG_BYTES.max(live);
-    let extra = (u128::from(bar) * u128::from(share.rank) / u128::from(share.of.max(1))) as u64;
-    applied >= bar.saturating_add(extra)
+/// values in the store and `snapshot` bytes of values in the last snapshot.
+pub fn wants_snapshot(applied: u64, live: u64, snapshot: u64) -> bool {
+    applied >= bar(live) || holds_garbage(snapshot, live)
 }
 
-/// `rank`/`of` of the bar: the extra a voter waits before its first snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Share {
-    pub rank: u64,
-    pub of: u64,
+/// Whether a snapshot with `snapshot` bytes of values is more than half as large again as the
+/// `live` values (and large enough to bother).
+fn holds_garbage(snapshot: u64, live: u64) -> bool {
+    snapshot >= MIN_LOG_BYTES && u128::from(snapshot) * 2 > u128::from(live) * 3
 }
 
-impl Share {
-    /// No extra.
-    pub const NONE: Share = Share { rank: 0, of: 1 };
+/// Whether a voter of `rank` that has wanted a snapshot for `waited` triggers it now.
+fn triggers(rank: u32, waited: Duration, applied: u64, live: u64) -> bool {
+    waited >= STAGGER * rank || applied >= bar(live).saturating_mul(2)
+}
 
-    /// The share of `me` among `voters` (NONE for a learner).
-    pub fn among(me: u64, voters: impl IntoIterator<Item = u64>) -> Share {
-        let mut voters: Vec<u64> = voters.into_iter().collect();
-        voters.sort_unstable();
-        voters.dedup();
-        match voters.iter().position(|v| *v == me) {
-            Some(rank) => Share {
-                rank: rank as u64,
-                of: voters.len() as u64,
-            },
-            None => Share::NONE,
-        }
-    }
+/// The rank of `me` among `voters` by ID (0 for a learner: it waits for nobody).
+fn rank_among(me: u64, voters: impl IntoIterator<Item = u64>) -> u32 {
+    let mut voters: Vec<u64> = voters.into_iter().collect();
+    voters.sort_unstable();
+    voters.dedup();
+    voters.iter().position(|v| *v == me).unwrap_or(0) as u32
 }
 
 impl App {
@@ -68,18 +73,22 @@ impl App {
 }
 
 async fn watch(me: Weak<Inner>) {
-    // Until this member's first snapshot (captured or installed), its share of the bar waits too.
-    let mut first = true;
+    // Since when this member has wanted a snapshot.
+    let mut wanted_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let Some(inner) = me.upgrade() else {
             return;
         };
         let app = App { inner };
-        if first && app.inner.shared.snapshots() > 0 {
-            first = false;
+        let applied = app.inner.shared.applied_since_snapshot();
+        let live = app.store().read().live_value_bytes();
+        let snapshot = app.inner.shared.snapshot_values();
+        if !wants_snapshot(applied, live, snapshot) {
+            wanted_since = None;
+            continue;
         }
-        let share = if first {
+        let rank = {
             let m = app.inner.raft.metrics();
             let voters = m
                 .borrow()
@@ -87,19 +96,18 @@ async fn watch(me: Weak<Inner>) {
                 .membership()
                 .voter_ids()
                 .collect::<Vec<_>>();
-            Share::among(app.inner.id, voters)
-        } else {
-            Share::NONE
+            rank_among(app.inner.id, voters)
         };
-        let applied = app.inner.shared.applied_since_snapshot();
-        let live = app.store().read().live_value_bytes();
-        if wants_snapshot(applied, live, share) {
-            first = false;
+        let waited = wanted_since.get_or_insert_with(Instant::now).elapsed();
+        if triggers(rank, waited, applied, live) {
+            wanted_since = None;
             tracing::info!(
                 applied_mib = applied >> 20,
                 live_mib = live >> 20,
-                share = format!("{}/{}", share.rank, share.of),
-                "snapshot triggered by the log's volume"
+                last_snapshot_mib = snapshot >> 20,
+                rank,
+                waited_s = waited.as_secs(),
+                "snapshot triggered by the log's volume or the last snapshot's garbage"
             );
             // The count restarts when the snapshot captures the state; until then (or for at most
             // WAIT_AT_MOST, should openraft drop the trigger) this waits.
@@ -124,26 +132,38 @@ mod tests {
 
     #[test]
     fn the_trigger_scales_with_the_live_values() {
-        assert!(!wants_snapshot(200 << 20, 0, Share::NONE));
-        assert!(wants_snapshot(256 << 20, 0, Share::NONE));
-        assert!(!wants_snapshot(700 << 20, 1 << 30, Share::NONE));
-        assert!(wants_snapshot(1 << 30, 1 << 30, Share::NONE));
+        assert!(!wants_snapshot(200 << 20, 0, 0));
+        assert!(wants_snapshot(256 << 20, 0, 0));
+        assert!(!wants_snapshot(700 << 20, 1 << 30, 1 << 30));
+        assert!(wants_snapshot(1 << 30, 1 << 30, 1 << 30));
     }
 
     #[test]
-    fn voters_wait_for_their_share_of_the_bar_first() {
+    fn a_snapshot_mostly_garbage_after_a_compaction_calls_for_a_new_one() {
+        let (mib, gib) = (1u64 << 20, 1u64 << 30);
+        // The 1 GiB run: a 1838 MiB snapshot taken before a compaction left 979 MiB live.
+        assert!(wants_snapshot(0, 979 * mib, 1838 * mib));
+        assert!(
+            !wants_snapshot(0, gib, gib + gib / 2),
+            "a third garbage is not enough"
+        );
+        assert!(!wants_snapshot(0, 0, 200 * mib), "too small to bother");
+    }
+
+    #[test]
+    fn voters_take_turns_by_rank_unless_the_log_doubles() {
         let voters = [30, 10, 20];
-        let shares: Vec<Share> = voters.iter().map(|v| Share::among(*v, voters)).collect();
-        assert_eq!(shares[1], Share { rank: 0, of: 3 });
-        assert_eq!(shares[2], Share { rank: 1, of: 3 });
-        assert_eq!(shares[0], Share { rank: 2, of: 3 });
-        assert_eq!(Share::among(40, voters), Share::NONE);
+        assert_eq!(rank_among(10, voters), 0);
+        assert_eq!(rank_among(20, voters), 1);
+        assert_eq!(rank_among(30, voters), 2);
+        assert_eq!(rank_among(40, voters), 0, "a learner waits for nobody");
         let gib = 1u64 << 30;
-        // With 1 GiB live: the bar, 4/3 and 5/3 of it.
-        assert!(wants_snapshot(gib, gib, shares[1]));
-        assert!(!wants_snapshot(gib, gib, shares[2]));
-        assert!(wants_snapshot(gib + gib / 3, gib, shares[2]));
-        assert!(!wants_snapshot(gib + gib / 2, gib, shares[0]));
-        assert!(wants_snapshot(gib + gib * 2 / 3, gib, shares[0]));
+        let secs = Duration::from_secs;
+        assert!(triggers(0, secs(0), gib, gib));
+        assert!(!triggers(1, secs(9), gib, gib));
+        assert!(triggers(1, secs(10), gib, gib));
+        assert!(!triggers(2, secs(19), gib, gib));
+        assert!(triggers(2, secs(20), gib, gib));
+        assert!(triggers(2, secs(0), 2 * gib, gib), "twice the bar");
     }
 }

@@ -50,6 +50,8 @@ pub struct Shared {
     applied_bytes: AtomicU64,
     /// Snapshots captured or installed so far.
     snapshots: AtomicU64,
+    /// Bytes of values in the last snapshot captured or installed.
+    snapshot_values: AtomicU64,
 }
 
 impl Shared {
@@ -64,8 +66,15 @@ impl Shared {
         self.snapshots.load(Ordering::Relaxed)
     }
 
-    fn snapshot_taken(&self) {
+    /// Bytes of values in the last snapshot captured or installed: more than the store's live
+    /// values once a compaction made part of them garbage, which only a new snapshot gives back.
+    pub fn snapshot_values(&self) -> u64 {
+        self.snapshot_values.load(Ordering::Relaxed)
+    }
+
+    fn snapshot_taken(&self, values: u64) {
         self.applied_bytes.store(0, Ordering::Relaxed);
+        self.snapshot_values.store(values, Ordering::Relaxed);
         self.snapshots.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -211,6 +220,7 @@ impl StateMachine {
             applied_index: AppliedIndex::default(),
             applied_bytes: AtomicU64::new(0),
             snapshots: AtomicU64::new(0),
+            snapshot_values: AtomicU64::new(0),
         });
         let mut sm = StateMachine {
             shared,
@@ -254,7 +264,7 @@ impl StateMachine {
             store.set_alarms(header.alarms.into_iter().collect());
         }
         *self.shared.members.write() = header.members;
-        self.shared.snapshot_taken();
+        self.shared.snapshot_taken(header.store.values_len);
         let meta = header.meta;
         self.applied = meta.last_log_id;
         if let Some(l) = meta.last_log_id {
@@ -372,7 +382,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = {
             let (s, m) = (self.shared.store.read(), self.shared.members.read());
             // What a restart would replay starts here (applies wait for this lock).
-            self.shared.snapshot_taken();
+            // The snapshot's values are the kept versions' (Capture::write_to).
+            self.shared.snapshot_taken(s.live_value_bytes());
             Some(Captured {
                 store: s.capture(),
                 members: m.clone(),
