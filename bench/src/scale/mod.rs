@@ -144,6 +144,7 @@ pub async fn run(systems: &[System], opts: &Options) -> Result<bool> {
                 continue;
             }
             eprintln!("==> {}: {step:?}", s.run.system);
+            settle_disk().await;
             if let Err(e) = one(opts, s, *step).await {
                 eprintln!("{}: {e:#}", s.run.system);
                 s.run.failure = Some(format!("{step:?}: {e:#}"));
@@ -163,6 +164,16 @@ pub async fn run(systems: &[System], opts: &Options) -> Result<bool> {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(runs.iter().all(|r| r.failure.is_none()))
+}
+
+/// Write out every dirty page before a step, so that a step is not slowed by the page cache of the
+/// one before it, the other system's included (both share one disk: an etcd learner's 2 GB database
+/// was still being written back while cairn's learner received its snapshot).
+async fn settle_disk() {
+    let synced = tokio::task::spawn_blocking(|| std::process::Command::new("sync").status()).await;
+    if !matches!(synced, Ok(Ok(status)) if status.success()) {
+        eprintln!("    sync before the step failed ({synced:?}); going on");
+    }
 }
 
 fn mib(kib: u64) -> f64 {
