@@ -7,15 +7,17 @@
 //! costs no more bytes than the log grew by, and a restart replays at most that much. (With half the
 //! live values as the bar, a 300k-key scale run snapshotted every minute or two, and puts during
 //! those snapshots stalled for up to 1.5 s.) It also snapshots once its last snapshot holds more
-//! than half as much again as the live values: a compaction made the rest garbage, and only a new
-//! snapshot gives that space back (a value-file rewrite copies the live values, but the old snapshot
-//! file stays until the next one; a 1 GiB run kept a 1.8 GB snapshot beside 1 GB of live values).
+//! than a quarter as much again as the live values: a compaction made the rest garbage, and only a
+//! new snapshot gives that space back (a value-file rewrite copies the live values, but the old
+//! snapshot file stays until the next one; 1 GiB runs kept 1.84 GB and 1.30 GB snapshots beside 979
+//! MiB of live values, and the second was what a learner received from that member, then leader).
 //!
 //! Members apply the same log, so with one bar they would all snapshot at once: three snapshot files
 //! written together to the disks while every capture holds its store, and a cluster whose quorum is
 //! all busy at the same moment (a 1 GiB scale run lost its leader that way). So a voter that reaches
 //! the bar waits [`STAGGER`] times its rank among the voters (0, 10 and 20 s with three) before it
-//! triggers, unless its log reaches twice the bar first. A share of the bar instead of a time did not
+//! triggers, unless its log reaches three times the bar first (at twice, a compaction that halved the
+//! bar let a voter skip its turn in a 1 GiB run). A share of the bar instead of a time did not
 //! hold: a compaction lowers the live values, and so the bar, for every member at once, and a 1 GiB
 //! run saw all three snapshot within half a second again.
 
@@ -46,15 +48,15 @@ pub fn wants_snapshot(applied: u64, live: u64, snapshot: u64) -> bool {
     applied >= bar(live) || holds_garbage(snapshot, live)
 }
 
-/// Whether a snapshot with `snapshot` bytes of values is more than half as large again as the
+/// Whether a snapshot with `snapshot` bytes of values is more than a quarter as large again as the
 /// `live` values (and large enough to bother).
 fn holds_garbage(snapshot: u64, live: u64) -> bool {
-    snapshot >= MIN_LOG_BYTES && u128::from(snapshot) * 2 > u128::from(live) * 3
+    snapshot >= MIN_LOG_BYTES && u128::from(snapshot) * 4 > u128::from(live) * 5
 }
 
 /// Whether a voter of `rank` that has wanted a snapshot for `waited` triggers it now.
 fn triggers(rank: u32, waited: Duration, applied: u64, live: u64) -> bool {
-    waited >= STAGGER * rank || applied >= bar(live).saturating_mul(2)
+    waited >= STAGGER * rank || applied >= bar(live).saturating_mul(3)
 }
 
 /// The rank of `me` among `voters` by ID (0 for a learner: it waits for nobody).
@@ -143,15 +145,16 @@ mod tests {
         let (mib, gib) = (1u64 << 20, 1u64 << 30);
         // The 1 GiB run: a 1838 MiB snapshot taken before a compaction left 979 MiB live.
         assert!(wants_snapshot(0, 979 * mib, 1838 * mib));
+        assert!(wants_snapshot(0, 979 * mib, 1300 * mib));
         assert!(
-            !wants_snapshot(0, gib, gib + gib / 2),
-            "a third garbage is not enough"
+            !wants_snapshot(0, gib, gib + gib / 8),
+            "an eighth garbage is not enough"
         );
         assert!(!wants_snapshot(0, 0, 200 * mib), "too small to bother");
     }
 
     #[test]
-    fn voters_take_turns_by_rank_unless_the_log_doubles() {
+    fn voters_take_turns_by_rank_unless_the_log_triples() {
         let voters = [30, 10, 20];
         assert_eq!(rank_among(10, voters), 0);
         assert_eq!(rank_among(20, voters), 1);
@@ -164,6 +167,10 @@ mod tests {
         assert!(triggers(1, secs(10), gib, gib));
         assert!(!triggers(2, secs(19), gib, gib));
         assert!(triggers(2, secs(20), gib, gib));
-        assert!(triggers(2, secs(0), 2 * gib, gib), "twice the bar");
+        assert!(
+            !triggers(2, secs(0), 2 * gib, gib),
+            "a compaction that halved the bar"
+        );
+        assert!(triggers(2, secs(0), 3 * gib, gib), "three times the bar");
     }
 }
