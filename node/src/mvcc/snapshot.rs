@@ -253,6 +253,35 @@ mod tests {
         (f, s)
     }
 
+    /// The state restored from the snapshot `write_to` put in `f`.
+    fn read_back(f: &tempfile::NamedTempFile, s: &Sections) -> State {
+        let mut back = State::default();
+        restore(
+            &mut back,
+            Arc::new(f.reopen().expect("reopen")),
+            f.path(),
+            s,
+        )
+        .expect("restore");
+        back
+    }
+
+    type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// Every kept version of `st` as (key, value), and `want` in the same shape.
+    fn versions(st: &State, want: &[(&str, &str)]) -> (Kvs, Kvs) {
+        let read = st
+            .keys
+            .all_versions()
+            .map(|(k, v)| (k.to_vec(), st.keys.value(v).expect("value")))
+            .collect();
+        let want = want
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        (read, want)
+    }
+
     #[test]
     fn a_restored_state_reads_its_values_from_the_snapshot_file() {
         let mut st = State::default();
@@ -264,25 +293,10 @@ mod tests {
         st.leases.insert(7, Lease::new(30));
         let (f, s) = written(&st);
         assert_eq!(s.values_len, 6, "only values, back to back");
-        let mut back = State::default();
-        restore(
-            &mut back,
-            Arc::new(f.reopen().expect("reopen")),
-            f.path(),
-            &s,
-        )
-        .expect("restore");
+        let mut back = read_back(&f, &s);
         assert_eq!(back.revision, 5);
         assert!(back.leases.contains_key(&7));
-        let read: Vec<(Vec<u8>, Vec<u8>)> = back
-            .keys
-            .all_versions()
-            .map(|(k, v)| (k.to_vec(), back.keys.value(v).expect("value")))
-            .collect();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("a", "22"), ("b", ""), ("c", "333")]
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect();
+        let (read, want) = versions(&back, &[("a", "1"), ("a", "22"), ("b", ""), ("c", "333")]);
         assert_eq!(read, want);
         // Appends go after the snapshot's values, into the member's own file.
         let later = back.keys.store_value(b"later");
@@ -334,25 +348,10 @@ mod tests {
         st.leases.insert(9, Lease::new(10));
         let mut f = tempfile::NamedTempFile::new().expect("temp file");
         let s = captured.write_to(f.as_file_mut()).expect("write");
-        let mut back = State::default();
-        restore(
-            &mut back,
-            Arc::new(f.reopen().expect("reopen")),
-            f.path(),
-            &s,
-        )
-        .expect("restore");
+        let back = read_back(&f, &s);
         assert_eq!(back.revision, 3);
         assert!(back.leases.is_empty());
-        let read: Vec<(Vec<u8>, Vec<u8>)> = back
-            .keys
-            .all_versions()
-            .map(|(k, v)| (k.to_vec(), back.keys.value(v).expect("value")))
-            .collect();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = [("a", "1"), ("b", "2")]
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect();
+        let (read, want) = versions(&back, &[("a", "1"), ("b", "2")]);
         assert_eq!(read, want);
         // And the store itself kept its writes.
         let now: Vec<(Vec<u8>, i64)> = st

@@ -551,10 +551,11 @@ fn a_slow_watcher_falls_back_to_history_without_gaps_or_duplicates() {
     assert_eq!(revs, (2..=1002).collect::<Vec<i64>>());
 }
 
-#[test]
-fn a_lagging_watcher_whose_history_was_compacted_is_canceled() {
+/// A store with a watcher on "k" from now, then 400 puts of "k": more revisions than the watcher's
+/// buffer, as one long apply would hand it.
+fn watched_through_400_revisions() -> (Store, WatchId, WatchFeed) {
     let mut s = Store::new();
-    let WatchStart::Watching(id, _feed) = s.watch(
+    let WatchStart::Watching(id, feed) = s.watch(
         WatchSpec {
             key: b"k".to_vec(),
             ..Default::default()
@@ -566,42 +567,31 @@ fn a_lagging_watcher_whose_history_was_compacted_is_canceled() {
     for i in 0..400 {
         put(&mut s, "k", &i.to_string());
     }
-    s.apply(&Command::Compact(
+    (s, id, feed)
+}
+
+fn compact_to(revision: i64) -> Command {
+    Command::Compact(
         PbCompactionRequest {
-            revision: 400,
+            revision,
             physical: false,
         }
         .encode_to_vec(),
-    ));
+    )
+}
+
+#[test]
+fn a_lagging_watcher_whose_history_was_compacted_is_canceled() {
+    let (mut s, id, _feed) = watched_through_400_revisions();
+    s.apply(&compact_to(400));
     assert!(matches!(s.catch_up(id), CatchUp::Compacted(400)));
     assert_eq!(s.watcher_count(), 0);
 }
 
 #[test]
 fn a_compaction_says_which_watchers_it_would_strand_until_they_catch_up() {
-    let mut s = Store::new();
-    let WatchStart::Watching(id, mut feed) = s.watch(
-        WatchSpec {
-            key: b"k".to_vec(),
-            ..Default::default()
-        },
-        0,
-    ) else {
-        panic!("watch refused")
-    };
-    // More revisions than the watcher's buffer, as one long apply would hand it.
-    for i in 0..400 {
-        put(&mut s, "k", &i.to_string());
-    }
-    let compact = |revision| {
-        Command::Compact(
-            PbCompactionRequest {
-                revision,
-                physical: false,
-            }
-            .encode_to_vec(),
-        )
-    };
+    let (mut s, id, mut feed) = watched_through_400_revisions();
+    let compact = compact_to;
     let in_batch = Command::Batch(vec![put_cmd("other", "v"), compact(400)]);
     let before = s
         .stranded_by(&compact(400))
