@@ -105,6 +105,8 @@ const VOTERS: usize = 3;
 const QUOTA_BYTES: u64 = 8 << 30;
 /// Clients of the put probes (issue 20: 16).
 const PUT_CLIENTS: usize = 16;
+/// 1 MiB values the big-values step writes (the same number in every system).
+const BIG_PUTS: u64 = 300;
 
 struct Scaled {
     cluster: Cluster,
@@ -330,8 +332,11 @@ async fn one(opts: &Options, s: &mut Scaled, step: Step) -> Result<()> {
             s.run.note(format!("watch: {}", o.note));
         }
         Step::BigValues => {
-            let o = probes::big_values(&s.pool[0], d).await;
+            let o = probes::big_values(&s.pool[0], BIG_PUTS, Duration::from_secs(120)).await;
             puts(&mut s.run, "put 1 MiB values, 1 client", &o);
+            if o.errors == 0 && !o.note.is_empty() {
+                s.run.note(format!("1 MiB values: {}", o.note));
+            }
         }
         Step::Restart => {
             let lead = s.cluster.leader_index().await?;

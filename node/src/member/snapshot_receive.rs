@@ -37,6 +37,18 @@ pub async fn receive(
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(e.to_string()))?;
     let received = copy_in(file, header.len, &mut parts).await;
+    // A stream of unknown length is whole only if it ends with the trailer; an install that finds
+    // otherwise would stop this member's Raft (a storage error), so it is checked here first.
+    let received = match (received, header.len) {
+        (Ok(file), None) => {
+            let (d, p, m) = (dir.clone(), path.clone(), header.meta.clone());
+            tokio::task::spawn_blocking(move || d.check_received(&file, &p, &m).map(|()| file))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::invalid_argument(format!("refused the snapshot: {e}")))
+        }
+        (r, _) => r,
+    };
     let file = match received {
         Ok(f) => f,
         Err(status) => {
@@ -57,18 +69,21 @@ pub async fn receive(
     Ok(reply)
 }
 
-/// Write exactly `len` bytes of the stream into `file`, which is returned.
+/// Write the stream into `file`, which is returned: exactly `len` bytes when it is known.
 async fn copy_in(
     file: std::fs::File,
-    len: u64,
+    len: Option<u64>,
     parts: &mut Streaming<PeerRequest>,
 ) -> Result<std::fs::File, Status> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_AHEAD);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         use std::io::Write;
-        let mut file = file;
+        // Pushed to the disk as it arrives, so the install's fsync does not wait for all of it
+        // (0.9 s for 1.9 GB at the end of a 1 GiB scale run's transfer) and this member's own log
+        // writes do not queue behind a flood of dirty pages.
+        let mut w = crate::writeback::Paced::new(&file);
         while let Some(part) = rx.blocking_recv() {
-            file.write_all(&part)?;
+            w.write_all(&part)?;
         }
         Ok(file)
     });
@@ -76,7 +91,7 @@ async fn copy_in(
     let fed = async {
         while let Some(part) = parts.message().await? {
             got += part.payload.len() as u64;
-            if got > len {
+            if let Some(len) = len.filter(|len| got > *len) {
                 return Err(Status::invalid_argument(format!(
                     "snapshot stream longer than the {len} bytes its header announced"
                 )));
@@ -97,7 +112,7 @@ async fn copy_in(
         .map_err(|e| Status::internal(format!("writing the received snapshot: {e}")));
     fed?;
     let file = written?;
-    if got != len {
+    if let Some(len) = len.filter(|len| got != *len) {
         return Err(Status::invalid_argument(format!(
             "snapshot stream ended after {got} of {len} bytes"
         )));

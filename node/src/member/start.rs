@@ -145,6 +145,7 @@ impl App {
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
             .context("starting Raft")?;
+        shared.raft_started();
 
         if let Plan::New { members, identity } = plan {
             match raft.initialize(members.clone()).await {

@@ -1,5 +1,7 @@
 //! Sending a whole snapshot to a member that is too far behind: one gRPC stream (`SendSnapshot`), a
-//! header then the file's bytes, read ahead of the network by a blocking reader.
+//! header then the snapshot's bytes, read ahead of the network by a blocking reader: the saved file,
+//! or a pipe out of which the current state comes as it is encoded (storage/state_machine.rs
+//! `worth_streaming`), whose length is not known until it ends.
 //!
 //! Why not openraft's chunked InstallSnapshot: each chunk waited for the receiver's answer before the
 //! next was read, so reading, encoding, TLS, decoding and writing took turns; a 1 GiB snapshot moved
@@ -38,8 +40,10 @@ pub struct SnapshotHeader {
     /// The sending leader's vote: the receiver refuses a snapshot from a stale leader.
     pub vote: Vote<NodeId>,
     pub meta: SnapshotMeta<NodeId, PeerNode>,
-    /// Bytes that follow: a stream that ends short of them is not installed.
-    pub len: u64,
+    /// Bytes that follow, when known (a saved file): a stream that ends short of them is not installed.
+    /// None for the current state encoded as it is sent (a stream cut short then lacks the trailer
+    /// that the install checks).
+    pub len: Option<u64>,
 }
 
 /// What a receiver answers: its vote, or the fatal error that stopped its Raft.
@@ -75,10 +79,12 @@ pub async fn send(
         .client(target, node)
         .map_err(|e| unreachable(e.to_string()))?;
     let file = (*snapshot.snapshot).into_std().await;
-    let len = file
+    let md = file
         .metadata()
-        .map_err(|e| network(format!("reading the snapshot file: {e}")))?
-        .len();
+        .map_err(|e| network(format!("reading the snapshot file: {e}")))?;
+    // A saved snapshot is a file; the current state comes through a pipe (storage/snapshot.rs
+    // `SnapshotDir::stream`).
+    let len = md.is_file().then_some(md.len());
     let header = SnapshotHeader {
         vote,
         meta: snapshot.meta,
@@ -92,10 +98,11 @@ pub async fn send(
         .map_err(|e| network(format!("queueing the snapshot header: {e}")))?;
     let started = Instant::now();
     let progress = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     let reader = {
-        let progress = progress.clone();
+        let (progress, sent) = (progress.clone(), sent.clone());
         tokio::task::spawn_blocking(move || {
-            read_parts(file, len, cluster_id, &tx, &progress, started)
+            read_parts(file, len, cluster_id, &tx, &progress, &sent, started)
         })
     };
     let call = client.send_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
@@ -138,29 +145,44 @@ pub async fn send(
         }
         Err(status) => return Err(network(describe(&status))),
     };
-    crate::metrics::PEER_SENT_BYTES.add(len);
+    crate::metrics::PEER_SENT_BYTES.add(sent.load(Ordering::Relaxed));
     let answer: SnapshotReply = decode(&payload).map_err(|e| network(e.to_string()))?;
     answer.map_err(|fatal| StreamingError::RemoteError(RemoteError::new(target, fatal)))
 }
 
-/// The blocking half of [`send`]: reads the file in parts into the stream, recording in `progress`
-/// the time (ms after `started`) of the last hand-over.
+/// The blocking half of [`send`]: reads the file (`len` bytes of it from its start) or the pipe (to
+/// its end) in parts into the stream, recording in `progress` the time (ms after `started`) of the
+/// last hand-over and in `sent` the bytes handed over.
 fn read_parts(
     mut file: std::fs::File,
-    len: u64,
+    len: Option<u64>,
     cluster_id: u64,
     tx: &tokio::sync::mpsc::Sender<PeerRequest>,
     progress: &AtomicU64,
+    sent: &AtomicU64,
     started: Instant,
 ) -> std::io::Result<()> {
-    use std::io::Seek;
-    file.seek(std::io::SeekFrom::Start(0))?;
-    let mut left = len;
+    if len.is_some() {
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(0))?;
+    }
+    let mut left = len.unwrap_or(u64::MAX);
     while left > 0 {
         let n = PART_BYTES.min(usize::try_from(left).unwrap_or(PART_BYTES));
         let mut buf = vec![0u8; n];
-        file.read_exact(&mut buf)?;
-        left -= n as u64;
+        let got = fill(&mut file, &mut buf)?;
+        if got < n && len.is_some() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the snapshot file ended {} bytes short", left - got as u64),
+            ));
+        }
+        if got == 0 {
+            return Ok(());
+        }
+        buf.truncate(got);
+        left -= got as u64;
+        sent.fetch_add(got as u64, Ordering::Relaxed);
         if tx
             .blocking_send(PeerRequest {
                 cluster_id,
@@ -174,4 +196,18 @@ fn read_parts(
         progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Read into `buf` until it is full or the input ends; the bytes read.
+fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }

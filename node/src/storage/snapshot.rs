@@ -164,6 +164,42 @@ impl SnapshotDir {
         rewound(file, &tmp)
     }
 
+    /// A snapshot of `capture`, not saved: its bytes (those [`SnapshotDir::save`] would write) come out
+    /// of the returned pipe as a background thread encodes them. For a member too far behind when the
+    /// saved snapshot is old: it then gets the state as it is now, as etcd sends its database, rather
+    /// than the saved file and the log written since. The writer stops when the reader is dropped; a
+    /// stream it could not finish ends without the trailer, which the receiver refuses.
+    pub fn stream(
+        &self,
+        meta: SnapshotMeta<NodeId, PeerNode>,
+        members: BTreeMap<NodeId, MemberAttrs>,
+        alarms: Vec<(u64, i32)>,
+        capture: Capture,
+    ) -> Result<File, SnapshotError> {
+        let (reader, writer) = pipe().map_err(io_at(&self.dir))?;
+        let dir = self.dir.clone();
+        std::thread::Builder::new()
+            .name("snapshot-stream".into())
+            .spawn(move || {
+                crate::writeback::background_priority();
+                let started = std::time::Instant::now();
+                let index = meta.last_log_id.map(|l| l.index).unwrap_or_default();
+                let mut w = BufWriter::with_capacity(1 << 20, writer);
+                match write_sections(&mut w, &meta, members, alarms, &capture) {
+                    Ok(()) => tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "streamed a snapshot of the current state at index {index}"
+                    ),
+                    Err(e) => tracing::warn!(
+                        "streaming a snapshot at index {index} from {} stopped: {e}",
+                        dir.display()
+                    ),
+                }
+            })
+            .map_err(io_at(&self.dir))?;
+        Ok(reader)
+    }
+
     /// A fresh file to receive a snapshot into (InstallSnapshot chunks), with its path for
     /// [`SnapshotDir::install`].
     pub fn receiving(&self) -> Result<(File, PathBuf), SnapshotError> {
@@ -210,20 +246,7 @@ impl SnapshotDir {
         let checked = file
             .sync_all()
             .map_err(io_at(path))
-            .and_then(|()| read_header(&file, path))
-            .and_then(|header| {
-                if header.meta == *meta {
-                    Ok(header)
-                } else {
-                    Err(SnapshotError::Corrupt {
-                        path: path.to_path_buf(),
-                        msg: format!(
-                            "it holds snapshot {} where {} was sent",
-                            header.meta.snapshot_id, meta.snapshot_id
-                        ),
-                    })
-                }
-            });
+            .and_then(|()| header_of(&file, path, meta));
         let header = match checked {
             Ok(h) => h,
             Err(e) => {
@@ -241,6 +264,17 @@ impl SnapshotDir {
             path: self.current(),
             header,
         })
+    }
+
+    /// Check that the received snapshot at `path` (written through `file`) is whole and is the one
+    /// `meta` describes, without installing it.
+    pub fn check_received(
+        &self,
+        file: &File,
+        path: &Path,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
+    ) -> Result<(), SnapshotError> {
+        header_of(file, path, meta).map(|_| ())
     }
 
     fn make_current(&self, path: &Path) -> Result<(), SnapshotError> {
@@ -270,6 +304,25 @@ fn create_new(path: &Path) -> Result<File, SnapshotError> {
         .create_new(true)
         .open(path)
         .map_err(io_at(path))
+}
+
+/// A pipe (reader, writer) with a buffer of 1 MiB where the kernel allows it, so the encoder and the
+/// sender trade parts rather than pages.
+fn pipe() -> std::io::Result<(File, File)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors on success; each is owned exactly once below.
+    let (reader, writer) = unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    };
+    // SAFETY: F_SETPIPE_SZ takes an int; on failure the pipe keeps its default size, which works.
+    unsafe {
+        libc::fcntl(fds[1], libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    Ok((File::from(reader), File::from(writer)))
 }
 
 /// Whether `file` is the file at `path`.
@@ -305,7 +358,18 @@ fn write_snapshot(
     capture: &Capture,
 ) -> std::io::Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, crate::writeback::Paced::new(file));
-    let store = capture.write_to(&mut w)?;
+    write_sections(&mut w, meta, members, alarms, capture)
+}
+
+/// The snapshot's bytes, in file order, to `w`.
+fn write_sections(
+    w: &mut impl Write,
+    meta: &SnapshotMeta<NodeId, PeerNode>,
+    members: BTreeMap<NodeId, MemberAttrs>,
+    alarms: Vec<(u64, i32)>,
+    capture: &Capture,
+) -> std::io::Result<()> {
+    let store = capture.write_to(w)?;
     let header = Header {
         meta: meta.clone(),
         members,
@@ -321,6 +385,26 @@ fn write_snapshot(
     w.write_all(&FORMAT.to_le_bytes())?;
     w.write_all(MAGIC)?;
     w.flush()
+}
+
+/// The header of the snapshot in `file`, which must be the snapshot `meta` describes.
+fn header_of(
+    file: &File,
+    path: &Path,
+    meta: &SnapshotMeta<NodeId, PeerNode>,
+) -> Result<Header, SnapshotError> {
+    let header = read_header(file, path)?;
+    if header.meta == *meta {
+        Ok(header)
+    } else {
+        Err(SnapshotError::Corrupt {
+            path: path.to_path_buf(),
+            msg: format!(
+                "it holds snapshot {} where {} was sent",
+                header.meta.snapshot_id, meta.snapshot_id
+            ),
+        })
+    }
 }
 
 fn read_header(file: &File, path: &Path) -> Result<Header, SnapshotError> {
@@ -466,6 +550,47 @@ mod tests {
         .unwrap();
         let err = dir.open().unwrap_err().to_string();
         assert!(err.contains("not a cairn snapshot"), "{err}");
+    }
+
+    #[test]
+    fn the_current_state_streamed_installs_like_a_saved_snapshot_and_a_cut_stream_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leader = SnapshotDir::new(tmp.path().join("leader")).unwrap();
+        let follower = SnapshotDir::new(tmp.path().join("follower")).unwrap();
+        let s = store();
+        let members = BTreeMap::from([(7, MemberAttrs::default())]);
+        let mut streamed = leader
+            .stream(meta("1-5-6", 5), members.clone(), vec![(7, 1)], s.capture())
+            .unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut streamed, &mut bytes).unwrap();
+        assert!(leader.open().unwrap().is_none(), "a stream is not saved");
+        // Cut short, it lacks the trailer: refused before any install.
+        let (mut file, path) = follower.receiving().unwrap();
+        file.write_all(&bytes[..bytes.len() - 1]).unwrap();
+        let err = follower
+            .check_received(&file, &path, &meta("1-5-6", 5))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailer"), "{err}");
+        // Whole, it is the snapshot a save of the same capture writes, and restores the store.
+        let (mut file, path) = follower.receiving().unwrap();
+        file.write_all(&bytes).unwrap();
+        follower
+            .check_received(&file, &path, &meta("1-5-6", 5))
+            .unwrap();
+        let opened = follower.install(&path, file, &meta("1-5-6", 5)).unwrap();
+        assert_eq!(opened.header.members, members);
+        let mut t = Store::new();
+        t.restore_from(Arc::new(opened.file), &opened.path, &opened.header.store)
+            .unwrap();
+        assert_eq!(t.hash_kv(0), s.hash_kv(0));
+        let mut saved = Vec::new();
+        let mut f = leader
+            .save(&meta("1-5-6", 5), members, vec![(7, 1)], &s.capture())
+            .unwrap();
+        std::io::Read::read_to_end(&mut f, &mut saved).unwrap();
+        assert_eq!(saved, bytes);
     }
 
     #[test]

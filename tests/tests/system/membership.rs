@@ -367,6 +367,64 @@ fn a_member_added_after_the_log_was_purged_catches_up_by_snapshot_and_serves_lin
 }
 
 #[test]
+fn a_member_added_after_much_log_since_the_last_snapshot_is_sent_the_current_state() {
+    // Snapshots at about entries 50 and 100, the log kept from 50 on: a joiner needs a snapshot. The
+    // 160 KiB written after the last one outweigh its values, so the leader streams its current state
+    // rather than that snapshot and the log after it (storage/state_machine.rs `worth_streaming`).
+    let mut c = partly_started(4, 3, &["--snapshot-count=50"]);
+    let live = [0, 1, 2];
+    let ctl = ctl_for(&c, &live);
+    for n in 0..110 {
+        let key = format!("old/{n:03}");
+        ok_retrying(&ctl, &["put", &key, &key]);
+    }
+    let big = "b".repeat(16 << 10);
+    for n in 0..10 {
+        ok_retrying(&ctl, &["put", &format!("big/{n}"), &big]);
+    }
+    let (_, initial) = must(member_add(&c, &live, 3, false));
+    must(c.start_member_with(3, &initial, "existing"));
+    must(c.wait_members_healthy(&[3], START_TIMEOUT));
+    ok_retrying(&ctl, &["put", "new/after-join", "yes"]);
+
+    let own = c.etcdctl_for(3);
+    let count = |prefix: &str| {
+        let out = ok_retrying(
+            &own,
+            &["get", "--prefix", prefix, "--keys-only", "-w", "json"],
+        );
+        let v: serde_json::Value = must(serde_json::from_str(&out).map_err(anyhow::Error::from));
+        v["count"].as_i64()
+    };
+    assert_eq!(count("old/"), Some(110));
+    assert_eq!(count("big/"), Some(10));
+    assert_eq!(
+        ok_retrying(&own, &["get", "big/9", "--print-value-only"]),
+        format!("{big}\n")
+    );
+    assert_eq!(
+        ok_retrying(&own, &["get", "new/after-join", "--print-value-only"]),
+        "yes\n"
+    );
+    if c.flavor == Flavor::Cairn {
+        let logs: Vec<String> = live
+            .iter()
+            .map(|&i| std::fs::read_to_string(&c.members[i].log).unwrap_or_default())
+            .collect();
+        assert!(
+            logs.iter()
+                .any(|l| l.contains("sending the current state rather than the saved snapshot")),
+            "no member streamed its current state"
+        );
+        let joiner = std::fs::read_to_string(&c.members[3].log).unwrap_or_default();
+        assert!(
+            joiner.contains("finished applying incoming snapshot at index"),
+            "{joiner}"
+        );
+    }
+}
+
+#[test]
 fn a_voter_is_refused_while_a_previously_added_one_has_not_started() {
     let c = partly_started(5, 3, &[]);
     let live = [0, 1, 2];

@@ -62,6 +62,11 @@ impl ValueRef {
     pub fn end(self) -> u64 {
         self.off + u64::from(self.len)
     }
+
+    /// Whether `next` starts where this value ends.
+    pub fn followed_by(self, next: ValueRef) -> bool {
+        self.end() == next.off
+    }
 }
 
 /// The files of a value log.
@@ -149,6 +154,16 @@ impl Layers {
     pub fn read_into(&self, r: ValueRef, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.resize(r.len(), 0);
         self.files.read_at(buf, r.off, self.written, &self.tail)
+    }
+
+    /// The bytes from the start of `first` to the end of `last` into `buf` (resized to fit): one
+    /// read for values stored one after the other.
+    pub fn read_span(&self, first: ValueRef, last: ValueRef, buf: &mut Vec<u8>) -> io::Result<()> {
+        let len = last.end().checked_sub(first.off).ok_or_else(|| {
+            io::Error::other(format!("a span from {} back to {}", first.off, last.end()))
+        })?;
+        buf.resize(len as usize, 0);
+        self.files.read_at(buf, first.off, self.written, &self.tail)
     }
 }
 
