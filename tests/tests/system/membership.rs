@@ -319,16 +319,30 @@ fn grow_3_to_5_and_shrink_back_removing_the_leader_while_writing_loses_no_acknow
     );
 }
 
+/// Put keys `old/000`, `old/001`, … (`n` of them), each holding its own name.
+fn put_old_keys(ctl: &Etcdctl, n: usize) {
+    for k in 0..n {
+        let key = format!("old/{k:03}");
+        ok_retrying(ctl, &["put", &key, &key]);
+    }
+}
+
+/// `etcdctl get --prefix PREFIX --keys-only -w json` through `ctl`, parsed.
+fn listing(ctl: &Etcdctl, prefix: &str) -> serde_json::Value {
+    let out = ok_retrying(
+        ctl,
+        &["get", "--prefix", prefix, "--keys-only", "-w", "json"],
+    );
+    must(serde_json::from_str(&out).map_err(anyhow::Error::from))
+}
+
 #[test]
 fn a_member_added_after_the_log_was_purged_catches_up_by_snapshot_and_serves_linearizable_reads() {
     // Snapshot every 20 entries (cairn then keeps only 20 behind it), so the log before the join is gone.
     let mut c = partly_started(4, 3, &["--snapshot-count=20"]);
     let live = [0, 1, 2];
     let ctl = ctl_for(&c, &live);
-    for n in 0..60 {
-        let key = format!("old/{n:03}");
-        ok_retrying(&ctl, &["put", &key, &key]);
-    }
+    put_old_keys(&ctl, 60);
     let t = Instant::now();
     let (_, initial) = must(member_add(&c, &live, 3, false));
     must(c.start_member_with(3, &initial, "existing"));
@@ -339,11 +353,7 @@ fn a_member_added_after_the_log_was_purged_catches_up_by_snapshot_and_serves_lin
     // Linearizable reads (etcdctl's default) served by the new member alone see the history it only got
     // through the snapshot and the write made after it joined.
     let own = c.etcdctl_for(3);
-    let old = ok_retrying(
-        &own,
-        &["get", "--prefix", "old/", "--keys-only", "-w", "json"],
-    );
-    let old: serde_json::Value = must(serde_json::from_str(&old).map_err(anyhow::Error::from));
+    let old = listing(&own, "old/");
     assert_eq!(old["count"].as_i64(), Some(60), "{old}");
     assert_eq!(
         ok_retrying(&own, &["get", "new/after-join", "--print-value-only"]),
@@ -374,10 +384,7 @@ fn a_member_added_after_much_log_since_the_last_snapshot_is_sent_the_current_sta
     let mut c = partly_started(4, 3, &["--snapshot-count=50"]);
     let live = [0, 1, 2];
     let ctl = ctl_for(&c, &live);
-    for n in 0..110 {
-        let key = format!("old/{n:03}");
-        ok_retrying(&ctl, &["put", &key, &key]);
-    }
+    put_old_keys(&ctl, 110);
     let big = "b".repeat(16 << 10);
     for n in 0..10 {
         ok_retrying(&ctl, &["put", &format!("big/{n}"), &big]);
@@ -388,16 +395,9 @@ fn a_member_added_after_much_log_since_the_last_snapshot_is_sent_the_current_sta
     ok_retrying(&ctl, &["put", "new/after-join", "yes"]);
 
     let own = c.etcdctl_for(3);
-    let count = |prefix: &str| {
-        let out = ok_retrying(
-            &own,
-            &["get", "--prefix", prefix, "--keys-only", "-w", "json"],
-        );
-        let v: serde_json::Value = must(serde_json::from_str(&out).map_err(anyhow::Error::from));
-        v["count"].as_i64()
-    };
-    assert_eq!(count("old/"), Some(110));
-    assert_eq!(count("big/"), Some(10));
+    let (old, big_keys) = (listing(&own, "old/"), listing(&own, "big/"));
+    assert_eq!(old["count"].as_i64(), Some(110), "{old}");
+    assert_eq!(big_keys["count"].as_i64(), Some(10), "{big_keys}");
     assert_eq!(
         ok_retrying(&own, &["get", "big/9", "--print-value-only"]),
         format!("{big}\n")

@@ -152,8 +152,7 @@ pub struct Layers {
 impl Layers {
     /// The bytes at `r` into `buf` (resized to fit).
     pub fn read_into(&self, r: ValueRef, buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.resize(r.len(), 0);
-        self.files.read_at(buf, r.off, self.written, &self.tail)
+        self.read_span(r, r, buf)
     }
 
     /// The bytes from the start of `first` to the end of `last` into `buf` (resized to fit): one
