@@ -252,13 +252,17 @@ impl App {
     /// messages with "the member has been permanently removed".
     pub async fn removed(&self) {
         let me = self.inner.id;
-        let mut rx = self.inner.raft.metrics();
+        // The server metrics change with the vote, role, leader or membership only; the full metrics
+        // are sent at every turn of openraft's loop, several times per write, and each woke this.
+        // The applied index is watched only while a removed leader waits to apply its removal.
+        let mut server = self.inner.raft.server_metrics();
+        let mut data = self.inner.raft.data_metrics();
         let mut was_member = false;
         let mut apply_before_leaving: Option<u64> = None;
         let mut last_asked: Option<tokio::time::Instant> = None;
         loop {
-            let (member, leader, applied, change, others) = {
-                let m = rx.borrow_and_update();
+            let (member, leader, change, others) = {
+                let m = server.borrow_and_update();
                 let cfg = m.membership_config.membership();
                 let others: Vec<(NodeId, PeerNode)> = cfg
                     .nodes()
@@ -268,7 +272,6 @@ impl App {
                 (
                     cfg.get_node(&me).is_some(),
                     m.current_leader,
-                    m.last_applied.map(|l| l.index),
                     m.membership_config
                         .log_id()
                         .map(|l| l.index)
@@ -291,13 +294,20 @@ impl App {
                 if leader == Some(me) && apply_before_leaving.is_none() {
                     apply_before_leaving = Some(change);
                 }
+                let applied = data.borrow_and_update().last_applied.map(|l| l.index);
                 match apply_before_leaving {
                     Some(index) if applied < Some(index) => {}
                     _ => return,
                 }
             }
+            let waiting_to_apply = apply_before_leaving.is_some() && !member;
             tokio::select! {
-                changed = rx.changed() => {
+                changed = server.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                changed = data.changed(), if waiting_to_apply => {
                     if changed.is_err() {
                         return std::future::pending().await;
                     }

@@ -265,14 +265,14 @@ impl App {
     /// that; the member must exit so that its supervisor starts it again from its data dir once the
     /// fault is cleared (the unit has Restart=on-failure; etcd exits on such errors too).
     pub async fn raft_stopped(&self) -> String {
-        let mut rx = self.inner.raft.metrics();
-        loop {
-            if let Err(fatal) = &rx.borrow_and_update().running_state {
-                return fatal.to_string();
-            }
-            if rx.changed().await.is_err() {
-                return "the Raft core ended".into();
-            }
+        // openraft sets `running_state` only as its core ends, and the core owns the server metrics'
+        // sender: waiting for that channel to close wakes this once, where the full metrics (sent at
+        // every turn of the core's loop) woke it several times per write.
+        let mut rx = self.inner.raft.server_metrics();
+        while rx.changed().await.is_ok() {}
+        match &self.inner.raft.metrics().borrow().running_state {
+            Err(fatal) => fatal.to_string(),
+            Ok(()) => "the Raft core ended".into(),
         }
     }
 

@@ -41,6 +41,9 @@ pub struct Flushed {
 /// How far the log is durable; waits for it to get further.
 pub struct Durability {
     state: watch::Sender<Flushed>,
+    /// The failure alone: [`Durability::failure`]'s waiter (the member's main loop) is woken by it
+    /// only, not at every fsync as a subscriber of `state` is.
+    failure: watch::Sender<Option<String>>,
 }
 
 impl Durability {
@@ -51,6 +54,7 @@ impl Durability {
                 last,
                 failed: None,
             }),
+            failure: watch::Sender::new(None),
         }
     }
 
@@ -89,9 +93,9 @@ impl Durability {
 
     /// Resolves with the reason once a write has failed.
     pub async fn failure(&self) -> String {
-        let mut rx = self.state.subscribe();
-        let why = match rx.wait_for(|f| f.failed.is_some()).await {
-            Ok(f) => f.failed.clone().unwrap_or_default(),
+        let mut rx = self.failure.subscribe();
+        let why = match rx.wait_for(|f| f.is_some()).await {
+            Ok(f) => f.clone().unwrap_or_default(),
             Err(_) => "the log writer has stopped".into(),
         };
         why
@@ -250,6 +254,15 @@ impl Thread {
                 f.failed = failed.clone();
             }
         });
+        if let Some(why) = &failed {
+            self.durability.failure.send_if_modified(|f| {
+                let first = f.is_none();
+                if first {
+                    *f = Some(why.clone());
+                }
+                first
+            });
+        }
         for done in dones {
             let _ = done.send(match &failed {
                 Some(why) => Err(why.clone()),
