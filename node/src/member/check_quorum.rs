@@ -6,8 +6,10 @@
 //! and takes it up again as soon as a quorum answers.
 //!
 //! openraft reports the time since the last quorum acknowledgement in each metrics update; the
-//! member's leader watch records, for every update, the instant that acknowledgement happened, so an
-//! update that comes late (a busy core) is never taken for a fresh acknowledgement.
+//! member's leader watch turns the newest update into the instant that acknowledgement happened, so
+//! an update that comes late (a busy core) is never taken for a fresh acknowledgement. The watch
+//! looks at most every 20 ms (member/start.rs `leader_watch_pause`), so an instant may be up to that
+//! much younger than the acknowledgement was.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -216,10 +216,16 @@ impl App {
 
     /// Log leader changes like etcd ("elected leader X at term T" / "lost leader") and count them
     /// (`etcd_server_leader_changes_seen_total`: a different leader than the last one known). It also
-    /// feeds check-quorum every metrics update as it arrives (openraft sends one per tick at least).
+    /// feeds check-quorum the newest metrics update (openraft sends one per tick at least).
+    ///
+    /// openraft sends its metrics at every turn of its loop, several times per write; woken by each,
+    /// this task cost a thread wake-up per send. It sleeps [`leader_watch_pause`] after each wake
+    /// instead, then takes the newest update: one sent during the pause, so check-quorum takes its
+    /// acknowledgement for at most that much younger than it is.
     fn spawn_leader_watch(&self) {
         let mut rx = self.inner.raft.metrics();
         let me = self.inner.id;
+        let pause = leader_watch_pause(self.inner.election_timeout);
         let app = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut last: Option<u64> = None;
@@ -256,6 +262,7 @@ impl App {
                 if rx.changed().await.is_err() {
                     return;
                 }
+                tokio::time::sleep(pause).await;
             }
         });
     }
@@ -314,4 +321,10 @@ impl App {
             tracing::warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// How long the leader watch lets metrics updates gather: a fiftieth of the election timeout, at
+/// most 20 ms (a leader cut off from its quorum steps down that much later).
+fn leader_watch_pause(election_timeout: Duration) -> Duration {
+    (election_timeout / 50).min(Duration::from_millis(20))
 }
