@@ -315,8 +315,20 @@ fn check_perf(etcdctl: &Path, sut: &Sut, load: &str) -> String {
 }
 
 /// Drops `check perf`'s progress-bar frames ("12 / 60  20.00% 00m48s"), keeping its verdict lines.
+/// The bar and the verdict share stdout, and the bar's last frame ends its line only when its own
+/// 60 s timer runs out: a server that finishes the run's clean-up delete first gets its first verdict
+/// line printed right after a frame, so every verdict starts a line of its own before frames go.
 fn without_progress_bar(text: &str) -> String {
     let bar = |l: &str| l.contains(" / 60") && l.contains('%');
+    let mut text = text.to_string();
+    for verdict in [
+        "PASS",
+        "FAIL",
+        "Slowest request took too long",
+        "Stddev too high",
+    ] {
+        text = text.replace(verdict, &format!("\n{verdict}"));
+    }
     let lines: Vec<&str> = text
         .split(['\n', '\r'])
         .map(str::trim)
@@ -335,6 +347,15 @@ mod tests {
         assert_eq!(
             super::without_progress_bar(raw),
             "PASS: Throughput is 150 writes/s\nPASS"
+        );
+    }
+
+    #[test]
+    fn a_verdict_printed_on_the_bars_last_frame_is_kept() {
+        let raw = " 0 / 60    0.00% 59 / 60   98.33% 00m01sPASS: Throughput is 151 writes/s\nPASS: Slowest request took 0.017586s\nPASS: Stddev is 0.000492s\nPASS\n\r60 / 60  100.00% 1m0s\n";
+        assert_eq!(
+            super::without_progress_bar(raw),
+            "PASS: Throughput is 151 writes/s\nPASS: Slowest request took 0.017586s\nPASS: Stddev is 0.000492s\nPASS"
         );
     }
 
