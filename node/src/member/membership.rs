@@ -300,7 +300,8 @@ impl App {
                     _ => return,
                 }
             }
-            let waiting_to_apply = apply_before_leaving.is_some() && !member;
+            // Set only once this member is out of the membership (it is reset while a member).
+            let waiting_to_apply = apply_before_leaving.is_some();
             tokio::select! {
                 changed = server.changed() => {
                     if changed.is_err() {
