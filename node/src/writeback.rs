@@ -5,9 +5,16 @@
 //! Why: left to the kernel, a 1 GiB copy piles up dirty pages that are written back all at once, and
 //! the WAL's fdatasync (every acknowledged write) then queues behind that flood; puts stalled for
 //! hundreds of ms while a snapshot or a rewrite was written. The wait falls on the background writer.
+//!
+//! Freeing is paced too ([`free_gradually`]): the last close of a deleted 1 GiB file frees all its
+//! blocks in one journal commit (with `-o discard`, one discard of all of them), and every fdatasync
+//! on the file system waits for that commit. Measured here: unlinking 1 GiB took 0.56 s and held 4-byte
+//! fdatasyncs of another file for up to 166 ms; truncated 8 MiB at a time, at most 19 ms.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
 
 /// Lower the calling thread's CPU priority (nice 10) for background work (a snapshot, a rewrite, a
 /// check): on a busy machine it then yields to applying and serving, and takes longer itself.
@@ -43,6 +50,107 @@ pub async fn in_background<T: Send + 'static>(
 
 /// Bytes per window.
 const WINDOW: u64 = 8 << 20;
+
+/// Bytes freed at a time by [`free_gradually`], and the pause after each.
+const FREE_STEP: u64 = 8 << 20;
+const FREE_PAUSE: Duration = Duration::from_millis(5);
+/// How often a file waiting to be freed looks whether it is the last handle on its data.
+const FREE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Free the blocks of the deleted file `file` a few MiB at a time, on a thread of its own, once no
+/// other descriptor of this process refers to it (readers may still hold one: truncating under them
+/// would take their data). A file that is still linked somewhere is just closed.
+pub fn free_gradually(file: File) {
+    static REAPER: Mutex<Option<mpsc::Sender<File>>> = Mutex::new(None);
+    let mut reaper = REAPER.lock().unwrap_or_else(|p| p.into_inner());
+    let file = match reaper.as_ref() {
+        None => file,
+        Some(tx) => match tx.send(file) {
+            Ok(()) => return,
+            Err(mpsc::SendError(f)) => f,
+        },
+    };
+    let (tx, rx) = mpsc::channel();
+    let started = std::thread::Builder::new()
+        .name("file-free".into())
+        .spawn(move || {
+            background_priority();
+            reap(rx)
+        });
+    match started {
+        Ok(_) => {
+            let _ = tx.send(file);
+            *reaper = Some(tx);
+        }
+        // Closed here: freed at once, as without pacing.
+        Err(e) => tracing::warn!("freeing a deleted file at once: {e}"),
+    }
+}
+
+fn reap(rx: mpsc::Receiver<File>) {
+    let mut waiting: Vec<File> = Vec::new();
+    loop {
+        let next = if waiting.is_empty() {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(FREE_RECHECK)
+        };
+        match next {
+            Ok(f) => {
+                let id = inode(&f);
+                // Two handles on one file would wait for each other.
+                if id.is_some() && !waiting.iter().any(|w| inode(w) == id) {
+                    waiting.push(f);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) if waiting.is_empty() => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(FREE_RECHECK),
+        }
+        waiting.retain(|f| !try_free(f));
+    }
+}
+
+/// The device and inode of `f`.
+fn inode(f: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Free `f` if it is deleted and no other descriptor of this process refers to it; whether it is
+/// done with (freed, or not ours to free).
+fn try_free(f: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = f.metadata() else {
+        return true;
+    };
+    if meta.nlink() > 0 {
+        return true;
+    }
+    let me = (meta.dev(), meta.ino());
+    let own = f.as_raw_fd().to_string();
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        // Cannot tell whether others read it: leave it to the last close.
+        return true;
+    };
+    let shared = fds.flatten().any(|e| {
+        e.file_name() != own.as_str()
+            && std::fs::metadata(e.path()).is_ok_and(|m| (m.dev(), m.ino()) == me)
+    });
+    if shared {
+        return false;
+    }
+    let mut len = meta.len();
+    while len > 0 {
+        len = len.saturating_sub(FREE_STEP);
+        if let Err(e) = f.set_len(len) {
+            tracing::debug!("freeing a deleted file: {e}");
+            return true;
+        }
+        std::thread::sleep(FREE_PAUSE);
+    }
+    true
+}
 
 /// Tracks how far a file was written and pushes it to the disk a window at a time.
 #[derive(Debug, Default)]
@@ -122,6 +230,27 @@ impl std::io::Write for Paced<'_> {
 mod tests {
     use super::*;
     use std::io::{Read, Seek, SeekFrom, Write};
+
+    #[test]
+    fn a_deleted_file_is_freed_only_once_no_other_descriptor_reads_it() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&vec![7u8; 20 << 20]).unwrap();
+        let last = f.try_clone().unwrap();
+        assert!(!try_free(&last), "another descriptor still reads it");
+        assert_eq!(last.metadata().unwrap().len(), 20 << 20);
+        drop(f);
+        assert!(try_free(&last));
+        assert_eq!(last.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_file_still_linked_is_left_whole() {
+        let mut named = tempfile::NamedTempFile::new().unwrap();
+        named.write_all(&[1u8; 4096]).unwrap();
+        let f = named.reopen().unwrap();
+        assert!(try_free(&f));
+        assert_eq!(std::fs::metadata(named.path()).unwrap().len(), 4096);
+    }
 
     #[test]
     fn paced_writes_land_whole_and_in_order() {

@@ -136,6 +136,11 @@ impl Keyspace {
         self.values.live_bytes()
     }
 
+    /// Whether a value-file rewrite is under way.
+    pub fn value_rewrite_running(&self) -> bool {
+        self.values.rewrite_running()
+    }
+
     /// The first I/O error of the value file: the member must stop applying.
     pub fn failure(&self) -> Option<&str> {
         self.values.failure()

@@ -124,6 +124,11 @@ impl Store {
         self.state.keys.live_value_bytes()
     }
 
+    /// Whether a value-file rewrite started by a compaction is under way (its file not yet used).
+    pub fn value_rewrite_running(&self) -> bool {
+        self.state.keys.value_rewrite_running()
+    }
+
     /// Wait for a value-file rewrite started by a compaction, and use its file.
     #[cfg(test)]
     pub fn finish_value_rewrite(&mut self) {

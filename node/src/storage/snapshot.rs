@@ -278,7 +278,13 @@ impl SnapshotDir {
     }
 
     fn make_current(&self, path: &Path) -> Result<(), SnapshotError> {
+        // Held across the rename, so that the replaced snapshot's blocks are freed a piece at a time
+        // rather than all at once by the rename (see `writeback::free_gradually`).
+        let replaced = File::open(self.current()).ok();
         fs::rename(path, self.current()).map_err(io_at(&self.current()))?;
+        if let Some(f) = replaced {
+            crate::writeback::free_gradually(f);
+        }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_at(&self.dir))

@@ -327,6 +327,11 @@ impl ValueLog {
         }
     }
 
+    /// Whether a rewrite was started and its file is not used yet.
+    pub fn rewrite_running(&self) -> bool {
+        self.rewrite.is_some()
+    }
+
     /// Whether a rewrite has finished copying, so that [`ValueLog::swap_rewritten`] will not wait.
     pub fn rewrite_ready(&self) -> bool {
         self.rewrite.as_ref().is_some_and(Rewrite::is_finished)
@@ -502,10 +507,17 @@ impl ValueLog {
 }
 
 /// Drop `old` on a thread of its own: closing an unlinked file frees all its blocks, which took
-/// hundreds of ms for 750 MiB, and apply must not wait for it.
+/// hundreds of ms for 750 MiB, and apply must not wait for it. Its deleted files are then freed a
+/// piece at a time once the last reader lets go (see [`crate::writeback::free_gradually`]).
 fn drop_elsewhere(old: ValueLog) {
     if old.files.file.is_none() && old.files.base.is_none() {
         return;
+    }
+    for f in [&old.files.file, &old.files.base].into_iter().flatten() {
+        match f.try_clone() {
+            Ok(f) => crate::writeback::free_gradually(f),
+            Err(e) => tracing::debug!("the old value file is freed at its last close: {e}"),
+        }
     }
     let dropped = std::thread::Builder::new()
         .name("value-file-drop".into())
