@@ -18,6 +18,7 @@ pub mod pki;
 pub mod ports;
 pub mod provision;
 pub mod release;
+pub mod slow_disk;
 pub mod spec_fuzz;
 pub mod srv_cluster;
 pub mod srv_etcdctl;

@@ -211,6 +211,13 @@ impl PeerChannels {
         self
     }
 
+    /// How long a sent AppendEntries may wait for its answer (raft/network.rs): as long as a dial
+    /// may take, one second plus the election timeout; an answer later than that cannot keep this
+    /// leader's quorum anyway.
+    pub fn answer_patience(&self) -> Duration {
+        self.dial_timeout
+    }
+
     /// This cluster's ID (sent in every peer call).
     pub fn cluster_id(&self) -> u64 {
         self.cluster_id

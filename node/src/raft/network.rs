@@ -1,6 +1,18 @@
 //! openraft's network over the peer port: AppendEntries and Vote as frame calls (raft/frames.rs),
 //! each carrying MessagePack and our cluster ID, and whole snapshots as one gRPC stream
 //! (raft/snapshot_send.rs); unreachable peers are logged once.
+//!
+//! An AppendEntries outlives openraft's wait for it. openraft 0.9 gives each one the heartbeat
+//! interval (100 ms by default), drops a later answer and sends the entries again; a follower answers
+//! only once they are fsynced, so a follower whose fsync took longer than that (a busy or throttled
+//! disk) was never heard from: nothing committed, the leader lost its quorum (check-quorum) and the
+//! next leader fared no better. etcd's streams have no such deadline: a slow disk only slows it. Here
+//! the call goes on for [`PeerChannels::answer_patience`], and openraft's next AppendEntries of the
+//! same leader from the same point waits for that answer instead of sending anything: when it comes,
+//! what the follower matched is reported against the newer request (see [`claim`]). openraft dates
+//! that acknowledgement at the newer request's sending, later than the follower's answer may have
+//! been made; it uses the date only for the time since a quorum acknowledged the leader, which
+//! check-quorum (member/check_quorum.rs) may so see up to [`PeerChannels::answer_patience`] late.
 
 use std::time::Duration;
 
@@ -13,9 +25,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{Snapshot, Vote};
+use openraft::{LogId, Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 
 use crate::codec::{decode, encode};
 use crate::raft::channels::FrameError;
@@ -29,18 +43,68 @@ impl RaftNetworkFactory<TypeConfig> for PeerChannels {
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerConnection {
         PeerConnection {
-            target,
-            node: node.clone(),
-            peers: self.clone(),
+            peer: Peer {
+                target,
+                node: node.clone(),
+                peers: self.clone(),
+            },
+            sent: None,
         }
     }
 }
 
 /// openraft's view of one member.
 pub struct PeerConnection {
+    peer: Peer,
+    /// The last AppendEntries sent, until its answer has been reported to openraft.
+    sent: Option<SentAppend>,
+}
+
+/// Where one member is and how to reach it.
+#[derive(Clone)]
+struct Peer {
     target: NodeId,
     node: PeerNode,
     peers: PeerChannels,
+}
+
+type AppendResult = RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible>;
+
+/// An AppendEntries on its way, or its answer not yet reported in full.
+struct SentAppend {
+    vote: Vote<NodeId>,
+    prev: Option<LogId<NodeId>>,
+    /// Its last entry's ID (`prev` for a heartbeat).
+    last: Option<LogId<NodeId>>,
+    answer: Answer,
+}
+
+enum Answer {
+    /// The call itself, polled by each request that waits for it: between requests the answer
+    /// waits in the socket (a task of its own would cost every AppendEntries a hand-off). In a
+    /// mutex only because openraft wants the connection `Sync`; it is never contended.
+    Awaited(std::sync::Mutex<Pin<Box<dyn Future<Output = AppendResult> + Send>>>),
+    /// The follower matched up to here; a newer request reaching past it has not asked yet.
+    Matched(Option<LogId<NodeId>>),
+}
+
+/// What a follower that `matched` the log up to there, answering an AppendEntries, tells a newer
+/// request of the same leader from the same point whose last entry is `last`; and whether `matched`
+/// reaches past `last`, so that a later request can still learn more from it.
+fn claim(
+    matched: Option<LogId<NodeId>>,
+    last: &Option<LogId<NodeId>>,
+) -> (AppendEntriesResponse<NodeId>, bool) {
+    let matched_index = matched.map(|l| l.index);
+    let last_index = last.map(|l| l.index);
+    if matched_index >= last_index {
+        // One leader's log holds the same entry at each index, so the newer request's entries up
+        // to `last` are among those matched.
+        (AppendEntriesResponse::Success, matched_index > last_index)
+    } else {
+        // At or past the request's start: the follower answered a request from the same point.
+        (AppendEntriesResponse::PartialSuccess(matched), false)
+    }
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>>>;
@@ -49,14 +113,14 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, PeerNode, RaftError<NodeId, E>
 #[error("{0}")]
 struct Msg(String);
 
-impl PeerConnection {
+impl Peer {
     /// One RPC, logging when the peer becomes unreachable or active again (etcd's "peer … became
     /// inactive/active" lines).
     async fn call<Req, Resp, E>(
-        &mut self,
+        &self,
         method: Method,
         req: &Req,
-        option: &RPCOption,
+        ttl: Duration,
     ) -> RpcResult<Resp, E>
     where
         Req: Serialize,
@@ -64,7 +128,7 @@ impl PeerConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let mut why = None;
-        let res = self.call_once(method, req, option, &mut why).await;
+        let res = self.call_once(method, req, ttl, &mut why).await;
         self.record(why);
         res
     }
@@ -97,7 +161,7 @@ impl PeerConnection {
         &self,
         method: Method,
         req: &Req,
-        option: &RPCOption,
+        ttl: Duration,
         why: &mut Option<String>,
     ) -> RpcResult<Resp, E>
     where
@@ -114,7 +178,7 @@ impl PeerConnection {
         let sent = payload.len();
         let reply = match self
             .peers
-            .frame_call(self.target, &self.node, method, &payload, option.hard_ttl())
+            .frame_call(self.target, &self.node, method, &payload, ttl)
             .await
         {
             Ok(Ok(reply)) => reply,
@@ -153,12 +217,65 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        if let Some(ceiling) = &self.peers.commit_ceiling {
+        if let Some(ceiling) = &self.peer.peers.commit_ceiling {
             // Our own copy may not be on disk yet (storage/log.rs): a commit index past it could let
             // a follower apply an entry that a crash of this member takes from the majority.
             rpc.leader_commit = ceiling.cap(rpc.leader_commit);
         }
-        self.call(Method::Append, &rpc, &option).await
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        let joins = self
+            .sent
+            .as_ref()
+            .is_some_and(|s| s.vote == rpc.vote && s.prev == rpc.prev_log_id);
+        if !joins {
+            // A request from elsewhere (a new leader term, a conflict, a snapshot) replaces the one
+            // on its way, whose answer no longer fits; it may still reach the follower, like any
+            // late message, and Raft's checks there make it harmless.
+            let peer = self.peer.clone();
+            let patience = peer.peers.answer_patience();
+            let (vote, prev) = (rpc.vote, rpc.prev_log_id);
+            let call = async move { peer.call(Method::Append, &rpc, patience).await };
+            self.sent = Some(SentAppend {
+                vote,
+                prev,
+                last,
+                answer: Answer::Awaited(std::sync::Mutex::new(Box::pin(call))),
+            });
+        }
+        let Some(sent) = self.sent.as_mut() else {
+            unreachable!("set above");
+        };
+        let got = match &mut sent.answer {
+            Answer::Matched(m) => Ok(*m),
+            // Before openraft's own deadline (the hard TTL), so that the wait ends here.
+            Answer::Awaited(call) => {
+                let call = call.get_mut().unwrap_or_else(|p| p.into_inner());
+                match tokio::time::timeout(option.soft_ttl(), call).await {
+                    Err(_) => {
+                        let msg = Msg("peer RPC timed out; its answer is still awaited".into());
+                        return Err(RPCError::Network(NetworkError::new(&msg)));
+                    }
+                    Ok(Ok(AppendEntriesResponse::Success)) => Ok(sent.last),
+                    Ok(Ok(AppendEntriesResponse::PartialSuccess(m))) => Ok(m),
+                    // A refusal (a conflict at `prev`, a higher vote) or an error: the same for
+                    // the newer request, which starts at the same point.
+                    Ok(other) => Err(other),
+                }
+            }
+        };
+        let matched = match got {
+            Ok(m) => m,
+            Err(res) => {
+                self.sent = None;
+                return res;
+            }
+        };
+        let (answer, more) = claim(matched, &last);
+        match self.sent.as_mut() {
+            Some(sent) if more => sent.answer = Answer::Matched(matched),
+            _ => self.sent = None,
+        }
+        Ok(answer)
     }
 
     /// Never called: `full_snapshot` streams the whole snapshot instead of openraft's chunks.
@@ -178,9 +295,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, SendError> {
-        let (peers, target, node) = (&self.peers, self.target, &self.node);
-        let res = snapshot_send::send(peers, target, node, vote, snapshot, cancel, &option).await;
-        self.record(match &res {
+        let p = &self.peer;
+        let res =
+            snapshot_send::send(&p.peers, p.target, &p.node, vote, snapshot, cancel, &option).await;
+        p.record(match &res {
             Err(StreamingError::Unreachable(e)) => Some(e.to_string()),
             Err(StreamingError::Network(e)) => Some(e.to_string()),
             _ => None,
@@ -193,6 +311,46 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Method::Vote, &rpc, &option).await
+        self.peer.call(Method::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(term: u64, index: u64) -> Option<LogId<NodeId>> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(term, 1), index))
+    }
+
+    #[test]
+    fn an_answer_reaching_past_the_newer_request_is_a_success_and_is_kept() {
+        // A heartbeat from index 10 joins entries 11..=20 on their way: matched 20.
+        assert_eq!(
+            claim(id(2, 20), &id(2, 10)),
+            (AppendEntriesResponse::Success, true)
+        );
+        assert_eq!(
+            claim(id(2, 20), &id(2, 20)),
+            (AppendEntriesResponse::Success, false)
+        );
+    }
+
+    #[test]
+    fn an_answer_short_of_the_newer_request_is_a_partial_success() {
+        // Entries 11..=20 answered; the newer request carries 11..=25.
+        assert_eq!(
+            claim(id(2, 20), &id(2, 25)),
+            (AppendEntriesResponse::PartialSuccess(id(2, 20)), false)
+        );
+        // Nothing matched past the start (a follower that had less): the start itself.
+        assert_eq!(
+            claim(id(2, 10), &id(2, 25)),
+            (AppendEntriesResponse::PartialSuccess(id(2, 10)), false)
+        );
+        assert_eq!(
+            claim(None, &id(2, 3)),
+            (AppendEntriesResponse::PartialSuccess(None), false)
+        );
     }
 }

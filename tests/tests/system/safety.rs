@@ -9,6 +9,7 @@ use cairn_tests::base64::decode_str;
 use cairn_tests::cluster::{Cluster, Flavor, START_TIMEOUT};
 use cairn_tests::fixture::{must, three_members as cluster};
 use cairn_tests::pause::Paused;
+use cairn_tests::slow_disk::SlowDisk;
 use cairn_tests::wait::wait_for;
 use cairn_tests::{grpc, https, tmpfs};
 
@@ -738,4 +739,113 @@ fn keep_alives_through_a_follower_while_the_leader_is_down_get_etcds_answers() {
     let alone = must(rt.block_on(fresh_keep_alive(&c, f, id)));
     eprintln!("{:?}: no quorum: keep-alive {alone:?}", c.flavor);
     assert!(alone.is_err() && etcd_answer(&alone), "{alone:?}");
+}
+
+/// Puts through member `via` from `clients` clients at once, each one after the other for `span`,
+/// each given `each` to be answered: the time each acknowledged one took, and what the others failed
+/// with.
+async fn timed_puts(
+    c: &Cluster,
+    via: usize,
+    clients: usize,
+    span: Duration,
+    each: Duration,
+) -> Result<(Vec<Duration>, Vec<String>)> {
+    let end = Instant::now() + span;
+    let mut tasks = Vec::new();
+    for n in 0..clients {
+        let mut client = grpc::connect(&c.pki, &c.members[via].client_url).await?;
+        tasks.push(tokio::spawn(async move {
+            let (mut took, mut failed) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while Instant::now() < end {
+                let key = format!("slow-follower/{n}/{i:05}");
+                i += 1;
+                let t = Instant::now();
+                match tokio::time::timeout(each, client.put(key.as_str(), "v", None)).await {
+                    Ok(Ok(_)) => took.push(t.elapsed()),
+                    Ok(Err(e)) => failed.push(format!("{key}: {e}")),
+                    Err(_) => failed.push(format!("{key}: no answer within {each:?}")),
+                }
+            }
+            (took, failed)
+        }));
+    }
+    let (mut took, mut failed) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (a, b) = t.await?;
+        took.extend(a);
+        failed.extend(b);
+    }
+    Ok((took, failed))
+}
+
+/// The Raft term member `i` reports.
+fn raft_term(c: &Cluster, i: usize) -> Result<u64> {
+    let status = c
+        .etcdctl_for(i)
+        .json(&["endpoint", "status", "-w", "json"])?;
+    status[0]["Status"]["raftTerm"]
+        .as_u64()
+        .with_context(|| format!("no raftTerm in {status}"))
+}
+
+#[test]
+fn followers_whose_fsync_outlasts_the_heartbeat_interval_slow_writes_down_without_losing_the_leader(
+) {
+    let c = cluster();
+    let li = leader_index(&c);
+    let term = must(raft_term(&c, li));
+    let followers: Vec<u32> = (0..c.members.len())
+        .filter(|&i| i != li)
+        .filter_map(|i| c.members[i].pid())
+        .collect();
+    // A WAL append and its fdatasync (a few writes) then take a few hundred ms: longer than the
+    // 100 ms heartbeat interval, shorter than the 1 s election timeout.
+    const IOPS: u32 = 20;
+    let slow: Vec<SlowDisk> = followers
+        .iter()
+        .map(|&p| must(SlowDisk::throttle(&[p], &c.members[li].data_dir, IOPS)))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    // Several clients, so that new entries keep coming: each resend of unanswered entries then
+    // carries more, which the follower answers only after another slow fsync.
+    let (took, failed) = must(rt.block_on(timed_puts(
+        &c,
+        li,
+        32,
+        Duration::from_secs(8),
+        Duration::from_secs(5),
+    )));
+    drop(slow);
+    let mut sorted = took.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    eprintln!(
+        "{:?}: {} puts acknowledged, median {median:?}, slowest {:?}; {} failed: {:?}",
+        c.flavor,
+        took.len(),
+        sorted.last(),
+        failed.len(),
+        failed.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} puts failed while the followers' disk was slow, first: {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        c.logs()
+    );
+    // Otherwise the throttle did not bite and this test proved nothing.
+    assert!(
+        median > Duration::from_millis(100),
+        "median put {median:?}: the followers' fsyncs were not slower than the heartbeat interval"
+    );
+    let now = must(raft_term(&c, li));
+    assert_eq!(
+        (term, li),
+        (now, leader_index(&c)),
+        "the leader changed (term, member) while its followers were slow\n{}",
+        c.logs()
+    );
 }
