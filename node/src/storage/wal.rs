@@ -504,6 +504,10 @@ impl Wal {
         for seq in doomed {
             if let Some(s) = self.segments.remove(&seq) {
                 std::fs::remove_file(&s.path).map_err(io(&s.path))?;
+                // Unlinked while open, so the blocks are freed later, a piece at a time: openraft's
+                // core awaits a purge, and a snapshot at 1 GiB purged ~2 GB of segments, whose
+                // freeing held the leader's heartbeats past the election timeout.
+                crate::writeback::free_gradually(s.file);
             }
         }
         sync_dir(&self.dir)
