@@ -35,13 +35,6 @@ pub(super) struct Copied {
     pub caught_up: Option<(u64, u64)>,
 }
 
-/// The new place of the value that was at `old`, if the rewrite that made `moved` copied it.
-pub(super) fn moved_ref(moved: &[(u64, ValueRef)], old: ValueRef) -> Option<ValueRef> {
-    let i = moved.binary_search_by_key(&old.off, |(o, _)| *o).ok()?;
-    let (_, new) = moved[i];
-    (new.len == old.len).then_some(new)
-}
-
 /// A rewrite under way.
 pub(super) struct Rewrite {
     /// Bytes of the old file the copy covers: values at or past this offset were appended after the
