@@ -231,20 +231,21 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
             // A request from elsewhere (a new leader term, a conflict, a snapshot) replaces the one
             // on its way, whose answer no longer fits; it may still reach the follower, like any
             // late message, and Raft's checks there make it harmless.
-            let peer = self.peer.clone();
+            self.sent = None;
+        }
+        let peer = &self.peer;
+        let sent = self.sent.get_or_insert_with(|| {
+            let peer = peer.clone();
             let patience = peer.peers.answer_patience();
             let (vote, prev) = (rpc.vote, rpc.prev_log_id);
             let call = async move { peer.call(Method::Append, &rpc, patience).await };
-            self.sent = Some(SentAppend {
+            SentAppend {
                 vote,
                 prev,
                 last,
                 answer: Answer::Awaited(std::sync::Mutex::new(Box::pin(call))),
-            });
-        }
-        let Some(sent) = self.sent.as_mut() else {
-            unreachable!("set above");
-        };
+            }
+        });
         let got = match &mut sent.answer {
             Answer::Matched(m) => Ok(*m),
             // Before openraft's own deadline (the hard TTL), so that the wait ends here.
