@@ -153,6 +153,9 @@ impl PbKvService for KvService {
         let (mut resp, rev): (PbCompactionResponse, _) = self
             .write(Command::Compact(req.encode_to_vec()), size)
             .await?;
+        if req.physical {
+            self.app.compactions_carried_out().await;
+        }
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }

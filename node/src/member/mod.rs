@@ -4,6 +4,7 @@
 mod alarm;
 mod auto_compact;
 mod check_quorum;
+mod compactor;
 mod error;
 mod forward;
 mod join;

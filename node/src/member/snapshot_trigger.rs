@@ -21,8 +21,9 @@
 //! hold: a compaction lowers the live values, and so the bar, for every member at once, and a 1 GiB
 //! run saw all three snapshot within half a second again.
 //!
-//! A member also waits while it rewrites its value file after a compaction (unless its log reaches
-//! three times the bar): both write out the live values, and not at the same moment.
+//! A member also waits while it carries out a compaction and rewrites its value file after it
+//! (unless its log reaches three times the bar): both write out the live values, and not at the
+//! same moment.
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -89,7 +90,8 @@ async fn watch(me: Weak<Inner>) {
         let applied = app.inner.shared.applied_since_snapshot();
         let (live, rewriting) = {
             let store = app.store().read();
-            (store.live_value_bytes(), store.value_rewrite_running())
+            let busy = store.walk_pending() || store.value_rewrite_running();
+            (store.live_value_bytes(), busy)
         };
         let snapshot = app.inner.shared.snapshot_values();
         if !wants_snapshot(applied, live, snapshot) {

@@ -189,6 +189,7 @@ impl App {
         app.spawn_publish(cfg.name.clone(), cfg.advertise_client_urls.clone());
         app.spawn_auto_compaction(cfg.auto_compaction()?);
         app.spawn_snapshot_trigger();
+        app.spawn_compactor();
         Ok(Started { app, peer_service })
     }
 

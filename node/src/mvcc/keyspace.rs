@@ -37,10 +37,58 @@ pub struct Version {
 pub type KeyMap = BTreeMap<Arc<[u8]>, Arc<Vec<Version>>>;
 
 /// Every key with its versions since the last compaction, oldest first, and their values.
+///
+/// Work over every key is done in a [`Walk`], a slice of keys at a time between applies
+/// ([`Keyspace::walk_step`]): a compaction, recorded at once ([`Keyspace::compact`]), drops the
+/// superseded versions, and after a value-file rewrite is swapped in, the references are
+/// repointed into the new file. Done in one go, at a million keys, each held the store's lock (and
+/// so every write) for up to 0.8 and 0.6 s. Until a key's turn comes, the versions a compaction
+/// drops are still there, but nothing reads them: a read is at or after the compaction, and
+/// [`Keyspace::iter`] and [`Keyspace::all_versions`] (hash, snapshot, export) skip them, so the
+/// state every member reports is the same whatever its progress. References not yet repointed
+/// are translated when read (see [`ValueLog::repoint`]).
 #[derive(Debug, Default)]
 pub struct Keyspace {
     keys: KeyMap,
     values: ValueLog,
+    /// The revision of the last compaction asked for.
+    compacted: i64,
+    /// The walk under way, if its slices have not reached every key.
+    walk: Option<Walk>,
+}
+
+/// How far a walk over the keys has got, and what it does at each.
+#[derive(Debug, Default)]
+struct Walk {
+    /// The first key not yet visited (None: the first key).
+    next: Option<Arc<[u8]>>,
+    /// Whether it carries out the compaction at `compacted` (else it only repoints).
+    compacts: bool,
+    /// The value bytes when the compaction started: the rewrite it may start copies values below
+    /// this offset from `refs` and the rest verbatim.
+    upto: u64,
+    /// Where the kept versions' values below `upto` are, gathered for the rewrite (None when
+    /// the value file is too small for one).
+    refs: Option<Vec<ValueRef>>,
+}
+
+/// What one slice of a walk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkStep {
+    /// Keys visited.
+    pub keys: usize,
+    /// Whether the walk reached the last key.
+    pub done: bool,
+}
+
+/// The index of the first version kept by a compaction at `at`: the newest version at or below
+/// `at` unless it is a tombstone, and everything after `at`.
+fn keep_from(vs: &[Version], at: i64) -> usize {
+    match vs.iter().rposition(|v| v.rev.main <= at) {
+        Some(i) if vs[i].tombstone => i + 1,
+        Some(i) => i,
+        None => 0,
+    }
 }
 
 /// The key interval of a request: one key, `[key, end)`, or everything from `key` on.
@@ -96,8 +144,8 @@ impl Keyspace {
     /// An empty keyspace whose values go to a file in `dir`.
     pub fn in_dir(dir: std::path::PathBuf) -> Self {
         Keyspace {
-            keys: BTreeMap::new(),
             values: ValueLog::in_dir(dir),
+            ..Keyspace::default()
         }
     }
 
@@ -141,6 +189,11 @@ impl Keyspace {
         self.values.rewrite_running()
     }
 
+    /// Whether a value-file rewrite has finished its copy and waits to be swapped in.
+    pub fn value_rewrite_ready(&self) -> bool {
+        self.values.rewrite_ready()
+    }
+
     /// The first I/O error of the value file: the member must stop applying.
     pub fn failure(&self) -> Option<&str> {
         self.values.failure()
@@ -150,12 +203,17 @@ impl Keyspace {
     pub fn clear(&mut self) {
         self.keys.clear();
         self.values.clear();
+        self.walk = None;
+        self.compacted = 0;
     }
 
-    /// Replace every key and value: `keys` point into `values` (a snapshot's).
-    pub fn restore(&mut self, keys: KeyMap, values: ValueLog) {
+    /// Replace every key and value: `keys` point into `values` (a snapshot's, which holds only
+    /// what its compaction at `compacted` kept).
+    pub fn restore(&mut self, keys: KeyMap, values: ValueLog, compacted: i64) {
         self.keys = keys;
         self.values.replace(values);
+        self.walk = None;
+        self.compacted = compacted;
     }
 
     /// A fresh value log in this keyspace's directory whose base is a snapshot file's values.
@@ -184,15 +242,20 @@ impl Keyspace {
         self.values.layers()
     }
 
-    /// Every key with its versions, in key order.
+    /// Every key with its kept versions, in key order (keys with none are left out).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[Version])> {
-        self.keys.iter().map(|(k, vs)| (&**k, vs.as_slice()))
+        let at = self.compacted;
+        self.keys
+            .iter()
+            .map(move |(k, vs)| (&**k, kept(vs, at)))
+            .filter(|(_, vs)| !vs.is_empty())
     }
 
     /// Every key with its versions as they are now, for a snapshot to read without the store's
-    /// lock (a copy of the map's nodes; keys and version lists are shared).
-    pub fn shared_map(&self) -> KeyMap {
-        self.keys.clone()
+    /// lock (a copy of the map's nodes; keys and version lists are shared), and the compaction
+    /// revision whose dropped versions it may still hold (see [`kept`]).
+    pub fn shared_map(&self) -> (KeyMap, i64) {
+        (self.keys.clone(), self.compacted)
     }
 
     /// The live version of `key` at revision `at` (None if absent or deleted then).
@@ -237,6 +300,7 @@ impl Keyspace {
             return out;
         }
         for (k, vs) in self.keys.range::<[u8], _>((lo, hi)) {
+            let vs = kept(vs, self.compacted);
             for (i, v) in vs.iter().enumerate() {
                 if v.rev.main >= from {
                     let prev = i.checked_sub(1).map(|p| &vs[p]).filter(|p| !p.tombstone);
@@ -249,56 +313,129 @@ impl Keyspace {
     }
 
     /// Drop versions superseded at `at`: keep, per key, the newest version <= `at` unless it is a
-    /// tombstone, and everything after `at`.
+    /// tombstone, and everything after `at`. Recorded now, carried out by [`Keyspace::walk_step`]
+    /// (a later compaction starts the walk over from the first key, at its own revision; the
+    /// walk repoints as well, so it also takes over one that only did that).
     pub fn compact(&mut self, at: i64) {
-        self.keys.retain(|_, vs| {
-            let keep_from = match vs.iter().rposition(|v| v.rev.main <= at) {
-                Some(i) if vs[i].tombstone => i + 1,
-                Some(i) => i,
-                None => 0,
-            };
-            if keep_from == 0 {
-                return true;
-            }
-            // Copied only if a snapshot still holds this list.
-            for v in Arc::make_mut(vs).drain(..keep_from) {
-                self.values.release(v.value);
-            }
-            !vs.is_empty()
+        self.compacted = at;
+        let upto = self.values.prepare_rewrite();
+        self.walk = Some(Walk {
+            compacts: true,
+            upto: upto.unwrap_or(0),
+            refs: upto.map(|_| Vec::new()),
+            ..Walk::default()
         });
-        if self.values.wants_rewrite() {
-            let refs = self
-                .keys
-                .values()
-                .flat_map(|vs| vs.iter())
-                .map(|v| &v.value);
-            self.values.start_rewrite(refs);
-        }
     }
 
-    /// Use the value file a rewrite made once its copy is done (never waits): called at the start of
-    /// each applied command, when no value is stored without its version.
+    /// Whether a compaction has keys left to compact.
+    pub fn compacting(&self) -> bool {
+        self.walk.as_ref().is_some_and(|w| w.compacts)
+    }
+
+    /// Whether a walk has keys left to visit.
+    pub fn walking(&self) -> bool {
+        self.walk.is_some()
+    }
+
+    /// Carry the walk under way on through the keys until `budget` has passed (looked at every
+    /// [`STEP_CHECK_EVERY`] keys). At the last key of a compaction, start the value-file rewrite
+    /// if it left the file mostly garbage.
+    pub fn walk_step(&mut self, budget: std::time::Duration) -> WalkStep {
+        let Some(mut w) = self.walk.take() else {
+            return WalkStep {
+                keys: 0,
+                done: true,
+            };
+        };
+        let started = std::time::Instant::now();
+        let at = self.compacted;
+        let repointing = self.values.repointing();
+        let lo = w.next.take().map_or(Bound::Unbounded, Bound::Included);
+        let mut emptied = Vec::new();
+        let mut keys = 0;
+        for (k, vs) in self.keys.range_mut::<Arc<[u8]>, _>((lo, Bound::Unbounded)) {
+            if keys % STEP_CHECK_EVERY == 0 && keys > 0 && started.elapsed() >= budget {
+                w.next = Some(k.clone());
+                break;
+            }
+            keys += 1;
+            // Lists are copied (make_mut) only if a snapshot still holds them, and only if
+            // something changes.
+            if repointing && vs.iter().any(|v| self.values.needs_repoint(v.value)) {
+                for v in Arc::make_mut(vs).iter_mut() {
+                    self.values.repoint(&mut v.value);
+                }
+            }
+            if !w.compacts {
+                continue;
+            }
+            let drop = keep_from(vs, at);
+            if drop > 0 {
+                for v in Arc::make_mut(vs).drain(..drop) {
+                    self.values.release(v.value);
+                }
+                if vs.is_empty() {
+                    emptied.push(k.clone());
+                    continue;
+                }
+            }
+            if let Some(refs) = &mut w.refs {
+                refs.extend(
+                    vs.iter()
+                        .map(|v| v.value)
+                        .filter(|r| r.len() > 0 && r.end() <= w.upto),
+                );
+            }
+        }
+        for k in emptied {
+            self.keys.remove(&k);
+        }
+        if w.next.is_some() {
+            self.walk = Some(w);
+            return WalkStep { keys, done: false };
+        }
+        if repointing {
+            self.values.repointed();
+        }
+        if let Some(refs) = w.refs.filter(|_| self.values.wants_rewrite()) {
+            self.values.start_rewrite(refs, w.upto);
+        }
+        WalkStep { keys, done: true }
+    }
+
+    /// Carry the walk under way out to its end (tests, and a store that must be whole).
+    pub fn finish_walk(&mut self) {
+        while !self.walk_step(std::time::Duration::from_secs(3600)).done {}
+    }
+
+    /// Use the value file a rewrite made once its copy is done (never waits), unless a walk is
+    /// under way; a walk then repoints the references into it. Called at the start of each applied
+    /// command and between walks, when no value is stored without its version.
     pub fn swap_rewritten_values(&mut self) {
-        if self.values.rewrite_ready() {
-            self.finish_rewrite();
+        if self.walk.is_none() && self.values.rewrite_ready() {
+            self.swap();
         }
     }
 
-    /// Wait for a running rewrite and use its file.
+    /// Wait for a running rewrite and use its file, the walks before and after it done.
+    #[cfg(test)]
     pub fn finish_rewrite(&mut self) {
-        let refs = self
-            .keys
-            .values_mut()
-            .flat_map(|vs| Arc::make_mut(vs).iter_mut())
-            .map(|v| &mut v.value);
-        self.values.swap_rewritten(refs);
+        self.finish_walk();
+        self.swap();
+        self.finish_walk();
+    }
+
+    fn swap(&mut self) {
+        self.values.swap_rewritten();
+        if self.values.repointing() {
+            self.walk = Some(Walk::default());
+        }
     }
 
     /// Every retained version with its key, in key then revision order (for hashing).
     pub fn all_versions(&self) -> impl Iterator<Item = (&[u8], &Version)> {
-        self.keys
-            .iter()
-            .flat_map(|(k, vs)| vs.iter().map(move |v| (&**k, v)))
+        self.iter()
+            .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v)))
     }
 
     /// Number of keys live at the latest revision.
@@ -308,6 +445,14 @@ impl Keyspace {
             .filter(|vs| vs.last().is_some_and(|v| !v.tombstone))
             .count()
     }
+}
+
+/// How many keys a compaction slice compacts between looks at the clock.
+const STEP_CHECK_EVERY: usize = 256;
+
+/// The versions of `vs` a compaction at `compacted` keeps (all of them once it has reached the key).
+pub fn kept(vs: &[Version], compacted: i64) -> &[Version] {
+    &vs[keep_from(vs, compacted)..]
 }
 
 fn live_at(vs: &[Version], at: i64) -> Option<&Version> {

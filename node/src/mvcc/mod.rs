@@ -25,7 +25,7 @@ mod write;
 
 pub use command::{Command, CommandResponse};
 pub use error::MvccError;
-pub use keyspace::KeyRange;
+pub use keyspace::{KeyRange, WalkStep};
 pub use lease::LeaseInfo;
 #[cfg(test)]
 pub use records::test_writes;
@@ -133,6 +133,32 @@ impl Store {
     #[cfg(test)]
     pub fn finish_value_rewrite(&mut self) {
         self.state.keys.finish_rewrite();
+    }
+
+    /// Whether a compaction has keys left to compact (see [`Store::walk_step`]).
+    pub fn compacting(&self) -> bool {
+        self.state.keys.compacting()
+    }
+
+    /// Whether [`Store::walk_step`] has work: a walk over the keys under way, or a rewritten value
+    /// file to swap in (which starts one).
+    pub fn walk_pending(&self) -> bool {
+        self.state.keys.walking() || self.state.keys.value_rewrite_ready()
+    }
+
+    /// Carry the walk over the keys on for about `budget` (a slice of them), first swapping in a
+    /// rewritten value file if one is ready. A compaction is recorded when applied, and reads
+    /// already answer as if it were done; the walk frees the memory and values of the versions it
+    /// dropped, and repoints references into a rewritten file, a few ms of the store's lock at a
+    /// time.
+    pub fn walk_step(&mut self, budget: std::time::Duration) -> WalkStep {
+        self.state.keys.swap_rewritten_values();
+        self.state.keys.walk_step(budget)
+    }
+
+    /// Carry the walk under way out to its end.
+    pub fn finish_walk(&mut self) {
+        self.state.keys.finish_walk();
     }
 
     /// The first I/O error of the value file, if any. The state machine stops applying on it: a

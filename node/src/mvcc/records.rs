@@ -54,7 +54,9 @@ impl Store {
     /// Compact history at `rev` outside the log (finishing a compaction an etcd snapshot had
     /// scheduled but not done).
     pub fn compact_to(&mut self, rev: i64) -> Result<(), MvccError> {
-        self.state.compact(rev).map(|_| ())
+        self.state.compact(rev)?;
+        self.state.keys.finish_walk();
+        Ok(())
     }
 
     /// Start replacing the state with records read from a snapshot (see [`Importer`]).
@@ -124,6 +126,10 @@ impl Importer<'_> {
         }
         st.leases = table;
         st.compact_revision = compact_revision.max(0);
+        // etcd's records hold only what its compaction kept; compacting the index at the same
+        // revision drops nothing then, and records the revision for what reads of it skip.
+        st.keys.compact(st.compact_revision);
+        st.keys.finish_walk();
         st.revision = self.last.main.max(st.compact_revision).max(1);
     }
 }

@@ -16,11 +16,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::ser::SerializeSeq;
+use serde::ser::{Error as _, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::auth::AuthState;
-use super::keyspace::{KeyMap, Version};
+use super::keyspace::{self, KeyMap, Version};
 use super::lease::Lease;
 use super::values::{Layers, ValueRef};
 use super::{MvccError, State};
@@ -41,6 +41,8 @@ pub struct Sections {
 /// The replicated state captured for a snapshot, and where its values are now.
 pub struct Capture {
     keys: KeyMap,
+    /// The compaction whose dropped versions `keys` may still hold (left out when encoding).
+    compacted: i64,
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
@@ -82,6 +84,8 @@ struct IndexView<'a> {
 /// are now in the same order.
 struct Repointed<'a> {
     keys: &'a KeyMap,
+    compacted: i64,
+    layers: &'a Layers,
     placed: RefCell<(u64, Vec<ValueRef>)>,
 }
 
@@ -100,22 +104,32 @@ impl Serialize for KeyBytes<'_> {
 impl Serialize for Repointed<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut placed = self.placed.borrow_mut();
+        let at = self.compacted;
         // A known length: without one the encoder would buffer the whole sequence.
-        let mut seq = s.serialize_seq(Some(self.keys.len()))?;
+        let len = (self.keys.values())
+            .filter(|vs| !keyspace::kept(vs, at).is_empty())
+            .count();
+        let mut seq = s.serialize_seq(Some(len))?;
         for (key, versions) in self.keys.iter() {
-            let moved: Vec<Version> = versions
+            let versions = keyspace::kept(versions, at);
+            if versions.is_empty() {
+                continue;
+            }
+            let moved = versions
                 .iter()
                 .map(|v| {
                     let mut v = v.clone();
                     if v.value.len() > 0 {
                         let at = placed.0;
                         placed.0 += v.value.len() as u64;
-                        placed.1.push(v.value);
+                        // Where the value is in the layers taken with the index.
+                        let now = self.layers.current(v.value).map_err(S::Error::custom)?;
+                        placed.1.push(now);
                         v.value = v.value.at(at);
                     }
-                    v
+                    Ok(v)
                 })
-                .collect();
+                .collect::<Result<Vec<Version>, S::Error>>()?;
             seq.serialize_element(&(KeyBytes(key), &moved))?;
         }
         seq.end()
@@ -128,8 +142,10 @@ const SPAN_BYTES: usize = 1 << 20;
 /// Capture `st` for a snapshot. Under the store's lock: copies the key map's nodes (not its keys or
 /// versions), the leases and the users; nothing is encoded or read.
 pub(super) fn capture(st: &State) -> Capture {
+    let (keys, compacted) = st.keys.shared_map();
     Capture {
-        keys: st.keys.shared_map(),
+        keys,
+        compacted,
         revision: st.revision,
         compact_revision: st.compact_revision,
         leases: st.leases.clone(),
@@ -145,6 +161,8 @@ impl Capture {
         let view = IndexView {
             keys: Repointed {
                 keys: &self.keys,
+                compacted: self.compacted,
+                layers: &self.layers,
                 placed: RefCell::new((0, Vec::new())),
             },
             revision: self.revision,
@@ -233,7 +251,7 @@ pub(super) fn restore(
         .map(|(k, vs)| (Arc::from(k.0), Arc::new(vs)))
         .collect();
     let values = st.keys.values_from(file, path, s.values_len, s.values_crc);
-    st.keys.restore(keys, values);
+    st.keys.restore(keys, values, index.compact_revision);
     st.revision = index.revision;
     st.compact_revision = index.compact_revision;
     st.leases = index.leases;

@@ -764,3 +764,219 @@ fn snapshot_round_trip_keeps_users_roles_and_the_auth_flag() {
 
 mod authorize;
 mod batch;
+
+/// A retained version as (key, revision, version, value, tombstone).
+type Flat = (Vec<u8>, i64, i64, Vec<u8>, bool);
+
+/// Every retained version as etcd's backend would list it.
+fn records(s: &Store) -> Vec<Flat> {
+    let mut out = Vec::new();
+    s.for_each_record::<MvccError>(|r| {
+        out.push((
+            r.key.to_vec(),
+            r.main,
+            r.version,
+            r.value.to_vec(),
+            r.tombstone,
+        ));
+        Ok(())
+    })
+    .expect("records");
+    out
+}
+
+/// `a` and `b` report the same replicated state: hashes, records, reads, and a snapshot of each.
+fn assert_same_state(a: &Store, b: &Store) {
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash_kv(0), b.hash_kv(0));
+    assert_eq!(records(a), records(b));
+    assert_eq!(get(a, prefix("k")), get(b, prefix("k")));
+    assert_eq!(a.key_count(), b.key_count());
+    let (mut ca, mut cb) = (Store::new(), Store::new());
+    a.copy_into(&mut ca).expect("snapshot of a");
+    b.copy_into(&mut cb).expect("snapshot of b");
+    assert!(!ca.compacting(), "a snapshot holds a finished compaction");
+    assert_eq!(records(&ca), records(b));
+    assert_eq!(ca.hash(), cb.hash());
+}
+
+/// Apply `cmd` to every store.
+fn apply_all(stores: &mut [&mut Store], cmd: &Command) {
+    for s in stores.iter_mut() {
+        s.apply(cmd);
+    }
+}
+
+#[test]
+fn a_compaction_carried_out_in_slices_reports_the_state_of_one_done_at_once() {
+    let (mut sliced, mut at_once) = (Store::new(), Store::new());
+    let mut both = [&mut sliced, &mut at_once];
+    for round in 0..3 {
+        for k in 0..1000 {
+            apply_all(
+                &mut both,
+                &put_cmd(&format!("k{k:04}"), &format!("{round}")),
+            );
+        }
+    }
+    let delete = |k: &str, end: &str| {
+        Command::DeleteRange(
+            PbDeleteRequest {
+                key: k.into(),
+                range_end: end.into(),
+                prev_kv: false,
+            }
+            .encode_to_vec(),
+        )
+    };
+    apply_all(&mut both, &delete("k0100", "k0200"));
+    let middle = 2 + 1500;
+    apply_all(&mut both, &compact_to(middle));
+    at_once.finish_walk();
+    let step = sliced.walk_step(std::time::Duration::ZERO);
+    assert!(!step.done && step.keys > 0 && step.keys < 1000, "{step:?}");
+    assert!(sliced.compacting());
+    assert_same_state(&sliced, &at_once);
+    assert_eq!(
+        get(
+            &sliced,
+            PbRangeRequest {
+                revision: middle - 1,
+                ..key("k0001")
+            }
+        ),
+        Err(MvccError::Compacted)
+    );
+    let at = |rev| PbRangeRequest {
+        revision: rev,
+        ..prefix("k")
+    };
+    assert_eq!(get(&sliced, at(middle)), get(&at_once, at(middle)));
+    // Writes between slices, to keys a slice has passed and keys it has not reached, and a second
+    // compaction before the first is done (it starts over at its own revision).
+    let mut both = [&mut sliced, &mut at_once];
+    apply_all(&mut both, &put_cmd("k0000", "after"));
+    apply_all(&mut both, &put_cmd("k0999", "after"));
+    apply_all(&mut both, &delete("k0500", ""));
+    assert_same_state(&sliced, &at_once);
+    let later = middle + 1000;
+    let mut both = [&mut sliced, &mut at_once];
+    apply_all(&mut both, &compact_to(later));
+    at_once.finish_walk();
+    let mut slices = 0;
+    while !sliced.walk_step(std::time::Duration::ZERO).done {
+        slices += 1;
+        assert_same_state(&sliced, &at_once);
+    }
+    assert!(slices >= 3, "{slices} slices");
+    assert!(!sliced.compacting());
+    assert_same_state(&sliced, &at_once);
+    assert_eq!(get(&sliced, key("k0150")), Ok(vec![]));
+    assert_eq!(get(&sliced, key("k0999")), Ok(vec![kv("k0999", "after")]));
+}
+
+/// The value of key `k` written in `round`, 1 KiB and more.
+fn value(k: usize, round: usize) -> String {
+    format!("{k:04}-{round}-{}", "x".repeat(1024))
+}
+
+/// A store in `dir` whose keys k0000..k0599 were each put four times ([`value`]): 2.4 MB of values,
+/// a quarter of them live at the current revision.
+fn four_rounds_of_600_keys(dir: &std::path::Path) -> Store {
+    let mut s = Store::in_dir(dir.to_path_buf());
+    for round in 0..4 {
+        for k in 0..600 {
+            put(&mut s, &format!("k{k:04}"), &value(k, round));
+        }
+    }
+    s
+}
+
+#[test]
+fn the_value_file_rewrite_after_a_sliced_compaction_keeps_the_values_written_between_slices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = four_rounds_of_600_keys(dir.path());
+    let before = s.value_bytes();
+    // Keep only the last round.
+    s.apply(&compact_to(s.revision()));
+    let mut slices = 0;
+    while !s.walk_step(std::time::Duration::ZERO).done {
+        slices += 1;
+        // One key the slices have passed, one they have not reached yet.
+        put(&mut s, "k0000", &value(0, 10 + slices));
+        put(&mut s, "k0599", &value(599, 10 + slices));
+    }
+    assert!(slices >= 2, "{slices} slices");
+    assert!(
+        s.value_rewrite_running(),
+        "three quarters of the file is garbage: {} live of {}",
+        s.live_value_bytes(),
+        s.value_bytes()
+    );
+    put(&mut s, "k0300", &value(300, 99));
+    s.finish_value_rewrite();
+    assert!(!s.value_rewrite_running());
+    assert!(
+        s.value_bytes() < before / 2,
+        "rewritten: {} of {before} bytes",
+        s.value_bytes()
+    );
+    assert_eq!(
+        get(&s, key("k0000")),
+        Ok(vec![kv("k0000", &value(0, 10 + slices))])
+    );
+    assert_eq!(
+        get(&s, key("k0599")),
+        Ok(vec![kv("k0599", &value(599, 10 + slices))])
+    );
+    assert_eq!(
+        get(&s, key("k0300")),
+        Ok(vec![kv("k0300", &value(300, 99))])
+    );
+    assert_eq!(get(&s, key("k0042")), Ok(vec![kv("k0042", &value(42, 3))]));
+    let mut t = Store::in_dir(dir.path().to_path_buf());
+    s.copy_into(&mut t).expect("restore");
+    assert_eq!(t.hash_kv(0), s.hash_kv(0));
+    assert_eq!(s.failure(), None);
+}
+
+#[test]
+fn references_are_repointed_into_a_rewritten_value_file_a_slice_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = four_rounds_of_600_keys(dir.path());
+    s.apply(&compact_to(s.revision()));
+    s.finish_walk();
+    assert!(s.value_rewrite_running());
+    let (hash, records_before) = (s.hash(), records(&s));
+    let waited = std::time::Instant::now();
+    while !s.walk_pending() {
+        assert!(waited.elapsed().as_secs() < 30, "the rewrite's copy ends");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The first step swaps the file in and repoints a slice; the rest still point into the old
+    // file's offsets and are translated when read, by reads, hashes and snapshots alike.
+    let step = s.walk_step(std::time::Duration::ZERO);
+    assert!(!step.done, "{step:?}");
+    assert!(!s.value_rewrite_running());
+    assert_eq!(s.hash(), hash);
+    assert_eq!(records(&s), records_before);
+    let mut t = Store::in_dir(dir.path().to_path_buf());
+    s.copy_into(&mut t).expect("a snapshot while repointing");
+    assert_eq!(records(&t), records_before);
+    put(&mut s, "k0599", "written while repointing");
+    // A compaction before the repointing is done takes it over.
+    s.apply(&compact_to(s.revision()));
+    let mut slices = 0;
+    while !s.walk_step(std::time::Duration::ZERO).done {
+        slices += 1;
+        assert_eq!(
+            get(&s, key("k0599")),
+            Ok(vec![kv("k0599", "written while repointing")])
+        );
+    }
+    assert!(slices >= 1, "{slices} slices");
+    assert!(!s.walk_pending());
+    assert_eq!(get(&s, key("k0001")), Ok(vec![kv("k0001", &value(1, 3))]));
+    assert_eq!(get(&s, key("k0598")), Ok(vec![kv("k0598", &value(598, 3))]));
+    assert_eq!(s.failure(), None);
+}

@@ -45,6 +45,11 @@ const COPY_PIECE_BYTES: u64 = 1 << 20;
 pub struct ValueRef {
     off: u64,
     len: u32,
+    /// The generation of the value log the offset is in: each rewrite starts a new one, and a
+    /// reference into the one before is translated (see [`Moved`]) until the key index has been
+    /// repointed. Not encoded: a snapshot's references are into its own file, generation 0.
+    #[serde(skip)]
+    gen: u8,
 }
 
 impl ValueRef {
@@ -55,7 +60,11 @@ impl ValueRef {
 
     /// The same value at offset `off` (of a snapshot's value section).
     pub fn at(self, off: u64) -> ValueRef {
-        ValueRef { off, len: self.len }
+        ValueRef {
+            off,
+            len: self.len,
+            gen: 0,
+        }
     }
 
     /// The offset just past the value.
@@ -140,6 +149,59 @@ fn copy_verbatim(
     Ok(())
 }
 
+/// Where the values of a log that a rewrite replaced are in its copy: the references of the index
+/// are repointed a slice of keys at a time after the swap (at a million keys, repointing them all
+/// at once held the store's lock for 0.3-0.6 s), and until then a reference of the replaced
+/// generation is translated here when it is read.
+#[derive(Debug)]
+pub struct Moved {
+    /// The generation of the replaced log.
+    gen: u8,
+    /// The old offsets of the values copied one by one, ascending, and their new references.
+    olds: Vec<u64>,
+    news: Vec<ValueRef>,
+    /// The old bytes from `upto` on were copied verbatim to `base` on.
+    upto: u64,
+    base: u64,
+    /// The generation of the copy.
+    to_gen: u8,
+}
+
+impl Moved {
+    /// Where `r` (of the replaced generation) is in the copy; None if it was not copied.
+    fn resolve(&self, r: ValueRef) -> Option<ValueRef> {
+        if r.off >= self.upto {
+            return Some(ValueRef {
+                off: self.base + (r.off - self.upto),
+                len: r.len,
+                gen: self.to_gen,
+            });
+        }
+        let n = self.news[self.olds.binary_search(&r.off).ok()?];
+        (n.len == r.len).then_some(n)
+    }
+}
+
+/// `r` as a reference into the log of generation `gen`, translated through `moved` if it is of
+/// the generation before.
+fn current(gen: u8, moved: Option<&Moved>, r: ValueRef) -> Result<ValueRef, String> {
+    if r.len == 0 || r.gen == gen {
+        return Ok(r);
+    }
+    match moved {
+        Some(m) if m.gen == r.gen => m.resolve(r).ok_or_else(|| {
+            format!(
+                "the value at {}+{} was not copied when the value file was rewritten",
+                r.off, r.len
+            )
+        }),
+        _ => Err(format!(
+            "the value at {}+{} is in value file generation {}, which was replaced (now {gen})",
+            r.off, r.len, r.gen
+        )),
+    }
+}
+
 /// A value log's bytes as they were when taken: readable without the store's lock, because bytes
 /// once written are never changed (see the module docs).
 #[derive(Debug, Clone)]
@@ -147,9 +209,17 @@ pub struct Layers {
     files: Files,
     written: u64,
     tail: Vec<u8>,
+    gen: u8,
+    moved: Option<Arc<Moved>>,
 }
 
 impl Layers {
+    /// `r` as a reference into these layers (translated if the index had not been repointed to
+    /// them yet).
+    pub fn current(&self, r: ValueRef) -> io::Result<ValueRef> {
+        current(self.gen, self.moved.as_deref(), r).map_err(io::Error::other)
+    }
+
     /// The bytes at `r` into `buf` (resized to fit).
     pub fn read_into(&self, r: ValueRef, buf: &mut Vec<u8>) -> io::Result<()> {
         self.read_span(r, r, buf)
@@ -187,6 +257,10 @@ pub struct ValueLog {
     verify: Option<Verify>,
     /// A rewrite copying the live values to a fresh file, if one runs.
     rewrite: Option<Rewrite>,
+    /// This log's generation (see [`ValueRef::gen`]).
+    gen: u8,
+    /// Where the values of the log this one replaced went, until the index is repointed.
+    moved: Option<Arc<Moved>>,
 }
 
 impl ValueLog {
@@ -242,6 +316,8 @@ impl ValueLog {
             files: self.files.clone(),
             written: self.written,
             tail: self.tail.clone(),
+            gen: self.gen,
+            moved: self.moved.clone(),
         }
     }
 
@@ -253,6 +329,7 @@ impl ValueLog {
         let r = ValueRef {
             off: self.bytes(),
             len: bytes.len() as u32,
+            gen: self.gen,
         };
         self.tail.extend_from_slice(bytes);
         self.live += u64::from(r.len);
@@ -267,6 +344,7 @@ impl ValueLog {
         if r.len == 0 {
             return Ok(Vec::new());
         }
+        let r = current(self.gen, self.moved.as_deref(), r).map_err(|e| self.fail(e))?;
         let mut buf = vec![0; r.len()];
         match self
             .files
@@ -308,19 +386,38 @@ impl ValueLog {
         total >= REWRITE_MIN_BYTES && self.live * 2 < total
     }
 
-    /// Start copying the values `refs` point at (every kept version's) into a fresh file, on a thread
-    /// of its own, unless a rewrite runs already. [`ValueLog::swap_rewritten`] finishes it.
-    pub fn start_rewrite<'a>(&mut self, refs: impl Iterator<Item = &'a ValueRef>) {
+    /// If this log is large enough that a compaction may leave it worth a rewrite, write out the
+    /// tail and return the offset below which the rewrite will copy the kept values one by one
+    /// (what is appended later is copied verbatim).
+    pub fn prepare_rewrite(&mut self) -> Option<u64> {
+        if self.bytes() < REWRITE_MIN_BYTES || self.rewrite.is_some() {
+            return None;
+        }
+        self.flush();
+        (self.failure().is_none() && self.tail.is_empty()).then(|| self.bytes())
+    }
+
+    /// Start copying the values `refs` point at (every kept version's below `upto`, an offset
+    /// [`ValueLog::prepare_rewrite`] gave) into a fresh file, on a thread of its own, unless a
+    /// rewrite runs already. [`ValueLog::swap_rewritten`] finishes it.
+    pub fn start_rewrite(&mut self, refs: Vec<ValueRef>, upto: u64) {
         if self.rewrite.is_some() || self.failure().is_some() {
             return;
         }
-        // Everything the copy reads must be in the files: it cannot see the tail.
+        // The copy reads the files only: the catch-up starts from what is written now.
         self.flush();
-        if self.bytes() == 0 || self.failure().is_some() {
+        if self.bytes() == 0 || self.failure().is_some() || upto > self.bytes() {
             return;
         }
-        let refs = refs.copied().filter(|r| r.len > 0).collect();
-        match Rewrite::start(self.layers(), self.bytes(), refs, self.dir.clone()) {
+        let gen = self.gen.wrapping_add(1);
+        match Rewrite::start(
+            self.layers(),
+            upto,
+            self.bytes(),
+            refs,
+            self.dir.clone(),
+            gen,
+        ) {
             Ok(rw) => self.rewrite = Some(rw),
             // The old file stays; the next compaction tries again.
             Err(e) => tracing::warn!("value file not rewritten: {e}"),
@@ -338,9 +435,14 @@ impl ValueLog {
     }
 
     /// Finish a rewrite (waiting for its copy if needed): move the values appended since it started
-    /// behind the copied ones, repoint `refs` (every kept version's) and use the fresh file. If the
-    /// copy failed, or a kept value was not copied, the old file stays and nothing changes.
-    pub fn swap_rewritten<'a>(&mut self, refs: impl Iterator<Item = &'a mut ValueRef>) {
+    /// behind the copied ones and use the fresh file. References into this log are translated
+    /// from then on until [`ValueLog::repoint`] has been given each of them and
+    /// [`ValueLog::repointed`] says so; no other rewrite may be swapped in before. If the copy
+    /// failed, the old file stays and nothing changes.
+    pub fn swap_rewritten(&mut self) {
+        if self.moved.is_some() {
+            return;
+        }
         let Some(rw) = self.rewrite.take() else {
             return;
         };
@@ -352,7 +454,8 @@ impl ValueLog {
         let started = std::time::Instant::now();
         let rewrite::Copied {
             fresh,
-            moved,
+            olds,
+            news,
             caught_up,
         } = match rw.join() {
             Ok(c) => c,
@@ -382,13 +485,14 @@ impl ValueLog {
                 return;
             }
         };
-        let mut refs: Vec<&mut ValueRef> = refs.filter(|r| r.len > 0).collect();
-        let Some(repointed) = repoint(&refs, &moved, upto, base) else {
-            return;
-        };
-        for (r, n) in refs.iter_mut().zip(repointed) {
-            **r = n;
-        }
+        fresh.moved = Some(Arc::new(Moved {
+            gen: self.gen,
+            olds,
+            news,
+            upto,
+            base,
+            to_gen: fresh.gen,
+        }));
         fresh.live = self.live;
         // The check of the snapshot's values goes on: a mismatch stops the member all the same.
         fresh.failed = self.failed.clone();
@@ -401,6 +505,35 @@ impl ValueLog {
             swap_ms = started.elapsed().as_millis() as u64,
             "value file rewritten after compaction"
         );
+    }
+
+    /// Whether references into the log this one replaced are still being repointed.
+    pub fn repointing(&self) -> bool {
+        self.moved.is_some()
+    }
+
+    /// Whether `r` is a reference into the log this one replaced.
+    pub fn needs_repoint(&self, r: ValueRef) -> bool {
+        r.len > 0 && r.gen != self.gen
+    }
+
+    /// Point `r` into this log if it points into the one it replaced. A value that was not copied
+    /// is this log's failure (the member stops: carrying on without it would diverge).
+    pub fn repoint(&self, r: &mut ValueRef) {
+        if !self.needs_repoint(*r) {
+            return;
+        }
+        match current(self.gen, self.moved.as_deref(), *r) {
+            Ok(n) => *r = n,
+            Err(e) => {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Every reference of the index has been given to [`ValueLog::repoint`]: drop the translation.
+    pub fn repointed(&mut self) {
+        self.moved = None;
     }
 
     /// `fresh` with the bytes of this log from offset `from` on (file and tail) appended verbatim, and
@@ -487,52 +620,6 @@ impl ValueLog {
     }
 }
 
-/// The new place of each of `refs` after a rewrite that copied `moved` (in old-offset order) and
-/// put the bytes from `upto` on at `base`; None (logged) if one was not copied. The references are
-/// looked up in offset order, walking `moved` once: a binary search per reference cost ~10 cache
-/// misses each, and at 1M keys the swap held the store's lock for 0.6-1.3 s.
-fn repoint(
-    refs: &[&mut ValueRef],
-    moved: &[(u64, ValueRef)],
-    upto: u64,
-    base: u64,
-) -> Option<Vec<ValueRef>> {
-    let mut order: Vec<(u64, u32, u32)> = refs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.off, r.len, i as u32))
-        .collect();
-    order.sort_unstable();
-    let mut repointed = vec![ValueRef::default(); refs.len()];
-    let mut j = 0;
-    for (off, len, i) in order {
-        let new = if off >= upto {
-            Some(ValueRef {
-                off: base + (off - upto),
-                len,
-            })
-        } else {
-            while moved.get(j).is_some_and(|(o, _)| *o < off) {
-                j += 1;
-            }
-            match moved.get(j) {
-                Some((o, n)) if *o == off && n.len == len => Some(*n),
-                _ => None,
-            }
-        };
-        match new {
-            Some(n) => repointed[i as usize] = n,
-            None => {
-                tracing::error!(
-                    "value file not rewritten, the old one stays: the value at {off}+{len} was not copied"
-                );
-                return None;
-            }
-        }
-    }
-    Some(repointed)
-}
-
 /// Drop `old` on a thread of its own: closing an unlinked file frees all its blocks, which took
 /// hundreds of ms for 750 MiB, and apply must not wait for it. Its deleted files are then freed a
 /// piece at a time once the last reader lets go (see [`crate::writeback::free_gradually`]).
@@ -576,20 +663,27 @@ mod tests {
     }
 
     #[test]
-    fn references_are_repointed_whatever_their_order() {
-        let r = |off, len| ValueRef { off, len };
+    fn references_into_the_replaced_log_are_translated_to_the_copy() {
+        let r = |off, len, gen| ValueRef { off, len, gen };
         // Copied: 10+5 -> 0+5, 30+2 -> 5+2; bytes from 100 on moved to 7 on.
-        let moved = [(10, r(0, 5)), (30, r(5, 2))];
-        let (mut a, mut b, mut c, mut d) = (r(30, 2), r(10, 5), r(104, 3), r(10, 5));
-        let refs = vec![&mut a, &mut b, &mut c, &mut d];
-        assert_eq!(
-            repoint(&refs, &moved, 100, 7),
-            Some(vec![r(5, 2), r(0, 5), r(11, 3), r(0, 5)])
-        );
-        let mut missing = r(20, 1);
-        assert_eq!(repoint(&[&mut missing], &moved, 100, 7), None);
-        let mut other_len = r(30, 3);
-        assert_eq!(repoint(&[&mut other_len], &moved, 100, 7), None);
+        let moved = Moved {
+            gen: 4,
+            olds: vec![10, 30],
+            news: vec![r(0, 5, 5), r(5, 2, 5)],
+            upto: 100,
+            base: 7,
+            to_gen: 5,
+        };
+        assert_eq!(current(5, Some(&moved), r(30, 2, 4)), Ok(r(5, 2, 5)));
+        assert_eq!(current(5, Some(&moved), r(10, 5, 4)), Ok(r(0, 5, 5)));
+        assert_eq!(current(5, Some(&moved), r(104, 3, 4)), Ok(r(11, 3, 5)));
+        assert_eq!(current(5, Some(&moved), r(1, 3, 5)), Ok(r(1, 3, 5)));
+        for missed in [r(20, 1, 4), r(30, 3, 4)] {
+            let e = current(5, Some(&moved), missed).expect_err("not copied");
+            assert!(e.contains("not copied"), "{e}");
+        }
+        let e = current(5, None, r(30, 2, 3)).expect_err("an older generation");
+        assert!(e.contains("replaced"), "{e}");
     }
 
     #[test]
@@ -598,8 +692,13 @@ mod tests {
         let mut keep = log.append(b"keep me");
         let gone = log.append(&vec![1u8; TAIL_BYTES * 2]);
         log.release(gone);
-        log.start_rewrite(std::iter::once(&keep));
-        log.swap_rewritten(std::iter::once(&mut keep));
+        log.start_rewrite(vec![keep], log.bytes());
+        log.swap_rewritten();
+        assert!(log.repointing());
+        assert_eq!(log.read(keep), Ok(b"keep me".to_vec()), "translated");
+        log.repoint(&mut keep);
+        assert!(!log.needs_repoint(keep));
+        log.repointed();
         assert_eq!(log.read(keep), Ok(b"keep me".to_vec()));
         assert_eq!(log.bytes(), 7);
         assert_eq!(log.live, 7);
@@ -612,7 +711,7 @@ mod tests {
         let mut old = log.append(b"old and kept");
         let gone = log.append(&vec![1u8; TAIL_BYTES * 2]);
         log.release(gone);
-        log.start_rewrite(std::iter::once(&old));
+        log.start_rewrite(vec![old], log.bytes());
         assert!(log.rewrite.is_some());
         // Appended after the start: one reaches the file, one stays in the tail.
         let big = vec![2u8; TAIL_BYTES];
@@ -624,35 +723,41 @@ mod tests {
             "reads use the old file meanwhile"
         );
         // A second compaction while the first rewrite runs starts nothing.
-        log.start_rewrite(std::iter::once(&old));
-        log.swap_rewritten([&mut old, &mut to_file, &mut in_tail].into_iter());
+        log.start_rewrite(vec![old], log.bytes());
+        log.swap_rewritten();
+        let written_after = log.append(b"after the swap");
+        for r in [&mut old, &mut to_file, &mut in_tail] {
+            let before = log.read(*r);
+            log.repoint(r);
+            assert_eq!(log.read(*r), before, "the same bytes once repointed");
+        }
+        log.repointed();
         assert_eq!(log.read(old), Ok(b"old and kept".to_vec()));
         assert_eq!(log.read(to_file), Ok(big));
         assert_eq!(log.read(in_tail), Ok(b"in the tail".to_vec()));
-        assert_eq!(log.bytes(), 12 + TAIL_BYTES as u64 + 11);
-        // Appends go on in the fresh file.
-        let next = log.append(b"next");
-        assert_eq!(log.read(next), Ok(b"next".to_vec()));
+        assert_eq!(log.read(written_after), Ok(b"after the swap".to_vec()));
+        assert_eq!(log.bytes(), 12 + TAIL_BYTES as u64 + 11 + 14);
         assert_eq!(log.failure(), None);
     }
 
     #[test]
-    fn a_rewrite_that_missed_a_kept_value_changes_nothing() {
+    fn a_value_the_rewrite_missed_is_a_recorded_failure_not_a_wrong_value() {
         let mut log = ValueLog::default();
         let a = log.append(&vec![1u8; TAIL_BYTES]);
         let mut b = log.append(&vec![2u8; TAIL_BYTES]);
-        log.start_rewrite(std::iter::once(&a));
-        let before = log.bytes();
-        log.swap_rewritten(std::iter::once(&mut b));
-        assert_eq!(log.bytes(), before, "the old file stays");
-        assert_eq!(log.read(b), Ok(vec![2u8; TAIL_BYTES]));
+        log.start_rewrite(vec![a], log.bytes());
+        log.swap_rewritten();
+        assert!(log.read(b).is_err());
+        log.repoint(&mut b);
+        let msg = log.failure().expect("failure recorded");
+        assert!(msg.contains("not copied"), "{msg}");
     }
 
     #[test]
     fn clearing_during_a_rewrite_drops_it() {
         let mut log = ValueLog::default();
         let a = log.append(&vec![1u8; TAIL_BYTES * 4]);
-        log.start_rewrite(std::iter::once(&a));
+        log.start_rewrite(vec![a], log.bytes());
         log.clear();
         assert!(log.rewrite.is_none());
         assert!(!log.rewrite_ready());

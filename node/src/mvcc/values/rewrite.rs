@@ -5,9 +5,10 @@
 //! The thread copies the values that were live when it started, in file order, into a fresh file.
 //! Apply keeps appending to the old file meanwhile, and reads keep using it. The thread then copies
 //! the bytes appended since its start verbatim behind the copied ones, in rounds, until what is left
-//! is small. The next write [`swaps`](super::ValueLog::swap_rewritten) under the store's write lock:
-//! it copies that remainder (so the stall does not grow with the write rate during the copy) and
-//! repoints every reference. Offsets are local to this member (the file is a cache), so when the
+//! is small. The swap ([`ValueLog::swap_rewritten`](super::ValueLog::swap_rewritten)), under the
+//! store's write lock, copies that remainder (so the stall does not grow with the write rate during
+//! the copy) and keeps where each value went; the key index is then repointed a slice at a time,
+//! references not yet repointed being translated when read. Offsets are local to this member (the file is a cache), so when the
 //! swap happens changes nothing that members must agree on.
 
 use std::path::PathBuf;
@@ -30,7 +31,8 @@ const CATCH_UP_ROUNDS: usize = 8;
 /// offset and its new reference.
 pub(super) struct Copied {
     pub fresh: ValueLog,
-    pub moved: Vec<(u64, ValueRef)>,
+    pub olds: Vec<u64>,
+    pub news: Vec<ValueRef>,
     /// `(base, to)`: the old bytes from the start's end up to `to` are at `base` on in `fresh`.
     pub caught_up: Option<(u64, u64)>,
 }
@@ -53,15 +55,18 @@ impl std::fmt::Debug for Rewrite {
 }
 
 impl Rewrite {
-    /// Start copying the values at `refs` (non-empty, all below `upto`, in `old`) into a fresh file in `dir`.
+    /// Start copying the values at `refs` (non-empty, all below `upto`, in `old`) into a fresh file
+    /// in `dir`, a log of generation `gen`; `old`'s files reach `reach` now (all of it written).
     pub fn start(
         old: Layers,
         upto: u64,
+        reach: u64,
         mut refs: Vec<ValueRef>,
         dir: Option<PathBuf>,
+        gen: u8,
     ) -> Result<Rewrite, String> {
         let cancel = Arc::new(AtomicBool::new(false));
-        let reach = Arc::new(AtomicU64::new(upto));
+        let reach = Arc::new(AtomicU64::new(reach));
         let (stop, reached) = (cancel.clone(), reach.clone());
         let thread = std::thread::Builder::new()
             .name("value-rewrite".into())
@@ -69,7 +74,7 @@ impl Rewrite {
                 crate::writeback::background_priority();
                 refs.sort_unstable_by_key(|r| r.off);
                 refs.dedup();
-                let mut c = copy(&old, &refs, dir, &stop)?;
+                let mut c = copy(&old, &refs, dir, gen, &stop)?;
                 c.caught_up = catch_up(&old, upto, &reached, &mut c.fresh, &stop)?;
                 Ok(c)
             })
@@ -115,13 +120,16 @@ fn copy(
     old: &Layers,
     refs: &[ValueRef],
     dir: Option<PathBuf>,
+    gen: u8,
     stop: &AtomicBool,
 ) -> Result<Copied, String> {
     let mut fresh = ValueLog {
         dir,
+        gen,
         ..ValueLog::default()
     };
-    let mut moved = Vec::with_capacity(refs.len());
+    let mut olds = Vec::with_capacity(refs.len());
+    let mut news = Vec::with_capacity(refs.len());
     let mut buf = Vec::new();
     let mut pacer = Pacer::default();
     for (i, r) in refs.iter().enumerate() {
@@ -130,7 +138,8 @@ fn copy(
         }
         old.read_into(*r, &mut buf)
             .map_err(|e| format!("reading the value file at {}+{}: {e}", r.off, r.len))?;
-        moved.push((r.off, fresh.append(&buf)));
+        olds.push(r.off);
+        news.push(fresh.append(&buf));
         fresh.pace(&mut pacer);
     }
     fresh.flush();
@@ -138,7 +147,8 @@ fn copy(
         Some(e) => Err(e.to_string()),
         None => Ok(Copied {
             fresh,
-            moved,
+            olds,
+            news,
             caught_up: None,
         }),
     }
@@ -208,7 +218,7 @@ mod tests {
         assert_eq!((base, to), (13, upto + later.len() as u64));
         let moved = ValueRef {
             off: base + (r.off - upto),
-            len: r.len,
+            ..r
         };
         assert_eq!(fresh.read(moved), Ok(later));
         // Under the slack: left to the swap.
