@@ -314,11 +314,32 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
         self.peer.call(Method::Vote, &rpc, option.hard_ttl()).await
     }
+
+    /// Retries after 50 ms, doubling to openraft's constant 500 ms: a member just added, or just
+    /// restarted, is usually dialled before it listens, and the first retry at 500 ms was most of
+    /// the wait before a 1 GiB learner's snapshot started (0.5 of its 5.9 s).
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(retry_delays())
+    }
+}
+
+/// The sleeps before the retries to an unreachable peer: 50, 100, 200, 400 ms, then 500 ms.
+fn retry_delays() -> impl Iterator<Item = Duration> + Send + 'static {
+    (0..).map(|i: u32| Duration::from_millis(50u64 << i.min(4)).min(Duration::from_millis(500)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_start_at_50_ms_and_settle_at_openrafts_500() {
+        let ms: Vec<u64> = retry_delays()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(ms, [50, 100, 200, 400, 500, 500, 500]);
+    }
 
     fn id(term: u64, index: u64) -> Option<LogId<NodeId>> {
         Some(LogId::new(openraft::CommittedLeaderId::new(term, 1), index))
