@@ -406,10 +406,17 @@ impl State {
         };
         let needs_sort = order != 0 && !(order == 1 && req.sort_target == 0);
         let mut count = 0i64;
+        // Without a sort, the keys past the limit are only counted: one more than the limit is
+        // enough to know there are more. (A 10k-key answer over a million keys held a million
+        // entries here, 16 MiB, before it was cut to the limit.)
+        let enough = match usize::try_from(req.limit) {
+            Ok(l) if l > 0 && !needs_sort => l.saturating_add(1),
+            _ => usize::MAX,
+        };
         let mut picked: Vec<(&[u8], &Version)> = Vec::new();
         for (k, v) in self.keys.range_at(range, at) {
             count += 1;
-            if req.count_only {
+            if req.count_only || picked.len() >= enough {
                 continue;
             }
             let keep = (req.min_mod_revision == 0 || v.rev.main >= req.min_mod_revision)

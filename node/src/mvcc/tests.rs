@@ -170,6 +170,26 @@ fn range_prefix_limit_sort_and_count() {
         (limited.kvs.len(), limited.more, limited.count),
         (2, true, 3)
     );
+    // A limit met exactly: nothing more, and the count is still the whole range's.
+    let exact = s
+        .range(&PbRangeRequest {
+            limit: 3,
+            ..prefix("p/")
+        })
+        .expect("range");
+    assert_eq!((exact.kvs.len(), exact.more, exact.count), (3, false, 3));
+    // Sorted and limited: the limit applies after the sort, over every key.
+    let last_two = s
+        .range(&PbRangeRequest {
+            limit: 2,
+            sort_target: 0,
+            sort_order: 2,
+            ..prefix("p/")
+        })
+        .expect("range");
+    let keys: Vec<&[u8]> = last_two.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    assert_eq!(keys, [b"p/c".as_slice(), b"p/b"]);
+    assert_eq!((last_two.more, last_two.count), (true, 3));
     let by_value = PbRangeRequest {
         sort_target: 4,
         sort_order: 2,
