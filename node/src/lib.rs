@@ -5,6 +5,7 @@ pub mod bbolt;
 pub mod bootstrap;
 pub mod codec;
 pub mod config;
+pub mod direct_write;
 pub mod dns;
 pub mod etcd_db;
 pub mod http;

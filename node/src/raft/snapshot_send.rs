@@ -26,10 +26,12 @@ use crate::raft::channels::{describe, PeerChannels};
 use crate::raft::pb::PeerRequest;
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
 
-/// Bytes of snapshot per stream message.
-const PART_BYTES: usize = 4 << 20;
+/// Bytes of snapshot per stream message: small enough that the buffers of both ends are reused
+/// rather than fresh memory for each part (4 MiB parts came from, and went back to, the kernel each
+/// time: ~1.5 CPU-seconds of zeroing pages on the receiver for 1.3 GiB).
+const PART_BYTES: usize = 256 << 10;
 /// Parts read ahead of the network.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 32;
 /// How long the receiver may take to install a snapshot once it has all of it (an fsync of the whole
 /// file and reading its key index: seconds per GiB on a slow disk).
 const INSTALL_WAIT: Duration = Duration::from_secs(300);
