@@ -11,6 +11,7 @@ pub mod auth;
 pub mod authorize;
 mod command;
 mod error;
+mod index_codec;
 mod keyspace;
 mod lease;
 mod records;

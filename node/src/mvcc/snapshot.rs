@@ -8,7 +8,6 @@
 //! second. [`restore`] reads only the index back: the snapshot file becomes the base of the store's
 //! value log, so a restart or a snapshot install reads no value.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -16,11 +15,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::ser::{Error as _, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::auth::AuthState;
-use super::keyspace::{self, KeyMap, Version};
+use super::index_codec;
+use super::keyspace::{self, KeyMap};
 use super::lease::Lease;
 use super::values::{Layers, ValueRef};
 use super::{MvccError, State};
@@ -61,79 +60,69 @@ impl std::fmt::Debug for Capture {
 
 /// The index as restored.
 #[derive(Deserialize)]
-struct Index {
-    /// In key order.
-    keys: Vec<(Key, Vec<Version>)>,
+struct Index<'a> {
+    /// In key order, as [`index_codec`] lays them out.
+    #[serde(borrow)]
+    keys: &'a [u8],
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, Lease>,
     auth: AuthState,
 }
 
-/// [`Index`] borrowed from the store; the field names and order must match it.
+/// [`Index`] as written; the field names and order must match it.
 #[derive(Serialize)]
 struct IndexView<'a> {
-    keys: Repointed<'a>,
+    keys: Binary<'a>,
     revision: i64,
     compact_revision: i64,
     leases: &'a BTreeMap<i64, Lease>,
     auth: &'a AuthState,
 }
 
-/// The versions by key, each value given its offset in the value section; collects where the values
-/// are now in the same order.
-struct Repointed<'a> {
-    keys: &'a KeyMap,
-    compacted: i64,
-    layers: &'a Layers,
-    placed: RefCell<(u64, Vec<ValueRef>)>,
-}
+/// Bytes as MessagePack binary, not as an array of integers.
+struct Binary<'a>(&'a [u8]);
 
-/// A key as MessagePack binary, not as an array of integers (half the size).
-#[derive(Deserialize)]
-struct Key(#[serde(with = "crate::codec::bytes")] Vec<u8>);
-
-struct KeyBytes<'a>(&'a [u8]);
-
-impl Serialize for KeyBytes<'_> {
+impl Serialize for Binary<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(self.0)
     }
 }
 
-impl Serialize for Repointed<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut placed = self.placed.borrow_mut();
-        let at = self.compacted;
-        // A known length: without one the encoder would buffer the whole sequence.
-        let len = (self.keys.values())
-            .filter(|vs| !keyspace::kept(vs, at).is_empty())
-            .count();
-        let mut seq = s.serialize_seq(Some(len))?;
-        for (key, versions) in self.keys.iter() {
-            let versions = keyspace::kept(versions, at);
-            if versions.is_empty() {
-                continue;
-            }
-            let moved = versions
-                .iter()
-                .map(|v| {
-                    let mut v = v.clone();
-                    if v.value.len() > 0 {
-                        let at = placed.0;
-                        placed.0 += v.value.len() as u64;
-                        // Where the value is in the layers taken with the index.
-                        let now = self.layers.current(v.value).map_err(S::Error::custom)?;
-                        placed.1.push(now);
-                        v.value = v.value.at(at);
-                    }
-                    Ok(v)
-                })
-                .collect::<Result<Vec<Version>, S::Error>>()?;
-            seq.serialize_element(&(KeyBytes(key), &moved))?;
+/// The kept versions of every key in [`index_codec`]'s layout, each value given its offset in the
+/// value section; and where the values are now, in the same order.
+fn placed_keys(
+    keys: &KeyMap,
+    compacted: i64,
+    layers: &Layers,
+) -> io::Result<(Vec<u8>, Vec<ValueRef>)> {
+    let count = keys
+        .values()
+        .filter(|vs| !keyspace::kept(vs, compacted).is_empty())
+        .count() as u64;
+    let mut out = count.to_le_bytes().to_vec();
+    let mut refs = Vec::new();
+    let mut placed = 0u64;
+    let mut moved = Vec::new();
+    for (key, versions) in keys.iter() {
+        let versions = keyspace::kept(versions, compacted);
+        if versions.is_empty() {
+            continue;
         }
-        seq.end()
+        moved.clear();
+        for v in versions {
+            let mut v = v.clone();
+            if v.value.len() > 0 {
+                // Where the value is in the layers taken with the index.
+                refs.push(layers.current(v.value).map_err(io::Error::other)?);
+                v.value = v.value.at(placed);
+                placed += v.value.len() as u64;
+            }
+            moved.push(v);
+        }
+        index_codec::put_key(&mut out, key, &moved).map_err(io::Error::other)?;
     }
+    Ok((out, refs))
 }
 
 /// At most this many bytes of values are read at once while writing a snapshot.
@@ -158,13 +147,9 @@ impl Capture {
     /// Write the values, then the index, to `w` (at offset 0 of the snapshot file). Encodes the
     /// index and reads the values from the layers taken with it, so the store's lock is not needed.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<Sections> {
+        let (keys, refs) = placed_keys(&self.keys, self.compacted, &self.layers)?;
         let view = IndexView {
-            keys: Repointed {
-                keys: &self.keys,
-                compacted: self.compacted,
-                layers: &self.layers,
-                placed: RefCell::new((0, Vec::new())),
-            },
+            keys: Binary(&keys),
             revision: self.revision,
             compact_revision: self.compact_revision,
             leases: &self.leases,
@@ -172,7 +157,7 @@ impl Capture {
         };
         let index = rmp_serde::to_vec(&view)
             .map_err(|e| io::Error::other(format!("encoding the snapshot's key index: {e}")))?;
-        let (_, refs) = view.keys.placed.into_inner();
+        drop(keys);
         let mut values = crc32fast::Hasher::new();
         let mut values_len = 0u64;
         let mut buf = Vec::new();
@@ -211,6 +196,7 @@ pub(super) fn restore(
     path: &Path,
     s: &Sections,
 ) -> Result<(), MvccError> {
+    let started = std::time::Instant::now();
     let len = usize::try_from(s.index_len)
         .map_err(|_| MvccError::Malformed(format!("a key index of {} bytes", s.index_len)))?;
     let mut bytes = vec![0; len];
@@ -221,48 +207,36 @@ pub(super) fn restore(
             "the snapshot's key index does not match its checksum (the file is corrupt)".into(),
         ));
     }
+    let read = started.elapsed();
     let index: Index = rmp_serde::from_slice(&bytes)
         .map_err(|e| MvccError::Malformed(format!("the snapshot's key index: {e}")))?;
+    let decoded = started.elapsed();
+    let keys = index_codec::read_keys(index.keys, s.values_len)
+        .map_err(|e| MvccError::Malformed(format!("the snapshot's key index: {e}")))?;
+    let (leases, auth) = (index.leases, index.auth);
+    let (revision, compact_revision) = (index.revision, index.compact_revision);
     drop(bytes);
-    let mut placed = 0u64;
-    for v in index.keys.iter().flat_map(|(_, vs)| vs) {
-        if v.value.end() > s.values_len {
-            return Err(MvccError::Malformed(format!(
-                "the snapshot's key index points past its {} bytes of values",
-                s.values_len
-            )));
-        }
-        placed += v.value.len() as u64;
-    }
-    if placed != s.values_len {
-        return Err(MvccError::Malformed(format!(
-            "the snapshot's key index refers to {placed} bytes of values, the file holds {}",
-            s.values_len
-        )));
-    }
-    if !index.keys.windows(2).all(|w| w[0].0 .0 < w[1].0 .0) {
-        return Err(MvccError::Malformed(
-            "the snapshot's key index is not in key order".into(),
-        ));
-    }
-    let keys: KeyMap = index
-        .keys
-        .into_iter()
-        .map(|(k, vs)| (Arc::from(k.0), Arc::new(vs)))
-        .collect();
+    tracing::info!(
+        keys = keys.len(),
+        bytes = s.index_len,
+        read_ms = read.as_millis() as u64,
+        decode_ms = (decoded - read).as_millis() as u64,
+        build_ms = (started.elapsed() - decoded).as_millis() as u64,
+        "read the snapshot's key index"
+    );
     let values = st.keys.values_from(file, path, s.values_len, s.values_crc);
-    st.keys.restore(keys, values, index.compact_revision);
-    st.revision = index.revision;
-    st.compact_revision = index.compact_revision;
-    st.leases = index.leases;
-    st.auth = index.auth;
+    st.keys.restore(keys, values, compact_revision);
+    st.revision = revision;
+    st.compact_revision = compact_revision;
+    st.leases = leases;
+    st.auth = auth;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mvcc::keyspace::Rev;
+    use crate::mvcc::keyspace::{Rev, Version};
 
     fn put(st: &mut State, key: &str, value: &str, rev: i64) {
         let value = st.keys.store_value(value.as_bytes());

@@ -29,7 +29,7 @@ use crate::storage::data_dir::SNAPSHOT_FILE;
 
 /// The snapshot file format this build writes and reads. Nothing was released: other formats are
 /// refused, not converted.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 const MAGIC: &[u8; 8] = b"CAIRNSNP";
 const TRAILER_LEN: u64 = 32;
 /// Unfinished files (a snapshot being written or received) carry this suffix; a start removes them.

@@ -58,6 +58,16 @@ impl ValueRef {
         self.len as usize
     }
 
+    /// A value of `len` bytes at offset `off` of a snapshot's value section.
+    pub fn from_parts(off: u64, len: u32) -> ValueRef {
+        ValueRef { off, len, gen: 0 }
+    }
+
+    /// Offset and length, as a snapshot's index records them.
+    pub fn parts(self) -> (u64, u32) {
+        (self.off, self.len)
+    }
+
     /// The same value at offset `off` (of a snapshot's value section).
     pub fn at(self, off: u64) -> ValueRef {
         ValueRef {
