@@ -22,30 +22,54 @@ type Entry = (Arc<[u8]>, Arc<Vec<Version>>);
 
 const VERSION_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 8 + 4 + 1;
 
-/// Append one key and its versions to `out`.
-pub fn put_key(out: &mut Vec<u8>, key: &[u8], versions: &[Version]) -> Result<(), String> {
-    let too_many = |what: &str, n: usize| format!("{what} of {n} does not fit the snapshot format");
-    let klen = u32::try_from(key.len()).map_err(|_| too_many("a key", key.len()))?;
-    let n = u32::try_from(versions.len()).map_err(|_| too_many("a history", versions.len()))?;
-    out.reserve(8 + key.len() + versions.len() * VERSION_BYTES);
-    out.extend_from_slice(&klen.to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&n.to_le_bytes());
-    for v in versions {
-        let (off, len) = v.value.parts();
-        out.extend_from_slice(&v.rev.main.to_le_bytes());
-        out.extend_from_slice(&v.rev.sub.to_le_bytes());
-        out.extend_from_slice(&v.create.to_le_bytes());
-        out.extend_from_slice(&v.version.to_le_bytes());
-        out.extend_from_slice(&v.lease.to_le_bytes());
-        out.extend_from_slice(&off.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.push(u8::from(v.tombstone));
-    }
-    Ok(())
+/// The keys of an index being written: a count, patched in by [`KeysOut::finish`], then the keys.
+pub struct KeysOut {
+    out: Vec<u8>,
+    count: u64,
 }
 
-/// The key map `bytes` holds (`count` keys written by [`put_key`] after a u64 count), checked: keys
+impl KeysOut {
+    pub fn new() -> Self {
+        KeysOut {
+            out: vec![0; 8],
+            count: 0,
+        }
+    }
+
+    /// Append one key and its versions; keys come in ascending order.
+    pub fn put(&mut self, key: &[u8], versions: &[Version]) -> Result<(), String> {
+        let too_many =
+            |what: &str, n: usize| format!("{what} of {n} does not fit the snapshot format");
+        let klen = u32::try_from(key.len()).map_err(|_| too_many("a key", key.len()))?;
+        let n = u32::try_from(versions.len()).map_err(|_| too_many("a history", versions.len()))?;
+        let out = &mut self.out;
+        out.reserve(8 + key.len() + versions.len() * VERSION_BYTES);
+        out.extend_from_slice(&klen.to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&n.to_le_bytes());
+        for v in versions {
+            let (off, len) = v.value.parts();
+            out.extend_from_slice(&v.rev.main.to_le_bytes());
+            out.extend_from_slice(&v.rev.sub.to_le_bytes());
+            out.extend_from_slice(&v.create.to_le_bytes());
+            out.extend_from_slice(&v.version.to_le_bytes());
+            out.extend_from_slice(&v.lease.to_le_bytes());
+            out.extend_from_slice(&off.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.push(u8::from(v.tombstone));
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The bytes [`read_keys`] reads.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out[..8].copy_from_slice(&self.count.to_le_bytes());
+        self.out
+    }
+}
+
+/// The key map `bytes` holds (written by [`KeysOut`]), checked: keys
 /// in ascending order, each value inside the `values_len` bytes of the value section and together
 /// exactly those bytes.
 pub fn read_keys(bytes: &[u8], values_len: u64) -> Result<KeyMap, String> {
@@ -156,11 +180,11 @@ mod tests {
     }
 
     fn encoded(keys: &[(&[u8], Vec<Version>)]) -> Vec<u8> {
-        let mut out = (keys.len() as u64).to_le_bytes().to_vec();
+        let mut out = KeysOut::new();
         for (k, vs) in keys {
-            put_key(&mut out, k, vs).expect("put");
+            out.put(k, vs).expect("put");
         }
-        out
+        out.finish()
     }
 
     #[test]

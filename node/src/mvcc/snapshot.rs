@@ -96,11 +96,7 @@ fn placed_keys(
     compacted: i64,
     layers: &Layers,
 ) -> io::Result<(Vec<u8>, Vec<ValueRef>)> {
-    let count = keys
-        .values()
-        .filter(|vs| !keyspace::kept(vs, compacted).is_empty())
-        .count() as u64;
-    let mut out = count.to_le_bytes().to_vec();
+    let mut out = index_codec::KeysOut::new();
     let mut refs = Vec::new();
     let mut placed = 0u64;
     let mut moved = Vec::new();
@@ -120,9 +116,9 @@ fn placed_keys(
             }
             moved.push(v);
         }
-        index_codec::put_key(&mut out, key, &moved).map_err(io::Error::other)?;
+        out.put(key, &moved).map_err(io::Error::other)?;
     }
-    Ok((out, refs))
+    Ok((out.finish(), refs))
 }
 
 /// At most this many bytes of values are read at once while writing a snapshot.
