@@ -205,6 +205,10 @@ pub struct Config {
         value_parser = retention::parse_flag_duration
     )]
     pub experimental_watch_progress_notify_interval: FlagDuration,
+    /// Worker threads of the async runtime (cairn's own, like Go's GOMAXPROCS for etcd). Default: the
+    /// CPUs this process may use, shared out among the members of --initial-cluster on this host.
+    #[arg(long, env = "CAIRN_RUNTIME_THREADS")]
+    pub runtime_threads: Option<usize>,
 }
 
 impl Config {
@@ -310,10 +314,12 @@ pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, ConfigErr
 mod auth_token;
 pub mod discovery;
 mod retention;
+mod runtime_threads;
 
 pub use auth_token::{AuthToken, JwtSpec, SignMethod};
 
 pub use retention::FlagDuration;
+pub use runtime_threads::RuntimeThreads;
 
 /// etcd's `DefaultWatchProgressNotifyInterval`.
 pub const DEFAULT_WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);

@@ -32,7 +32,14 @@ fn main() -> ExitCode {
         );
         std::process::abort();
     }));
+    let threads = cfg.runtime_threads();
+    tracing::info!(
+        "async runtime: {} worker thread(s): {}",
+        threads.workers,
+        threads.why
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.workers)
         .enable_all()
         .build()
     {

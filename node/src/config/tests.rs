@@ -30,6 +30,16 @@ fn valid_static_config_is_accepted() {
 }
 
 #[test]
+fn zero_runtime_threads_is_refused_with_the_fix() {
+    let e = check(&["--runtime-threads=0"]).unwrap_err();
+    assert!(
+        e.0.starts_with("--runtime-threads must be at least 1"),
+        "{e}"
+    );
+    assert_eq!(check(&["--runtime-threads=1"]), Ok(()));
+}
+
+#[test]
 fn name_missing_from_initial_cluster_is_refused() {
     let e = check(&["--name=infra9"]).unwrap_err();
     assert_eq!(e.0, "infra9 not listed in the initial cluster config");

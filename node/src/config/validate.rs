@@ -8,6 +8,11 @@ impl Config {
         if self.name.is_empty() {
             return err("--name must not be empty");
         }
+        if self.runtime_threads == Some(0) {
+            return err(
+                "--runtime-threads must be at least 1 (leave it out to share this host's CPUs among its members)",
+            );
+        }
         for (flag, urls) in [
             ("listen-client-urls", &self.listen_client_urls),
             ("listen-peer-urls", &self.listen_peer_urls),
