@@ -3,9 +3,10 @@
 //! Why not always one per CPU (tokio's default): members that share a host each start that many, and
 //! tokio wakes idle siblings to steal work; with three members on two CPUs (a local cluster, the
 //! benchmark, the tests) six workers plus three WAL writers took turns on two CPUs and every put paid
-//! for the extra wake-ups. Measured on a 2-core machine (docs/benchmark.md): one worker per member did
-//! 2–12 % more puts and gets at 1 to 1024 clients with 8–18 % less CPU per operation, where Go's
-//! scheduler in etcd 3.5 lost 10–14 % from 16 clients up when given one thread (`GOMAXPROCS=1`).
+//! for the extra wake-ups. Measured on a 2-core machine in four runs (docs/benchmark.md, "Sharing a
+//! host's CPUs"): one worker per member did 0.98–1.12× the puts and gets of two at 1 to 1024 clients
+//! (all but one point above 1) with 4–17 % less CPU per operation, where etcd 3.5 given one thread
+//! (`GOMAXPROCS=1`) lost 6–14 % from 16 clients up.
 //! So the CPUs are shared out among the members of `--initial-cluster` that run on this host; a
 //! member alone on its host (production) keeps one worker per CPU.
 
