@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod bbolt;
+pub mod blocking;
 pub mod bootstrap;
 pub mod codec;
 pub mod config;

@@ -263,6 +263,29 @@ async fn one(opts: &Options, s: &mut Scaled, step: Step) -> Result<()> {
                 "count-only over the keyspace: median ms".into(),
                 ms(lat[lat.len() / 2]),
             ));
+            // A range that takes seconds on the leader: does the cluster keep its leader meanwhile
+            // (heartbeats must go on while the answer is built)?
+            let lead = s.cluster.leader_index().await?;
+            let c = s.cluster.client(lead).await?;
+            let term = |c: Client| async move {
+                let st = c.maintenance_client().status().await;
+                st.map(|st| st.raft_term()).context("Status of the leader")
+            };
+            let before = term(c.clone()).await?;
+            let half = (opts.keys / 2) as i64;
+            let (lat, _, n) = probes::range(&c, pids[lead], half, false, 1).await?;
+            let after = term(c.clone()).await?;
+            s.run.note(format!(
+                "range of half the dataset from the leader: {n} keys; Raft term {before} before, {after} after"
+            ));
+            s.run.push(Fact::lower(
+                "range of half the dataset from the leader: seconds".into(),
+                lat[0].as_secs_f64(),
+            ));
+            s.run.push(Fact::lower(
+                "elections during that range (Raft term change)".into(),
+                after.saturating_sub(before) as f64,
+            ));
         }
         Step::PutsBaseline => {
             let nothing = || async { Ok(()) };

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::guard::Guard;
 use super::header::header;
 use super::status::{to_status, ApiError};
+use crate::blocking::{off_worker, range_may_take_long};
 use crate::member::{App, MemberError, KV_OVERHEAD};
 use crate::metrics;
 use crate::mvcc::Command;
@@ -69,10 +70,16 @@ impl PbKvService for KvService {
         if !req.serializable {
             self.app.read_barrier().await.map_err(to_status)?;
         }
-        let (mut resp, rev) = {
+        let run = || {
             let store = self.app.store().read();
-            (store.range(&req).map_err(to_status)?, store.revision())
+            (store.range(&req), store.revision())
         };
+        let (resp, rev) = if range_may_take_long(&req.range_end, req.limit) {
+            off_worker(run)
+        } else {
+            run()
+        };
+        let mut resp = resp.map_err(to_status)?;
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))
     }

@@ -17,6 +17,7 @@ use super::guard::Guard;
 use super::header::{current, header};
 use super::status::{to_status, ApiError};
 use super::SERVER_VERSION;
+use crate::blocking::off_worker;
 use crate::member::{App, MemberError};
 use crate::mvcc::alarm;
 
@@ -112,10 +113,11 @@ impl PbMaintenanceService for MaintenanceService {
     }
 
     async fn hash(&self, _: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        let (hash, rev) = {
+        let (hash, rev) = off_worker(|| {
             let s = self.app.store().read();
-            (s.hash().map_err(to_status)?, s.revision())
-        };
+            (s.hash(), s.revision())
+        });
+        let hash = hash.map_err(to_status)?;
         Ok(Response::new(PbHashResponse {
             header: header(&self.app, rev),
             hash,
@@ -128,11 +130,11 @@ impl PbMaintenanceService for MaintenanceService {
     ) -> Result<Response<PbHashKvResponse>, Status> {
         self.guard.admin(&req)?;
         let rev = req.into_inner().revision;
-        let (hash, compact_revision, hash_revision, current) = {
+        let (hashed, current) = off_worker(|| {
             let s = self.app.store().read();
-            let (h, c, r) = s.hash_kv(rev).map_err(to_status)?;
-            (h, c, r, s.revision())
-        };
+            (s.hash_kv(rev), s.revision())
+        });
+        let (hash, compact_revision, hash_revision) = hashed.map_err(to_status)?;
         Ok(Response::new(PbHashKvResponse {
             header: header(&self.app, current),
             hash,

@@ -112,26 +112,10 @@ fn read_only(t: &PbTxnRequest) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use etcd_client::proto::{PbPutRequest, PbRangeRequest, PbTxnRequestOp};
+    use etcd_client::proto::PbRangeRequest;
 
     use super::*;
-
-    fn put(key: &str) -> Command {
-        let p = PbPutRequest {
-            key: key.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        };
-        Command::Put(p.encode_to_vec())
-    }
-
-    fn txn(op: PbTxnOpRequest) -> Command {
-        let t = PbTxnRequest {
-            success: vec![PbTxnRequestOp { request: Some(op) }],
-            ..Default::default()
-        };
-        Command::Txn(t.encode_to_vec())
-    }
+    use crate::mvcc::command::fixtures::{put, txn};
 
     fn alarm(action: i32, alarm: i32) -> Command {
         Command::Alarm {

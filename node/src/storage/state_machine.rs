@@ -22,6 +22,7 @@ use openraft::{
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
+use crate::blocking::off_worker;
 use crate::mvcc::{Behind, Capture, Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
@@ -369,9 +370,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::with_capacity(entries.len());
         let mut bytes = 0u64;
         let (mut next, mut waited) = (0, None);
-        while let Some((at, behind)) =
+        // Entries that may take long (a compaction, a delete over many keys) are applied without
+        // holding up this member's other tasks, its Raft traffic above all (crate::blocking).
+        let long = entries.iter().any(|e| match &e.payload {
+            EntryPayload::Normal(cmd) => cmd.may_take_long(),
+            _ => false,
+        });
+        while let Some((at, behind)) = if long {
+            off_worker(|| self.apply_run(&entries, next, waited, &mut out, &mut bytes))?
+        } else {
             self.apply_run(&entries, next, waited, &mut out, &mut bytes)?
-        {
+        } {
             if let EntryPayload::Normal(cmd) = &entries[at].payload {
                 self.let_watchers_catch_up(cmd, behind).await;
             }
