@@ -21,7 +21,6 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     server::logging::init(&cfg.name, &cfg.log_level);
-    return_freed_memory();
     // A panic anywhere (e.g. inside the state machine's task) would leave a member running in an
     // unknown state; stop the whole process instead so the supervisor restarts it from the data dir.
     let default_hook = std::panic::take_hook();
@@ -33,6 +32,7 @@ fn main() -> ExitCode {
         std::process::abort();
     }));
     let threads = cfg.runtime_threads();
+    return_freed_memory(threads.workers);
     tracing::info!(
         "async runtime: {} worker thread(s): {}",
         threads.workers,
@@ -69,12 +69,22 @@ fn main() -> ExitCode {
 /// each left their memory in another arena, and three in a row raised the member's RSS by 17–51 MiB
 /// from run to run (etcd 3.5: ~20). With blocks of 1 MiB and more mapped apart, and free memory above
 /// 8 MiB at the top of an arena given back, 15–21 MiB; throughput unchanged (A/B, docs/benchmark-scale.md).
-fn return_freed_memory() {
+///
+/// Arenas are capped at one per worker thread plus one: a large range runs under `block_in_place`
+/// (node/src/blocking.rs), which moves the worker's other tasks to another thread, so successive big
+/// answers were built on different threads, each in an arena of its own, and the memory one freed
+/// was not reused by the next: a 100k-key range's RSS rise went from 213 to 308 MiB; with the cap,
+/// 210 (`MALLOC_ARENA_MAX=2`, docs/benchmark-scale.md).
+fn return_freed_memory(workers: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two integers and only changes allocator parameters; it is called before
     // the runtime's threads exist.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        let arenas = i32::try_from(workers + 1).unwrap_or(i32::MAX);
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = workers;
 }
