@@ -23,3 +23,12 @@ pub fn off_worker<R>(f: impl FnOnce() -> R) -> R {
         _ => f(),
     }
 }
+
+/// [`off_worker`] when `long`, else `f` in place (a hand-off costs more than short work).
+pub fn off_worker_if<R>(long: bool, f: impl FnOnce() -> R) -> R {
+    if long {
+        off_worker(f)
+    } else {
+        f()
+    }
+}

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::guard::Guard;
 use super::header::header;
 use super::status::{to_status, ApiError};
-use crate::blocking::{off_worker, range_may_take_long};
+use crate::blocking::{off_worker_if, range_may_take_long};
 use crate::member::{App, MemberError, KV_OVERHEAD};
 use crate::metrics;
 use crate::mvcc::Command;
@@ -74,11 +74,7 @@ impl PbKvService for KvService {
             let store = self.app.store().read();
             (store.range(&req), store.revision())
         };
-        let (resp, rev) = if range_may_take_long(&req.range_end, req.limit) {
-            off_worker(run)
-        } else {
-            run()
-        };
+        let (resp, rev) = off_worker_if(range_may_take_long(&req.range_end, req.limit), run);
         let mut resp = resp.map_err(to_status)?;
         resp.header = header(&self.app, rev);
         Ok(Response::new(resp))

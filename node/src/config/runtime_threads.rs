@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use super::{parse_initial_cluster, parse_url, Config};
+use super::{parse_url, Config};
 
 /// The runtime's size and the reason, for the start-up log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,30 +51,23 @@ impl Config {
     /// Members of the initial cluster (this one included) whose peer URLs name this member's host:
     /// the same host name or address, or loopback when this member's is loopback. At least 1.
     fn members_on_this_host(&self) -> usize {
-        let hosts_of = |urls: &mut dyn Iterator<Item = &String>| -> Vec<String> {
-            urls.filter_map(|u| parse_url("initial-cluster", u).ok())
-                .map(|p| p.host)
-                .collect()
-        };
-        let mine = hosts_of(&mut self.initial_advertise_peer_urls.iter());
-        let Some(initial) = &self.initial_cluster else {
-            return 1;
-        };
-        let Ok(members) = parse_initial_cluster(initial) else {
-            return 1;
-        };
-        let mut names: Vec<&str> = members
+        let host = |url: &str| parse_url("initial-cluster", url).ok().map(|p| p.host);
+        let mine: Vec<String> = self
+            .initial_advertise_peer_urls
             .iter()
-            .filter(|(_, url)| {
-                hosts_of(&mut std::iter::once(url))
-                    .iter()
-                    .any(|h| mine.iter().any(|m| same_host(m, h)))
-            })
-            .map(|(name, _)| name.as_str())
+            .filter_map(|u| host(u))
             .collect();
-        names.sort_unstable();
-        names.dedup();
-        names.len().max(1)
+        let on_this_host =
+            |url: &String| host(url).is_some_and(|h| mine.iter().any(|m| same_host(m, &h)));
+        // Without --initial-cluster (SRV or discovery bootstrap) the list is this member alone.
+        let Ok(members) = self.initial_members() else {
+            return 1;
+        };
+        let here = members
+            .iter()
+            .filter(|(_, urls)| urls.iter().any(on_this_host))
+            .count();
+        here.max(1)
     }
 }
 

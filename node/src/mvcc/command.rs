@@ -122,7 +122,7 @@ fn txn_spans(t: &PbTxnRequest) -> bool {
         .chain(&t.failure)
         .any(|op| match &op.request {
             Some(PbTxnOpRequest::RequestRange(r)) => {
-                !r.range_end.is_empty() && (r.limit <= 0 || r.limit > 1000)
+                crate::blocking::range_may_take_long(&r.range_end, r.limit)
             }
             Some(PbTxnOpRequest::RequestDeleteRange(d)) => !d.range_end.is_empty(),
             Some(PbTxnOpRequest::RequestTxn(inner)) => txn_spans(inner),

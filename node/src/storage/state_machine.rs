@@ -22,7 +22,7 @@ use openraft::{
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 
-use crate::blocking::off_worker;
+use crate::blocking::off_worker_if;
 use crate::mvcc::{Behind, Capture, Command, CommandResponse};
 use crate::mvcc::{SharedStore, Store};
 use crate::raft::types::{NodeId, PeerNode, TypeConfig};
@@ -376,11 +376,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             EntryPayload::Normal(cmd) => cmd.may_take_long(),
             _ => false,
         });
-        while let Some((at, behind)) = if long {
-            off_worker(|| self.apply_run(&entries, next, waited, &mut out, &mut bytes))?
-        } else {
-            self.apply_run(&entries, next, waited, &mut out, &mut bytes)?
-        } {
+        while let Some((at, behind)) = off_worker_if(long, || {
+            self.apply_run(&entries, next, waited, &mut out, &mut bytes)
+        })? {
             if let EntryPayload::Normal(cmd) = &entries[at].payload {
                 self.let_watchers_catch_up(cmd, behind).await;
             }
