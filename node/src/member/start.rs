@@ -142,6 +142,7 @@ impl App {
             .with_dial_timeout(peer_dial_timeout(cfg.election_timeout))
             .with_commit_ceiling(ceiling.clone());
         let rc = Arc::new(raft_config(cfg, cluster_id)?);
+        log.set_member(identity.member_id);
         let raft = Raft::new(identity.member_id, rc, peers.clone(), log.clone(), sm)
             .await
             .context("starting Raft")?;

@@ -3,10 +3,13 @@
 //! redb (`raft.redb`, one fsynced transaction each; they change rarely, and a vote is durable before
 //! `save_vote` returns, so no entry of a new term is written before its vote).
 //!
-//! **Appends are reported flushed before they are.** `append` hands the entries to the writer and
-//! tells openraft at once; the fsync follows on the writer thread (grouping the appends queued
-//! meanwhile). openraft 0.9 replicates an entry only after its `append` is reported, so this lets the
-//! leader's fsync overlap the followers', as etcd's leader does. Four rules keep every guarantee
+//! **A leader's appends are reported flushed before they are.** `append` hands the entries to the
+//! writer and tells openraft at once; the fsync follows on the writer thread (grouping the appends
+//! queued meanwhile). openraft 0.9 replicates an entry only after its `append` is reported, so this
+//! lets the leader's fsync overlap the followers', as etcd's leader does. A follower's appends (entries
+//! of another member's leadership, up to [`INLINE_BYTES`]) are written and synced before `append`
+//! returns, on the core's thread: it may answer only once they are durable, so the writer thread would
+//! only add its wake-ups to the round trip every write waits for. Four rules keep every guarantee
 //! that a flush before the report gave, the first three waiting on [`Durability`]:
 //! - **A follower acknowledges only durable entries.** The peer service answers an AppendEntries
 //!   only once everything appended so far is on disk (member/peer_service.rs), so a leader counts a
@@ -47,6 +50,7 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -88,6 +92,12 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// ~110 MB/s here. 4 MiB keeps a message well inside the heartbeat interval on a disk that syncs
 /// 4 MiB in ~15 ms, and makes each round trip carry four times as much.
 const MAX_APPEND_BYTES: usize = 4 << 20;
+/// A follower writes appends up to this size on the core's thread ([`LogStore::following`]). Larger
+/// ones mean many clients (or a member catching up): they go to the writer thread, whose wake-ups
+/// cost little next to their write, and the member's worker goes on serving the clients' requests
+/// (which it forwards to the leader, or reads) while the fsync runs. 16 KiB: about 40 puts of 256
+/// bytes; with 128 clients (~45 KiB per append) inline appends measured 0.84–1.04× the throughput.
+const INLINE_BYTES: usize = 16 << 10;
 /// Entries read from the log at a time while filling an AppendEntries, so a range of large entries is
 /// not read whole only to be cut.
 const READ_STEP: u64 = 16;
@@ -228,6 +238,9 @@ pub struct LogStore {
     recent: Arc<Mutex<Recent>>,
     committed: Arc<Mutex<Committed>>,
     writer: Arc<Writer>,
+    /// This member's ID once known (0 before): entries it did not create as leader are written on
+    /// the caller's thread ([`Writer::append_now`]).
+    member: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -254,7 +267,20 @@ impl LogStore {
             recent: Arc::default(),
             committed: Arc::default(),
             writer: Arc::new(writer),
+            member: Arc::default(),
         })
+    }
+
+    /// Tell the store which member it belongs to (before Raft starts).
+    pub fn set_member(&self, id: NodeId) {
+        self.member.store(id, Ordering::Relaxed);
+    }
+
+    /// Whether `entries` came from another member's leadership: this member is following, and
+    /// answers only once they are durable, so they are written at once rather than overlapped.
+    fn following(&self, entries: &[Entry<TypeConfig>]) -> bool {
+        let me = self.member.load(Ordering::Relaxed);
+        me != 0 && entries.iter().all(|e| e.log_id.leader_id.node_id != me)
     }
 
     /// How far the log is durable (see the module docs for who waits on it).
@@ -471,14 +497,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 recent.push(e.clone(), entry_bytes(e));
             }
         }
-        self.writer
-            .submit(Op::Append {
-                entries,
-                committed,
-                permits,
-            })
-            .map_err(write_err)?;
-        // Reported flushed before the fsync: see the module docs for why this is safe.
+        if bytes <= INLINE_BYTES && self.following(&entries) {
+            self.writer
+                .append_now(entries, committed, permits)
+                .map_err(write_err)?;
+        } else {
+            self.writer
+                .submit(Op::Append {
+                    entries,
+                    committed,
+                    permits,
+                })
+                .map_err(write_err)?;
+        }
+        // Reported flushed before the fsync (leader): see the module docs for why this is safe.
         callback.log_io_completed(Ok(()));
         Ok(())
     }

@@ -6,12 +6,14 @@
 //! to the followers: two fsyncs one after the other on every write. The log store now hands the
 //! entries to this thread and returns at once, so the leader's fsync and the followers' overlap, as in
 //! etcd, where the leader writes its WAL in parallel with sending (Raft thesis §10.2.1). Appends that
-//! queue up while one is being written go out in the next write and fsync together.
+//! queue up while one is being written go out in the next write and fsync together. A follower's small
+//! appends skip the thread when it is idle ([`Writer::append_now`]): nothing overlaps their fsync.
 //!
 //! What keeps this safe is in storage/log.rs (module docs): nothing that depends on an entry being on
 //! disk here (a follower's acknowledgement, applying it, telling followers it is committed) happens
 //! before [`Durability`] says so.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -91,6 +93,27 @@ impl Durability {
         self.until(|f| f.seq >= seq).await
     }
 
+    /// Publish that the operations up to `seq` are done and the log is durable up to `last`, or
+    /// that a write failed (the first failure is kept).
+    fn publish(&self, seq: u64, last: Option<LogId<NodeId>>, failed: &Option<String>) {
+        self.state.send_modify(|f| {
+            f.seq = seq;
+            f.last = last;
+            if f.failed.is_none() {
+                f.failed = failed.clone();
+            }
+        });
+        if let Some(why) = failed {
+            self.failure.send_if_modified(|f| {
+                let first = f.is_none();
+                if first {
+                    *f = Some(why.clone());
+                }
+                first
+            });
+        }
+    }
+
     /// Resolves with the reason once a write has failed.
     pub async fn failure(&self) -> String {
         let mut rx = self.failure.subscribe();
@@ -126,6 +149,10 @@ pub struct Writer {
     /// The channel, with the sequence number of the last operation sent on it (one lock: numbers
     /// follow the channel's order).
     tx: Mutex<(u64, mpsc::Sender<(u64, Op)>)>,
+    /// That sequence number, readable without waiting for an inline write holding `tx`.
+    submitted: AtomicU64,
+    /// The WAL, for appends written on the caller's thread ([`Writer::append_now`]).
+    wal: Arc<Mutex<Wal>>,
     /// Bytes of appends that may wait to be written ([`PENDING_BYTES`]).
     pub room: Arc<Semaphore>,
     /// How far the log is durable.
@@ -140,7 +167,7 @@ impl Writer {
         let durability = Arc::new(Durability::new(last));
         let room = Arc::new(Semaphore::new(PENDING_BYTES));
         let thread = Thread {
-            wal,
+            wal: wal.clone(),
             purged,
             durability: durability.clone(),
             room: room.clone(),
@@ -150,6 +177,8 @@ impl Writer {
             .spawn(move || thread.run(rx))?;
         Ok(Writer {
             tx: Mutex::new((0, tx)),
+            submitted: AtomicU64::new(0),
+            wal,
             room,
             durability,
         })
@@ -162,12 +191,67 @@ impl Writer {
         tx.1.send((seq, op))
             .map_err(|_| "the log writer has stopped".to_string())?;
         tx.0 = seq;
+        self.submitted.store(seq, Ordering::Release);
+        Ok(seq)
+    }
+
+    /// Append on the calling thread: written and synced when this returns, if the writer thread has
+    /// nothing queued (otherwise queued behind it, as [`Writer::submit`] does, to keep the order).
+    ///
+    /// For a follower: it answers an AppendEntries only once the entries are durable, and openraft
+    /// 0.9 sends it one AppendEntries at a time, so nothing would overlap this fsync; handing it to
+    /// the writer thread only added two thread wake-ups (the writer's, then the runtime's) to every
+    /// round trip a write waits for.
+    pub fn append_now(
+        &self,
+        entries: Vec<Entry<TypeConfig>>,
+        committed: Option<LogId<NodeId>>,
+        permits: u32,
+    ) -> Result<u64, String> {
+        let mut tx = self.tx.lock();
+        let seq = tx.0 + 1;
+        if self.durability.state.borrow().seq != tx.0 {
+            tx.1.send((
+                seq,
+                Op::Append {
+                    entries,
+                    committed,
+                    permits,
+                },
+            ))
+            .map_err(|_| "the log writer has stopped".to_string())?;
+        } else {
+            // Nothing queued and `tx` held: no operation can come between.
+            let mut failed = self.durability.failed();
+            let started = std::time::Instant::now();
+            let last = {
+                let mut wal = self.wal.lock();
+                if failed.is_none() {
+                    if let Err(e) = wal.append(&entries, committed) {
+                        tracing::error!("writing the Raft log: {e}");
+                        failed = Some(e.to_string());
+                    }
+                }
+                wal.last_log_id()
+            };
+            crate::metrics::WAL_FSYNC.observe(started.elapsed());
+            self.room.add_permits(permits as usize);
+            let last = last.max(self.durability.last());
+            self.durability.publish(seq, last, &failed);
+            if let Some(why) = failed {
+                tx.0 = seq;
+                self.submitted.store(seq, Ordering::Release);
+                return Err(why);
+            }
+        }
+        tx.0 = seq;
+        self.submitted.store(seq, Ordering::Release);
         Ok(seq)
     }
 
     /// The sequence number of the last operation submitted.
     pub fn submitted(&self) -> u64 {
-        self.tx.lock().0
+        self.submitted.load(Ordering::Acquire)
     }
 
     /// Queue `op` (made with the `done` channel given) and wait until it is done.
@@ -247,22 +331,7 @@ impl Thread {
         let last = self.wal.lock().last_log_id().max(self.purged);
         // Room first: whoever sees the new durability may count on it.
         self.room.add_permits(permits as usize);
-        self.durability.state.send_modify(|f| {
-            f.seq = last_seq;
-            f.last = last;
-            if f.failed.is_none() {
-                f.failed = failed.clone();
-            }
-        });
-        if let Some(why) = &failed {
-            self.durability.failure.send_if_modified(|f| {
-                let first = f.is_none();
-                if first {
-                    *f = Some(why.clone());
-                }
-                first
-            });
-        }
+        self.durability.publish(last_seq, last, &failed);
         for done in dones {
             let _ = done.send(match &failed {
                 Some(why) => Err(why.clone()),
@@ -308,6 +377,16 @@ mod tests {
         }
     }
 
+    /// (term, index) of every entry in the WAL.
+    fn written(wal: &Mutex<Wal>) -> Vec<(u64, u64)> {
+        wal.lock()
+            .read(0, None)
+            .expect("read")
+            .iter()
+            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
+            .collect()
+    }
+
     fn append(w: &Writer, entries: Vec<Entry<TypeConfig>>) -> u64 {
         w.submit(Op::Append {
             entries,
@@ -331,20 +410,34 @@ mod tests {
         let seq = append(&w, vec![entry(2, 3), entry(2, 4)]);
         assert_eq!(w.submitted(), seq);
         w.durability.until_seq(seq).await.expect("written");
-        let ids: Vec<_> = wal
-            .lock()
-            .read(0, None)
-            .expect("read")
-            .iter()
-            .map(|e| (e.log_id.leader_id.term, e.log_id.index))
-            .collect();
-        assert_eq!(ids, vec![(1, 1), (1, 2), (2, 3), (2, 4)]);
+        assert_eq!(written(&wal), vec![(1, 1), (1, 2), (2, 3), (2, 4)]);
         assert_eq!(w.durability.last().map(|l| l.index), Some(4));
         // A purge of everything leaves the purge point as the durable end.
         let upto = LogId::new(CommittedLeaderId::new(2, 1), 4);
         w.run(|done| Op::Purge { upto, done }).await.expect("purge");
         assert_eq!(w.durability.last(), Some(upto));
         assert_eq!(w.durability.failed(), None);
+    }
+
+    #[tokio::test]
+    async fn append_now_writes_at_once_when_idle_and_queues_behind_a_busy_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Arc::new(Mutex::new(Wal::open(dir.path()).expect("open")));
+        let w = Writer::start(wal.clone(), None).expect("start");
+        // Idle: durable when it returns, on this thread.
+        let seq = w.append_now(vec![entry(1, 1)], None, 0).expect("inline");
+        assert_eq!(w.submitted(), seq);
+        assert_eq!(w.durability.state.borrow().seq, seq);
+        assert_eq!(w.durability.last().map(|l| l.index), Some(1));
+        // Busy (the thread is held up on the WAL): queued behind what it is writing, not ahead.
+        let held = wal.lock();
+        let first = append(&w, vec![entry(1, 2)]);
+        let second = w.append_now(vec![entry(1, 3)], None, 0).expect("queued");
+        assert_eq!(second, first + 1);
+        assert_eq!(w.durability.last().map(|l| l.index), Some(1));
+        drop(held);
+        w.durability.until_seq(second).await.expect("written");
+        assert_eq!(written(&wal), vec![(1, 1), (1, 2), (1, 3)]);
     }
 
     #[tokio::test]
