@@ -112,6 +112,11 @@ pub async fn track_proposal<T, E>(f: impl Future<Output = Result<T, E>>) -> Resu
     r
 }
 
+/// Client proposals this process is waiting on now (the log store reads it as the member's write load).
+pub fn proposals_pending() -> i64 {
+    PROPOSALS_PENDING.load(Relaxed)
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, kind: &str, v: impl std::fmt::Display) {
     let _ = writeln!(
         out,
