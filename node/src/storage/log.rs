@@ -93,7 +93,7 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// 4 MiB in ~15 ms, and makes each round trip carry four times as much.
 const MAX_APPEND_BYTES: usize = 4 << 20;
 /// A follower writes appends up to this size on the core's thread ([`LogStore::following`]), when it
-/// is [`quiet`]. Larger ones mean many clients (or a member catching up): they go to the writer
+/// is [`quiet`] and its disk is fast ([`Writer::append_now`]). Larger ones mean many clients (or a member catching up): they go to the writer
 /// thread, whose wake-ups cost little next to their write, and the member's worker goes on serving
 /// clients while the fsync runs. 16 KiB: about 40 puts of 256 bytes.
 const INLINE_BYTES: usize = 16 << 10;

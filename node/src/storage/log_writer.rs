@@ -29,6 +29,12 @@ use crate::storage::wal::Wal;
 /// read from memory.
 pub const PENDING_BYTES: usize = 2 << 20;
 
+/// A WAL write and fdatasync slower than this (µs) sends the next appends to the writer thread, not
+/// in place: on such a disk the two thread wake-ups saved are lost in the sync, and the member's worker
+/// would stop serving its clients' reads for the whole of it. Once the thread writes fast again, appends
+/// go in place again.
+const SLOW_WRITE_US: u64 = 1000;
+
 /// How far the log is durable, as the writer last published it.
 #[derive(Debug, Clone, Default)]
 pub struct Flushed {
@@ -46,6 +52,8 @@ pub struct Durability {
     /// The failure alone: [`Durability::failure`]'s waiter (the member's main loop) is woken by it
     /// only, not at every fsync as a subscriber of `state` is.
     failure: watch::Sender<Option<String>>,
+    /// How long the last WAL write and fdatasync took, in microseconds.
+    last_write_us: AtomicU64,
 }
 
 impl Durability {
@@ -57,7 +65,15 @@ impl Durability {
                 failed: None,
             }),
             failure: watch::Sender::new(None),
+            last_write_us: AtomicU64::new(0),
         }
+    }
+
+    /// Note how long a WAL write and fdatasync took (the metric, and [`Writer::append_now`]'s check).
+    fn wrote(&self, took: std::time::Duration) {
+        crate::metrics::WAL_FSYNC.observe(took);
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.last_write_us.store(us, Ordering::Relaxed);
     }
 
     /// The last durable log id.
@@ -196,7 +212,8 @@ impl Writer {
     }
 
     /// Append on the calling thread: written and synced when this returns, if the writer thread has
-    /// nothing queued (otherwise queued behind it, as [`Writer::submit`] does, to keep the order).
+    /// nothing queued and the last write was not slow ([`SLOW_WRITE_US`]); otherwise queued, as
+    /// [`Writer::submit`] does (behind what is queued, to keep the order).
     ///
     /// For a follower: it answers an AppendEntries only once the entries are durable, and openraft
     /// 0.9 sends it one AppendEntries at a time, so nothing would overlap this fsync; handing it to
@@ -210,7 +227,9 @@ impl Writer {
     ) -> Result<u64, String> {
         let mut tx = self.tx.lock();
         let seq = tx.0 + 1;
-        if self.durability.state.borrow().seq != tx.0 {
+        let busy = self.durability.state.borrow().seq != tx.0;
+        let slow = self.durability.last_write_us.load(Ordering::Relaxed) > SLOW_WRITE_US;
+        if busy || slow {
             tx.1.send((
                 seq,
                 Op::Append {
@@ -234,7 +253,7 @@ impl Writer {
                 }
                 wal.last_log_id()
             };
-            crate::metrics::WAL_FSYNC.observe(started.elapsed());
+            self.durability.wrote(started.elapsed());
             self.room.add_permits(permits as usize);
             let last = last.max(self.durability.last());
             self.durability.publish(seq, last, &failed);
@@ -358,7 +377,7 @@ impl Thread {
                 *failed = Some(e.to_string());
             }
         }
-        crate::metrics::WAL_FSYNC.observe(started.elapsed());
+        self.durability.wrote(started.elapsed());
         entries.clear();
         *committed = None;
     }
@@ -385,6 +404,17 @@ mod tests {
             .iter()
             .map(|e| (e.log_id.leader_id.term, e.log_id.index))
             .collect()
+    }
+
+    /// `append_now` of `e` while the test holds the WAL: it must queue, not write in place (which
+    /// would wait for the lock forever: reported as a failure, not a hung test).
+    fn queued(w: &Arc<Writer>, e: Entry<TypeConfig>) -> u64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = w.clone();
+        std::thread::spawn(move || tx.send(w.append_now(vec![e], None, 0)));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("append_now wrote in place instead of queueing")
+            .expect("queued")
     }
 
     fn append(w: &Writer, entries: Vec<Entry<TypeConfig>>) -> u64 {
@@ -423,7 +453,7 @@ mod tests {
     async fn append_now_writes_at_once_when_idle_and_queues_behind_a_busy_writer() {
         let dir = tempfile::tempdir().expect("tempdir");
         let wal = Arc::new(Mutex::new(Wal::open(dir.path()).expect("open")));
-        let w = Writer::start(wal.clone(), None).expect("start");
+        let w = Arc::new(Writer::start(wal.clone(), None).expect("start"));
         // Idle: durable when it returns, on this thread.
         let seq = w.append_now(vec![entry(1, 1)], None, 0).expect("inline");
         assert_eq!(w.submitted(), seq);
@@ -432,12 +462,22 @@ mod tests {
         // Busy (the thread is held up on the WAL): queued behind what it is writing, not ahead.
         let held = wal.lock();
         let first = append(&w, vec![entry(1, 2)]);
-        let second = w.append_now(vec![entry(1, 3)], None, 0).expect("queued");
+        let second = queued(&w, entry(1, 3));
         assert_eq!(second, first + 1);
         assert_eq!(w.durability.last().map(|l| l.index), Some(1));
         drop(held);
         w.durability.until_seq(second).await.expect("written");
         assert_eq!(written(&wal), vec![(1, 1), (1, 2), (1, 3)]);
+        // After a slow write: queued for the thread, which writes it (and notes its time).
+        w.durability
+            .last_write_us
+            .store(SLOW_WRITE_US + 1, Ordering::Relaxed);
+        let held = wal.lock();
+        let seq = queued(&w, entry(1, 4));
+        assert_eq!(w.durability.last().map(|l| l.index), Some(3));
+        drop(held);
+        w.durability.until_seq(seq).await.expect("written");
+        assert_eq!(written(&wal).last(), Some(&(1, 4)));
     }
 
     #[tokio::test]
