@@ -7,9 +7,10 @@
 //! writer and tells openraft at once; the fsync follows on the writer thread (grouping the appends
 //! queued meanwhile). openraft 0.9 replicates an entry only after its `append` is reported, so this
 //! lets the leader's fsync overlap the followers', as etcd's leader does. A follower's appends (entries
-//! of another member's leadership, up to [`INLINE_BYTES`]) are written and synced before `append`
-//! returns, on the core's thread: it may answer only once they are durable, so the writer thread would
-//! only add its wake-ups to the round trip every write waits for. Four rules keep every guarantee
+//! of another member's leadership, small, while few of its clients wait and its disk is fast: see
+//! [`INLINE_BYTES`]) are written and synced before `append` returns, on the core's thread: it may
+//! answer only once they are durable, so the writer thread would only add its wake-ups to the round
+//! trip every write waits for. Four rules keep every guarantee
 //! that a flush before the report gave, the first three waiting on [`Durability`]:
 //! - **A follower acknowledges only durable entries.** The peer service answers an AppendEntries
 //!   only once everything appended so far is on disk (member/peer_service.rs), so a leader counts a
@@ -93,9 +94,10 @@ type StoreResult<T> = Result<T, StorageError<NodeId>>;
 /// 4 MiB in ~15 ms, and makes each round trip carry four times as much.
 const MAX_APPEND_BYTES: usize = 4 << 20;
 /// A follower writes appends up to this size on the core's thread ([`LogStore::following`]), when it
-/// is [`quiet`] and its disk is fast ([`Writer::append_now`]). Larger ones mean many clients (or a member catching up): they go to the writer
-/// thread, whose wake-ups cost little next to their write, and the member's worker goes on serving
-/// clients while the fsync runs. 16 KiB: about 40 puts of 256 bytes.
+/// is [`quiet`] and its disk is fast ([`Writer::append_now`]). Larger ones mean many clients (or a
+/// member catching up): they go to the writer thread, whose wake-ups cost little next to their write,
+/// and the member's worker goes on serving clients while the fsync runs. 16 KiB: about 40 puts of
+/// 256 bytes.
 const INLINE_BYTES: usize = 16 << 10;
 /// Client writes this member may be waiting on for an append to still be written in place.
 const INLINE_PENDING: i64 = 1;
@@ -107,6 +109,7 @@ const INLINE_PENDING: i64 = 1;
 fn quiet() -> bool {
     crate::metrics::proposals_pending() <= INLINE_PENDING
 }
+
 /// Entries read from the log at a time while filling an AppendEntries, so a range of large entries is
 /// not read whole only to be cut.
 const READ_STEP: u64 = 16;
