@@ -202,13 +202,22 @@ impl Writer {
 
     /// Queue `op`; returns its sequence number (for [`Durability::until_seq`]).
     pub fn submit(&self, op: Op) -> Result<u64, String> {
-        let mut tx = self.tx.lock();
+        self.queue(&mut self.tx.lock(), op)
+    }
+
+    /// Send `op` to the thread under the `tx` lock held, numbered next.
+    fn queue(&self, tx: &mut (u64, mpsc::Sender<(u64, Op)>), op: Op) -> Result<u64, String> {
         let seq = tx.0 + 1;
         tx.1.send((seq, op))
             .map_err(|_| "the log writer has stopped".to_string())?;
+        self.numbered(tx, seq);
+        Ok(seq)
+    }
+
+    /// Record `seq` as the last operation submitted.
+    fn numbered(&self, tx: &mut (u64, mpsc::Sender<(u64, Op)>), seq: u64) {
         tx.0 = seq;
         self.submitted.store(seq, Ordering::Release);
-        Ok(seq)
     }
 
     /// Append on the calling thread: written and synced when this returns, if the writer thread has
@@ -226,46 +235,32 @@ impl Writer {
         permits: u32,
     ) -> Result<u64, String> {
         let mut tx = self.tx.lock();
-        let seq = tx.0 + 1;
         let busy = self.durability.state.borrow().seq != tx.0;
         let slow = self.durability.last_write_us.load(Ordering::Relaxed) > SLOW_WRITE_US;
         if busy || slow {
-            tx.1.send((
-                seq,
-                Op::Append {
-                    entries,
-                    committed,
-                    permits,
-                },
-            ))
-            .map_err(|_| "the log writer has stopped".to_string())?;
-        } else {
-            // Nothing queued and `tx` held: no operation can come between.
-            let mut failed = self.durability.failed();
-            let started = std::time::Instant::now();
-            let last = {
-                let mut wal = self.wal.lock();
-                if failed.is_none() {
-                    if let Err(e) = wal.append(&entries, committed) {
-                        tracing::error!("writing the Raft log: {e}");
-                        failed = Some(e.to_string());
-                    }
-                }
-                wal.last_log_id()
+            let op = Op::Append {
+                entries,
+                committed,
+                permits,
             };
-            self.durability.wrote(started.elapsed());
-            self.room.add_permits(permits as usize);
-            let last = last.max(self.durability.last());
-            self.durability.publish(seq, last, &failed);
-            if let Some(why) = failed {
-                tx.0 = seq;
-                self.submitted.store(seq, Ordering::Release);
-                return Err(why);
-            }
+            return self.queue(&mut tx, op);
         }
-        tx.0 = seq;
-        self.submitted.store(seq, Ordering::Release);
-        Ok(seq)
+        // Nothing queued and `tx` held: no operation can come between.
+        let seq = tx.0 + 1;
+        let mut failed = self.durability.failed();
+        let last = {
+            let mut wal = self.wal.lock();
+            write_appends(&mut wal, &self.durability, &entries, committed, &mut failed);
+            wal.last_log_id()
+        };
+        self.room.add_permits(permits as usize);
+        let last = last.max(self.durability.last());
+        self.durability.publish(seq, last, &failed);
+        self.numbered(&mut tx, seq);
+        match failed {
+            Some(why) => Err(why),
+            None => Ok(seq),
+        }
     }
 
     /// The sequence number of the last operation submitted.
@@ -370,17 +365,35 @@ impl Thread {
         if entries.is_empty() && committed.is_none() {
             return;
         }
-        let started = std::time::Instant::now();
-        if failed.is_none() {
-            if let Err(e) = self.wal.lock().append(entries, *committed) {
-                tracing::error!("writing the Raft log: {e}");
-                *failed = Some(e.to_string());
-            }
-        }
-        self.durability.wrote(started.elapsed());
+        write_appends(
+            &mut self.wal.lock(),
+            &self.durability,
+            entries,
+            *committed,
+            failed,
+        );
         entries.clear();
         *committed = None;
     }
+}
+
+/// Write and sync `entries` (nothing once a write has failed: the WAL is then in an unknown state),
+/// noting the time it took and a failure.
+fn write_appends(
+    wal: &mut Wal,
+    durability: &Durability,
+    entries: &[Entry<TypeConfig>],
+    committed: Option<LogId<NodeId>>,
+    failed: &mut Option<String>,
+) {
+    let started = std::time::Instant::now();
+    if failed.is_none() {
+        if let Err(e) = wal.append(entries, committed) {
+            tracing::error!("writing the Raft log: {e}");
+            *failed = Some(e.to_string());
+        }
+    }
+    durability.wrote(started.elapsed());
 }
 
 #[cfg(test)]
