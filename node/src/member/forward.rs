@@ -7,6 +7,8 @@ use crate::mvcc::{Command, CommandResponse};
 use crate::raft::channels::FrameError;
 use crate::raft::frames::Method;
 use crate::raft::types::NodeId;
+use openraft::raft::AppendEntriesRequest;
+use openraft::{LogId, Vote};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -48,15 +50,43 @@ impl App {
         decode(&reply).map_err(MemberError::other)
     }
 
-    /// Have the leader replicate `cmd`; returns the log index it was committed at (the caller waits
-    /// until this member has applied it, so the client's next read here sees it) and its response.
+    /// Have the leader replicate `cmd`; returns the log id of the entry it was committed in (the
+    /// caller waits until this member has applied it, so the client's next read here sees it) and
+    /// its response.
     pub(super) async fn forward_propose(
         &self,
         leader: NodeId,
         cmd: Command,
-    ) -> Result<(u64, CommandResponse), MemberError> {
+    ) -> Result<(LogId<NodeId>, CommandResponse), MemberError> {
         let out: ProposeReply = self.call_leader(leader, Method::Propose, &cmd).await?;
         out
+    }
+
+    /// Take the commit of `log_id` from the leader's answer to a forwarded proposal rather than wait
+    /// for the leader's next AppendEntries to bring it: the leader commits once one follower has the
+    /// entry, often the other one, and then tells this member only after this member's own answer to
+    /// the append reached it (a round trip more, paid by every put through a follower).
+    ///
+    /// The leader answered only after it committed and applied `log_id` while leading with the
+    /// vote `log_id` was written under, so an AppendEntries of that vote, empty, matching this
+    /// member's log at `log_id` and committing up to it, is one the leader could have sent. It is
+    /// handed to openraft only when this member's log holds that entry (else nothing is done and
+    /// the caller waits for the leader as before); a vote newer than it (an election since) makes
+    /// openraft refuse it, changing nothing.
+    pub(super) async fn learn_commit(&self, log_id: LogId<NodeId>) {
+        if self.inner.shared.applied_index.get() >= log_id.index || !self.inner.log.holds(&log_id) {
+            return;
+        }
+        let leader = log_id.leader_id;
+        let rpc = AppendEntriesRequest {
+            vote: Vote::new_committed(leader.term, leader.node_id),
+            prev_log_id: Some(log_id),
+            entries: Vec::new(),
+            leader_commit: Some(log_id),
+        };
+        if let Err(e) = self.inner.raft.append_entries(rpc).await {
+            tracing::debug!("taking the commit of {log_id} from the leader's answer: {e}");
+        }
     }
 
     pub(super) async fn forward_read_index(

@@ -26,10 +26,12 @@
 use std::sync::{Arc, Weak};
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::LogId;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::member::{App, Inner, MemberError};
 use crate::mvcc::{Command, CommandResponse};
+use crate::raft::types::NodeId;
 
 /// At most this many client commands in one Raft entry (a forwarded batch counts its commands).
 pub const MAX_BATCH_COMMANDS: usize = 1024;
@@ -55,8 +57,8 @@ pub(super) struct Pending {
 /// Where a command was committed.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Committed {
-    /// The log index of the entry that carried it.
-    index: u64,
+    /// The log id of the entry that carried it.
+    log_id: LogId<NodeId>,
     /// Proposed through this member as leader: `client_write` answered once it was applied here.
     applied_here: bool,
 }
@@ -130,23 +132,24 @@ impl App {
     pub(super) async fn submit(&self, cmd: Command) -> Result<CommandResponse, MemberError> {
         let (at, resp) = self.enqueue(cmd, false).await?;
         if !at.applied_here {
-            self.wait_applied(Some(at.index)).await?;
+            self.learn_commit(at.log_id).await;
+            self.wait_applied(Some(at.log_id.index)).await?;
         }
         Ok(resp)
     }
 
     /// Propose a command (usually a batch) a follower forwarded, with the leader's own queued
-    /// proposals; returns the log index it was committed at and its response. "Not leader" when this
-    /// member does not lead: nothing was appended then.
+    /// proposals; returns the log id of the entry it was committed in and its response. "Not
+    /// leader" when this member does not lead: nothing was appended then.
     pub(super) async fn propose_forwarded(
         &self,
         cmd: Command,
-    ) -> Result<(u64, CommandResponse), MemberError> {
+    ) -> Result<(LogId<NodeId>, CommandResponse), MemberError> {
         if self.leader_of(&self.inner.raft.metrics().borrow()) != Some(self.inner.id) {
             return Err(MemberError::NotLeader);
         }
         let (at, resp) = self.enqueue(cmd, true).await?;
-        Ok((at.index, resp))
+        Ok((at.log_id, resp))
     }
 
     /// Propose `cmd` at once when nothing is queued and a slot is free, else through the batcher.
@@ -240,9 +243,9 @@ impl App {
         let leader = self.wait_for_leader().await?;
         if leader != self.inner.id {
             count_proposal(&cmd);
-            let (index, resp) = self.forward_propose(leader, cmd).await?;
+            let (log_id, resp) = self.forward_propose(leader, cmd).await?;
             let at = Committed {
-                index,
+                log_id,
                 applied_here: false,
             };
             return Ok((at, resp));
@@ -257,7 +260,7 @@ impl App {
         match self.inner.raft.client_write(cmd).await {
             Ok(r) => {
                 let at = Committed {
-                    index: r.log_id.index,
+                    log_id: r.log_id,
                     applied_here: true,
                 };
                 Ok((at, r.data))

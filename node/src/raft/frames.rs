@@ -29,7 +29,7 @@ pub const MAX_PEER_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// The version of this protocol; the last byte of [`PREFACE`]. Bumped on any change to the frame layout
 /// or to what a method's payload holds.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// First bytes a frame connection sends (never the start of an HTTP/1.1 or HTTP/2 request): a magic,
 /// then [`VERSION`].

@@ -206,6 +206,17 @@ impl Recent {
         }
     }
 
+    /// Whether the entry at `id`'s index is held here and has that id.
+    fn holds(&self, id: &LogId<NodeId>) -> bool {
+        let Some(first) = self.first_index() else {
+            return false;
+        };
+        id.index
+            .checked_sub(first)
+            .and_then(|i| self.entries.get(i as usize))
+            .is_some_and(|(e, _)| e.log_id == *id)
+    }
+
     /// Entries `[start, end)` (`end` None: to the last), if every one of them is held here.
     fn get(&self, start: u64, end: Option<u64>) -> Option<Vec<Entry<TypeConfig>>> {
         let (first, last) = (self.first_index()?, self.last_index()?);
@@ -293,6 +304,12 @@ impl LogStore {
     fn following(&self, entries: &[Entry<TypeConfig>]) -> bool {
         let me = self.member.load(Ordering::Relaxed);
         me != 0 && entries.iter().all(|e| e.log_id.leader_id.node_id != me)
+    }
+
+    /// Whether the log ends at or after `id` with that very entry (appended, maybe not yet durable),
+    /// as far as the recent entries kept in memory tell; false when they do not reach back to it.
+    pub fn holds(&self, id: &LogId<NodeId>) -> bool {
+        self.recent().holds(id)
     }
 
     /// How far the log is durable (see the module docs for who waits on it).
@@ -659,6 +676,28 @@ mod tests {
         r.push(entry(20), 10);
         assert_eq!(indexes(r.get(6, None)), None);
         assert_eq!(indexes(r.get(20, None)), Some(vec![20]));
+    }
+
+    #[test]
+    fn recent_window_holds_an_entry_only_with_the_same_leader_and_index() {
+        let mut r = Recent::default();
+        for i in 5..=7 {
+            r.push(entry(i), 10);
+        }
+        let id = |term: u64, node: u64, index: u64| {
+            LogId::new(CommittedLeaderId::new(term, node), index)
+        };
+        assert!(r.holds(&id(1, 1, 5)) && r.holds(&id(1, 1, 7)));
+        assert!(!r.holds(&id(2, 1, 6)), "another term at that index");
+        assert!(!r.holds(&id(1, 2, 6)), "another leader at that index");
+        assert!(
+            !r.holds(&id(1, 1, 4)),
+            "before the window (in the WAL only)"
+        );
+        assert!(!r.holds(&id(1, 1, 8)), "not appended yet");
+        r.truncate_from(7);
+        assert!(!r.holds(&id(1, 1, 7)), "truncated");
+        assert!(!Recent::default().holds(&id(1, 1, 1)));
     }
 
     #[test]
