@@ -11,6 +11,16 @@ use serde::{Deserialize, Serialize};
 use super::values::{Layers, ValueLog, ValueRef};
 use super::MvccError;
 
+/// Append `v` to a key's versions, growing the list by half rather than by `Vec`'s doubling from
+/// four: most keys hold one to a few versions until a compaction, and the index is the member's
+/// largest use of memory (64 bytes a version: a key written twice held four slots, 128 bytes unused).
+fn push_version(list: &mut Vec<Version>, v: Version) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 2).max(1));
+    }
+    list.push(v);
+}
+
 /// A revision with its position inside a multi-write transaction (etcd's main/sub revision).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Rev {
@@ -281,7 +291,7 @@ impl Keyspace {
     pub fn push(&mut self, key: &[u8], v: Version) {
         // Look up before inserting: `entry` would copy the key even when it exists.
         match self.keys.get_mut(key) {
-            Some(vs) => Arc::make_mut(vs).push(v),
+            Some(vs) => push_version(Arc::make_mut(vs), v),
             None => {
                 self.keys.insert(Arc::from(key), Arc::new(vec![v]));
             }
@@ -371,8 +381,13 @@ impl Keyspace {
             }
             let drop = keep_from(vs, at);
             if drop > 0 {
-                for v in Arc::make_mut(vs).drain(..drop) {
+                let list = Arc::make_mut(vs);
+                for v in list.drain(..drop) {
                     self.values.release(v.value);
+                }
+                // A compaction leaves most keys one version: give back what the history took.
+                if list.capacity() > 2 * list.len() {
+                    list.shrink_to_fit();
                 }
                 if vs.is_empty() {
                     emptied.push(k.clone());
@@ -459,4 +474,69 @@ fn live_at(vs: &[Version], at: i64) -> Option<&Version> {
     let i = vs.partition_point(|v| v.rev.main <= at);
     let v = vs.get(i.checked_sub(1)?)?;
     (!v.tombstone).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(main: i64) -> Version {
+        Version {
+            rev: Rev { main, sub: 0 },
+            create: 1,
+            version: main,
+            lease: 0,
+            value: ValueRef::default(),
+            tombstone: false,
+        }
+    }
+
+    #[test]
+    fn a_key_s_versions_grow_by_half_not_doubling_from_four() {
+        assert!(std::mem::size_of::<Version>() <= 64);
+        let mut list = vec![version(1)];
+        let mut caps = Vec::new();
+        for main in 2..=20 {
+            push_version(&mut list, version(main));
+            caps.push(list.capacity());
+        }
+        assert_eq!(
+            &caps[..5],
+            &[2, 3, 4, 6, 6],
+            "a key written twice holds two slots"
+        );
+        for (n, cap) in caps.iter().enumerate() {
+            let len = n + 2;
+            assert!(
+                *cap >= len && *cap <= len * 3 / 2 + 1,
+                "{len} versions in {cap} slots"
+            );
+        }
+        assert_eq!(
+            list.iter().map(|v| v.rev.main).collect::<Vec<_>>(),
+            (1..=20).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_compaction_gives_back_the_slots_of_the_versions_it_dropped() {
+        let mut ks = Keyspace::default();
+        for main in 1..=20 {
+            ks.push(b"k", version(main));
+        }
+        ks.push(b"other", version(21));
+        ks.compact(19);
+        ks.finish_walk();
+        let (map, _) = ks.shared_map();
+        let kept = &map[&Arc::<[u8]>::from(&b"k"[..])];
+        assert_eq!(
+            kept.iter().map(|v| v.rev.main).collect::<Vec<_>>(),
+            vec![19, 20]
+        );
+        assert!(
+            kept.capacity() <= 4,
+            "{} slots kept for 2 versions",
+            kept.capacity()
+        );
+    }
 }
